@@ -1,0 +1,183 @@
+//! The BMC's persistent state and its byte layout (the payload of a flash
+//! record, see [`crate::store`]).
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 1 | layout version, `1` |
+//! | 1 | 1 | flags: bit 0 = slot B forced for the next boot (one-shot) |
+//! | 2 | 2 | reserved, `0` |
+//! | 4 | 4 | boot count (u32 LE): power-ons that chose a slot |
+//! | 8 | 8 | time floor (u64 LE, Unix seconds): the clock never reads earlier |
+//! | 16 | 4 | rollback minimum, boot image (u32 LE) |
+//! | 20 | 4 | rollback minimum, stage1 (u32 LE) |
+//! | 24 | 12 | slot A: priority u8, tries u8, successful u8 (0/1), reserved u8, security version boot image u32, stage1 u32 |
+//! | 36 | 12 | slot B: same layout |
+//! | 48 | 4 | BMC firmware version (u32 LE) |
+//! | 52 | 1 | BMC firmware bank (0/1) |
+//! | 53 | 3 | reserved, `0` |
+
+use racklet_bmc_proto::{ImageKind, SecurityVersion, Slot, SlotInfo, UnixTime};
+
+/// Size of the encoded state.
+pub const STATE_LEN: usize = 56;
+const LAYOUT_VERSION: u8 = 1;
+
+/// Highest slot priority.
+pub const PRIORITY_ACTIVE: u8 = 15;
+
+/// Everything the BMC keeps across power loss.
+///
+/// Changes are made in memory; [`crate::Bmc`] writes them with one
+/// [`crate::store::Store::commit`] after each event or request, so every
+/// change of a request reaches flash before its response is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Persistent {
+    /// Slot B forced for the next boot (one-shot, set by a long press).
+    pub force_b: bool,
+    /// Power-ons that chose a slot.
+    pub boot_count: u32,
+    /// The clock never reads earlier than this.
+    pub time_floor: UnixTime,
+    /// Anti-rollback minimum per image kind.
+    pub rollback_min: [SecurityVersion; ImageKind::COUNT],
+    /// Slot metadata, by [`Slot::index`].
+    pub slots: [SlotInfo; 2],
+    /// Newest accepted BMC firmware version.
+    pub fw_version: u32,
+    /// Bank holding it.
+    pub fw_bank: u8,
+}
+
+impl Persistent {
+    /// The state of a freshly formatted BMC: slot A holds the factory image,
+    /// known good, and is active; slot B is empty. Both have `max_tries`.
+    pub fn factory(max_tries: u8) -> Persistent {
+        Persistent {
+            force_b: false,
+            boot_count: 0,
+            time_floor: UnixTime(0),
+            rollback_min: [SecurityVersion(0); ImageKind::COUNT],
+            slots: [
+                SlotInfo {
+                    priority: PRIORITY_ACTIVE,
+                    tries: max_tries,
+                    successful: true,
+                    versions: [SecurityVersion(0); ImageKind::COUNT],
+                },
+                SlotInfo {
+                    priority: PRIORITY_ACTIVE - 1,
+                    tries: max_tries,
+                    successful: false,
+                    versions: [SecurityVersion(0); ImageKind::COUNT],
+                },
+            ],
+            fw_version: 1,
+            fw_bank: 0,
+        }
+    }
+
+    /// One slot's metadata.
+    pub fn slot(&self, s: Slot) -> &SlotInfo {
+        &self.slots[s.index()]
+    }
+
+    /// One slot's metadata, mutable.
+    pub fn slot_mut(&mut self, s: Slot) -> &mut SlotInfo {
+        &mut self.slots[s.index()]
+    }
+
+    /// Encodes the layout in the module docs.
+    pub fn encode(&self) -> [u8; STATE_LEN] {
+        let mut b = [0u8; STATE_LEN];
+        b[0] = LAYOUT_VERSION;
+        b[1] = self.force_b as u8;
+        b[4..8].copy_from_slice(&self.boot_count.to_le_bytes());
+        b[8..16].copy_from_slice(&self.time_floor.0.to_le_bytes());
+        for (i, v) in self.rollback_min.iter().enumerate() {
+            b[16 + 4 * i..20 + 4 * i].copy_from_slice(&v.0.to_le_bytes());
+        }
+        for (i, s) in self.slots.iter().enumerate() {
+            let o = 24 + 12 * i;
+            b[o] = s.priority;
+            b[o + 1] = s.tries;
+            b[o + 2] = s.successful as u8;
+            for (k, v) in s.versions.iter().enumerate() {
+                b[o + 4 + 4 * k..o + 8 + 4 * k].copy_from_slice(&v.0.to_le_bytes());
+            }
+        }
+        b[48..52].copy_from_slice(&self.fw_version.to_le_bytes());
+        b[52] = self.fw_bank;
+        b
+    }
+
+    /// Decodes the layout; `None` for an unknown layout version or a field
+    /// out of range (the record is then treated as absent).
+    pub fn decode(b: &[u8; STATE_LEN]) -> Option<Persistent> {
+        let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        if b[0] != LAYOUT_VERSION || b[1] > 1 || b[52] > 1 {
+            return None;
+        }
+        let mut slots = [SlotInfo::default(); 2];
+        for (i, s) in slots.iter_mut().enumerate() {
+            let o = 24 + 12 * i;
+            if b[o + 2] > 1 || b[o] > PRIORITY_ACTIVE {
+                return None;
+            }
+            s.priority = b[o];
+            s.tries = b[o + 1];
+            s.successful = b[o + 2] == 1;
+            for (k, v) in s.versions.iter_mut().enumerate() {
+                *v = SecurityVersion(u32_at(o + 4 + 4 * k));
+            }
+        }
+        let mut floor = [0u8; 8];
+        floor.copy_from_slice(&b[8..16]);
+        Some(Persistent {
+            force_b: b[1] == 1,
+            boot_count: u32_at(4),
+            time_floor: UnixTime(u64::from_le_bytes(floor)),
+            rollback_min: [SecurityVersion(u32_at(16)), SecurityVersion(u32_at(20))],
+            slots,
+            fw_version: u32_at(48),
+            fw_bank: b[52],
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_matches_the_byte_table() {
+        let mut p = Persistent::factory(3);
+        p.force_b = true;
+        p.boot_count = 0x0403_0201;
+        p.time_floor = UnixTime(0x1122_3344_5566_7788);
+        p.rollback_min = [SecurityVersion(7), SecurityVersion(0x0102_0304)];
+        p.slots[1].versions[0] = SecurityVersion(9);
+        p.fw_version = 0xAABB_CCDD;
+        p.fw_bank = 1;
+        let b = p.encode();
+        assert_eq!(b[0], 1);
+        assert_eq!(b[1], 1);
+        assert_eq!(&b[4..8], &[1, 2, 3, 4]);
+        assert_eq!(&b[8..16], &[0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]);
+        assert_eq!(&b[16..24], &[7, 0, 0, 0, 4, 3, 2, 1]);
+        assert_eq!(&b[24..28], &[15, 3, 1, 0]);
+        assert_eq!(&b[36..40], &[14, 3, 0, 0]);
+        assert_eq!(&b[40..44], &[9, 0, 0, 0]);
+        assert_eq!(&b[48..53], &[0xDD, 0xCC, 0xBB, 0xAA, 1]);
+        assert_eq!(Persistent::decode(&b), Some(p));
+    }
+
+    #[test]
+    fn refuses_unknown_layout_and_bad_flags() {
+        let good = Persistent::factory(3).encode();
+        for (at, val) in [(0, 2u8), (1, 2), (52, 2), (26, 2), (24, 16)] {
+            let mut b = good;
+            b[at] = val;
+            assert_eq!(Persistent::decode(&b), None, "byte {at} = {val}");
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! Power-fail-safe storage of [`Persistent`] on NOR flash.
+//!
+//! Two sectors, used as an append-only log. Each commit appends one
+//! fixed-size record to the active sector; when it is full (or holds a torn
+//! record) the *other* sector is erased and the record goes to its start, so
+//! erases alternate between the two sectors (wear spread: one erase per
+//! `sector / 72` commits). On mount the valid record with the highest
+//! sequence number wins.
+//!
+//! Record (72 bytes, 4-byte aligned):
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 4 | magic `"RKST"` (`52 4B 53 54`) |
+//! | 4 | 4 | sequence number (u32 LE), +1 per commit |
+//! | 8 | 56 | state, see [`crate::state`] |
+//! | 64 | 4 | CRC-32/ISO-HDLC (zlib) of bytes 0..64, u32 LE |
+//! | 68 | 4 | commit mark `00 00 00 00`, written last, in its own write |
+//!
+//! A record counts only when magic, CRC and commit mark are all right. A
+//! power cut while writing bytes 0..68 leaves the mark erased (`FF FF FF FF`);
+//! a cut while writing the mark leaves it partly programmed (not all zero);
+//! a cut while erasing the other sector leaves that sector holding no record
+//! newer than the active one. In each case the previous record still wins:
+//! the state after a cut is the old one or the new one, never a third
+//! (tested at every write and erase index in `tests/power_cut.rs`).
+
+use embedded_storage::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind};
+
+use crate::state::{Persistent, STATE_LEN};
+
+/// Size of one record.
+pub const RECORD_LEN: usize = 72;
+const MAGIC: [u8; 4] = *b"RKST";
+const COMMIT: [u8; 4] = [0; 4];
+
+/// Why the store failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The flash is too small or its geometry does not fit records.
+    #[error("flash geometry unusable: need two sectors of at least {RECORD_LEN} bytes, write size dividing 4")]
+    Geometry,
+    /// A flash operation failed.
+    #[error("flash {op} at 0x{offset:x} failed: {kind:?}")]
+    Flash {
+        /// `"read"`, `"write"` or `"erase"`.
+        op: &'static str,
+        /// Where.
+        offset: u32,
+        /// The driver's error kind.
+        kind: NorFlashErrorKind,
+    },
+    /// A record read back differs from what was written.
+    #[error("record at 0x{offset:x} reads back wrong")]
+    Verify {
+        /// Where.
+        offset: u32,
+    },
+}
+
+fn flash_err<E: NorFlashError>(op: &'static str, offset: u32) -> impl FnOnce(E) -> StoreError {
+    move |e| StoreError::Flash {
+        op,
+        offset,
+        kind: e.kind(),
+    }
+}
+
+/// CRC-32/ISO-HDLC (the zlib/PNG CRC), bitwise; check value of "123456789" is 0xCBF43926.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// The state store on one NOR flash (its first two sectors).
+#[derive(Debug)]
+pub struct Store<F> {
+    flash: F,
+    sector: u32,
+    /// Sector holding the newest record.
+    active: u32,
+    /// Where the next record goes in `active`, or `None` if the next commit
+    /// must move to the other sector.
+    next: Option<u32>,
+    seq: u32,
+    current: Persistent,
+    /// True when the state came from flash (false: factory state, nothing stored).
+    found: bool,
+}
+
+impl<F: NorFlash> Store<F> {
+    /// Reads the newest valid record; a flash with none yields `factory`.
+    pub fn mount(mut flash: F, factory: Persistent) -> Result<Store<F>, StoreError> {
+        let sector = F::ERASE_SIZE;
+        if sector < RECORD_LEN || 4 % F::WRITE_SIZE != 0 || flash.capacity() < 2 * sector {
+            return Err(StoreError::Geometry);
+        }
+        let sector = sector as u32;
+        let mut best: Option<(u32, u32, Persistent)> = None; // (seq, sector base, state)
+        let mut ends = [None; 2]; // per sector: Some(next free offset) if clean after the last record
+        for (i, base) in [0, sector].into_iter().enumerate() {
+            let mut off = 0u32;
+            let mut clean = true;
+            while off + RECORD_LEN as u32 <= sector {
+                let mut rec = [0u8; RECORD_LEN];
+                flash
+                    .read(base + off, &mut rec)
+                    .map_err(flash_err("read", base + off))?;
+                if rec.iter().all(|&b| b == 0xFF) {
+                    break;
+                }
+                match parse_record(&rec) {
+                    Some((seq, state)) => {
+                        if best.is_none_or(|(s, _, _)| seq > s) {
+                            best = Some((seq, base, state));
+                        }
+                        off += RECORD_LEN as u32;
+                    }
+                    None => {
+                        clean = false;
+                        break;
+                    }
+                }
+            }
+            if clean && off + RECORD_LEN as u32 <= sector {
+                // The rest of the sector must be erased to append there.
+                let mut rest = [0u8; 64];
+                let mut o = off;
+                while o < sector && clean {
+                    let n = (sector - o).min(64) as usize;
+                    flash
+                        .read(base + o, &mut rest[..n])
+                        .map_err(flash_err("read", base + o))?;
+                    clean = rest[..n].iter().all(|&b| b == 0xFF);
+                    o += n as u32;
+                }
+            } else {
+                clean = false;
+            }
+            ends[i] = clean.then_some(off);
+        }
+        Ok(match best {
+            Some((seq, base, state)) => Store {
+                flash,
+                sector,
+                active: base,
+                next: ends[(base / sector) as usize],
+                seq,
+                current: state,
+                found: true,
+            },
+            None => Store {
+                flash,
+                sector,
+                // Nothing valid: the first commit erases sector 0 and writes there.
+                active: sector,
+                next: None,
+                seq: 0,
+                current: factory,
+                found: false,
+            },
+        })
+    }
+
+    /// The state as last committed (or found at mount).
+    pub fn current(&self) -> &Persistent {
+        &self.current
+    }
+
+    /// True when mount found a record (false: factory state).
+    pub fn found_record(&self) -> bool {
+        self.found
+    }
+
+    /// Sequence number of the newest record (0: none).
+    pub fn sequence(&self) -> u32 {
+        self.seq
+    }
+
+    /// The flash, e.g. to inspect wear in tests.
+    pub fn flash(&self) -> &F {
+        &self.flash
+    }
+
+    /// Gives the flash back.
+    pub fn into_flash(self) -> F {
+        self.flash
+    }
+
+    /// Makes `state` durable. Writes nothing when it equals the current state.
+    /// On error the store still reports the old state, and the next commit
+    /// starts in a freshly erased sector.
+    pub fn commit(&mut self, state: &Persistent) -> Result<(), StoreError> {
+        if *state == self.current && self.found {
+            return Ok(());
+        }
+        let (base, off) = match self.next {
+            Some(off) if off + RECORD_LEN as u32 <= self.sector => (self.active, off),
+            _ => {
+                let other = if self.active == 0 { self.sector } else { 0 };
+                // Until this commit completes, nothing may be appended to `other`.
+                self.next = None;
+                self.flash
+                    .erase(other, other + self.sector)
+                    .map_err(flash_err("erase", other))?;
+                (other, 0)
+            }
+        };
+        let seq = self.seq.wrapping_add(1);
+        let rec = build_record(seq, state);
+        let at = base + off;
+        // From here a failure leaves garbage at `at`: move on next time.
+        self.next = None;
+        self.flash
+            .write(at, &rec[..RECORD_LEN - 4])
+            .map_err(flash_err("write", at))?;
+        self.flash
+            .write(at + RECORD_LEN as u32 - 4, &COMMIT)
+            .map_err(flash_err("write", at + RECORD_LEN as u32 - 4))?;
+        let mut back = [0u8; RECORD_LEN];
+        self.flash
+            .read(at, &mut back)
+            .map_err(flash_err("read", at))?;
+        if back != rec {
+            return Err(StoreError::Verify { offset: at });
+        }
+        self.active = base;
+        self.next = Some(off + RECORD_LEN as u32);
+        self.seq = seq;
+        self.current = *state;
+        self.found = true;
+        Ok(())
+    }
+}
+
+fn build_record(seq: u32, state: &Persistent) -> [u8; RECORD_LEN] {
+    let mut rec = [0u8; RECORD_LEN];
+    rec[0..4].copy_from_slice(&MAGIC);
+    rec[4..8].copy_from_slice(&seq.to_le_bytes());
+    rec[8..8 + STATE_LEN].copy_from_slice(&state.encode());
+    let crc = crc32(&rec[..64]);
+    rec[64..68].copy_from_slice(&crc.to_le_bytes());
+    rec[68..72].copy_from_slice(&COMMIT);
+    rec
+}
+
+fn parse_record(rec: &[u8; RECORD_LEN]) -> Option<(u32, Persistent)> {
+    if rec[0..4] != MAGIC || rec[68..72] != COMMIT {
+        return None;
+    }
+    let crc = u32::from_le_bytes([rec[64], rec[65], rec[66], rec[67]]);
+    if crc != crc32(&rec[..64]) {
+        return None;
+    }
+    let seq = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
+    let mut s = [0u8; STATE_LEN];
+    s.copy_from_slice(&rec[8..64]);
+    Some((seq, Persistent::decode(&s)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memflash::{MemFlash, SECTOR};
+
+    #[test]
+    fn crc32_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn record_matches_the_byte_table() {
+        let p = Persistent::factory(3);
+        let rec = build_record(0x0102_0304, &p);
+        assert_eq!(&rec[0..4], &[0x52, 0x4B, 0x53, 0x54]);
+        assert_eq!(&rec[4..8], &[4, 3, 2, 1]);
+        assert_eq!(&rec[8..64], &p.encode());
+        assert_eq!(&rec[64..68], &crc32(&rec[..64]).to_le_bytes());
+        assert_eq!(&rec[68..72], &[0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn empty_flash_mounts_factory_and_first_commit_lands() {
+        let f = MemFlash::<{ 2 * SECTOR }>::new();
+        let mut s = Store::mount(f, Persistent::factory(3)).unwrap();
+        assert!(!s.found_record());
+        let mut p = Persistent::factory(3);
+        p.boot_count = 1;
+        s.commit(&p).unwrap();
+        let s2 = Store::mount(s.into_flash(), Persistent::factory(3)).unwrap();
+        assert_eq!(s2.current(), &p);
+        assert_eq!(s2.sequence(), 1);
+    }
+
+    #[test]
+    fn many_commits_alternate_sectors_and_spread_erases() {
+        let f = MemFlash::<{ 2 * SECTOR }>::new();
+        let mut s = Store::mount(f, Persistent::factory(3)).unwrap();
+        let per_sector = (SECTOR / RECORD_LEN) as u32;
+        let mut p = Persistent::factory(3);
+        for i in 0..10 * per_sector {
+            p.boot_count = i + 1;
+            s.commit(&p).unwrap();
+        }
+        let erases = s.flash().erases;
+        assert_eq!(erases[0], 5);
+        assert_eq!(erases[1], 5);
+        let s2 = Store::mount(s.into_flash(), Persistent::factory(3)).unwrap();
+        assert_eq!(s2.current().boot_count, 10 * per_sector);
+    }
+
+    #[test]
+    fn unchanged_state_writes_nothing() {
+        let f = MemFlash::<{ 2 * SECTOR }>::new();
+        let mut s = Store::mount(f, Persistent::factory(3)).unwrap();
+        let p = Persistent::factory(3);
+        s.commit(&p).unwrap();
+        let ops = s.flash().ops;
+        s.commit(&p).unwrap();
+        assert_eq!(s.flash().ops, ops);
+    }
+
+    #[test]
+    fn refuses_a_flash_with_one_sector() {
+        let f = MemFlash::<SECTOR>::new();
+        assert_eq!(
+            Store::mount(f, Persistent::factory(3)).err(),
+            Some(StoreError::Geometry)
+        );
+    }
+}

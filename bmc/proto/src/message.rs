@@ -1,0 +1,547 @@
+//! Typed requests and responses, and their block payloads.
+//!
+//! All integers are little-endian. The command table with every byte is in
+//! `bmc/README.md`; `tests/byte_tables.rs` checks this code against it.
+
+use crate::types::*;
+use crate::{Error, MAX_BLOCK};
+
+/// Most firmware-image bytes one [`Request::FwChunk`] carries
+/// (32-byte block − 4-byte offset).
+pub const FW_CHUNK_MAX: usize = MAX_BLOCK - 4;
+
+/// Command codes (the SMBus "command" byte).
+pub mod cmd {
+    /// [`super::Request::GetBootPlan`]
+    pub const GET_BOOT_PLAN: u8 = 0x01;
+    /// [`super::Request::ConfirmBoot`]
+    pub const CONFIRM_BOOT: u8 = 0x02;
+    /// [`super::Request::GetRollbackMin`]
+    pub const GET_ROLLBACK_MIN: u8 = 0x03;
+    /// [`super::Request::RaiseRollbackMin`]
+    pub const RAISE_ROLLBACK_MIN: u8 = 0x04;
+    /// [`super::Request::GetTime`]
+    pub const GET_TIME: u8 = 0x05;
+    /// [`super::Request::SetTime`]
+    pub const SET_TIME: u8 = 0x06;
+    /// [`super::Request::GetPowerStatus`]
+    pub const GET_POWER_STATUS: u8 = 0x07;
+    /// [`super::Request::GetPowerMetrics`]
+    pub const GET_POWER_METRICS: u8 = 0x08;
+    /// [`super::Request::GetButtonState`]
+    pub const GET_BUTTON_STATE: u8 = 0x09;
+    /// [`super::Request::ReportInstalled`]
+    pub const REPORT_INSTALLED: u8 = 0x0A;
+    /// [`super::Request::GetSlotInfo`]
+    pub const GET_SLOT_INFO: u8 = 0x0B;
+    /// [`super::Request::Reset`]
+    pub const RESET: u8 = 0x0C;
+    /// [`super::Request::FwBegin`]
+    pub const FW_BEGIN: u8 = 0x20;
+    /// [`super::Request::FwChunk`]
+    pub const FW_CHUNK: u8 = 0x21;
+    /// [`super::Request::FwFinish`]
+    pub const FW_FINISH: u8 = 0x22;
+    /// [`super::Request::GetFwInfo`]
+    pub const GET_FW_INFO: u8 = 0x23;
+}
+
+/// A request from the compute unit (SMBus host) to its BMC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// Which slot is booting now, its tries left and why.
+    GetBootPlan,
+    /// The OS booted from `slot` came up: mark it successful, stop the watchdog.
+    ConfirmBoot {
+        /// The slot the OS runs from (must be the one booting).
+        slot: Slot,
+    },
+    /// The rollback minimum for an image kind.
+    GetRollbackMin {
+        /// Which counter.
+        kind: ImageKind,
+    },
+    /// Raise the rollback minimum. Accepted only when the running slot
+    /// confirmed its boot and was reported to carry an image of this kind with
+    /// at least this security version; never lowers.
+    RaiseRollbackMin {
+        /// Which counter.
+        kind: ImageKind,
+        /// The new minimum.
+        version: SecurityVersion,
+    },
+    /// The BMC's clock.
+    GetTime,
+    /// Set the BMC's clock; earlier than its current reading is refused.
+    SetTime {
+        /// The new time.
+        time: UnixTime,
+    },
+    /// Power state and fault code.
+    GetPowerStatus,
+    /// Rail voltage, current and energy since the BMC started.
+    GetPowerMetrics,
+    /// Button level, last press and whether slot B is forced for the next boot.
+    GetButtonState,
+    /// stage1 wrote an image of `kind` with `version` into `slot`: the slot
+    /// becomes the next to boot, unconfirmed, with a full set of tries.
+    ReportInstalled {
+        /// The slot written.
+        slot: Slot,
+        /// What was written.
+        kind: ImageKind,
+        /// Its security version.
+        version: SecurityVersion,
+    },
+    /// Boot metadata of one slot.
+    GetSlotInfo {
+        /// Which slot.
+        slot: Slot,
+    },
+    /// A Redfish-style reset of the unit itself.
+    Reset {
+        /// What to do.
+        kind: ResetType,
+    },
+    /// Start a BMC firmware update: `total_len` image bytes of firmware `version` follow.
+    FwBegin {
+        /// The firmware version in the image header (must exceed the running one).
+        version: u32,
+        /// Total image length in bytes (header, signature and payload).
+        total_len: u32,
+    },
+    /// Image bytes at `offset` (must be the next offset; at most [`FW_CHUNK_MAX`] bytes).
+    FwChunk {
+        /// Offset in the image.
+        offset: u32,
+        /// The bytes.
+        data: &'a [u8],
+    },
+    /// All bytes sent: verify the signature and accept the image into the inactive bank.
+    FwFinish,
+    /// Running firmware version and bank.
+    GetFwInfo,
+}
+
+/// The boot decision for the current power-on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BootPlan {
+    /// The slot booting now.
+    pub slot: Slot,
+    /// Tries left on that slot after this attempt.
+    pub tries_left: u8,
+    /// Slot B was forced by a long button press (one-shot).
+    pub forced_by_button: bool,
+    /// The higher-priority slot had no tries left: this is a fallback.
+    pub fallback: bool,
+    /// This boot has been confirmed.
+    pub confirmed: bool,
+    /// Boot attempts counted since the flash was formatted.
+    pub boot_count: u32,
+}
+
+/// Boot metadata of one slot (Android A/B style).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SlotInfo {
+    /// Higher boots first (0..=15).
+    pub priority: u8,
+    /// Attempts left before the slot is given up.
+    pub tries: u8,
+    /// An OS from this slot confirmed a boot.
+    pub successful: bool,
+    /// Security version of each image kind installed in the slot, by [`ImageKind::index`].
+    pub versions: [SecurityVersion; ImageKind::COUNT],
+}
+
+/// Power status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PowerStatus {
+    /// The sequencer's state.
+    pub state: PowerState,
+    /// Last fault (kept until the next successful power-on).
+    pub fault: FaultCode,
+    /// A graceful shutdown was requested: the OS should halt.
+    pub shutdown_requested: bool,
+}
+
+/// Power metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PowerMetrics {
+    /// Rail voltage, millivolts.
+    pub millivolts: u32,
+    /// Rail current, milliamperes.
+    pub milliamps: u32,
+    /// Energy since the BMC started, millijoules.
+    pub energy_mj: u64,
+}
+
+/// Button state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ButtonState {
+    /// Debounced level: the button is held now.
+    pub pressed: bool,
+    /// The last completed press.
+    pub last_press: Press,
+    /// Slot B is forced for the next boot.
+    pub force_b_pending: bool,
+}
+
+/// BMC firmware information.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FwInfo {
+    /// Version of the newest accepted firmware.
+    pub version: u32,
+    /// Bank holding it (0 or 1).
+    pub bank: u8,
+}
+
+/// A successful response. Requests without data answer [`Response::Done`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Response {
+    /// Success, no payload.
+    Done,
+    /// To [`Request::GetBootPlan`].
+    BootPlan(BootPlan),
+    /// To [`Request::GetRollbackMin`] and [`Request::RaiseRollbackMin`]: the minimum now.
+    RollbackMin(SecurityVersion),
+    /// To [`Request::GetTime`].
+    Time(UnixTime),
+    /// To [`Request::GetPowerStatus`].
+    PowerStatus(PowerStatus),
+    /// To [`Request::GetPowerMetrics`].
+    PowerMetrics(PowerMetrics),
+    /// To [`Request::GetButtonState`].
+    ButtonState(ButtonState),
+    /// To [`Request::GetSlotInfo`].
+    SlotInfo(SlotInfo),
+    /// To [`Request::GetFwInfo`] and [`Request::FwFinish`].
+    FwInfo(FwInfo),
+}
+
+fn need(data: &[u8], len: usize) -> Result<(), Error> {
+    if data.len() == len {
+        Ok(())
+    } else {
+        Err(Error::Length {
+            expected: len,
+            got: data.len(),
+        })
+    }
+}
+
+fn u32_at(d: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]])
+}
+
+fn u64_at(d: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+fn flag(b: u8, field: &'static str) -> Result<bool, Error> {
+    match b {
+        0 => Ok(false),
+        1 => Ok(true),
+        v => Err(Error::OutOfRange {
+            field,
+            value: v.into(),
+        }),
+    }
+}
+
+/// A small cursor that writes into a block buffer.
+struct Put<'b> {
+    buf: &'b mut [u8; MAX_BLOCK],
+    len: usize,
+}
+
+impl Put<'_> {
+    fn u8(&mut self, v: u8) {
+        self.buf[self.len] = v;
+        self.len += 1;
+    }
+    fn bytes(&mut self, v: &[u8]) {
+        self.buf[self.len..self.len + v.len()].copy_from_slice(v);
+        self.len += v.len();
+    }
+}
+
+impl<'a> Request<'a> {
+    /// The command byte.
+    pub fn command(&self) -> u8 {
+        match self {
+            Request::GetBootPlan => cmd::GET_BOOT_PLAN,
+            Request::ConfirmBoot { .. } => cmd::CONFIRM_BOOT,
+            Request::GetRollbackMin { .. } => cmd::GET_ROLLBACK_MIN,
+            Request::RaiseRollbackMin { .. } => cmd::RAISE_ROLLBACK_MIN,
+            Request::GetTime => cmd::GET_TIME,
+            Request::SetTime { .. } => cmd::SET_TIME,
+            Request::GetPowerStatus => cmd::GET_POWER_STATUS,
+            Request::GetPowerMetrics => cmd::GET_POWER_METRICS,
+            Request::GetButtonState => cmd::GET_BUTTON_STATE,
+            Request::ReportInstalled { .. } => cmd::REPORT_INSTALLED,
+            Request::GetSlotInfo { .. } => cmd::GET_SLOT_INFO,
+            Request::Reset { .. } => cmd::RESET,
+            Request::FwBegin { .. } => cmd::FW_BEGIN,
+            Request::FwChunk { .. } => cmd::FW_CHUNK,
+            Request::FwFinish => cmd::FW_FINISH,
+            Request::GetFwInfo => cmd::GET_FW_INFO,
+        }
+    }
+
+    /// Writes the block data (not the command byte) into `buf`; returns its length.
+    pub fn encode_data(&self, buf: &mut [u8; MAX_BLOCK]) -> Result<usize, Error> {
+        let mut p = Put { buf, len: 0 };
+        match *self {
+            Request::GetBootPlan
+            | Request::GetTime
+            | Request::GetPowerStatus
+            | Request::GetPowerMetrics
+            | Request::GetButtonState
+            | Request::FwFinish
+            | Request::GetFwInfo => {}
+            Request::ConfirmBoot { slot } | Request::GetSlotInfo { slot } => p.u8(slot.to_byte()),
+            Request::GetRollbackMin { kind } => p.u8(kind.to_byte()),
+            Request::RaiseRollbackMin { kind, version } => {
+                p.u8(kind.to_byte());
+                p.bytes(&version.0.to_le_bytes());
+            }
+            Request::SetTime { time } => p.bytes(&time.0.to_le_bytes()),
+            Request::ReportInstalled {
+                slot,
+                kind,
+                version,
+            } => {
+                p.u8(slot.to_byte());
+                p.u8(kind.to_byte());
+                p.bytes(&version.0.to_le_bytes());
+            }
+            Request::Reset { kind } => p.u8(kind.to_byte()),
+            Request::FwBegin { version, total_len } => {
+                p.bytes(&version.to_le_bytes());
+                p.bytes(&total_len.to_le_bytes());
+            }
+            Request::FwChunk { offset, data } => {
+                if data.is_empty() || data.len() > FW_CHUNK_MAX {
+                    return Err(Error::Length {
+                        expected: FW_CHUNK_MAX,
+                        got: data.len(),
+                    });
+                }
+                p.bytes(&offset.to_le_bytes());
+                p.bytes(data);
+            }
+        }
+        Ok(p.len)
+    }
+
+    /// Parses a command byte and its block data (the BMC's side).
+    pub fn decode(command: u8, d: &'a [u8]) -> Result<Request<'a>, Error> {
+        Ok(match command {
+            cmd::GET_BOOT_PLAN => need(d, 0).map(|_| Request::GetBootPlan)?,
+            cmd::CONFIRM_BOOT => {
+                need(d, 1)?;
+                Request::ConfirmBoot {
+                    slot: Slot::from_byte(d[0])?,
+                }
+            }
+            cmd::GET_ROLLBACK_MIN => {
+                need(d, 1)?;
+                Request::GetRollbackMin {
+                    kind: ImageKind::from_byte(d[0])?,
+                }
+            }
+            cmd::RAISE_ROLLBACK_MIN => {
+                need(d, 5)?;
+                Request::RaiseRollbackMin {
+                    kind: ImageKind::from_byte(d[0])?,
+                    version: SecurityVersion(u32_at(d, 1)),
+                }
+            }
+            cmd::GET_TIME => need(d, 0).map(|_| Request::GetTime)?,
+            cmd::SET_TIME => {
+                need(d, 8)?;
+                Request::SetTime {
+                    time: UnixTime(u64_at(d, 0)),
+                }
+            }
+            cmd::GET_POWER_STATUS => need(d, 0).map(|_| Request::GetPowerStatus)?,
+            cmd::GET_POWER_METRICS => need(d, 0).map(|_| Request::GetPowerMetrics)?,
+            cmd::GET_BUTTON_STATE => need(d, 0).map(|_| Request::GetButtonState)?,
+            cmd::REPORT_INSTALLED => {
+                need(d, 6)?;
+                Request::ReportInstalled {
+                    slot: Slot::from_byte(d[0])?,
+                    kind: ImageKind::from_byte(d[1])?,
+                    version: SecurityVersion(u32_at(d, 2)),
+                }
+            }
+            cmd::GET_SLOT_INFO => {
+                need(d, 1)?;
+                Request::GetSlotInfo {
+                    slot: Slot::from_byte(d[0])?,
+                }
+            }
+            cmd::RESET => {
+                need(d, 1)?;
+                Request::Reset {
+                    kind: ResetType::from_byte(d[0])?,
+                }
+            }
+            cmd::FW_BEGIN => {
+                need(d, 8)?;
+                Request::FwBegin {
+                    version: u32_at(d, 0),
+                    total_len: u32_at(d, 4),
+                }
+            }
+            cmd::FW_CHUNK => {
+                if d.len() < 5 {
+                    return Err(Error::Length {
+                        expected: 5,
+                        got: d.len(),
+                    });
+                }
+                Request::FwChunk {
+                    offset: u32_at(d, 0),
+                    data: &d[4..],
+                }
+            }
+            cmd::FW_FINISH => need(d, 0).map(|_| Request::FwFinish)?,
+            cmd::GET_FW_INFO => need(d, 0).map(|_| Request::GetFwInfo)?,
+            other => return Err(Error::UnknownCommand(other)),
+        })
+    }
+}
+
+impl Response {
+    /// Writes the payload (after the status byte) into `buf`; returns its length.
+    pub fn encode_payload(&self, buf: &mut [u8; MAX_BLOCK]) -> usize {
+        let mut p = Put { buf, len: 0 };
+        match *self {
+            Response::Done => {}
+            Response::BootPlan(b) => {
+                p.u8(b.slot.to_byte());
+                p.u8(b.tries_left);
+                p.u8(b.forced_by_button as u8 | (b.fallback as u8) << 1 | (b.confirmed as u8) << 2);
+                p.bytes(&b.boot_count.to_le_bytes());
+            }
+            Response::RollbackMin(v) => p.bytes(&v.0.to_le_bytes()),
+            Response::Time(t) => p.bytes(&t.0.to_le_bytes()),
+            Response::PowerStatus(s) => {
+                p.u8(s.state.to_byte());
+                p.u8(s.fault.to_byte());
+                p.u8(s.shutdown_requested as u8);
+            }
+            Response::PowerMetrics(m) => {
+                p.bytes(&m.millivolts.to_le_bytes());
+                p.bytes(&m.milliamps.to_le_bytes());
+                p.bytes(&m.energy_mj.to_le_bytes());
+            }
+            Response::ButtonState(b) => {
+                p.u8(b.pressed as u8);
+                p.u8(b.last_press.to_byte());
+                p.u8(b.force_b_pending as u8);
+            }
+            Response::SlotInfo(s) => {
+                p.u8(s.priority);
+                p.u8(s.tries);
+                p.u8(s.successful as u8);
+                for v in s.versions {
+                    p.bytes(&v.0.to_le_bytes());
+                }
+            }
+            Response::FwInfo(f) => {
+                p.bytes(&f.version.to_le_bytes());
+                p.u8(f.bank);
+            }
+        }
+        p.len
+    }
+
+    /// Parses the payload of a successful response to a request with `command`.
+    pub fn decode(command: u8, d: &[u8]) -> Result<Response, Error> {
+        Ok(match command {
+            cmd::CONFIRM_BOOT
+            | cmd::SET_TIME
+            | cmd::REPORT_INSTALLED
+            | cmd::RESET
+            | cmd::FW_BEGIN
+            | cmd::FW_CHUNK => {
+                need(d, 0)?;
+                Response::Done
+            }
+            cmd::GET_BOOT_PLAN => {
+                need(d, 7)?;
+                if d[2] & !0b111 != 0 {
+                    return Err(Error::OutOfRange {
+                        field: "boot plan flags",
+                        value: d[2].into(),
+                    });
+                }
+                Response::BootPlan(BootPlan {
+                    slot: Slot::from_byte(d[0])?,
+                    tries_left: d[1],
+                    forced_by_button: d[2] & 1 != 0,
+                    fallback: d[2] & 2 != 0,
+                    confirmed: d[2] & 4 != 0,
+                    boot_count: u32_at(d, 3),
+                })
+            }
+            cmd::GET_ROLLBACK_MIN | cmd::RAISE_ROLLBACK_MIN => {
+                need(d, 4)?;
+                Response::RollbackMin(SecurityVersion(u32_at(d, 0)))
+            }
+            cmd::GET_TIME => {
+                need(d, 8)?;
+                Response::Time(UnixTime(u64_at(d, 0)))
+            }
+            cmd::GET_POWER_STATUS => {
+                need(d, 3)?;
+                Response::PowerStatus(PowerStatus {
+                    state: PowerState::from_byte(d[0])?,
+                    fault: FaultCode::from_byte(d[1])?,
+                    shutdown_requested: flag(d[2], "shutdown requested")?,
+                })
+            }
+            cmd::GET_POWER_METRICS => {
+                need(d, 16)?;
+                Response::PowerMetrics(PowerMetrics {
+                    millivolts: u32_at(d, 0),
+                    milliamps: u32_at(d, 4),
+                    energy_mj: u64_at(d, 8),
+                })
+            }
+            cmd::GET_BUTTON_STATE => {
+                need(d, 3)?;
+                Response::ButtonState(ButtonState {
+                    pressed: flag(d[0], "pressed")?,
+                    last_press: Press::from_byte(d[1])?,
+                    force_b_pending: flag(d[2], "force B")?,
+                })
+            }
+            cmd::GET_SLOT_INFO => {
+                need(d, 3 + 4 * ImageKind::COUNT)?;
+                let mut versions = [SecurityVersion(0); ImageKind::COUNT];
+                for (i, v) in versions.iter_mut().enumerate() {
+                    *v = SecurityVersion(u32_at(d, 3 + 4 * i));
+                }
+                Response::SlotInfo(SlotInfo {
+                    priority: d[0],
+                    tries: d[1],
+                    successful: flag(d[2], "successful")?,
+                    versions,
+                })
+            }
+            cmd::GET_FW_INFO | cmd::FW_FINISH => {
+                need(d, 5)?;
+                Response::FwInfo(FwInfo {
+                    version: u32_at(d, 0),
+                    bank: d[4],
+                })
+            }
+            other => return Err(Error::UnknownCommand(other)),
+        })
+    }
+}
