@@ -1,1 +1,34 @@
-//! Placeholder
+//! imgsign: the release manager's tool and library for Racklet's TUF
+//! repository.
+//!
+//! It generates Ed25519 keys, initialises a repository (root, targets,
+//! snapshot and timestamp roles with k-of-n thresholds and consistent
+//! snapshots), signs releases whose targets carry the [`release::ReleaseInfo`]
+//! that stage1 enforces, verifies a repository as a client would (with
+//! tough), rotates root keys in offline ceremonies and refreshes the
+//! timestamp (bootd's online role calls [`timestamp::refresh`]).
+//!
+//! Module map:
+//! - [`keys`]: key files, the example-key denylist ([`keys::danger`]).
+//! - [`release`]: the signed per-image facts (kind, version, security
+//!   version, arch, channel, assignment).
+//! - [`repo`]: on-disk layout, signing and checking roles, atomic publish.
+//! - [`init`], [`sign`], [`rootkeys`], [`timestamp`], [`verify`], [`status`]:
+//!   the operations behind each command.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod fsio;
+pub mod init;
+pub mod keys;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
+pub mod release;
+pub mod repo;
+pub mod rootkeys;
+pub mod sign;
+pub mod status;
+pub mod timestamp;
+pub mod verify;
+
+pub use error::{Error, Result};

@@ -1,0 +1,205 @@
+//! `imgsign sign release`
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use imgsign::release::{Assignment, Channel, ImageKind, ImageName, ReleaseInfo, SecurityVersion};
+use imgsign::sign::{ImageSpec, Placement, Progress};
+use racklet_hardware::{Arch, NodeName};
+
+use super::{load_keys, refs, ExpiryArgs};
+
+#[derive(Debug, Subcommand)]
+pub enum SignCommand {
+    /// Add images to the repository as a signed release and publish it.
+    Release(ReleaseArgs),
+}
+
+impl SignCommand {
+    pub fn run(self, now: jiff::Timestamp) -> Result<ExitCode> {
+        match self {
+            SignCommand::Release(a) => a.run(now),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReleaseArgs {
+    /// The repository directory.
+    #[arg(long)]
+    repo: PathBuf,
+    /// Signing keys: targets key(s) (k-of-n), snapshot and timestamp keys.
+    /// Each key signs the roles the root authorizes it for.
+    #[arg(long = "key", value_name = "KEY", required = true)]
+    keys: Vec<String>,
+    /// What the images are: os, stage1 or bmc-firmware.
+    #[arg(long)]
+    kind: ImageKind,
+    /// Version (semantic versioning, e.g. 1.2.0).
+    #[arg(long)]
+    version: semver::Version,
+    /// Anti-rollback version: nodes never go below the highest one they booted.
+    #[arg(long)]
+    security_version: u64,
+    /// Architecture: x86_64, aarch64 or thumbv7em.
+    #[arg(long)]
+    arch: Arch,
+    /// Release channel (the example keys may only sign `demo`).
+    #[arg(long)]
+    channel: Channel,
+    /// A node that may run the images (repeat).
+    #[arg(long = "node", value_name = "NAME")]
+    nodes: Vec<NodeName>,
+    /// A node group that may run the images (repeat).
+    #[arg(long = "group", value_name = "GROUP")]
+    groups: Vec<String>,
+    /// Every node may run the images.
+    #[arg(long)]
+    all_nodes: bool,
+    /// Target name for a single image (default: its file name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Hard-link images into the repository instead of copying them (same
+    /// filesystem only; the source files must never change afterwards).
+    #[arg(long)]
+    link: bool,
+    #[command(flatten)]
+    expiry: ExpiryArgs,
+    /// The image files.
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<PathBuf>,
+}
+
+impl ReleaseArgs {
+    pub fn run(self, now: jiff::Timestamp) -> Result<ExitCode> {
+        if self.name.is_some() && self.images.len() != 1 {
+            bail!("--name needs exactly one image");
+        }
+        let assign = Assignment {
+            nodes: self.nodes.iter().cloned().collect(),
+            groups: self.groups.iter().cloned().collect(),
+            all: self.all_nodes,
+        };
+        let info = ReleaseInfo {
+            kind: self.kind,
+            version: self.version.clone(),
+            security_version: SecurityVersion(self.security_version),
+            arch: self.arch,
+            channel: self.channel.clone(),
+            assign,
+        };
+        let mut specs = Vec::new();
+        for path in &self.images {
+            let name = match &self.name {
+                Some(n) => n.clone(),
+                None => path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .with_context(|| format!("{} has no file name", path.display()))?,
+            };
+            specs.push(ImageSpec {
+                path: path.clone(),
+                name: ImageName::new(&name)?,
+                info: info.clone(),
+            });
+        }
+        let keys = load_keys(&self.keys)?;
+        let placement = if self.link {
+            Placement::Link
+        } else {
+            Placement::Copy
+        };
+        let started = Instant::now();
+        let mut bar = ProgressBar::new();
+        let report = imgsign::sign::sign_release(
+            &self.repo,
+            &specs,
+            placement,
+            &refs(&keys),
+            now,
+            &self.expiry.expiries(),
+            &mut |p| bar.update(p),
+        )
+        .with_context(|| format!("signing a release into {}", self.repo.display()))?;
+        bar.finish();
+        let secs = started.elapsed().as_secs_f64();
+        let bytes: u64 = report.images.iter().map(|(_, d)| d.length).sum();
+        for (name, d) in &report.images {
+            println!("{name}  {} bytes  sha256 {}", d.length, d.hex());
+        }
+        println!(
+            "published targets v{}, snapshot v{}, timestamp v{} ({:.1} MiB in {secs:.2} s, {:.0} MiB/s)",
+            report.targets_version,
+            report.snapshot_version,
+            report.timestamp_version,
+            bytes as f64 / 1048576.0,
+            bytes as f64 / 1048576.0 / secs.max(1e-9)
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// A progress bar on a terminal; on a pipe, a line every 25%.
+struct ProgressBar {
+    bar: Option<indicatif::ProgressBar>,
+    current: String,
+    last_quarter: u64,
+}
+
+impl ProgressBar {
+    fn new() -> Self {
+        ProgressBar {
+            bar: None,
+            current: String::new(),
+            last_quarter: 0,
+        }
+    }
+
+    fn update(&mut self, p: Progress<'_>) {
+        match p {
+            Progress::Image { name, done, total } => {
+                if self.current != name {
+                    self.finish();
+                    self.current = name.to_owned();
+                    self.last_quarter = 0;
+                    if std::io::stderr().is_terminal() {
+                        let bar = indicatif::ProgressBar::new(total);
+                        bar.set_style(
+                            indicatif::ProgressStyle::with_template(
+                                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                            )
+                            .expect("valid template")
+                            .progress_chars("=> "),
+                        );
+                        bar.set_message(name.to_owned());
+                        self.bar = Some(bar);
+                    }
+                }
+                match &self.bar {
+                    Some(bar) => bar.set_position(done),
+                    None => {
+                        let quarter = done * 4 / total.max(1);
+                        if quarter > self.last_quarter && total >= 64 << 20 {
+                            self.last_quarter = quarter;
+                            eprintln!("{name}: {}% hashed", quarter * 25);
+                        }
+                    }
+                }
+            }
+            Progress::Publishing => {
+                self.finish();
+                tracing::debug!("signing and publishing metadata");
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}

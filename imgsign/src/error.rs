@@ -1,0 +1,126 @@
+//! imgsign's error type: one variant per failed operation, carrying what an
+//! operator needs to find the problem (the file, the role, expected vs found).
+
+use std::path::PathBuf;
+
+/// Boxed source errors from tough's traits and other libraries.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in imgsign.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("{path} already exists; refusing to overwrite it (move it away first)")]
+    AlreadyExists { path: PathBuf },
+
+    #[error("{path} is not a key imgsign can use: {reason}")]
+    BadKey { path: String, reason: String },
+
+    #[error("key file {path} is readable by others (mode {mode:o}); make it 0600")]
+    KeyPermissions { path: PathBuf, mode: u32 },
+
+    #[error("cannot sign with key {key_id}: {source}")]
+    Sign { key_id: String, source: BoxError },
+
+    #[error("{path}: malformed {role} metadata: {source}")]
+    ParseMetadata {
+        path: PathBuf,
+        role: String,
+        source: serde_json::Error,
+    },
+
+    #[error("cannot serialize {role} metadata: {source}")]
+    Serialize {
+        role: String,
+        source: serde_json::Error,
+    },
+
+    #[error(
+        "{path}: the {role} role is signed by {valid} valid key(s) of the {threshold} required"
+    )]
+    Threshold {
+        path: PathBuf,
+        role: String,
+        threshold: u64,
+        valid: u64,
+    },
+
+    #[error("none of the given keys may sign the {role} role (the {role} keys are {allowed})")]
+    NoKeyForRole { role: String, allowed: String },
+
+    #[error("{path}: {role} metadata expired at {expires} (it is now {now})")]
+    Expired {
+        path: PathBuf,
+        role: String,
+        expires: jiff::Timestamp,
+        now: jiff::Timestamp,
+    },
+
+    #[error("{path}: the repository was changed behind imgsign's back: {reason}")]
+    Tampered { path: PathBuf, reason: String },
+
+    #[error("{path} is not an imgsign repository: {reason}")]
+    NotARepository { path: PathBuf, reason: String },
+
+    #[error("invalid {what} `{value}`: {reason}")]
+    InvalidValue {
+        what: &'static str,
+        value: String,
+        reason: String,
+    },
+
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+
+    #[error(
+        "key {key_id} is one of the published INSECURE example keys (keys-example/); \
+         it may only sign releases on the `demo` channel, not `{channel}`"
+    )]
+    ExampleKeyOutsideDemo { key_id: String, channel: String },
+
+    #[error("target `{name}` is already in the repository with different contents; give the new image another name")]
+    TargetConflict { name: String },
+
+    #[error("image {path}: {reason}")]
+    Image { path: PathBuf, reason: String },
+
+    #[error("verification failed: {context}: {source}")]
+    Verify {
+        context: String,
+        source: tough::error::Error,
+    },
+
+    #[error("target `{name}`: {reason}")]
+    TargetMismatch { name: String, reason: String },
+
+    #[error("the staged root is not signed by enough {which} root keys: {valid} valid of {threshold} required")]
+    RootRotationThreshold {
+        which: &'static str,
+        threshold: u64,
+        valid: u64,
+    },
+
+    #[error("staged {role} files disagree on what is signed: {path} differs from the first file")]
+    StagedMismatch { role: String, path: PathBuf },
+
+    #[error("PKCS#11: {0}")]
+    Pkcs11(String),
+
+    #[error("internal error in tough: {0}")]
+    Tough(#[from] tough::schema::Error),
+}
+
+/// imgsign's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,331 @@
+//! Root key ceremonies: root keys stay offline, each with its own holder.
+//!
+//! 1. **stage**: someone writes an *unsigned* new root (`N+1`, or `1` for a
+//!    new repository) with the key changes, and hands the file around.
+//! 2. **sign**: each holder, on their own machine, adds their signature
+//!    ([`sign_staged`]); signatures cover only the canonical `signed` part, so
+//!    files can travel by USB stick or e-mail.
+//! 3. **combine**: signatures from several copies are merged
+//!    ([`combine`]), refusing copies whose `signed` parts differ.
+//! 4. **publish**: the new root must carry a threshold of signatures from
+//!    the *old* root's root keys and from its *own* (TUF 5.3.4), so clients
+//!    that trust the old root follow it. Snapshot and timestamp are re-signed
+//!    (and targets too if its keys changed), timestamp last.
+
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::path::{Path, PathBuf};
+
+use tough::schema::key::Key;
+use tough::schema::{RoleKeys, RoleType, Root, Signed, Targets};
+
+use crate::error::{Error, Result};
+use crate::fsio;
+use crate::init;
+use crate::keys::{key_id_hex, SigningKeyPair};
+use crate::repo::{self, Expiries, Layout, Published};
+
+/// A change to the key set of a role.
+#[derive(Debug, Clone)]
+pub enum KeyChange {
+    /// Authorize a key for a role.
+    Add(RoleType, Key),
+    /// Remove a key (by hex id) from a role.
+    Remove(RoleType, String),
+    /// Set a role's threshold.
+    Threshold(RoleType, NonZeroU64),
+}
+
+/// Makes an unsigned root `N+1` from the repository's current root and the
+/// changes — or, with no current root, version 1 for a new repository. The
+/// result is checked: every top-level role has at least its threshold of
+/// keys.
+pub fn stage(
+    current: Option<&Root>,
+    changes: &[KeyChange],
+    expires: jiff::Timestamp,
+) -> Result<Signed<Root>> {
+    let mut root = match current {
+        Some(c) => {
+            let mut r = c.clone();
+            r.version = repo::next(r.version);
+            r
+        }
+        None => Root {
+            spec_version: repo::SPEC_VERSION.into(),
+            consistent_snapshot: true,
+            version: NonZeroU64::MIN,
+            expires,
+            keys: HashMap::new(),
+            roles: HashMap::new(),
+            _extra: HashMap::new(),
+        },
+    };
+    root.expires = expires;
+    for change in changes {
+        match change {
+            KeyChange::Add(role, key) => {
+                let id = key.key_id()?;
+                root.keys.insert(id.clone(), key.clone());
+                let rk = role_keys_mut(&mut root, *role);
+                if !rk.keyids.contains(&id) {
+                    rk.keyids.push(id);
+                }
+            }
+            KeyChange::Remove(role, id_hex) => {
+                let rk = role_keys_mut(&mut root, *role);
+                let before = rk.keyids.len();
+                rk.keyids.retain(|id| hex::encode(id) != *id_hex);
+                if rk.keyids.len() == before {
+                    return Err(Error::Invalid(format!("key {id_hex} is not a {role} key")));
+                }
+            }
+            KeyChange::Threshold(role, t) => role_keys_mut(&mut root, *role).threshold = *t,
+        }
+    }
+    // Drop keys no role uses any more.
+    let used: std::collections::HashSet<_> = root
+        .roles
+        .values()
+        .flat_map(|r| r.keyids.iter().cloned())
+        .collect();
+    root.keys.retain(|id, _| used.contains(id));
+    for role in [
+        RoleType::Root,
+        RoleType::Targets,
+        RoleType::Snapshot,
+        RoleType::Timestamp,
+    ] {
+        let Some(rk) = root.roles.get(&role) else {
+            return Err(Error::Invalid(format!("the {role} role has no keys")));
+        };
+        if rk.keyids.is_empty() || (rk.keyids.len() as u64) < rk.threshold.get() {
+            return Err(Error::Invalid(format!(
+                "the {role} role would have {} key(s) but a threshold of {}",
+                rk.keyids.len(),
+                rk.threshold
+            )));
+        }
+    }
+    Ok(Signed {
+        signed: root,
+        signatures: Vec::new(),
+    })
+}
+
+fn role_keys_mut(root: &mut Root, role: RoleType) -> &mut RoleKeys {
+    root.roles.entry(role).or_insert_with(|| RoleKeys {
+        keyids: Vec::new(),
+        threshold: NonZeroU64::MIN,
+        _extra: HashMap::new(),
+    })
+}
+
+/// Adds the signatures of `keys` to a staged root. A key may sign if the
+/// staged root or the `previous` root (the one being replaced) makes it a
+/// root key. Returns how many signatures were added.
+pub fn sign_staged(
+    staged: &mut Signed<Root>,
+    previous: Option<&Root>,
+    keys: &[&SigningKeyPair],
+) -> Result<usize> {
+    let new_root = staged.signed.clone();
+    let mut added = 0;
+    let mut last_err = None;
+    for authority in std::iter::once(&new_root).chain(previous) {
+        let mine: Vec<&SigningKeyPair> = keys
+            .iter()
+            .copied()
+            .filter(|k| {
+                repo::role_key_ids(authority, RoleType::Root)
+                    .iter()
+                    .any(|id| id == k.key_id())
+            })
+            .filter(|k| {
+                // Not twice: a key may be a root key in both roots.
+                !staged
+                    .signatures
+                    .iter()
+                    .any(|s| hex::encode(&s.keyid) == k.key_id())
+            })
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        match repo::add_signatures(staged, authority, &mine) {
+            Ok(n) => added += n,
+            Err(e) => last_err = Some(e),
+        }
+    }
+    if added == 0 {
+        let already = keys.iter().any(|k| {
+            staged
+                .signatures
+                .iter()
+                .any(|s| hex::encode(&s.keyid) == k.key_id())
+        });
+        if already {
+            return Ok(0);
+        }
+        return Err(last_err.unwrap_or_else(|| Error::NoKeyForRole {
+            role: "root".into(),
+            allowed: repo::role_key_ids(&new_root, RoleType::Root).join(", "),
+        }));
+    }
+    Ok(added)
+}
+
+/// Merges the signatures of several copies of the same staged root.
+pub fn combine(copies: &[(PathBuf, Signed<Root>)]) -> Result<Signed<Root>> {
+    let Some((_, first)) = copies.first() else {
+        return Err(Error::Invalid("nothing to combine".into()));
+    };
+    let canonical = {
+        use tough::schema::Role;
+        first.signed.canonical_form()?
+    };
+    let mut out = first.clone();
+    for (path, copy) in &copies[1..] {
+        use tough::schema::Role;
+        if copy.signed.canonical_form()? != canonical {
+            return Err(Error::StagedMismatch {
+                role: "root".into(),
+                path: path.clone(),
+            });
+        }
+        for sig in &copy.signatures {
+            if !out.signatures.iter().any(|s| s.keyid == sig.keyid) {
+                out.signatures.push(sig.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a staged root file.
+pub fn read_staged(path: &Path) -> Result<Signed<Root>> {
+    repo::read_signed(path)
+}
+
+/// Writes a staged root file (atomically; it may replace an earlier copy).
+pub fn write_staged(path: &Path, root: &Signed<Root>) -> Result<()> {
+    fsio::write_atomic(path, &repo::to_bytes(root)?, 0o644)
+}
+
+/// Publishes a signed root into a new, empty repository at `dir` (the end of
+/// an `init` ceremony), with the first targets, snapshot and timestamp.
+pub fn publish_first(
+    dir: &Path,
+    root: Signed<Root>,
+    signers: &[&SigningKeyPair],
+    now: jiff::Timestamp,
+    expiries: &Expiries,
+) -> Result<Published> {
+    if root.signed.version != NonZeroU64::MIN {
+        return Err(Error::Invalid(format!(
+            "a new repository starts at root version 1, this root is version {}",
+            root.signed.version
+        )));
+    }
+    if !root.signed.consistent_snapshot {
+        return Err(Error::Invalid(
+            "imgsign repositories use consistent snapshots".into(),
+        ));
+    }
+    init::write_first(dir, &root, signers, now, expiries)
+}
+
+/// Publishes staged root `N+1` into the repository (root rotation).
+///
+/// `keys` must include snapshot and timestamp keys of the *new* root (both
+/// roles are re-signed so clients see the change at once), and targets keys
+/// of the new root if the targets role's keys or threshold changed.
+pub fn publish(
+    dir: &Path,
+    staged: Signed<Root>,
+    keys: &[&SigningKeyPair],
+    now: jiff::Timestamp,
+    expiries: &Expiries,
+) -> Result<Published> {
+    let published = Published::open(dir)?;
+    let layout: Layout = published.layout.clone();
+    let old = &published.root.signed;
+    let new = &staged.signed;
+    let want = old.version.get() + 1;
+    if new.version.get() != want {
+        return Err(Error::Invalid(format!(
+            "the staged root is version {}, the repository needs version {want}",
+            new.version
+        )));
+    }
+    if new.expires <= now {
+        return Err(Error::Expired {
+            path: layout.root(want),
+            role: "root".into(),
+            expires: new.expires,
+            now,
+        });
+    }
+    // 5.3.4: a threshold of the old root keys and of the new ones.
+    for (which, authority) in [("old", old), ("new", new)] {
+        let (valid, threshold) = repo::count_valid(authority, &staged)?;
+        if valid < threshold {
+            return Err(Error::RootRotationThreshold {
+                which,
+                threshold,
+                valid,
+            });
+        }
+    }
+
+    // Sign everything first; write only once every signature is in hand.
+    let targets_changed = old.roles.get(&RoleType::Targets) != new.roles.get(&RoleType::Targets);
+    let (targets_version, targets_bytes) = if targets_changed {
+        let mut t: Targets = published.targets.signed.clone();
+        t.version = repo::next(t.version);
+        t.expires = repo::expires_at(now, expiries.targets);
+        let t = repo::sign_role(t, new, keys)?;
+        (t.signed.version, Some(repo::to_bytes(&t)?))
+    } else {
+        (published.targets.signed.version, None)
+    };
+    for role in [RoleType::Snapshot, RoleType::Timestamp] {
+        let ids = repo::role_key_ids(new, role);
+        if !keys.iter().any(|k| ids.iter().any(|id| id == k.key_id())) {
+            return Err(Error::NoKeyForRole {
+                role: role.to_string(),
+                allowed: ids.join(", "),
+            });
+        }
+    }
+    if let Some(bytes) = &targets_bytes {
+        fsio::write_atomic(&layout.targets(targets_version.get()), bytes, 0o644)?;
+    }
+    fsio::write_atomic(&layout.root(want), &repo::to_bytes(&staged)?, 0o644)?;
+    let targets_bytes = match targets_bytes {
+        Some(b) => b,
+        None => fsio::read(&layout.targets(targets_version.get()))?,
+    };
+    repo::publish_snapshot_and_timestamp(
+        &layout,
+        new,
+        targets_version,
+        &targets_bytes,
+        repo::next(published.snapshot.signed.version),
+        repo::next(published.timestamp.signed.version),
+        keys,
+        now,
+        expiries,
+    )?;
+    tracing::info!(
+        repo = %dir.display(),
+        version = want,
+        "published rotated root"
+    );
+    Published::open(dir)
+}
+
+/// Hex ids of the root keys of a root.
+pub fn root_key_ids(root: &Root) -> Vec<String> {
+    root.keys(RoleType::Root).map(key_id_hex).collect()
+}

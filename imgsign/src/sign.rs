@@ -1,0 +1,334 @@
+//! `imgsign sign release`: add images to the repository as targets carrying
+//! their [`ReleaseInfo`], then publish new targets, snapshot and timestamp.
+//!
+//! Each image is read once: it is hashed while it is copied into
+//! `targets/` (or, with `link`, hashed in place and hard-linked), so signing
+//! costs about one pass over the image and memory stays flat in its size.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use tough::schema::{Hashes, RoleType, Root, Signed, Target, Targets};
+use tough::TargetName;
+
+use crate::error::{Error, Result};
+use crate::fsio::{self, Digest256, TempFile};
+use crate::keys::{danger, key_id_hex, SigningKeyPair};
+use crate::release::{ImageName, ReleaseInfo};
+use crate::repo::{self, Expiries, Layout, Published};
+
+/// One image to release.
+#[derive(Debug, Clone)]
+pub struct ImageSpec {
+    /// The file to read.
+    pub path: PathBuf,
+    /// The target name it gets.
+    pub name: ImageName,
+    /// The signed facts about it.
+    pub info: ReleaseInfo,
+}
+
+/// How images enter `targets/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// Copied (hashing while copying, one read pass). The default: the
+    /// repository owns its bytes.
+    #[default]
+    Copy,
+    /// Hard-linked (same filesystem only): no copy at all, but the source
+    /// file becomes part of the repository and must never be modified.
+    Link,
+}
+
+/// Progress of a release, for a progress bar.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// Hashing/copying `name`: `done` of `total` bytes.
+    Image {
+        name: &'a str,
+        done: u64,
+        total: u64,
+    },
+    /// Signing and publishing metadata.
+    Publishing,
+}
+
+/// What a release published.
+#[derive(Debug, Clone)]
+pub struct ReleaseReport {
+    /// The new targets version.
+    pub targets_version: u64,
+    /// The new snapshot version.
+    pub snapshot_version: u64,
+    /// The new timestamp version.
+    pub timestamp_version: u64,
+    /// Each image with its length and hash.
+    pub images: Vec<(ImageName, Digest256)>,
+}
+
+/// Refuses the published example keys for anything but the demo channel:
+/// a root that trusts an example key for any role, or a signer that is one.
+pub fn check_example_keys(
+    root: &Root,
+    signers: &[&SigningKeyPair],
+    infos: &[&ReleaseInfo],
+) -> Result<()> {
+    for info in infos {
+        if info.channel.is_demo() {
+            continue;
+        }
+        for key in signers {
+            if key.is_insecure_example() {
+                return Err(Error::ExampleKeyOutsideDemo {
+                    key_id: key.key_id().into(),
+                    channel: info.channel.to_string(),
+                });
+            }
+        }
+        for key in root.keys.values() {
+            let id = key_id_hex(key);
+            if danger::is_insecure_example_key_id(&id) {
+                return Err(Error::ExampleKeyOutsideDemo {
+                    key_id: id,
+                    channel: info.channel.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Signs a release into the repository at `dir` (trusting its
+/// `1.root.json`; see [`sign_release_with`] to pin another root).
+pub fn sign_release(
+    dir: &Path,
+    images: &[ImageSpec],
+    placement: Placement,
+    keys: &[&SigningKeyPair],
+    now: jiff::Timestamp,
+    expiries: &Expiries,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<ReleaseReport> {
+    let published = Published::open(dir)?;
+    sign_release_with(published, images, placement, keys, now, expiries, progress)
+}
+
+/// Signs a release on top of an already opened (and so checked) repository.
+pub fn sign_release_with(
+    published: Published,
+    images: &[ImageSpec],
+    placement: Placement,
+    keys: &[&SigningKeyPair],
+    now: jiff::Timestamp,
+    expiries: &Expiries,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<ReleaseReport> {
+    let layout = published.layout.clone();
+    let root = &published.root.signed;
+    if images.is_empty() {
+        return Err(Error::Invalid("a release needs at least one image".into()));
+    }
+    let root_path = layout.root(published.root_version());
+    if root.expires <= now {
+        return Err(Error::Expired {
+            path: root_path,
+            role: "root".into(),
+            expires: root.expires,
+            now,
+        });
+    }
+    let infos: Vec<&ReleaseInfo> = images.iter().map(|i| &i.info).collect();
+    check_example_keys(root, keys, &infos)?;
+    for (i, img) in images.iter().enumerate() {
+        if img.info.assign.is_empty() {
+            return Err(Error::Invalid(format!(
+                "image {}: assigned to no node; name nodes, groups, or all nodes",
+                img.path.display()
+            )));
+        }
+        if images[..i].iter().any(|o| o.name == img.name) {
+            return Err(Error::Invalid(format!(
+                "target name `{}` given twice",
+                img.name
+            )));
+        }
+    }
+    // Refuse early if the keys cannot sign every role this release needs,
+    // before any image is copied.
+    for role in [RoleType::Targets, RoleType::Snapshot, RoleType::Timestamp] {
+        let ids = repo::role_key_ids(root, role);
+        if !keys.iter().any(|k| ids.iter().any(|id| id == k.key_id())) {
+            return Err(Error::NoKeyForRole {
+                role: role.to_string(),
+                allowed: ids.join(", "),
+            });
+        }
+    }
+
+    // 1. Images into targets/, each hashed in the same pass.
+    let mut targets: Targets = published.targets.signed.clone();
+    let mut report_images = Vec::new();
+    for img in images {
+        let digest = place_image(&layout, img, placement, progress)?;
+        let tname = TargetName::new(img.name.as_str()).map_err(|e| Error::InvalidValue {
+            what: "target name",
+            value: img.name.to_string(),
+            reason: e.to_string(),
+        })?;
+        if let Some(old) = targets.targets.get(&tname) {
+            if old.hashes.sha256.as_ref() != digest.sha256 || old.length != digest.length {
+                return Err(Error::TargetConflict {
+                    name: img.name.to_string(),
+                });
+            }
+        }
+        targets.targets.insert(
+            tname,
+            Target {
+                length: digest.length,
+                hashes: Hashes {
+                    sha256: digest.sha256.to_vec().into(),
+                    _extra: HashMap::new(),
+                },
+                custom: img.info.to_custom(),
+                _extra: HashMap::new(),
+            },
+        );
+        report_images.push((img.name.clone(), digest));
+    }
+
+    // 2. Targets, snapshot, timestamp — in that order; the timestamp is the
+    // commit point.
+    progress(Progress::Publishing);
+    targets.version = repo::next(targets.version);
+    targets.expires = repo::expires_at(now, expiries.targets);
+    let targets: Signed<Targets> = repo::sign_role(targets, root, keys)?;
+    let targets_bytes = repo::to_bytes(&targets)?;
+    fsio::write_atomic(
+        &layout.targets(targets.signed.version.get()),
+        &targets_bytes,
+        0o644,
+    )?;
+    let snapshot_version = repo::next(published.snapshot.signed.version);
+    let timestamp_version = repo::next(published.timestamp.signed.version);
+    repo::publish_snapshot_and_timestamp(
+        &layout,
+        root,
+        targets.signed.version,
+        &targets_bytes,
+        snapshot_version,
+        timestamp_version,
+        keys,
+        now,
+        expiries,
+    )?;
+    tracing::info!(
+        repo = %layout.dir().display(),
+        targets_version = targets.signed.version.get(),
+        images = report_images.len(),
+        "published release"
+    );
+    Ok(ReleaseReport {
+        targets_version: targets.signed.version.get(),
+        snapshot_version: snapshot_version.get(),
+        timestamp_version: timestamp_version.get(),
+        images: report_images,
+    })
+}
+
+fn image_err(path: &Path, reason: impl std::fmt::Display) -> Error {
+    Error::Image {
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+fn place_image(
+    layout: &Layout,
+    img: &ImageSpec,
+    placement: Placement,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Digest256> {
+    let mut src = File::open(&img.path).map_err(|e| image_err(&img.path, e))?;
+    let meta = src.metadata().map_err(|e| image_err(&img.path, e))?;
+    if !meta.is_file() {
+        return Err(image_err(&img.path, "not a regular file"));
+    }
+    if meta.len() == 0 {
+        return Err(image_err(&img.path, "is empty"));
+    }
+    let total = meta.len();
+    let name = img.name.as_str();
+    let mut report = |done| {
+        progress(Progress::Image { name, done, total });
+    };
+    let targets_dir = layout.targets_dir();
+    match placement {
+        Placement::Copy => {
+            // Written under a temporary name, renamed to its hash-prefixed
+            // name once the hash is known.
+            let provisional = targets_dir.join(name);
+            let mut tmp = TempFile::beside(&provisional, 0o644)?;
+            let tmp_path = tmp.path().to_owned();
+            let digest = {
+                let mut out = std::io::BufWriter::with_capacity(fsio::CHUNK, tmp.file());
+                let d = fsio::copy_and_hash(&mut src, Some(&mut out), &mut report).map_err(
+                    |source| {
+                        if source.kind() == std::io::ErrorKind::StorageFull
+                            || source.raw_os_error().is_some()
+                        {
+                            Error::Write {
+                                path: tmp_path.clone(),
+                                source,
+                            }
+                        } else {
+                            image_err(&img.path, source)
+                        }
+                    },
+                )?;
+                out.into_inner().map_err(|e| Error::Write {
+                    path: tmp_path.clone(),
+                    source: e.into_error(),
+                })?;
+                d
+            };
+            check_length(&img.path, &digest, total)?;
+            let dest = layout.target_file(&digest.hex(), name);
+            tmp.persist(&dest)?;
+            Ok(digest)
+        }
+        Placement::Link => {
+            let digest = fsio::copy_and_hash(&mut src, None, &mut report)
+                .map_err(|e| image_err(&img.path, e))?;
+            check_length(&img.path, &digest, total)?;
+            let dest = layout.target_file(&digest.hex(), name);
+            if !dest.exists() {
+                std::fs::hard_link(&img.path, &dest).map_err(|e| {
+                    image_err(
+                        &img.path,
+                        format!(
+                            "cannot hard-link into {} ({e}); drop --link to copy",
+                            targets_dir.display()
+                        ),
+                    )
+                })?;
+                fsio::sync_dir(&targets_dir)?;
+            }
+            Ok(digest)
+        }
+    }
+}
+
+fn check_length(path: &Path, digest: &Digest256, expected: u64) -> Result<()> {
+    if digest.length != expected {
+        return Err(image_err(
+            path,
+            format!(
+                "changed while it was read ({} bytes, was {expected})",
+                digest.length
+            ),
+        ));
+    }
+    Ok(())
+}
