@@ -1,0 +1,100 @@
+//! `bootd nodes …`: enrollment approval (like a Kubernetes CSR) and state.
+
+/// `bootd nodes` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum NodesCommand {
+    /// Enrollment requests waiting for approval, with key fingerprints.
+    Pending,
+    /// Approve a request: sign the node's CSR with the rack CA.
+    Approve {
+        /// Request id as shown by `bootd nodes pending`.
+        id: String,
+    },
+    /// Deny a request.
+    Deny {
+        /// Request id.
+        id: String,
+    },
+    /// Revoke a node's certificates (by node name or certificate fingerprint).
+    Revoke {
+        /// Node name or certificate SHA-256.
+        node: String,
+    },
+    /// Every node of the rack: identity and last report.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(config: bootd::Config, cmd: NodesCommand) -> anyhow::Result<()> {
+    let store = bootd::nodes::NodeStore::new(&config.state_dir);
+    let rack = racklet_hardware::Rack::load(&config.rack_file)?;
+    let now = chrono::Utc::now();
+    match cmd {
+        NodesCommand::Pending => {
+            let p = store.pending();
+            if p.is_empty() {
+                println!("no pending requests");
+            }
+            for r in p {
+                println!(
+                    "{}  node={}  from={}  received={}  key-sha256={}",
+                    r.id,
+                    r.node,
+                    r.from,
+                    r.received_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                    r.key_fingerprint
+                );
+            }
+        }
+        NodesCommand::Approve { id } => {
+            let rec = store.approve(&rack, &config.pki, &id, config.client_cert_days, now)?;
+            println!(
+                "approved {}: node {} key-sha256={} cert-sha256={} valid until {}",
+                rec.id, rec.node, rec.key_fingerprint, rec.fingerprint, rec.not_after
+            );
+        }
+        NodesCommand::Deny { id } => {
+            store.deny(&id, now)?;
+            println!("denied {id}");
+        }
+        NodesCommand::Revoke { node } => {
+            let fps = store.revoke(&node, now)?;
+            if fps.is_empty() {
+                anyhow::bail!("no unrevoked certificate matches `{node}`");
+            }
+            for fp in fps {
+                println!("revoked cert-sha256={fp}");
+            }
+        }
+        NodesCommand::List { json } => {
+            let rows = store.list(&rack);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
+            println!(
+                "{:<12} {:>4} {:<17} {:<9} {:<8} {:<12} {:<9} {:<20}",
+                "NODE", "SLOT", "MAC", "IDENTITY", "BOOTED", "VERSION", "CONFIRMED", "LAST SEEN"
+            );
+            for r in rows {
+                let (slot, version, confirmed, seen) = match &r.last_report {
+                    Some(rep) => (
+                        format!("{:?}", rep.report.slot),
+                        rep.report.version.clone(),
+                        rep.report.confirmed.to_string(),
+                        rep.reported_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    ),
+                    None => ("-".into(), "-".into(), "-".into(), "never".into()),
+                };
+                println!(
+                    "{:<12} {:>4} {:<17} {:<9} {:<8} {:<12} {:<9} {:<20}",
+                    r.node, r.slot, r.mac, r.identity, slot, version, confirmed, seen
+                );
+            }
+        }
+    }
+    Ok(())
+}

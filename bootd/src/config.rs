@@ -1,0 +1,693 @@
+//! `bootd.yaml`: what bootd serves, where, and within which limits.
+//!
+//! The YAML is parsed into [`wire::ConfigFile`] (plain serde, unknown fields
+//! are errors, parse errors carry line and column) and converted by a pure
+//! [`Config::from_wire`] into the validated [`Config`]. A validation error
+//! names the field and, when the file is at hand, the line it is on.
+//! Relative paths are resolved against the directory of the config file.
+//!
+//! ```yaml
+//! rack_file: ../hardware/rack.yaml
+//! state_dir: /var/lib/bootd
+//! listen:
+//!   https: ["0.0.0.0:8443"]
+//! tls:
+//!   ca_cert: pki/ca.pem
+//!   ca_key: pki/ca.key
+//!   server_cert: pki/server.pem
+//!   server_key: pki/server.key
+//!   server_names: [bootd.local, 192.168.1.10]
+//! repository:
+//!   trusted_root: root.json
+//!   local: /srv/racklet/repo
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::pki::PkiFiles;
+
+/// The serde wire format of `bootd.yaml`. Use [`Config`] instead.
+pub mod wire {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ConfigFile {
+        pub rack_file: PathBuf,
+        pub state_dir: PathBuf,
+        pub listen: Listen,
+        pub tls: Tls,
+        pub repository: Repository,
+        #[serde(default)]
+        pub first_stage: Option<FirstStage>,
+        #[serde(default)]
+        pub limits: Limits,
+        #[serde(default)]
+        pub reload_interval_ms: Option<u64>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Listen {
+        pub https: Vec<String>,
+        #[serde(default)]
+        pub plain_http: Vec<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Tls {
+        pub ca_cert: PathBuf,
+        pub ca_key: PathBuf,
+        pub server_cert: PathBuf,
+        pub server_key: PathBuf,
+        pub server_names: Vec<String>,
+        #[serde(default)]
+        pub server_cert_days: Option<u32>,
+        #[serde(default)]
+        pub client_cert_days: Option<u32>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Repository {
+        pub trusted_root: PathBuf,
+        #[serde(default)]
+        pub local: Option<PathBuf>,
+        #[serde(default)]
+        pub mirror: Option<Mirror>,
+        #[serde(default)]
+        pub poll_interval_ms: Option<u64>,
+        #[serde(default)]
+        pub timestamp: Option<Timestamp>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Mirror {
+        pub url: String,
+        #[serde(default)]
+        pub ca_cert: Option<PathBuf>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Timestamp {
+        pub key: PathBuf,
+        #[serde(default)]
+        pub lifetime_s: Option<u64>,
+        #[serde(default)]
+        pub refresh_margin_s: Option<u64>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct FirstStage {
+        #[serde(default)]
+        pub path: String,
+        pub files: BTreeMap<String, String>,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Limits {
+        pub max_connections: Option<usize>,
+        pub max_connections_per_address: Option<usize>,
+        pub tls_handshake_timeout_ms: Option<u64>,
+        pub header_read_timeout_ms: Option<u64>,
+        pub idle_timeout_ms: Option<u64>,
+        pub max_header_bytes: Option<usize>,
+        pub drain_timeout_ms: Option<u64>,
+        pub max_pending_enrollments: Option<usize>,
+        pub max_request_body_bytes: Option<usize>,
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file this came from, if any (re-read on reload).
+    pub path: Option<PathBuf>,
+    /// The rack description (`hardware/rack.yaml` format).
+    pub rack_file: PathBuf,
+    /// Where bootd keeps its rebuildable state: verified repository
+    /// snapshots, the TUF trust datastore, enrollment requests, node reports.
+    pub state_dir: PathBuf,
+    /// HTTPS listen addresses (at least one).
+    pub https: Vec<SocketAddr>,
+    /// DANGER: plain-HTTP listen addresses, for platform-signed first-stage
+    /// artifacts only. Empty (off) by default.
+    pub plain_http: Vec<SocketAddr>,
+    /// The rack PKI files.
+    pub pki: PkiFiles,
+    /// Names (DNS or IP) the server certificate is issued for.
+    pub server_names: Vec<String>,
+    /// Validity of a new server certificate. Default 397 days.
+    pub server_cert_days: u32,
+    /// Validity of a node's client certificate. Default 365 days.
+    pub client_cert_days: u32,
+    /// Where the repository comes from and how it is trusted.
+    pub repository: RepositoryConfig,
+    /// First-stage artifacts served under a fixed path (Pi `HTTP_PATH`).
+    pub first_stage: Option<FirstStage>,
+    /// Connection and request limits.
+    pub limits: Limits,
+    /// How often the config, the rack file and the state are re-read.
+    /// Default 1 s.
+    pub reload_interval: Duration,
+}
+
+/// Where the repository comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A directory `imgsign` publishes into.
+    Local(PathBuf),
+    /// An upstream HTTPS origin (`…/metadata/`, `…/targets/` below it).
+    Mirror {
+        /// Base URL, ending in `/`.
+        url: url::Url,
+        /// CA to trust for the origin; the system has none built in, so this
+        /// is required for `https` origins in practice.
+        ca_cert: Option<PathBuf>,
+    },
+}
+
+/// The repository section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryConfig {
+    /// The pinned root metadata every publish is verified from.
+    pub trusted_root: PathBuf,
+    /// Where publishes come from.
+    pub source: Source,
+    /// How often the source is checked for a new publish. Default 2 s.
+    pub poll_interval: Duration,
+    /// The online timestamp role, if bootd holds its key.
+    pub timestamp: Option<TimestampRole>,
+}
+
+/// The online timestamp role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimestampRole {
+    /// The timestamp key (never logged).
+    pub key: PathBuf,
+    /// Lifetime of a re-signed timestamp. Default 1 day.
+    pub lifetime: Duration,
+    /// Re-sign when the current one expires within this. Default 6 hours.
+    pub refresh_margin: Duration,
+}
+
+/// Platform-signed first-stage artifacts (e.g. a Pi's `boot.img` and
+/// `boot.sig`), served as `/<path>/<file>` from verified targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirstStage {
+    /// URL path prefix without slashes at either end (Pi `HTTP_PATH`), may be empty.
+    pub path: String,
+    /// Served file name → TUF target name (must be of kind `stage1`).
+    pub files: BTreeMap<String, String>,
+}
+
+/// Connection and request limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections in total. Default 4096.
+    pub max_connections: usize,
+    /// Open connections from one client address. Default 64.
+    pub max_connections_per_address: usize,
+    /// Time for a client to complete the TLS handshake. Default 10 s.
+    pub tls_handshake_timeout: Duration,
+    /// Time for a client to send a request's headers. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// A connection with no bytes moving for this long is closed. Default 60 s.
+    pub idle_timeout: Duration,
+    /// Largest request head accepted (HTTP/1 buffer, HTTP/2 header list). Default 16 KiB.
+    pub max_header_bytes: usize,
+    /// On shutdown, how long in-flight requests may finish. Default 10 s.
+    pub drain_timeout: Duration,
+    /// Enrollment requests waiting for approval, at most. Default 64.
+    pub max_pending_enrollments: usize,
+    /// Largest request body (enrollment, reports). Default 64 KiB.
+    pub max_request_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            max_connections_per_address: 64,
+            tls_handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: 16 * 1024,
+            drain_timeout: Duration::from_secs(10),
+            max_pending_enrollments: 64,
+            max_request_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::ConfigInvalid {
+        path: None,
+        field: field.into(),
+        line: None,
+        reason: reason.into(),
+    }
+}
+
+fn parse_addrs(field: &str, list: &[String]) -> Result<Vec<SocketAddr>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.parse().map_err(|_| {
+                invalid(
+                    format!("{field}[{i}]"),
+                    format!("`{s}` is not ADDRESS:PORT"),
+                )
+            })
+        })
+        .collect()
+}
+
+fn ms(field: &str, v: Option<u64>, default: Duration, max_ms: u64) -> Result<Duration> {
+    match v {
+        None => Ok(default),
+        Some(0) => Err(invalid(field, "must be greater than 0")),
+        Some(v) if v > max_ms => Err(invalid(field, format!("must be at most {max_ms}"))),
+        Some(v) => Ok(Duration::from_millis(v)),
+    }
+}
+
+fn count(field: &str, v: Option<usize>, default: usize, min: usize, max: usize) -> Result<usize> {
+    match v {
+        None => Ok(default),
+        Some(v) if v < min || v > max => {
+            Err(invalid(field, format!("must be between {min} and {max}")))
+        }
+        Some(v) => Ok(v),
+    }
+}
+
+fn is_flat_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = crate::fsio::read_to_string(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base, Some(path.to_owned()))
+    }
+
+    /// Parses and validates config text; relative paths are taken relative to `base`.
+    pub fn parse(text: &str, base: &Path, path: Option<PathBuf>) -> Result<Config> {
+        let w: wire::ConfigFile =
+            serde_norway::from_str(text).map_err(|source| Error::ConfigParse {
+                path: path.clone(),
+                source,
+            })?;
+        match Config::from_wire(w, base) {
+            Ok(mut c) => {
+                c.path = path;
+                Ok(c)
+            }
+            Err(Error::ConfigInvalid { field, reason, .. }) => Err(Error::ConfigInvalid {
+                line: locate(text, &field),
+                path,
+                field,
+                reason,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The pure conversion from the wire format.
+    pub fn from_wire(w: wire::ConfigFile, base: &Path) -> Result<Config> {
+        let abs = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let https = parse_addrs("listen.https", &w.listen.https)?;
+        if https.is_empty() {
+            return Err(invalid(
+                "listen.https",
+                "at least one HTTPS address is needed",
+            ));
+        }
+        let plain_http = parse_addrs("listen.plain_http", &w.listen.plain_http)?;
+        if !plain_http.is_empty() && w.first_stage.is_none() {
+            return Err(invalid(
+                "listen.plain_http",
+                "plain HTTP serves first-stage artifacts only; configure `first_stage` too",
+            ));
+        }
+        if w.tls.server_names.is_empty() {
+            return Err(invalid("tls.server_names", "at least one name is needed"));
+        }
+        for (i, n) in w.tls.server_names.iter().enumerate() {
+            if rustls::pki_types::ServerName::try_from(n.as_str()).is_err() {
+                return Err(invalid(
+                    format!("tls.server_names[{i}]"),
+                    format!("`{n}` is neither a DNS name nor an IP address"),
+                ));
+            }
+        }
+        let days = |field: &str, v: Option<u32>, default: u32| match v {
+            None => Ok(default),
+            Some(d) if (1..=3650).contains(&d) => Ok(d),
+            Some(_) => Err(invalid(field, "must be between 1 and 3650")),
+        };
+        let source = match (w.repository.local, w.repository.mirror) {
+            (Some(dir), None) => Source::Local(abs(dir)),
+            (None, Some(m)) => {
+                let mut url = url::Url::parse(&m.url)
+                    .map_err(|e| invalid("repository.mirror.url", e.to_string()))?;
+                if url.scheme() != "https" {
+                    return Err(invalid("repository.mirror.url", "must be an https:// URL"));
+                }
+                if !url.path().ends_with('/') {
+                    url.set_path(&format!("{}/", url.path()));
+                }
+                Source::Mirror {
+                    url,
+                    ca_cert: m.ca_cert.map(abs),
+                }
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "repository.mirror",
+                    "give either `local` or `mirror`, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "repository.local",
+                    "give `local: DIR` or `mirror: {url: …}`",
+                ))
+            }
+        };
+        let timestamp = match w.repository.timestamp {
+            None => None,
+            Some(t) => {
+                let lifetime = Duration::from_secs(t.lifetime_s.unwrap_or(86_400));
+                let margin = Duration::from_secs(t.refresh_margin_s.unwrap_or(6 * 3600));
+                if lifetime.is_zero() {
+                    return Err(invalid("repository.timestamp.lifetime_s", "must be > 0"));
+                }
+                if margin >= lifetime {
+                    return Err(invalid(
+                        "repository.timestamp.refresh_margin_s",
+                        "must be shorter than lifetime_s",
+                    ));
+                }
+                Some(TimestampRole {
+                    key: abs(t.key),
+                    lifetime,
+                    refresh_margin: margin,
+                })
+            }
+        };
+        let first_stage = match w.first_stage {
+            None => None,
+            Some(f) => {
+                let path = f.path.trim_matches('/').to_owned();
+                for seg in path.split('/').filter(|s| !s.is_empty()) {
+                    if !is_flat_name(seg) {
+                        return Err(invalid(
+                            "first_stage.path",
+                            format!(
+                                "segment `{seg}` must match [A-Za-z0-9._-]+ and not start with `.`"
+                            ),
+                        ));
+                    }
+                }
+                if f.files.is_empty() {
+                    return Err(invalid("first_stage.files", "name at least one file"));
+                }
+                for (k, v) in &f.files {
+                    if !is_flat_name(k) || !is_flat_name(v) {
+                        return Err(invalid(
+                            format!("first_stage.files.{k}"),
+                            "names must match [A-Za-z0-9._-]+ and not start with `.`",
+                        ));
+                    }
+                }
+                Some(FirstStage {
+                    path,
+                    files: f.files,
+                })
+            }
+        };
+        let d = Limits::default();
+        let l = w.limits;
+        let limits = Limits {
+            max_connections: count(
+                "limits.max_connections",
+                l.max_connections,
+                d.max_connections,
+                1,
+                1_000_000,
+            )?,
+            max_connections_per_address: count(
+                "limits.max_connections_per_address",
+                l.max_connections_per_address,
+                d.max_connections_per_address,
+                1,
+                1_000_000,
+            )?,
+            tls_handshake_timeout: ms(
+                "limits.tls_handshake_timeout_ms",
+                l.tls_handshake_timeout_ms,
+                d.tls_handshake_timeout,
+                600_000,
+            )?,
+            header_read_timeout: ms(
+                "limits.header_read_timeout_ms",
+                l.header_read_timeout_ms,
+                d.header_read_timeout,
+                600_000,
+            )?,
+            idle_timeout: ms(
+                "limits.idle_timeout_ms",
+                l.idle_timeout_ms,
+                d.idle_timeout,
+                3_600_000,
+            )?,
+            max_header_bytes: count(
+                "limits.max_header_bytes",
+                l.max_header_bytes,
+                d.max_header_bytes,
+                8192,
+                1 << 20,
+            )?,
+            drain_timeout: ms(
+                "limits.drain_timeout_ms",
+                l.drain_timeout_ms,
+                d.drain_timeout,
+                600_000,
+            )?,
+            max_pending_enrollments: count(
+                "limits.max_pending_enrollments",
+                l.max_pending_enrollments,
+                d.max_pending_enrollments,
+                1,
+                100_000,
+            )?,
+            max_request_body_bytes: count(
+                "limits.max_request_body_bytes",
+                l.max_request_body_bytes,
+                d.max_request_body_bytes,
+                1024,
+                16 << 20,
+            )?,
+        };
+        if limits.max_connections_per_address > limits.max_connections {
+            return Err(invalid(
+                "limits.max_connections_per_address",
+                "must not exceed limits.max_connections",
+            ));
+        }
+        Ok(Config {
+            path: None,
+            rack_file: abs(w.rack_file),
+            state_dir: abs(w.state_dir),
+            https,
+            plain_http,
+            pki: PkiFiles {
+                ca_cert: abs(w.tls.ca_cert),
+                ca_key: abs(w.tls.ca_key),
+                server_cert: abs(w.tls.server_cert),
+                server_key: abs(w.tls.server_key),
+            },
+            server_names: w.tls.server_names,
+            server_cert_days: days("tls.server_cert_days", w.tls.server_cert_days, 397)?,
+            client_cert_days: days("tls.client_cert_days", w.tls.client_cert_days, 365)?,
+            repository: RepositoryConfig {
+                trusted_root: abs(w.repository.trusted_root),
+                source,
+                poll_interval: ms(
+                    "repository.poll_interval_ms",
+                    w.repository.poll_interval_ms,
+                    Duration::from_secs(2),
+                    3_600_000,
+                )?,
+                timestamp,
+            },
+            first_stage,
+            limits,
+            reload_interval: ms(
+                "reload_interval_ms",
+                w.reload_interval_ms,
+                Duration::from_secs(1),
+                3_600_000,
+            )?,
+        })
+    }
+}
+
+/// Finds the 1-based line of a dotted field path (`limits.max_connections`,
+/// `listen.https[1]`) in YAML text, following indentation. Best effort: a
+/// field that is absent from the text (a missing one) yields `None`.
+pub fn locate(text: &str, field: &str) -> Option<usize> {
+    let mut parent_indent: Option<usize> = None;
+    let mut start = 0usize;
+    let mut found = None;
+    let lines: Vec<&str> = text.lines().collect();
+    for seg in field.split('.') {
+        let (key, index) = match seg.find('[') {
+            Some(i) => (
+                &seg[..i],
+                seg[i + 1..].trim_end_matches(']').parse::<usize>().ok(),
+            ),
+            None => (seg, None),
+        };
+        let mut hit = None;
+        for (n, line) in lines.iter().enumerate().skip(start) {
+            let trimmed = line.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let indent = line.len() - trimmed.len();
+            if let Some(p) = parent_indent {
+                if indent <= p && n > start {
+                    break; // left the parent's block
+                }
+            }
+            let t = trimmed.trim_start_matches("- ");
+            if t.starts_with(&format!("{key}:")) {
+                hit = Some((n, indent));
+                break;
+            }
+        }
+        let (n, indent) = hit?;
+        found = Some(n);
+        if let Some(i) = index {
+            // A block list below the key: the i-th `- ` item, else the key line.
+            let items: Vec<usize> = lines
+                .iter()
+                .enumerate()
+                .skip(n + 1)
+                .take_while(|(_, l)| {
+                    let t = l.trim_start();
+                    t.is_empty() || l.len() - t.len() > indent || t.starts_with("- ")
+                })
+                .filter(|(_, l)| l.trim_start().starts_with("- "))
+                .map(|(k, _)| k)
+                .collect();
+            if let Some(k) = items.get(i) {
+                found = Some(*k);
+            }
+        }
+        parent_indent = Some(indent);
+        start = n + 1;
+    }
+    found.map(|n| n + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const EXAMPLE: &str = include_str!("../bootd.example.yaml");
+
+    #[test]
+    fn example_config_is_valid_and_defaults_apply() {
+        let c = Config::parse(EXAMPLE, Path::new("/etc/bootd"), None).unwrap();
+        assert_eq!(c.https, vec!["0.0.0.0:8443".parse::<SocketAddr>().unwrap()]);
+        assert!(c.plain_http.is_empty(), "plain HTTP must be off by default");
+        assert_eq!(c.limits, Limits::default());
+        assert!(c.pki.ca_key.is_absolute());
+    }
+
+    #[test]
+    fn unknown_field_names_field_and_line() {
+        let text = EXAMPLE.replace("limits:\n", "limits:\n  max_conections: 5\n");
+        assert_ne!(text, EXAMPLE);
+        let err = Config::parse(&text, Path::new("/"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_conections"), "{err}");
+        assert!(err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_field_and_line() {
+        for (from, to, field) in [
+            (
+                "max_connections: 4096",
+                "max_connections: 0",
+                "limits.max_connections",
+            ),
+            ("- \"0.0.0.0:8443\"", "- \"0.0.0.0\"", "listen.https[0]"),
+            (
+                "idle_timeout_ms: 60000",
+                "idle_timeout_ms: 0",
+                "limits.idle_timeout_ms",
+            ),
+        ] {
+            let text = EXAMPLE.replace(from, to);
+            assert_ne!(text, EXAMPLE, "{from} not in the example");
+            let err = Config::parse(&text, Path::new("/"), None).unwrap_err();
+            let Error::ConfigInvalid { field: f, line, .. } = &err else {
+                panic!("{err}")
+            };
+            assert_eq!(f, field);
+            let line = line.unwrap_or_else(|| panic!("no line for {field}"));
+            let at = text.lines().nth(line - 1).unwrap();
+            assert!(
+                at.contains(to.split(':').next().unwrap().trim_start_matches("- ")),
+                "{field}: line {line} is `{at}`"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_http_needs_first_stage_and_mirror_needs_https() {
+        let text = EXAMPLE.replace("  plain_http: []", "  plain_http: [\"0.0.0.0:8080\"]");
+        assert_ne!(text, EXAMPLE);
+        let text = text.replace("first_stage:", "unused_first_stage:");
+        let err = Config::parse(&text, Path::new("/"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("first_stage") || err.contains("unused_first_stage"),
+            "{err}"
+        );
+
+        let text = EXAMPLE.replace(
+            "  local: /srv/racklet/repo",
+            "  mirror: { url: \"http://origin.example/repo\" }",
+        );
+        assert_ne!(text, EXAMPLE);
+        let err = Config::parse(&text, Path::new("/"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("repository.mirror.url"), "{err}");
+    }
+}

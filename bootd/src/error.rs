@@ -1,0 +1,109 @@
+//! bootd's error type: one variant per failed operation, carrying its context.
+
+use std::path::PathBuf;
+
+/// Why a bootd operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A file could not be written (atomically).
+    #[error("cannot write {path}: {source}")]
+    WriteFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A file that must not be overwritten silently already exists.
+    #[error("{path} already exists; refusing to overwrite it (pass --force to replace it)")]
+    AlreadyExists { path: PathBuf },
+    /// The configuration is malformed (the message carries line and column).
+    #[error("config{}: {source}", path_suffix(.path))]
+    ConfigParse {
+        path: Option<PathBuf>,
+        source: serde_norway::Error,
+    },
+    /// A configuration field has a value that is not allowed.
+    #[error("config{}: field `{field}`{}: {reason}", path_suffix(.path), line_suffix(*.line))]
+    ConfigInvalid {
+        path: Option<PathBuf>,
+        field: String,
+        line: Option<usize>,
+        reason: String,
+    },
+    /// The rack description referenced by the config is invalid.
+    #[error(transparent)]
+    Rack(#[from] racklet_hardware::Error),
+    /// Creating or signing a certificate failed.
+    #[error("certificate operation `{what}` failed: {source}")]
+    Certificate {
+        what: &'static str,
+        source: rcgen::Error,
+    },
+    /// A PEM file holds no usable certificate or key.
+    #[error("{path}: {reason}")]
+    Pem { path: PathBuf, reason: String },
+    /// Building the TLS configuration failed.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The client-certificate verifier could not be built.
+    #[error("client certificate verifier: {0}")]
+    ClientVerifier(#[from] rustls::server::VerifierBuilderError),
+    /// A TUF repository failed verification.
+    #[error("repository {source_desc} refused: {source}")]
+    VerifyRepository {
+        source_desc: String,
+        source: Box<tough::error::Error>,
+    },
+    /// A verified repository could not be staged for serving.
+    #[error("staging a verified repository in {path}: {reason}")]
+    Stage { path: PathBuf, reason: String },
+    /// A certificate signing request was refused.
+    #[error("enrollment request refused: {0}")]
+    Enrollment(String),
+    /// No pending enrollment request matches.
+    #[error("no pending enrollment request `{0}`")]
+    NoSuchRequest(String),
+    /// The node is not in the rack description.
+    #[error("node `{0}` is not in the rack description")]
+    UnknownNode(String),
+    /// A state record is malformed.
+    #[error("state record {path}: {source}")]
+    StateRecord {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    /// Binding or accepting on a socket failed.
+    #[error("socket {addr}: {source}")]
+    Socket {
+        addr: String,
+        source: std::io::Error,
+    },
+    /// An HTTPS request made by bootd (mirror, client API) failed.
+    #[error("request to {url} failed: {reason}")]
+    Request { url: String, reason: String },
+    /// An HTTPS request got a refusal from the server.
+    #[error("{url} answered {status}: {body}")]
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
+}
+
+fn path_suffix(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| format!(" {}", p.display()))
+        .unwrap_or_default()
+}
+
+fn line_suffix(line: Option<usize>) -> String {
+    line.map(|l| format!(" (line {l})")).unwrap_or_default()
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

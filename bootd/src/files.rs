@@ -1,0 +1,242 @@
+//! Static files from a verified snapshot: Range, conditional GET, streaming.
+//!
+//! Names are checked by [`crate::repo::is_flat_name`] before a path is ever
+//! built, and files are opened with `O_NOFOLLOW`, so neither `..` (plain or
+//! encoded: `%` is not a name character) nor a symlink can lead out of the
+//! snapshot. The body streams from disk in fixed-size chunks: memory does
+//! not grow with file size.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Response, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+/// The body type of every response.
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A small in-memory body.
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A response with a small text body.
+pub fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
+    let mut r = Response::new(full(msg.into() + "\n"));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+const CHUNK: usize = 256 * 1024;
+
+fn http_date(t: DateTime<Utc>) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+fn content_type(name: &str) -> &'static str {
+    if name.ends_with(".json") {
+        "application/json"
+    } else if name.ends_with(".efi") {
+        "application/efi"
+    } else {
+        "application/octet-stream"
+    }
+}
+
+/// A byte range to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// The whole file.
+    Full,
+    /// `start..=end`.
+    Part(u64, u64),
+    /// Not satisfiable.
+    Unsatisfiable,
+}
+
+/// Parses a `Range` header against a file of `len` bytes. One range only;
+/// a multi-range or malformed header is ignored (the whole file is sent,
+/// as RFC 9110 allows).
+pub fn parse_range(value: &str, len: u64) -> Range {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Range::Full;
+    };
+    if spec.contains(',') {
+        return Range::Full;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Range::Full;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let digits = |s: &str| !s.is_empty() && s.len() <= 19 && s.bytes().all(|c| c.is_ascii_digit());
+    if a.is_empty() {
+        if !digits(b) {
+            return Range::Full;
+        }
+        let n: u64 = b.parse().unwrap_or(0);
+        if n == 0 || len == 0 {
+            return Range::Unsatisfiable;
+        }
+        return Range::Part(len.saturating_sub(n), len - 1);
+    }
+    if !digits(a) || !(b.is_empty() || digits(b)) {
+        return Range::Full;
+    }
+    let start: u64 = a.parse().unwrap_or(u64::MAX);
+    if start >= len {
+        return Range::Unsatisfiable;
+    }
+    let end = if b.is_empty() {
+        len - 1
+    } else {
+        let e: u64 = b.parse().unwrap_or(u64::MAX);
+        if e < start {
+            return Range::Full;
+        }
+        e.min(len - 1)
+    };
+    Range::Part(start, end)
+}
+
+fn etag_matches(list: &str, etag: &str) -> bool {
+    list.split(',').any(|t| {
+        let t = t.trim();
+        t == "*" || t.trim_start_matches("W/") == etag
+    })
+}
+
+/// Serves `dir/name` (name already checked to be flat) for GET or HEAD.
+pub async fn serve(
+    dir: &Path,
+    name: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    cache_control: &'static str,
+) -> Response<Body> {
+    let path = dir.join(name);
+    let file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .await;
+    let mut file = match file {
+        Ok(f) => f,
+        Err(_) => return text(StatusCode::NOT_FOUND, "not found"),
+    };
+    let meta = match file.metadata().await {
+        Ok(m) if m.is_file() => m,
+        _ => return text(StatusCode::NOT_FOUND, "not found"),
+    };
+    let len = meta.len();
+    let mtime = DateTime::from_timestamp(meta.mtime(), 0).unwrap_or_default();
+    let etag = format!(
+        "\"{:x}-{:x}-{:x}\"",
+        len,
+        meta.mtime() as u64 ^ ((meta.mtime_nsec() as u64) << 32),
+        meta.ino()
+    );
+    let mut resp = Response::builder()
+        .header(header::ETAG, &etag)
+        .header(header::LAST_MODIFIED, http_date(mtime))
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CACHE_CONTROL, cache_control);
+    // RFC 9110 13.2.2: If-None-Match first; If-Modified-Since only without it.
+    let not_modified = match headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(list) => etag_matches(list, &etag),
+        None => headers
+            .get(header::IF_MODIFIED_SINCE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
+            .is_some_and(|since| mtime.timestamp() <= since.timestamp()),
+    };
+    if not_modified {
+        return resp
+            .status(StatusCode::NOT_MODIFIED)
+            .body(full(Bytes::new()))
+            .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response"));
+    }
+    let mut range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| parse_range(v, len))
+        .unwrap_or(Range::Full);
+    if let Some(if_range) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+        if if_range.trim() != etag {
+            range = Range::Full;
+        }
+    }
+    let (status, start, count) = match range {
+        Range::Full => (StatusCode::OK, 0, len),
+        Range::Part(s, e) => {
+            resp = resp.header(header::CONTENT_RANGE, format!("bytes {s}-{e}/{len}"));
+            (StatusCode::PARTIAL_CONTENT, s, e - s + 1)
+        }
+        Range::Unsatisfiable => {
+            return resp
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{len}"))
+                .body(full(Bytes::new()))
+                .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response"));
+        }
+    };
+    resp = resp
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type(name))
+        .header(header::CONTENT_LENGTH, count);
+    if method == Method::HEAD || count == 0 {
+        return resp
+            .body(full(Bytes::new()))
+            .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response"));
+    }
+    if start > 0 && file.seek(std::io::SeekFrom::Start(start)).await.is_err() {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "seek failed");
+    }
+    let reader = file.take(count);
+    let stream = tokio_util::io::ReaderStream::with_capacity(reader, CHUNK).map_ok(Frame::data);
+    resp.body(StreamBody::new(stream).boxed_unsync())
+        .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Range::Part(0, 9));
+        assert_eq!(parse_range("bytes=90-", 100), Range::Part(90, 99));
+        assert_eq!(parse_range("bytes=-10", 100), Range::Part(90, 99));
+        assert_eq!(parse_range("bytes=-1000", 100), Range::Part(0, 99));
+        assert_eq!(parse_range("bytes=50-1000", 100), Range::Part(50, 99));
+        assert_eq!(parse_range("bytes=100-", 100), Range::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 100), Range::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), Range::Full);
+        assert_eq!(parse_range("bytes=9-3", 100), Range::Full);
+        assert_eq!(parse_range("items=0-1", 100), Range::Full);
+        assert_eq!(parse_range("bytes=a-b", 100), Range::Full);
+        assert_eq!(parse_range("bytes=99999999999999999999-", 100), Range::Full);
+    }
+
+    #[test]
+    fn etag_lists() {
+        assert!(etag_matches("\"a\", \"b\"", "\"b\""));
+        assert!(etag_matches("W/\"b\"", "\"b\""));
+        assert!(etag_matches("*", "\"b\""));
+        assert!(!etag_matches("\"c\"", "\"b\""));
+    }
+}

@@ -1,0 +1,195 @@
+//! `/metrics` in OpenMetrics text format (`prometheus-client`).
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Labels of per-request metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// A fixed route name (`metadata`, `targets`, `enroll`, …), never the raw path.
+    pub route: &'static str,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// Labels naming a result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `ok` or a short failure class.
+    pub result: &'static str,
+}
+
+/// Labels naming a TUF role.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabels {
+    /// `root`, `targets`, `snapshot` or `timestamp`.
+    pub role: &'static str,
+}
+
+/// Labels naming a node.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabels {
+    /// Node name from the rack description.
+    pub node: String,
+}
+
+/// Labels of the booted-version info metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BootedLabels {
+    /// Node name.
+    pub node: String,
+    /// Booted version as reported.
+    pub version: String,
+    /// Booted slot (`A`/`B`).
+    pub slot: String,
+    /// Whether the boot was confirmed.
+    pub confirmed: String,
+}
+
+/// Every metric bootd exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route and status.
+    pub requests: Family<RouteLabels, Counter>,
+    /// Response body bytes by route and status.
+    pub bytes: Family<RouteLabels, Counter>,
+    /// TLS handshakes by result.
+    pub tls_handshakes: Family<ResultLabels, Counter>,
+    /// Connections refused before TLS (limits).
+    pub connections_refused: Family<ResultLabels, Counter>,
+    /// Open connections.
+    pub open_connections: Gauge,
+    /// Version of each role being served.
+    pub repo_version: Family<RoleLabels, Gauge>,
+    /// Seconds until each served role expires (negative once expired).
+    pub role_expires_seconds: Family<RoleLabels, Gauge<f64, AtomicU64>>,
+    /// Publishes verified and taken into service / refused.
+    pub publishes: Family<ResultLabels, Counter>,
+    /// Config reloads by result.
+    pub config_reloads: Family<ResultLabels, Counter>,
+    /// Timestamp re-signs by result.
+    pub timestamp_resigns: Family<ResultLabels, Counter>,
+    /// Unix time a node last reported.
+    pub node_last_seen: Family<NodeLabels, Gauge<f64, AtomicU64>>,
+    /// 1 for each node's last reported booted version.
+    pub node_booted: Family<BootedLabels, Gauge>,
+    /// Role expiry times (unix seconds), turned into `role_expires_seconds` at scrape time.
+    pub expiries: Mutex<Vec<(&'static str, i64)>>,
+    /// The `node_booted` labels currently set per node (one series per node).
+    pub booted_labels: Mutex<std::collections::HashMap<String, BootedLabels>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("bootd");
+        let m = Metrics {
+            requests: Family::default(),
+            bytes: Family::default(),
+            tls_handshakes: Family::default(),
+            connections_refused: Family::default(),
+            open_connections: Gauge::default(),
+            repo_version: Family::default(),
+            role_expires_seconds: Family::default(),
+            publishes: Family::default(),
+            config_reloads: Family::default(),
+            timestamp_resigns: Family::default(),
+            node_last_seen: Family::default(),
+            node_booted: Family::default(),
+            expiries: Mutex::new(Vec::new()),
+            booted_labels: Mutex::new(std::collections::HashMap::new()),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "http_response_bytes",
+            "Response body bytes sent by route and status",
+            m.bytes.clone(),
+        );
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes by result",
+            m.tls_handshakes.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed before TLS because of a limit",
+            m.connections_refused.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Open client connections",
+            m.open_connections.clone(),
+        );
+        registry.register(
+            "repository_version",
+            "Version of each TUF role being served",
+            m.repo_version.clone(),
+        );
+        registry.register(
+            "repository_role_expires_seconds",
+            "Seconds until each served TUF role expires",
+            m.role_expires_seconds.clone(),
+        );
+        registry.register(
+            "repository_publishes",
+            "Repository publishes by result (ok, refused)",
+            m.publishes.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result",
+            m.config_reloads.clone(),
+        );
+        registry.register(
+            "timestamp_resigns",
+            "Online timestamp re-signs by result",
+            m.timestamp_resigns.clone(),
+        );
+        registry.register(
+            "node_last_seen_timestamp_seconds",
+            "Unix time of each node's last report",
+            m.node_last_seen.clone(),
+        );
+        registry.register(
+            "node_booted",
+            "Each node's last reported booted version (value is always 1)",
+            m.node_booted.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Encodes every metric as OpenMetrics text, refreshing time-derived gauges at `now`.
+    pub fn encode(&self, now: chrono::DateTime<chrono::Utc>) -> String {
+        let expiries = self.expiries.lock().map(|e| e.clone()).unwrap_or_default();
+        for (role, at) in expiries {
+            self.role_expires_seconds
+                .get_or_create(&RoleLabels { role })
+                .set((at - now.timestamp()) as f64);
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _infallible = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The Content-Type of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
