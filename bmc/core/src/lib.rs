@@ -97,6 +97,16 @@ impl<S: NorFlash, B: NorFlash> Bmc<S, B> {
         &self.store
     }
 
+    /// Gives the state flash and the firmware banks back (the BMC "loses power").
+    pub fn into_flashes(self) -> (S, B) {
+        (self.store.into_flash(), self.banks)
+    }
+
+    /// The firmware banks.
+    pub fn banks(&self) -> &B {
+        &self.banks
+    }
+
     /// The SMBus address.
     pub fn addr(&self) -> SmbusAddr {
         self.addr

@@ -202,7 +202,7 @@ impl<F: NorFlash> Store<F> {
     /// On error the store still reports the old state, and the next commit
     /// starts in a freshly erased sector.
     pub fn commit(&mut self, state: &Persistent) -> Result<(), StoreError> {
-        if *state == self.current && self.found {
+        if *state == self.current {
             return Ok(());
         }
         let (base, off) = match self.next {

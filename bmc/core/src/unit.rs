@@ -278,18 +278,17 @@ impl Unit {
 
     /// Handles an event at `now`; returns the output levels to apply.
     pub fn on_event(&mut self, event: Event, now: Instant) -> Outputs {
+        // Every event is also a tick of the button's debounce timer.
+        let press = match event {
+            Event::Button(level) => self.button.sample(level, now),
+            _ => self.button.tick(now),
+        };
+        if let Some(press) = press {
+            self.on_press(press, now);
+        }
         match event {
-            Event::Tick => {
-                if let Some(press) = self.button.tick(now) {
-                    self.on_press(press, now);
-                }
-            }
+            Event::Tick | Event::Button(_) => {}
             Event::PowerGood(level) => self.power_good = level,
-            Event::Button(level) => {
-                if let Some(press) = self.button.sample(level, now) {
-                    self.on_press(press, now);
-                }
-            }
             Event::PowerSample {
                 millivolts,
                 milliamps,

@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod frame;
+pub mod fuzz;
 pub mod message;
 pub mod pec;
 pub mod types;

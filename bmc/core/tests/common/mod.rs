@@ -1,0 +1,191 @@
+//! A BMC on NOR-accurate RAM flash with a simulated rail, driven through
+//! real protocol frames.
+#![allow(dead_code)]
+
+use ed25519_dalek::SigningKey;
+use racklet_bmc_core::memflash::{MemFlash, SECTOR};
+use racklet_bmc_core::{Bmc, Config, Event, Instant, Millis, Outputs};
+use racklet_bmc_proto::{
+    decode_response, encode_request, Error, ErrorCode, Request, Response, SmbusAddr, MAX_FRAME,
+};
+
+pub type StateFlash = MemFlash<{ 2 * SECTOR }>;
+pub type Banks = MemFlash<{ 8 * SECTOR }>;
+
+pub const ADDR: u8 = 0x20;
+
+pub fn signing_key() -> SigningKey {
+    // Test-only key; never used outside tests.
+    SigningKey::from_bytes(&[7u8; 32])
+}
+
+pub fn test_config() -> Config {
+    Config {
+        power_good_timeout: Millis(100),
+        reset_hold: Millis(20),
+        stagger_delay: Millis(250),
+        auto_power_on: true,
+        graceful_timeout: Millis(1000),
+        power_off_time: Millis(500),
+        watchdog: Millis(5000),
+        max_tries: 3,
+        debounce: Millis(20),
+        long_press: Millis(3000),
+    }
+}
+
+pub struct Rig {
+    pub bmc: Bmc<StateFlash, Banks>,
+    pub now: Instant,
+    /// The rail answers power-good this long after it is enabled (None: never).
+    pub pg_delay: Option<Millis>,
+    rail_since: Option<Instant>,
+    pub out: Outputs,
+    /// Every output change, with its time.
+    pub trace: Vec<(Instant, Outputs)>,
+}
+
+impl Rig {
+    pub fn new() -> Rig {
+        Rig::with(test_config(), StateFlash::new(), Banks::new())
+    }
+
+    pub fn with(cfg: Config, flash: StateFlash, banks: Banks) -> Rig {
+        let now = Instant(0);
+        let addr = SmbusAddr::new(ADDR).unwrap();
+        let bmc = Bmc::new(addr, cfg, flash, banks, signing_key().verifying_key(), now).unwrap();
+        let out = bmc.unit().outputs();
+        let mut rig = Rig {
+            bmc,
+            now,
+            pg_delay: Some(Millis(5)),
+            rail_since: None,
+            out,
+            trace: vec![(now, out)],
+        };
+        rig.event(Event::Tick);
+        rig
+    }
+
+    /// The BMC loses power and restarts on the same flash (RAM state gone).
+    pub fn restart(self) -> Rig {
+        let cfg = *self.bmc.unit().config();
+        let (flash, banks) = self.into_flashes();
+        Rig::with(cfg, flash, banks)
+    }
+
+    pub fn into_flashes(self) -> (StateFlash, Banks) {
+        self.bmc.into_flashes()
+    }
+
+    pub fn event(&mut self, e: Event) {
+        let out = self.bmc.on_event(e, self.now);
+        self.apply(out);
+    }
+
+    fn apply(&mut self, out: Outputs) {
+        if out != self.out {
+            self.trace.push((self.now, out));
+        }
+        if out.rail_on && !self.out.rail_on {
+            self.rail_since = Some(self.now);
+        }
+        if !out.rail_on {
+            self.rail_since = None;
+        }
+        self.out = out;
+    }
+
+    /// Advances time in 5 ms steps, feeding power-good as the rail model says.
+    pub fn advance(&mut self, ms: u64) {
+        let end = self.now.0 + ms;
+        while self.now.0 < end {
+            self.now = Instant(self.now.0 + 5);
+            let pg = match (self.rail_since, self.pg_delay) {
+                (Some(since), Some(d)) => self.now - since >= d,
+                _ => false,
+            };
+            self.event(Event::PowerGood(pg));
+        }
+    }
+
+    /// Holds the button for `ms`, then releases it and lets debounce settle.
+    pub fn press(&mut self, ms: u64) {
+        self.event(Event::Button(true));
+        self.advance(ms);
+        self.event(Event::Button(false));
+        self.advance(50);
+    }
+
+    /// Sends `req` as a frame and decodes the answer frame.
+    pub fn call(&mut self, req: Request<'_>) -> Result<Response, Error> {
+        let addr = SmbusAddr::new(ADDR).unwrap();
+        let mut f = [0u8; MAX_FRAME];
+        let n = encode_request(addr, &req, &mut f).unwrap();
+        let mut out = [0u8; MAX_FRAME];
+        let m = self
+            .bmc
+            .handle_frame(&f[..n], self.now, &mut out)
+            .expect("answered");
+        let outputs = self.bmc.unit().outputs();
+        self.apply(outputs);
+        decode_response(addr, req.command(), &out[..m])
+    }
+
+    pub fn ok(&mut self, req: Request<'_>) -> Response {
+        self.call(req)
+            .unwrap_or_else(|e| panic!("{req:?} refused: {e}"))
+    }
+
+    pub fn refused(&mut self, req: Request<'_>) -> ErrorCode {
+        match self.call(req) {
+            Err(Error::Refused(code)) => code,
+            other => panic!("{req:?} should be refused, got {other:?}"),
+        }
+    }
+
+    /// Sends raw frame bytes; returns the raw answer.
+    pub fn raw(&mut self, frame: &[u8]) -> Option<Vec<u8>> {
+        let mut out = [0u8; MAX_FRAME];
+        self.bmc
+            .handle_frame(frame, self.now, &mut out)
+            .map(|m| out[..m].to_vec())
+    }
+
+    pub fn plan(&mut self) -> racklet_bmc_proto::BootPlan {
+        match self.ok(Request::GetBootPlan) {
+            Response::BootPlan(p) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    pub fn power(&mut self) -> racklet_bmc_proto::PowerStatus {
+        match self.ok(Request::GetPowerStatus) {
+            Response::PowerStatus(p) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    pub fn slot(&mut self, slot: racklet_bmc_proto::Slot) -> racklet_bmc_proto::SlotInfo {
+        match self.ok(Request::GetSlotInfo { slot }) {
+            Response::SlotInfo(s) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Flash program/erase operations so far.
+    pub fn flash_ops(&self) -> usize {
+        self.bmc.store().flash().ops
+    }
+
+    /// Runs until the unit is on (reset released).
+    pub fn until_on(&mut self) {
+        for _ in 0..2000 {
+            if self.out.rail_on && !self.out.reset_asserted {
+                return;
+            }
+            self.advance(5);
+        }
+        panic!("unit never came on: {:?}", self.bmc.unit().power_status());
+    }
+}
