@@ -16,6 +16,7 @@
 use std::sync::Mutex;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::RvError;
 use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
@@ -152,11 +153,27 @@ fn p11(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Pkcs11(format!("{what}: {e}"))
 }
 
-fn open(uri: &KeyUri) -> Result<(Pkcs11, Session)> {
-    let ctx =
-        Pkcs11::new(&uri.module).map_err(|e| p11(&format!("loading module {}", uri.module), e))?;
+/// A module may be initialized once per process: share one context per
+/// module path.
+fn context(module: &str) -> Result<Pkcs11> {
+    type Contexts = Mutex<std::collections::HashMap<String, Pkcs11>>;
+    static CONTEXTS: std::sync::OnceLock<Contexts> = std::sync::OnceLock::new();
+    let mut map = CONTEXTS
+        .get_or_init(Default::default)
+        .lock()
+        .map_err(|_| Error::Pkcs11("context lock poisoned".into()))?;
+    if let Some(ctx) = map.get(module) {
+        return Ok(ctx.clone());
+    }
+    let ctx = Pkcs11::new(module).map_err(|e| p11(&format!("loading module {module}"), e))?;
     ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
         .map_err(|e| p11("initializing the module", e))?;
+    map.insert(module.to_owned(), ctx.clone());
+    Ok(ctx)
+}
+
+fn open(uri: &KeyUri) -> Result<(Pkcs11, Session)> {
+    let ctx = context(&uri.module)?;
     let slots = ctx
         .get_slots_with_token()
         .map_err(|e| p11("listing slots", e))?;
@@ -178,9 +195,12 @@ fn open(uri: &KeyUri) -> Result<(Pkcs11, Session)> {
         .pin
         .as_ref()
         .ok_or_else(|| Error::Pkcs11("no PIN: use pin-source=FILE or IMGSIGN_PKCS11_PIN".into()))?;
-    session
-        .login(UserType::User, Some(&AuthPin::from(pin.clone())))
-        .map_err(|e| p11(&format!("logging in to token `{}`", uri.token), e))?;
+    match session.login(UserType::User, Some(&AuthPin::from(pin.clone()))) {
+        // Login state is per token and application: an earlier key from
+        // the same token already logged this process in.
+        Ok(()) | Err(cryptoki::error::Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(e) => return Err(p11(&format!("logging in to token `{}`", uri.token), e)),
+    }
     Ok((ctx, session))
 }
 

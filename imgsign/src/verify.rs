@@ -158,10 +158,12 @@ pub async fn verify(src: &Source, enforce_expiry: bool) -> Result<Report> {
                     length += bytes.len() as u64;
                     sha2::Digest::update(&mut hasher, &bytes);
                 }
-                Err(e) => return Err(mismatch(format!(
+                Err(e) => {
+                    return Err(mismatch(format!(
                     "{e} (expected {} bytes with sha256 {expected}; read {length} bytes so far)",
                     target.length
-                ))),
+                )))
+                }
             }
         }
         let found = hex::encode(sha2::Digest::finalize(hasher));

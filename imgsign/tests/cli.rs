@@ -1,0 +1,445 @@
+//! The command line as a release manager uses it, with real files.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use assert_cmd::Command;
+use common::*;
+use predicates::prelude::*;
+
+fn imgsign(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("imgsign").unwrap();
+    c.current_dir(dir).env("RUST_LOG", "warn");
+    c
+}
+
+fn gen(dir: &Path, name: &str) {
+    imgsign(dir)
+        .args(["key", "generate", name])
+        .assert()
+        .success();
+}
+
+fn new_repo(dir: &Path) {
+    for k in ["r1.pem", "r2.pem", "r3.pem", "tg.pem", "sn.pem", "ts.pem"] {
+        gen(dir, k);
+    }
+    imgsign(dir)
+        .args([
+            "init",
+            "--repo",
+            "repo",
+            "--root-key",
+            "r1.pem",
+            "--root-key",
+            "r2.pem",
+            "--root-public",
+            "r3.pem",
+            "--root-threshold",
+            "2",
+            "--targets-key",
+            "tg.pem",
+            "--snapshot-key",
+            "sn.pem",
+            "--timestamp-key",
+            "ts.pem",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("2-of-3 root keys"));
+}
+
+fn release(dir: &Path, image: &str, channel: &str, keys: &[&str]) -> assert_cmd::assert::Assert {
+    let mut c = imgsign(dir);
+    c.args([
+        "sign",
+        "release",
+        "--repo",
+        "repo",
+        "--kind",
+        "os",
+        "--version",
+        "1.0.0",
+    ]);
+    c.args([
+        "--security-version",
+        "1",
+        "--arch",
+        "x86_64",
+        "--channel",
+        channel,
+    ]);
+    c.args(["--group", "workers"]);
+    for k in keys {
+        c.args(["--key", k]);
+    }
+    c.arg(image).assert()
+}
+
+#[test]
+fn generated_keys_are_private_and_never_overwritten_or_printed() {
+    let d = tempfile::tempdir().unwrap();
+    let out = imgsign(d.path())
+        .args(["key", "generate", "k.pem", "--public", "k.pub"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let secret = std::fs::read_to_string(d.path().join("k.pem")).unwrap();
+    let body = secret.lines().nth(1).unwrap();
+    assert!(!String::from_utf8_lossy(&out).contains(body), "key printed");
+    let mode = std::fs::metadata(d.path().join("k.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    imgsign(d.path())
+        .args(["key", "generate", "k.pem"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("already exists"));
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("k.pem")).unwrap(),
+        secret
+    );
+    // The public file and the private key have the same id.
+    let id_priv = imgsign(d.path())
+        .args(["key", "id", "k.pem"])
+        .output()
+        .unwrap()
+        .stdout;
+    let id_pub = imgsign(d.path())
+        .args(["key", "id", "k.pub"])
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(id_priv, id_pub);
+}
+
+#[test]
+fn init_release_verify_status() {
+    let d = tempfile::tempdir().unwrap();
+    new_repo(d.path());
+    std::fs::write(d.path().join("os.uki"), vec![7u8; 100_000]).unwrap();
+    release(
+        d.path(),
+        "os.uki",
+        "stable",
+        &["tg.pem", "sn.pem", "ts.pem"],
+    )
+    .success()
+    .stdout(predicate::str::contains(
+        "published targets v2, snapshot v2, timestamp v2",
+    ));
+    imgsign(d.path())
+        .args(["verify", "--repo", "repo"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("OK: 1 target(s) verified"))
+        .stdout(predicate::str::contains("security_version 1"));
+    imgsign(d.path())
+        .args(["status", "--repo", "repo"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("timestamp"));
+    // Two days on, the timestamp has expired: status exits 2, verify fails naming it.
+    let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(48)).to_string();
+    imgsign(d.path())
+        .args(["status", "--repo", "repo", "--now", &later])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains("EXPIRED"));
+    imgsign(d.path())
+        .args(["timestamp", "refresh", "--repo", "repo", "--key", "ts.pem"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("timestamp v3"));
+}
+
+#[test]
+fn verify_fails_naming_the_tampered_target() {
+    let d = tempfile::tempdir().unwrap();
+    new_repo(d.path());
+    std::fs::write(d.path().join("os.uki"), vec![7u8; 5000]).unwrap();
+    release(
+        d.path(),
+        "os.uki",
+        "stable",
+        &["tg.pem", "sn.pem", "ts.pem"],
+    )
+    .success();
+    let targets = d.path().join("repo/targets");
+    let f = std::fs::read_dir(&targets)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::write(&f, vec![8u8; 5000]).unwrap();
+    imgsign(d.path())
+        .args(["verify", "--repo", "repo"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("target `os.uki`"))
+        .stderr(predicate::str::contains("expected"));
+}
+
+#[test]
+fn example_keys_are_refused_outside_the_demo_channel() {
+    let d = tempfile::tempdir().unwrap();
+    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("../keys-example");
+    let k = |n: &str| {
+        ex.join(format!("INSECURE-{n}.pem"))
+            .to_string_lossy()
+            .into_owned()
+    };
+    imgsign(d.path())
+        .args(["init", "--repo", "repo"])
+        .args([
+            "--root-key",
+            &k("root-1"),
+            "--root-key",
+            &k("root-2"),
+            "--root-key",
+            &k("root-3"),
+        ])
+        .args(["--root-threshold", "2", "--targets-key", &k("targets")])
+        .args([
+            "--snapshot-key",
+            &k("snapshot"),
+            "--timestamp-key",
+            &k("timestamp"),
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("INSECURE"));
+    std::fs::write(d.path().join("os.uki"), vec![7u8; 5000]).unwrap();
+    let keys = [k("targets"), k("snapshot"), k("timestamp")];
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    release(d.path(), "os.uki", "stable", &keys)
+        .failure()
+        .stderr(predicate::str::contains("INSECURE example keys"))
+        .stderr(predicate::str::contains("`stable`"));
+    release(d.path(), "os.uki", "demo", &keys).success();
+    // Own keys cannot launder a root that trusts example keys.
+    gen(d.path(), "own.pem");
+    release(d.path(), "os.uki", "stable", &["own.pem"])
+        .failure()
+        .stderr(predicate::str::contains("example"));
+    imgsign(d.path())
+        .args(["key", "id", &k("root-1")])
+        .assert()
+        .stdout(predicate::str::contains("INSECURE"));
+}
+
+#[test]
+fn bad_target_name_and_unknown_arch_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    new_repo(d.path());
+    std::fs::write(d.path().join("os.uki"), vec![7u8; 5000]).unwrap();
+    imgsign(d.path())
+        .args([
+            "sign",
+            "release",
+            "--repo",
+            "repo",
+            "--kind",
+            "os",
+            "--version",
+            "1.0.0",
+        ])
+        .args([
+            "--security-version",
+            "1",
+            "--arch",
+            "x86_64",
+            "--channel",
+            "stable",
+            "--all-nodes",
+        ])
+        .args(["--key", "tg.pem", "--name", "../../etc/passwd", "os.uki"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("invalid target name"));
+    imgsign(d.path())
+        .args([
+            "sign",
+            "release",
+            "--repo",
+            "repo",
+            "--kind",
+            "os",
+            "--version",
+            "1.0.0",
+        ])
+        .args([
+            "--security-version",
+            "1",
+            "--arch",
+            "mips",
+            "--channel",
+            "stable",
+            "--all-nodes",
+        ])
+        .args(["--key", "tg.pem", "os.uki"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("unknown architecture"));
+}
+
+#[test]
+fn root_rotation_ceremony_on_separate_machines() {
+    let d = tempfile::tempdir().unwrap();
+    new_repo(d.path());
+    std::fs::write(d.path().join("os.uki"), vec![7u8; 5000]).unwrap();
+    release(
+        d.path(),
+        "os.uki",
+        "stable",
+        &["tg.pem", "sn.pem", "ts.pem"],
+    )
+    .success();
+
+    // A client trusts root v1 and has loaded the repository once.
+    let root_v1 = std::fs::read(d.path().join("repo/metadata/1.root.json")).unwrap();
+    let datastore = tempfile::tempdir().unwrap();
+    let load = |store: &Path| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let repo = d.path().join("repo");
+        rt.block_on(async {
+            tough::RepositoryLoader::new(
+                &root_v1,
+                url::Url::from_directory_path(repo.join("metadata")).unwrap(),
+                url::Url::from_directory_path(repo.join("targets")).unwrap(),
+            )
+            .datastore(store)
+            .load()
+            .await
+            .map(|r| r.root().signed.version.get())
+        })
+    };
+    assert_eq!(load(datastore.path()).unwrap(), 1);
+
+    // Root key r3's holder leaves; r4 replaces it; the timestamp key rotates too.
+    gen(d.path(), "r4.pem");
+    gen(d.path(), "ts2.pem");
+    imgsign(d.path())
+        .args(["key", "public", "r4.pem", "--out", "r4.pub"])
+        .assert()
+        .success();
+    let r3_id = String::from_utf8(
+        imgsign(d.path())
+            .args(["key", "id", "r3.pem"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let ts_id = String::from_utf8(
+        imgsign(d.path())
+            .args(["key", "id", "ts.pem"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    imgsign(d.path())
+        .args(["root", "stage", "--repo", "repo", "--out", "staged.json"])
+        .args([
+            "--add",
+            "root=r4.pub",
+            "--remove",
+            &format!("root={}", r3_id.trim()),
+        ])
+        .args([
+            "--add",
+            "timestamp=ts2.pem",
+            "--remove",
+            &format!("timestamp={}", ts_id.trim()),
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("staged root v2"));
+    // Each holder signs a copy on their own machine.
+    for (copy, key) in [
+        ("a.json", "r1.pem"),
+        ("b.json", "r2.pem"),
+        ("c.json", "r4.pem"),
+    ] {
+        std::fs::copy(d.path().join("staged.json"), d.path().join(copy)).unwrap();
+        imgsign(d.path())
+            .args(["root", "sign", copy, "--key", key, "--repo", "repo"])
+            .assert()
+            .success();
+    }
+    // One copy alone (r1) is not enough for the old 2-of-3 threshold.
+    imgsign(d.path())
+        .args([
+            "root", "publish", "--repo", "repo", "a.json", "--key", "sn.pem", "--key", "ts2.pem",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("old root keys: 1 valid of 2"));
+    // A copy whose signed part was altered cannot be combined.
+    let altered = std::fs::read_to_string(d.path().join("c.json"))
+        .unwrap()
+        .replace("\"version\": 2", "\"version\": 3");
+    std::fs::write(d.path().join("evil.json"), altered).unwrap();
+    imgsign(d.path())
+        .args(["root", "combine", "--out", "x.json", "a.json", "evil.json"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("disagree"));
+    imgsign(d.path())
+        .args([
+            "root",
+            "combine",
+            "--out",
+            "signed.json",
+            "a.json",
+            "b.json",
+            "c.json",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("3 signature(s)"));
+    imgsign(d.path())
+        .args([
+            "root",
+            "publish",
+            "--repo",
+            "repo",
+            "signed.json",
+            "--key",
+            "sn.pem",
+            "--key",
+            "ts2.pem",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("published root v2"));
+    imgsign(d.path())
+        .args(["verify", "--repo", "repo"])
+        .assert()
+        .success();
+    // The client that trusted v1 follows the rotation.
+    assert_eq!(load(datastore.path()).unwrap(), 2);
+    // The old timestamp key is no longer accepted.
+    imgsign(d.path())
+        .args(["timestamp", "refresh", "--repo", "repo", "--key", "ts.pem"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "none of the given keys may sign the timestamp role",
+        ));
+    imgsign(d.path())
+        .args(["timestamp", "refresh", "--repo", "repo", "--key", "ts2.pem"])
+        .assert()
+        .success();
+}

@@ -1,0 +1,131 @@
+//! Signing with a key held in a PKCS#11 token (SoftHSM, Debian `softhsm2`).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+#[test]
+fn a_root_key_in_softhsm_signs_a_repository_that_tough_accepts() {
+    if !have(
+        Path::new("/usr/bin/softhsm2-util").exists()
+            && Path::new(imgsign::pkcs11::SOFTHSM_MODULE).exists(),
+        "softhsm2 (Debian package softhsm2)",
+    ) {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let conf = d.path().join("softhsm2.conf");
+    std::fs::create_dir(d.path().join("tokens")).unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            d.path().join("tokens").display()
+        ),
+    )
+    .unwrap();
+    // SoftHSM reads its configuration from the environment of this process.
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    let ok = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "racklet-test",
+            "--pin",
+            "4321",
+            "--so-pin",
+            "8765",
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let pin = d.path().join("pin");
+    std::fs::write(&pin, "4321\n").unwrap();
+    let uri = format!(
+        "pkcs11:token=racklet-test;object=root-hsm?pin-source={}",
+        pin.display()
+    );
+
+    let hsm = imgsign::pkcs11::generate(&uri).unwrap();
+    match imgsign::pkcs11::generate(&uri) {
+        Err(imgsign::Error::AlreadyExists { .. }) => {}
+        other => panic!("a second key under the same label: {other:?}"),
+    }
+    let again = imgsign::keys::SigningKeyPair::load(&uri).unwrap();
+    assert_eq!(hsm.key_id(), again.key_id());
+
+    let k = |n: &str| key_file(d.path(), n).1;
+    let (tg, sn, ts) = (k("tg.pem"), k("sn.pem"), k("ts.pem"));
+    let spec = imgsign::init::RootSpec {
+        root: imgsign::init::RoleSpec {
+            keys: vec![again.public()],
+            threshold: std::num::NonZeroU64::MIN,
+        },
+        targets: imgsign::init::RoleSpec {
+            keys: vec![tg.public()],
+            threshold: std::num::NonZeroU64::MIN,
+        },
+        snapshot: imgsign::init::RoleSpec {
+            keys: vec![sn.public()],
+            threshold: std::num::NonZeroU64::MIN,
+        },
+        timestamp: imgsign::init::RoleSpec {
+            keys: vec![ts.public()],
+            threshold: std::num::NonZeroU64::MIN,
+        },
+    };
+    let repo = d.path().join("repo");
+    imgsign::init::init(
+        &repo,
+        &spec,
+        &[&again, &tg, &sn, &ts],
+        now(),
+        &Default::default(),
+    )
+    .unwrap();
+    client_verify(&repo).unwrap();
+
+    // A wrong PIN is a clear error, and the PIN is not in it. (A fresh
+    // process: login state is per process and token.)
+    std::fs::write(&pin, "0000\n").unwrap();
+    let out = assert_cmd::Command::cargo_bin("imgsign")
+        .unwrap()
+        .env("SOFTHSM2_CONF", &conf)
+        .args(["key", "id", &uri])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("logging in"), "{err}");
+    let uri_with_value = "pkcs11:token=racklet-test;object=root-hsm?pin-value=0000";
+    let out = assert_cmd::Command::cargo_bin("imgsign")
+        .unwrap()
+        .env("SOFTHSM2_CONF", &conf)
+        .args(["key", "id", uri_with_value])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!err.contains("0000"), "PIN leaked: {err}");
+    // The right PIN in a fresh process gives the same key id.
+    let out = assert_cmd::Command::cargo_bin("imgsign")
+        .unwrap()
+        .env("SOFTHSM2_CONF", &conf)
+        .args([
+            "key",
+            "id",
+            "pkcs11:token=racklet-test;object=root-hsm?pin-value=4321",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), hsm.key_id());
+}
