@@ -901,7 +901,8 @@ async fn publish_loop(
             }
         };
         let current = shared.snapshot();
-        if current.as_ref().is_some_and(|c| c.timestamp_sha256 == hash) {
+        if let Some(cur) = current.as_ref().filter(|c| c.timestamp_sha256 == hash) {
+            maybe_resign_timestamp(&shared, cur).await;
             continue;
         }
         if let Some((h, at, _)) = &failed {
@@ -963,6 +964,57 @@ async fn publish_loop(
             }
             Err(e) => error!(error = %e, "verification task failed"),
         }
+    }
+}
+
+/// The online timestamp role: re-sign `timestamp.json` in the local
+/// repository (with imgsign's library, atomically) when the one being served
+/// expires within the configured margin. The next poll then verifies and
+/// serves it like any other publish.
+async fn maybe_resign_timestamp(shared: &Arc<Shared>, cur: &Snapshot) {
+    let live = shared.live();
+    let repo = &live.config.repository;
+    let (Some(role), crate::config::Source::Local(dir)) = (&repo.timestamp, &repo.source) else {
+        return;
+    };
+    let Some(expires) = cur
+        .expires
+        .iter()
+        .find(|(r, _)| *r == "timestamp")
+        .map(|(_, t)| *t)
+    else {
+        return;
+    };
+    let now = chrono::Utc::now().timestamp();
+    if expires - now > role.refresh_margin.as_secs() as i64 {
+        return;
+    }
+    let (dir, key, lifetime) = (dir.clone(), role.key.clone(), role.lifetime);
+    let res = tokio::task::spawn_blocking(move || {
+        let key = imgsign::keys::SigningKeyPair::load(&key.to_string_lossy()).map_err(Box::new)?;
+        let lifetime = jiff::SignedDuration::try_from(lifetime)
+            .map_err(|e| Box::new(imgsign::Error::Invalid(e.to_string())))?;
+        imgsign::timestamp::refresh(&dir, &key, lifetime, jiff::Timestamp::now()).map_err(Box::new)
+    })
+    .await;
+    match res {
+        Ok(Ok(ts)) => {
+            shared
+                .metrics
+                .timestamp_resigns
+                .get_or_create(&ResultLabels { result: "ok" })
+                .inc();
+            info!(version = ts.signed.version.get(), expires = %ts.signed.expires, "re-signed timestamp.json");
+        }
+        Ok(Err(e)) => {
+            shared
+                .metrics
+                .timestamp_resigns
+                .get_or_create(&ResultLabels { result: "error" })
+                .inc();
+            error!(error = %e, "cannot re-sign timestamp.json");
+        }
+        Err(e) => error!(error = %e, "timestamp task failed"),
     }
 }
 

@@ -1,0 +1,523 @@
+//! bootd serving a verified repository: TLS, HTTP, files, publishes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use hyper::StatusCode;
+
+const IMG: &[u8] = b"racklet os image v1 \x00\x01\x02 payload payload payload";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serves_the_verified_repository_over_tls13_and_tls12() {
+    let f = Fixture::new();
+    f.release("1.0.0", &[("os.img", IMG, "os")]);
+    let s = f.start().await;
+    let ca = f.ca_der();
+    wait_for_timestamp(s.addr, &ca, 2).await;
+
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        let cfg = client_config(&ca, &[b"http/1.1"], versions, None);
+        let tls = tls_connect(s.addr, cfg.clone()).await.unwrap();
+        assert_eq!(
+            tls.get_ref().1.protocol_version(),
+            Some(versions[0].version)
+        );
+        drop(tls);
+        for file in [
+            "timestamp.json",
+            "1.root.json",
+            "2.snapshot.json",
+            "2.targets.json",
+        ] {
+            let r = get_with(s.addr, cfg.clone(), &format!("/metadata/{file}"), &[]).await;
+            assert_eq!(r.status, StatusCode::OK, "{file}");
+            assert_eq!(
+                r.body,
+                std::fs::read(f.repo.join("metadata").join(file)).unwrap(),
+                "{file}"
+            );
+        }
+    }
+    let target = f.target_file("os.img");
+    let name = target.file_name().unwrap().to_str().unwrap().to_owned();
+    let r = get(s.addr, &ca, &format!("/targets/{name}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, IMG);
+    // TUF 5.3.3: the client probes N+1.root.json; it must be a clean 404.
+    let r = get(s.addr, &ca, "/metadata/2.root.json").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn range_and_conditional_get() {
+    let f = Fixture::new();
+    f.release("1.0.0", &[("os.img", IMG, "os")]);
+    let s = f.start().await;
+    let ca = f.ca_der();
+    wait_for_timestamp(s.addr, &ca, 2).await;
+    let name = f
+        .target_file("os.img")
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/targets/{name}");
+    let cfg = default_client(&ca);
+
+    let r = get_with(s.addr, cfg.clone(), &path, &[("range", "bytes=5-9")]).await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.body, &IMG[5..10]);
+    assert_eq!(
+        r.headers["content-range"],
+        format!("bytes 5-9/{}", IMG.len())
+    );
+    let r = get_with(s.addr, cfg.clone(), &path, &[("range", "bytes=-4")]).await;
+    assert_eq!(r.body, &IMG[IMG.len() - 4..]);
+    let r = get_with(s.addr, cfg.clone(), &path, &[("range", "bytes=9999-")]).await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+
+    let full = get(s.addr, &ca, &path).await;
+    let etag = full.headers["etag"].to_str().unwrap().to_owned();
+    let lm = full.headers["last-modified"].to_str().unwrap().to_owned();
+    let r = get_with(s.addr, cfg.clone(), &path, &[("if-none-match", &etag)]).await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    assert!(r.body.is_empty());
+    let r = get_with(
+        s.addr,
+        cfg.clone(),
+        &path,
+        &[("if-none-match", "\"other\"")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = get_with(s.addr, cfg.clone(), &path, &[("if-modified-since", &lm)]).await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+    let r = get_with(
+        s.addr,
+        cfg.clone(),
+        &path,
+        &[("if-modified-since", "Thu, 01 Jan 1970 00:00:00 GMT")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // If-Range with a stale validator: the whole file, not a stale part.
+    let r = get_with(
+        s.addr,
+        cfg.clone(),
+        &path,
+        &[("range", "bytes=0-1"), ("if-range", "\"stale\"")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, IMG);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn path_traversal_and_symlinks_are_refused() {
+    let f = Fixture::new();
+    f.release("1.0.0", &[("os.img", IMG, "os")]);
+    // A symlink planted in the source repository, pointing out of it.
+    std::os::unix::fs::symlink("/etc/passwd", f.repo.join("targets").join("evil")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", f.repo.join("metadata").join("evil.json")).unwrap();
+    let s = f.start().await;
+    let ca = f.ca_der();
+    wait_for_timestamp(s.addr, &ca, 2).await;
+    // And one planted straight into the served snapshot (defence in depth:
+    // files are opened with O_NOFOLLOW).
+    let serve = f.state.join("serve");
+    let snap = std::fs::read_dir(&serve)
+        .unwrap()
+        .flatten()
+        .find(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .unwrap()
+        .path();
+    std::os::unix::fs::symlink("/etc/passwd", snap.join("targets").join("planted")).unwrap();
+
+    for path in [
+        "/metadata/../../../../etc/passwd",
+        "/targets/..%2f..%2f..%2fetc%2fpasswd",
+        "/targets/%2e%2e/%2e%2e/etc/passwd",
+        "/targets/%2e%2e",
+        "/targets/..",
+        "/targets/.",
+        "/metadata/..%2fmetadata%2ftimestamp.json",
+        "/targets/evil",
+        "/metadata/evil.json",
+        "/targets/planted",
+        "/targets//etc/passwd",
+        "/targets/a/../../etc/passwd",
+        "/metadata/.hidden",
+    ] {
+        let reply = raw(
+            s.addr,
+            &ca,
+            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(
+            reply.starts_with("HTTP/1.1 404") || reply.starts_with("HTTP/1.1 400"),
+            "{path}: {reply}"
+        );
+        assert!(!reply.contains("root:"), "{path} leaked /etc/passwd");
+    }
+    // Still serving everyone else.
+    assert_eq!(
+        get(s.addr, &ca, "/metadata/timestamp.json").await.status,
+        StatusCode::OK
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chacha20_is_honoured_when_the_client_prefers_it() {
+    use rustls::crypto::aws_lc_rs::cipher_suite as cs;
+    let f = Fixture::new();
+    f.release("1.0.0", &[("os.img", IMG, "os")]);
+    let s = f.start().await;
+    let ca = f.ca_der();
+    for (versions, suites, want) in [
+        (
+            &[&rustls::version::TLS13][..],
+            vec![
+                cs::TLS13_CHACHA20_POLY1305_SHA256,
+                cs::TLS13_AES_256_GCM_SHA384,
+            ],
+            "CHACHA20",
+        ),
+        (
+            &[&rustls::version::TLS13][..],
+            vec![
+                cs::TLS13_AES_128_GCM_SHA256,
+                cs::TLS13_CHACHA20_POLY1305_SHA256,
+            ],
+            "AES_128_GCM",
+        ),
+        (
+            &[&rustls::version::TLS12][..],
+            vec![
+                cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+                cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            ],
+            "CHACHA20",
+        ),
+    ] {
+        let cfg = client_config(&ca, &[b"http/1.1"], versions, Some(suites));
+        let tls = tls_connect(s.addr, cfg).await.unwrap();
+        let got = format!(
+            "{:?}",
+            tls.get_ref().1.negotiated_cipher_suite().unwrap().suite()
+        );
+        assert!(got.contains(want), "wanted {want}, got {got}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http2_is_negotiated_by_alpn() {
+    use http_body_util::BodyExt;
+    let f = Fixture::new();
+    f.release("1.0.0", &[("os.img", IMG, "os")]);
+    let s = f.start().await;
+    let ca = f.ca_der();
+    wait_for_timestamp(s.addr, &ca, 2).await;
+    let cfg = client_config(&ca, &[b"h2", b"http/1.1"], &[&rustls::version::TLS13], None);
+    let tls = tls_connect(s.addr, cfg).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get(format!(
+        "https://localhost:{}/metadata/timestamp.json",
+        s.addr.port()
+    ))
+    .body(http_body_util::Empty::<bytes::Bytes>::new())
+    .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.version(), hyper::Version::HTTP_2);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        body.as_ref(),
+        std::fs::read(f.repo.join("metadata/timestamp.json")).unwrap()
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tampered_publish_is_refused_and_the_last_good_one_kept() {
+    let f = Fixture::new();
+    f.release("1.0.0", &[("os.img", IMG, "os")]);
+    let s = f.start().await;
+    let ca = f.ca_der();
+    wait_for_timestamp(s.addr, &ca, 2).await;
+    let good_ts = get(s.addr, &ca, "/metadata/timestamp.json").await.body;
+
+    // Release 2, then tamper with its new image on disk (same length).
+    f.release(
+        "2.0.0",
+        &[(
+            "os2.img",
+            b"racklet os image v2 \x00\x01\x02 payload payload payload",
+            "os",
+        )],
+    );
+    let t = f.target_file("os2.img");
+    let original = std::fs::read(&t).unwrap();
+    let mut bytes = original.clone();
+    bytes[0] ^= 0xff;
+    std::fs::write(&t, &bytes).unwrap();
+
+    let start = std::time::Instant::now();
+    loop {
+        let m = metrics(s.addr, &ca).await;
+        if metric_value(&m, "bootd_repository_publishes_total{result=\"refused\"}").unwrap_or(0.0)
+            >= 1.0
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "refusal never counted:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Still the last good repository, byte for byte.
+    assert_eq!(
+        get(s.addr, &ca, "/metadata/timestamp.json").await.body,
+        good_ts
+    );
+    let old = target_file_named("os.img", IMG);
+    let r = get(s.addr, &ca, &format!("/targets/{old}")).await;
+    assert_eq!(r.body, IMG);
+    let tampered = t.file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        get(s.addr, &ca, &format!("/targets/{tampered}"))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // A valid release after that is taken into service.
+    std::fs::write(&t, &original).unwrap();
+    f.release("3.0.0", &[("os3.img", b"v3", "os")]);
+    wait_for_timestamp(s.addr, &ca, 4).await;
+    assert_eq!(
+        get(s.addr, &ca, "/metadata/timestamp.json").await.body,
+        std::fs::read(f.repo.join("metadata/timestamp.json")).unwrap()
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn half_written_publish_is_never_served() {
+    let f = Fixture::new();
+    f.release("1.0.0", &[("os.img", IMG, "os")]);
+    // Build release 2 in a copy, then expose only its timestamp.json.
+    let copy = f.dir.path().join("repo2");
+    copy_dir(&f.repo, &copy);
+    f.release_into(&copy, "2.0.0", &[("os2.img", b"second", "os")]);
+    let s = f.start().await;
+    let ca = f.ca_der();
+    wait_for_timestamp(s.addr, &ca, 2).await;
+    std::fs::copy(
+        copy.join("metadata/timestamp.json"),
+        f.repo.join("metadata/timestamp.json"),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let served = get(s.addr, &ca, "/healthz").await;
+    assert!(
+        String::from_utf8_lossy(&served.body).contains("timestamp=2"),
+        "{:?}",
+        String::from_utf8_lossy(&served.body)
+    );
+    assert_eq!(
+        get(s.addr, &ca, "/metadata/3.snapshot.json").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // The rest arrives: now it verifies and is served.
+    copy_dir(&copy, &f.repo);
+    wait_for_timestamp(s.addr, &ca, 3).await;
+    assert_eq!(
+        get(s.addr, &ca, "/metadata/3.snapshot.json").await.status,
+        StatusCode::OK
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_stage_files_are_served_only_from_stage1_targets() {
+    let f = Fixture::new();
+    f.release(
+        "1.0.0",
+        &[
+            ("rpi4-stage1.img", b"stage1 bytes", "stage1"),
+            ("os.img", IMG, "os"),
+        ],
+    );
+    let s = f.start().await;
+    let ca = f.ca_der();
+    wait_for_timestamp(s.addr, &ca, 2).await;
+    let r = get(s.addr, &ca, "/net_install/boot.img").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, b"stage1 bytes");
+    assert_eq!(
+        get(s.addr, &ca, "/net_install/os.img").await.status,
+        StatusCode::NOT_FOUND
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn config_hot_reload_applies_valid_and_refuses_broken() {
+    let f = Fixture::new();
+    f.release("1.0.0", &[("os.img", IMG, "os")]);
+    let s = f.start().await;
+    let ca = f.ca_der();
+    wait_for_timestamp(s.addr, &ca, 2).await;
+    // Valid change: the first-stage path moves.
+    let text = std::fs::read_to_string(&f.config_path).unwrap();
+    std::fs::write(
+        &f.config_path,
+        text.replace("path: net_install", "path: pi"),
+    )
+    .unwrap();
+    f.release("1.0.1", &[("rpi4-stage1.img", b"s1", "stage1")]);
+    let start = std::time::Instant::now();
+    while get(s.addr, &ca, "/pi/boot.img").await.status != StatusCode::OK {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "reload never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Broken change: refused, counted, and serving goes on.
+    std::fs::write(&f.config_path, "rack_file: [oops\n").unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let m = metrics(s.addr, &ca).await;
+        if metric_value(&m, "bootd_config_reloads_total{result=\"error\"}").unwrap_or(0.0) >= 1.0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "broken config never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        get(s.addr, &ca, "/pi/boot.img").await.status,
+        StatusCode::OK
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn online_timestamp_is_resigned_before_it_expires() {
+    // Margin (23 h) > time left on a fresh 1-day timestamp minus nothing: refresh at once.
+    let f = Fixture::with_config(&BASE_CONFIG.replace(
+        "  poll_interval_ms: 100",
+        "  poll_interval_ms: 100\n  timestamp: { key: timestamp.key, lifetime_s: 172800, refresh_margin_s: 90000 }",
+    ));
+    f.keys
+        .timestamp
+        .write_new(&f.dir.path().join("timestamp.key"))
+        .unwrap();
+    f.release("1.0.0", &[("os.img", IMG, "os")]);
+    let s = f.start().await;
+    let ca = f.ca_der();
+    // Version 2 from the release, then bootd's own re-sign: version 3,
+    // verified and served like any publish, expiring in ~2 days.
+    wait_for_timestamp(s.addr, &ca, 3).await;
+    let m = metrics(s.addr, &ca).await;
+    assert!(
+        metric_value(&m, "bootd_timestamp_resigns_total{result=\"ok\"}").unwrap_or(0.0) >= 1.0,
+        "{m}"
+    );
+    let left = metric_value(
+        &m,
+        "bootd_repository_role_expires_seconds{role=\"timestamp\"}",
+    )
+    .unwrap();
+    assert!(left > 90_000.0, "timestamp expires in {left}s");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mirror_mode_verifies_and_serves_an_upstream() {
+    let up = Fixture::new();
+    up.release("1.0.0", &[("os.img", IMG, "os")]);
+    let upstream = up.start().await;
+    let ca = up.ca_der();
+    wait_for_timestamp(upstream.addr, &ca, 2).await;
+
+    let text = BASE_CONFIG.replace(
+        "  local: repo",
+        &format!(
+            "  mirror: {{ url: \"https://localhost:{}/\", ca_cert: upstream-ca.pem }}",
+            upstream.addr.port()
+        ),
+    );
+    let m = Fixture::with_config(&text);
+    std::fs::copy(&up.pki.ca_cert, m.dir.path().join("upstream-ca.pem")).unwrap();
+    // The mirror pins the upstream's root.
+    std::fs::copy(
+        up.repo.join("metadata/1.root.json"),
+        m.dir.path().join("trusted-root.json"),
+    )
+    .unwrap();
+    let mirror = m.start().await;
+    let mca = m.ca_der();
+    wait_for_timestamp(mirror.addr, &mca, 2).await;
+    let name = up
+        .target_file("os.img")
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        get(mirror.addr, &mca, &format!("/targets/{name}"))
+            .await
+            .body,
+        IMG
+    );
+    assert_eq!(
+        get(mirror.addr, &mca, "/metadata/timestamp.json")
+            .await
+            .body,
+        std::fs::read(up.repo.join("metadata/timestamp.json")).unwrap()
+    );
+    mirror.stop().await;
+    upstream.stop().await;
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        let t = to.join(e.file_name());
+        if p.is_dir() {
+            copy_dir(&p, &t);
+        } else {
+            std::fs::copy(&p, &t).unwrap();
+        }
+    }
+}
+
+fn target_file_named(name: &str, content: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{}.{name}", hex::encode(sha2::Sha256::digest(content)))
+}
