@@ -1,0 +1,250 @@
+//! Node identity end to end: CSR over server-auth TLS, operator approval
+//! with the CLI, mTLS reports, and every way a client certificate is refused.
+
+mod common;
+
+use std::time::Duration;
+
+use assert_cmd::Command;
+use bootd::client::{self, Enrollment, Identity};
+use bootd::nodes::{NodeReport, NodeStore, Slot};
+use common::*;
+use hyper::StatusCode;
+
+fn base(addr: std::net::SocketAddr) -> url::Url {
+    url::Url::parse(&format!("https://localhost:{}/", addr.port())).unwrap()
+}
+
+fn bootd(f: &Fixture, args: &[&str]) -> String {
+    let out = Command::cargo_bin("bootd")
+        .unwrap()
+        .arg("--config")
+        .arg(&f.config_path)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bootd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn report_v(version: &str) -> NodeReport {
+    NodeReport {
+        slot: Slot::B,
+        version: version.into(),
+        security_version: Some(1),
+        confirmed: true,
+    }
+}
+
+async fn enroll(f: &Fixture, addr: std::net::SocketAddr, node: &str) -> Identity {
+    let ca = f.ca_pem();
+    let pending = Enrollment::begin(&base(addr), &ca, node).await.unwrap();
+    // The operator sees the request with the key fingerprint the node shows.
+    let listing = bootd(f, &["nodes", "pending"]);
+    assert!(listing.contains(&pending.id), "{listing}");
+    assert!(listing.contains(&pending.key_fingerprint), "{listing}");
+    assert!(listing.contains(&format!("node={node}")), "{listing}");
+    let waiter = {
+        let p = pending.clone();
+        tokio::spawn(async move {
+            p.wait(Duration::from_millis(50), Duration::from_secs(20))
+                .await
+        })
+    };
+    let approved = bootd(f, &["nodes", "approve", &pending.id]);
+    assert!(approved.contains(node), "{approved}");
+    waiter.await.unwrap().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn enrollment_report_and_list_end_to_end() {
+    let f = Fixture::new();
+    f.release("1.0.0", &[("os.img", b"os", "os")]);
+    let s = f.start().await;
+    let ca_der = f.ca_der();
+    wait_for_timestamp(s.addr, &ca_der, 2).await;
+    let ca = f.ca_pem();
+
+    let id = enroll(&f, s.addr, "unit-3").await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // a reload tick
+    client::report(&base(s.addr), &ca, &id, &report_v("1.0.0"))
+        .await
+        .unwrap();
+
+    let who = client::whoami(&base(s.addr), &ca, &id).await.unwrap();
+    assert_eq!(who["node"], "unit-3");
+    // unit-3 is in group `workers`, which the release assigns.
+    assert_eq!(who["assigned"][0]["name"], "os.img", "{who}");
+
+    let list = bootd(&f, &["nodes", "list"]);
+    let line = list.lines().find(|l| l.starts_with("unit-3")).unwrap();
+    assert!(
+        line.contains("enrolled") && line.contains("1.0.0") && line.contains("true"),
+        "{list}"
+    );
+    let other = list.lines().find(|l| l.starts_with("unit-1")).unwrap();
+    assert!(other.contains("none") && other.contains("never"), "{list}");
+
+    let m = metrics(s.addr, &ca_der).await;
+    assert!(
+        metric_value(
+            &m,
+            "bootd_node_last_seen_timestamp_seconds{node=\"unit-3\"}"
+        )
+        .unwrap()
+            > 1.0e9,
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            "bootd_node_booted{node=\"unit-3\",version=\"1.0.0\",slot=\"B\",confirmed=\"true\"} 1"
+        ),
+        "{m}"
+    );
+    // A new report replaces the node's booted series.
+    client::report(&base(s.addr), &ca, &id, &report_v("1.0.1"))
+        .await
+        .unwrap();
+    let m = metrics(s.addr, &ca_der).await;
+    assert!(!m.contains("version=\"1.0.0\""), "{m}");
+    // State survives a restart (rebuilt from the state directory).
+    s.stop().await;
+    let s = f.start().await;
+    wait_for_timestamp(s.addr, &ca_der, 2).await;
+    let m = metrics(s.addr, &ca_der).await;
+    assert!(m.contains("version=\"1.0.1\""), "{m}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn per_node_endpoints_refuse_missing_unknown_revoked_and_expired_certificates() {
+    let f = Fixture::new();
+    f.release("1.0.0", &[("os.img", b"os", "os")]);
+    let s = f.start().await;
+    let ca_der = f.ca_der();
+    wait_for_timestamp(s.addr, &ca_der, 2).await;
+    let ca = f.ca_pem();
+    let b = base(s.addr);
+
+    // No certificate: 401.
+    let r = get(s.addr, &ca_der, "/v1/node/self").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // A certificate from another CA: the handshake is refused.
+    let other = tempfile::tempdir().unwrap();
+    let other_pki = bootd::pki::PkiFiles {
+        ca_cert: other.path().join("ca.pem"),
+        ca_key: other.path().join("ca.key"),
+        server_cert: other.path().join("s.pem"),
+        server_key: other.path().join("s.key"),
+    };
+    bootd::pki::init(
+        &other_pki,
+        "evil",
+        &["localhost".into()],
+        5,
+        chrono::Utc::now(),
+        false,
+    )
+    .unwrap();
+    let (key_pem, csr) = bootd::pki::new_node_key_and_csr("unit-1").unwrap();
+    let foreign =
+        bootd::pki::issue_client_cert(&other_pki, &csr, "unit-1", 5, chrono::Utc::now()).unwrap();
+    let foreign = Identity {
+        node: "unit-1".into(),
+        key_pem,
+        cert_pem: foreign.cert_pem,
+    };
+    assert!(client::report(&b, &ca, &foreign, &report_v("x"))
+        .await
+        .is_err());
+
+    // Signed by the rack CA but never issued through enrollment: 403.
+    let (key_pem, csr) = bootd::pki::new_node_key_and_csr("unit-1").unwrap();
+    let stray =
+        bootd::pki::issue_client_cert(&f.pki, &csr, "unit-1", 5, chrono::Utc::now()).unwrap();
+    let stray = Identity {
+        node: "unit-1".into(),
+        key_pem,
+        cert_pem: stray.cert_pem,
+    };
+    match client::report(&b, &ca, &stray, &report_v("x")).await {
+        Err(bootd::Error::Status { status: 403, .. }) => {}
+        other => panic!("stray certificate: {other:?}"),
+    }
+
+    // Expired (issued through enrollment, but its validity is over).
+    let store = NodeStore::new(&f.state);
+    let rack = racklet_hardware::Rack::load(&f.config().rack_file).unwrap();
+    let (key_pem, csr) = bootd::pki::new_node_key_and_csr("unit-2").unwrap();
+    let req = store
+        .submit(&rack, "unit-2", &csr, "test", chrono::Utc::now(), 8)
+        .unwrap();
+    let past = chrono::Utc::now() - chrono::Duration::days(10);
+    let rec = store.approve(&rack, &f.pki, &req.id, 1, past).unwrap();
+    let expired = Identity {
+        node: "unit-2".into(),
+        key_pem,
+        cert_pem: rec.cert_pem,
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(client::report(&b, &ca, &expired, &report_v("x"))
+        .await
+        .is_err());
+
+    // Revoked: works, then `bootd nodes revoke`, then refused.
+    let id = enroll(&f, s.addr, "unit-4").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client::report(&b, &ca, &id, &report_v("1")).await.unwrap();
+    let out = bootd(&f, &["nodes", "revoke", "unit-4"]);
+    assert!(out.contains("revoked"), "{out}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(client::report(&b, &ca, &id, &report_v("2")).await.is_err());
+    let m = metrics(s.addr, &ca_der).await;
+    assert!(
+        metric_value(&m, "bootd_tls_handshakes_total{result=\"bad_certificate\"}").unwrap_or(0.0)
+            >= 1.0,
+        "{m}"
+    );
+    // Everyone else is still served.
+    assert_eq!(
+        get(s.addr, &ca_der, "/metadata/1.root.json").await.status,
+        StatusCode::OK
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn enrollment_refuses_unknown_nodes_and_garbage() {
+    let f = Fixture::new();
+    let s = f.start().await;
+    let ca = f.ca_pem();
+    let e = Enrollment::begin(&base(s.addr), &ca, "unit-99")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, bootd::Error::Status { status: 400, .. }), "{e}");
+    let ca_der = f.ca_der();
+    let body = "{\"node\":\"unit-1\",\"csr_pem\":\"-----BEGIN CERTIFICATE REQUEST-----\\nAAAA\\n-----END CERTIFICATE REQUEST-----\\n\"}";
+    let reply = raw(s.addr, &ca_der, &format!(
+        "POST /v1/enroll HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )).await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    // Oversized body.
+    let big = "x".repeat(200 * 1024);
+    let reply = raw(s.addr, &ca_der, &format!(
+        "POST /v1/enroll HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{big}",
+        big.len()
+    )).await;
+    assert!(
+        reply.starts_with("HTTP/1.1 413"),
+        "{}",
+        &reply[..reply.len().min(200)]
+    );
+    assert!(NodeStore::new(&f.state).pending().is_empty());
+    s.stop().await;
+}
