@@ -99,7 +99,7 @@ pub enum Error {
     #[error("verification failed: {context}: {source}")]
     Verify {
         context: String,
-        source: tough::error::Error,
+        source: Box<tough::error::Error>,
     },
 
     #[error("target `{name}`: {reason}")]
@@ -119,7 +119,13 @@ pub enum Error {
     Pkcs11(String),
 
     #[error("internal error in tough: {0}")]
-    Tough(#[from] tough::schema::Error),
+    Tough(Box<tough::schema::Error>),
+}
+
+impl From<tough::schema::Error> for Error {
+    fn from(e: tough::schema::Error) -> Self {
+        Error::Tough(Box::new(e))
+    }
 }
 
 /// imgsign's result type.

@@ -139,14 +139,16 @@ pub(crate) fn write_first(
     fsio::write_atomic(&layout.targets(1), &targets_bytes, 0o644)?;
     repo::publish_snapshot_and_timestamp(
         &layout,
-        &root.signed,
+        &repo::SignContext {
+            root: &root.signed,
+            keys: signers,
+            now,
+            expiries,
+        },
         NonZeroU64::MIN,
         &targets_bytes,
         NonZeroU64::MIN,
         NonZeroU64::MIN,
-        signers,
-        now,
-        expiries,
     )?;
     tracing::info!(
         repo = %dir.display(),

@@ -257,6 +257,37 @@ pub mod danger {
     pub const DEMO_CHANNEL: &str = "demo";
 }
 
+/// Loads a *public* key: a TUF key JSON file (`imgsign key public` writes
+/// one), or a private key file / URI whose public half is taken.
+pub fn load_public(spec: &str) -> Result<Key> {
+    if !spec.starts_with("pkcs11:") {
+        let path = Path::new(spec);
+        let bytes = fsio::read(path)?;
+        if bytes.first() == Some(&b'{') {
+            let key: Key = serde_json::from_slice(&bytes).map_err(|e| Error::BadKey {
+                path: spec.into(),
+                reason: format!("not a TUF public key JSON: {e}"),
+            })?;
+            if !matches!(key, Key::Ed25519 { .. }) {
+                return Err(Error::BadKey {
+                    path: spec.into(),
+                    reason: "only ed25519 keys are supported".into(),
+                });
+            }
+            return Ok(key);
+        }
+    }
+    Ok(SigningKeyPair::load(spec)?.public())
+}
+
+/// The public key JSON (`{"keytype":"ed25519",…}`) for a key, as shared with
+/// the other key holders before a ceremony.
+pub fn public_json(key: &Key) -> String {
+    let mut s = serde_json::to_string_pretty(key).expect("keys serialize");
+    s.push('\n');
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,35 +381,4 @@ mod tests {
         )
         .unwrap();
     }
-}
-
-/// Loads a *public* key: a TUF key JSON file (`imgsign key public` writes
-/// one), or a private key file / URI whose public half is taken.
-pub fn load_public(spec: &str) -> Result<Key> {
-    if !spec.starts_with("pkcs11:") {
-        let path = Path::new(spec);
-        let bytes = fsio::read(path)?;
-        if bytes.first() == Some(&b'{') {
-            let key: Key = serde_json::from_slice(&bytes).map_err(|e| Error::BadKey {
-                path: spec.into(),
-                reason: format!("not a TUF public key JSON: {e}"),
-            })?;
-            if !matches!(key, Key::Ed25519 { .. }) {
-                return Err(Error::BadKey {
-                    path: spec.into(),
-                    reason: "only ed25519 keys are supported".into(),
-                });
-            }
-            return Ok(key);
-        }
-    }
-    Ok(SigningKeyPair::load(spec)?.public())
-}
-
-/// The public key JSON (`{"keytype":"ed25519",…}`) for a key, as shared with
-/// the other key holders before a ceremony.
-pub fn public_json(key: &Key) -> String {
-    let mut s = serde_json::to_string_pretty(key).expect("keys serialize");
-    s.push('\n');
-    s
 }

@@ -486,66 +486,64 @@ pub fn next(v: NonZeroU64) -> NonZeroU64 {
     v.checked_add(1).expect("metadata version overflow")
 }
 
+/// Who signs new metadata, and when: the root that authorizes the keys, the
+/// keys at hand, the time, and the lifetimes of what is signed.
+#[derive(Debug, Clone, Copy)]
+pub struct SignContext<'a> {
+    /// The root whose keys and thresholds apply.
+    pub root: &'a Root,
+    /// The keys at hand; each signs the roles the root authorizes it for.
+    pub keys: &'a [&'a SigningKeyPair],
+    /// The time of signing.
+    pub now: jiff::Timestamp,
+    /// Lifetimes of new metadata.
+    pub expiries: &'a Expiries,
+}
+
 /// Builds, signs and atomically publishes new snapshot and timestamp roles
 /// for `targets` (already written), in that order. The timestamp's rename is
 /// the commit point.
 pub fn publish_snapshot_and_timestamp(
     layout: &Layout,
-    root: &Root,
+    cx: &SignContext<'_>,
     targets_version: NonZeroU64,
     targets_bytes: &[u8],
     snapshot_version: NonZeroU64,
     timestamp_version: NonZeroU64,
-    keys: &[&SigningKeyPair],
-    now: jiff::Timestamp,
-    expiries: &Expiries,
 ) -> Result<Signed<Timestamp>> {
     let mut snapshot = Snapshot::new(
         SPEC_VERSION.into(),
         snapshot_version,
-        expires_at(now, expiries.snapshot),
+        expires_at(cx.now, cx.expiries.snapshot),
     );
     snapshot.meta.insert(
         "targets.json".into(),
         metafile(targets_version, targets_bytes),
     );
-    let snapshot = sign_role(snapshot, root, keys)?;
+    let snapshot = sign_role(snapshot, cx.root, cx.keys)?;
     let snap_bytes = to_bytes(&snapshot)?;
     fsio::write_atomic(&layout.snapshot(snapshot_version.get()), &snap_bytes, 0o644)?;
-    write_timestamp(
-        layout,
-        root,
-        snapshot_version,
-        &snap_bytes,
-        timestamp_version,
-        keys,
-        now,
-        expiries,
-    )
+    write_timestamp(layout, cx, snapshot_version, &snap_bytes, timestamp_version)
 }
 
 /// Signs and atomically replaces `timestamp.json`, naming the given snapshot.
-#[allow(clippy::too_many_arguments)]
 pub fn write_timestamp(
     layout: &Layout,
-    root: &Root,
+    cx: &SignContext<'_>,
     snapshot_version: NonZeroU64,
     snapshot_bytes: &[u8],
     timestamp_version: NonZeroU64,
-    keys: &[&SigningKeyPair],
-    now: jiff::Timestamp,
-    expiries: &Expiries,
 ) -> Result<Signed<Timestamp>> {
     let mut ts = Timestamp::new(
         SPEC_VERSION.into(),
         timestamp_version,
-        expires_at(now, expiries.timestamp),
+        expires_at(cx.now, cx.expiries.timestamp),
     );
     ts.meta.insert(
         "snapshot.json".into(),
         metafile(snapshot_version, snapshot_bytes),
     );
-    let ts = sign_role(ts, root, keys)?;
+    let ts = sign_role(ts, cx.root, cx.keys)?;
     fsio::write_atomic(&layout.timestamp(), &to_bytes(&ts)?, 0o644)?;
     Ok(ts)
 }

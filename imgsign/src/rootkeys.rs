@@ -308,14 +308,16 @@ pub fn publish(
     };
     repo::publish_snapshot_and_timestamp(
         &layout,
-        new,
+        &repo::SignContext {
+            root: new,
+            keys,
+            now,
+            expiries,
+        },
         targets_version,
         &targets_bytes,
         repo::next(published.snapshot.signed.version),
         repo::next(published.timestamp.signed.version),
-        keys,
-        now,
-        expiries,
     )?;
     tracing::info!(
         repo = %dir.display(),

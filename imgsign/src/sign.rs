@@ -214,14 +214,16 @@ pub fn sign_release_with(
     let timestamp_version = repo::next(published.timestamp.signed.version);
     repo::publish_snapshot_and_timestamp(
         &layout,
-        root,
+        &repo::SignContext {
+            root,
+            keys,
+            now,
+            expiries,
+        },
         targets.signed.version,
         &targets_bytes,
         snapshot_version,
         timestamp_version,
-        keys,
-        now,
-        expiries,
     )?;
     tracing::info!(
         repo = %layout.dir().display(),

@@ -44,13 +44,15 @@ pub fn refresh_published(
     };
     let new = repo::write_timestamp(
         layout,
-        &published.root.signed,
+        &repo::SignContext {
+            root: &published.root.signed,
+            keys: &[key],
+            now,
+            expiries: &expiries,
+        },
         snap_version,
         &snap_bytes,
         repo::next(published.timestamp.signed.version),
-        &[key],
-        now,
-        &expiries,
     )?;
     tracing::info!(
         repo = %layout.dir().display(),

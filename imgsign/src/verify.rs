@@ -105,7 +105,7 @@ pub async fn verify(src: &Source, enforce_expiry: bool) -> Result<Report> {
     .await
     .map_err(|source| Error::Verify {
         context: format!("loading metadata from {}", src.metadata_url),
-        source,
+        source: Box::new(source),
     })?;
 
     let roles = vec![

@@ -6,7 +6,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use assert_cmd::Command;
-use common::*;
 use predicates::prelude::*;
 
 fn imgsign(dir: &Path) -> Command {
@@ -322,6 +321,7 @@ fn root_rotation_ceremony_on_separate_machines() {
             .load()
             .await
             .map(|r| r.root().signed.version.get())
+            .map_err(|e| e.to_string())
         })
     };
     assert_eq!(load(datastore.path()).unwrap(), 1);

@@ -1,1 +1,50 @@
-fn main() {}
+//! `cargo xtask`: the project's own tasks, in Rust so they run wherever
+//! cargo does (the rust-analyzer convention).
+//!
+//! - `cargo xtask test`: install what the tests need (as root on Debian),
+//!   then formatting, lints and every test — the command CI runs.
+//! - `cargo xtask setup`: only the installation step.
+//! - `cargo xtask bench`: benchmarks against peers measured in the same run.
+
+mod bench;
+mod setup;
+mod test;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Racklet developer tasks")]
+struct Xtask {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install everything the tests need, then run formatting, lints and
+    /// every test. This is what CI runs.
+    Test(test::TestArgs),
+    /// Install the Debian packages, Rust targets and Python packages the
+    /// tests need (root), or check that they are there (not root).
+    Setup,
+    /// Run the benchmarks and print ratios against peers measured in the same run.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let x = Xtask::parse();
+    let result = match x.command {
+        Command::Test(a) => test::run(a),
+        Command::Setup => setup::run().map(|_| ()),
+        Command::Bench(a) => bench::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("xtask: error: {}", chain.join(": "));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

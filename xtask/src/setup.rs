@@ -1,0 +1,168 @@
+//! Installing what the tests need on a fresh Debian 12 machine.
+//!
+//! As root it installs; otherwise it checks and names what is missing.
+
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+use crate::util::{have, is_root, run as sh};
+
+/// Debian packages the tests use, each with the reason.
+pub const APT: &[(&str, &str)] = &[
+    (
+        "qemu-system-arm",
+        "the BMC firmware under qemu-system-arm -M mps2-an386",
+    ),
+    ("qemu-system-x86", "real kernels booted end to end"),
+    (
+        "qemu-user-static",
+        "the aarch64 stage1 binary under qemu-aarch64-static",
+    ),
+    ("ovmf", "UEFI HTTP boot firmware for the QEMU nodes"),
+    (
+        "dnsmasq-base",
+        "the LAN's DHCP server in the end-to-end test",
+    ),
+    ("nginx-light", "bootd's benchmark peer"),
+    ("softhsm2", "PKCS#11 signing tests"),
+    ("wrk", "HTTP load generator for benchmarks"),
+    ("prometheus", "promtool checks /metrics"),
+    ("curl", "a real HTTPS client in bootd's tests"),
+    (
+        "openssl",
+        "s_client probes of refused TLS versions and suites",
+    ),
+    ("time", "GNU time measures peak RSS in benchmarks"),
+    (
+        "gcc-aarch64-linux-gnu",
+        "linker and C compiler for aarch64 (aws-lc-sys)",
+    ),
+    (
+        "libc6-dev-arm64-cross",
+        "aarch64 C library for cross builds",
+    ),
+    (
+        "systemd-boot-efi",
+        "the EFI stub under Unified Kernel Images",
+    ),
+    ("iproute2", "network namespaces, veth and bridges in tests"),
+    ("python3-pip", "installs the python-tuf reference client"),
+];
+
+/// Rust targets the tests build for.
+pub const TARGETS: &[&str] = &["aarch64-unknown-linux-gnu", "thumbv7em-none-eabihf"];
+
+/// Python packages (PyPI) the interop tests import.
+pub const PIP: &[&str] = &["tuf==7.0.1", "securesystemslib[crypto]"];
+
+fn apt_missing() -> Vec<&'static str> {
+    APT.iter()
+        .map(|(p, _)| *p)
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn targets_missing() -> Vec<&'static str> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    TARGETS
+        .iter()
+        .copied()
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect()
+}
+
+fn python_tuf_ok() -> bool {
+    Command::new("python3")
+        .args(["-c", "import tuf.ngclient, securesystemslib, cryptography"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Installs (root) or checks (not root). Returns true if everything is there.
+pub fn run() -> Result<bool> {
+    let apt = apt_missing();
+    if !apt.is_empty() {
+        if is_root() && have("apt-get") {
+            eprintln!("installing Debian packages: {}", apt.join(" "));
+            run_apt(&["update", "-qq"])?;
+            // Debian's qemu-system-x86 replaces a newer qemu-utils that some
+            // images ship; installed alone first, apt resolves that cleanly.
+            if apt.contains(&"qemu-system-x86") {
+                run_apt(&[
+                    "install",
+                    "-y",
+                    "-qq",
+                    "--no-install-recommends",
+                    "qemu-system-x86",
+                ])?;
+            }
+            let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+            args.extend(apt.iter().filter(|p| **p != "qemu-system-x86"));
+            run_apt(&args)?;
+        } else {
+            let why: Vec<String> = APT
+                .iter()
+                .filter(|(p, _)| apt.contains(p))
+                .map(|(p, w)| format!("  {p}: {w}"))
+                .collect();
+            bail!(
+                "missing Debian packages (run `cargo xtask setup` as root, or apt-get install them):\n{}",
+                why.join("\n")
+            );
+        }
+    }
+    let targets = targets_missing();
+    if !targets.is_empty() {
+        let mut cmd = Command::new("rustup");
+        cmd.args(["target", "add"]).args(&targets);
+        sh(&mut cmd)?;
+    }
+    for component in ["rustfmt", "clippy"] {
+        let ok = Command::new("rustup")
+            .args(["component", "list", "--installed"])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l.starts_with(component))
+            })
+            .unwrap_or(false);
+        if !ok {
+            sh(Command::new("rustup").args(["component", "add", component]))?;
+        }
+    }
+    if !python_tuf_ok() {
+        let mut cmd = Command::new("python3");
+        cmd.args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+            .args(PIP);
+        if sh(&mut cmd).is_err() {
+            // Debian's own python3 refuses system-wide pip installs (PEP 668).
+            let mut cmd = Command::new("python3");
+            cmd.args(["-m", "pip", "install", "-q", "--break-system-packages"])
+                .args(PIP);
+            sh(&mut cmd)?;
+        }
+        if !python_tuf_ok() {
+            bail!("python-tuf is still not importable after pip install");
+        }
+    }
+    Ok(true)
+}
+
+fn run_apt(args: &[&str]) -> Result<()> {
+    let mut cmd = Command::new("apt-get");
+    cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+    sh(&mut cmd)
+}
