@@ -193,3 +193,88 @@ impl Metrics {
 
 /// The Content-Type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The Content-Type of [`to_prometheus_text`]'s output.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether an `Accept` header asks for OpenMetrics (Prometheus itself does).
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("application/openmetrics-text"))
+}
+
+/// Converts OpenMetrics text into the Prometheus text format 0.0.4, for
+/// clients that do not ask for OpenMetrics (curl, `promtool check metrics`):
+/// a counter family `x` becomes `x_total` in its HELP and TYPE lines (its
+/// samples are already named `x_total`), and `# EOF`/`# UNIT` go.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        if counters.iter().any(|c| {
+            line.strip_prefix(c)
+                .is_some_and(|r| r.starts_with("_created"))
+        }) {
+            continue;
+        }
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_renamed_for_the_text_format() {
+        let m = Metrics::new();
+        m.requests
+            .get_or_create(&RouteLabels {
+                route: "targets",
+                status: 200,
+            })
+            .inc();
+        m.open_connections.set(3);
+        let om = m.encode(chrono::Utc::now());
+        assert!(om.contains("# TYPE bootd_http_requests counter"), "{om}");
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        let text = to_prometheus_text(&om);
+        assert!(
+            text.contains("# TYPE bootd_http_requests_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP bootd_http_requests_total HTTP requests"),
+            "{text}"
+        );
+        assert!(text.contains("bootd_http_requests_total{route=\"targets\",status=\"200\"} 1"));
+        assert!(
+            text.contains("# TYPE bootd_open_connections gauge"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"));
+        assert!(wants_openmetrics(Some(
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+        )));
+        assert!(!wants_openmetrics(Some("*/*")));
+        assert!(!wants_openmetrics(None));
+    }
+}

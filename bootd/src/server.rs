@@ -473,11 +473,21 @@ async fn route(
         }
         ("metrics", None) if is_get => {
             let body = shared.metrics.encode(chrono::Utc::now());
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let (body, content_type) = if crate::metrics::wants_openmetrics(accept) {
+                (body, crate::metrics::CONTENT_TYPE)
+            } else {
+                (
+                    crate::metrics::to_prometheus_text(&body),
+                    crate::metrics::TEXT_CONTENT_TYPE,
+                )
+            };
             let mut r = Response::new(full(body));
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
-            );
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             ("metrics", r)
         }
         ("healthz", None) if is_get => match shared.snapshot() {
