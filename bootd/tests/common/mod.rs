@@ -224,6 +224,14 @@ pub struct Running {
 }
 
 pub async fn start_with(config: bootd::Config) -> Running {
+    start_with_plain(config, None).await
+}
+
+/// Starts bootd; with `plain`, also a plain-HTTP listener on that listener.
+pub async fn start_with_plain(
+    config: bootd::Config,
+    plain: Option<tokio::net::TcpListener>,
+) -> Running {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -231,7 +239,7 @@ pub async fn start_with(config: bootd::Config) -> Running {
         config,
         bootd::Listeners {
             https: vec![l],
-            plain_http: vec![],
+            plain_http: plain.into_iter().collect(),
         },
         async move {
             let _ = rx.await;
