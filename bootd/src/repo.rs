@@ -140,6 +140,17 @@ impl Publisher {
                 reason: e.to_string(),
             })
         };
+        // Leftovers of an interrupted verification are never served; clear them.
+        for sub in ["serve", "tuf"] {
+            if let Ok(entries) = fs::read_dir(state_dir.join(sub)) {
+                for e in entries.flatten() {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    if n.starts_with(".staging-") || n.starts_with(".old-") {
+                        let _ignored = fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
         Ok(Publisher {
             trusted_root: cfg.trusted_root.clone(),
             source: cfg.source.clone(),
@@ -148,6 +159,33 @@ impl Publisher {
             targets_base: join("targets/")?,
             state_dir: state_dir.to_owned(),
         })
+    }
+
+    /// When the source cannot be verified at start-up (an origin offline, a
+    /// repository being rebuilt), re-verifies the newest snapshot this bootd
+    /// served before — from the pinned root, like any publish — so the rack
+    /// can boot meanwhile. Returns `None` if there is none.
+    pub async fn recover_last_served(&self) -> Option<Result<Snapshot>> {
+        let mut dirs: Vec<PathBuf> = fs::read_dir(self.serve_dir())
+            .ok()?
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .map(|e| e.path())
+            .filter(|p| p.join("metadata").join("timestamp.json").is_file())
+            .collect();
+        dirs.sort();
+        let last = dirs.pop()?;
+        let cfg = RepositoryConfig {
+            trusted_root: self.trusted_root.clone(),
+            source: Source::Local(last),
+            poll_interval: std::time::Duration::from_secs(1),
+            timestamp: None,
+        };
+        let p = match Publisher::new(&cfg, &self.state_dir) {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(p.verify_and_stage(None).await)
     }
 
     fn describe(&self) -> String {

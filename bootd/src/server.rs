@@ -894,6 +894,7 @@ async fn publish_loop(
 ) {
     let mut failed: Option<(String, Instant, String)> = None;
     let mut first = true;
+    let mut tried_recovery = false;
     loop {
         let interval = shared.live().config.repository.poll_interval;
         if !first {
@@ -906,6 +907,10 @@ async fn publish_loop(
         let hash = match publisher.source_timestamp_sha256().await {
             Ok(h) => h,
             Err(e) => {
+                if shared.snapshot().is_none() && !tried_recovery {
+                    tried_recovery = true;
+                    recover(&shared, &publisher).await;
+                }
                 debug!(error = %e, "repository source not readable");
                 continue;
             }
@@ -929,35 +934,14 @@ async fn publish_loop(
         .await;
         match res {
             Ok(Ok(snap)) => {
-                info!(
-                    timestamp = snap.versions.timestamp, snapshot = snap.versions.snapshot,
-                    targets = snap.versions.targets, root = snap.versions.root,
-                    files = snap.targets.len(), dir = %snap.dir.display(),
-                    "verified publish taken into service"
-                );
-                let m = &shared.metrics;
-                m.publishes
-                    .get_or_create(&ResultLabels { result: "ok" })
-                    .inc();
-                for (role, v) in [
-                    ("root", snap.versions.root),
-                    ("targets", snap.versions.targets),
-                    ("snapshot", snap.versions.snapshot),
-                    ("timestamp", snap.versions.timestamp),
-                ] {
-                    m.repo_version
-                        .get_or_create(&RoleLabels { role })
-                        .set(v as i64);
-                }
-                if let Ok(mut e) = m.expiries.lock() {
-                    *e = snap.expires.clone();
-                }
-                if let Ok(mut s) = shared.snapshot.write() {
-                    *s = Some(Arc::new(snap));
-                }
+                install(&shared, snap);
                 failed = None;
             }
             Ok(Err(e)) => {
+                if shared.snapshot().is_none() && !tried_recovery {
+                    tried_recovery = true;
+                    recover(&shared, &publisher).await;
+                }
                 let msg = e.to_string();
                 let again = failed
                     .as_ref()
@@ -968,12 +952,59 @@ async fn publish_loop(
                         .publishes
                         .get_or_create(&ResultLabels { result: "refused" })
                         .inc();
-                    error!(error = %msg, serving = ?current.as_ref().map(|c| c.versions.timestamp), "publish refused; the last good repository stays in service");
+                    error!(error = %msg, serving = ?shared.snapshot().map(|c| c.versions.timestamp), "publish refused; the last good repository stays in service");
                 }
                 failed = Some((hash, Instant::now(), msg));
             }
             Err(e) => error!(error = %e, "verification task failed"),
         }
+    }
+}
+
+/// Serves the snapshot this bootd served last, re-verified (start-up only).
+async fn recover(shared: &Arc<Shared>, publisher: &Arc<Publisher>) {
+    let p = publisher.clone();
+    let handle = tokio::runtime::Handle::current();
+    let res = tokio::task::spawn_blocking(move || handle.block_on(p.recover_last_served())).await;
+    match res {
+        Ok(Some(Ok(snap))) => {
+            warn!(timestamp = snap.versions.timestamp, "source unavailable or refused at start-up; serving the last verified repository again");
+            install(shared, snap);
+        }
+        Ok(Some(Err(e))) => error!(error = %e, "the last served repository no longer verifies"),
+        Ok(None) | Err(_) => {}
+    }
+}
+
+fn install(shared: &Arc<Shared>, snap: Snapshot) {
+    info!(
+        timestamp = snap.versions.timestamp,
+        snapshot = snap.versions.snapshot,
+        targets = snap.versions.targets,
+        root = snap.versions.root,
+        files = snap.targets.len(),
+        dir = %snap.dir.display(),
+        "verified publish taken into service"
+    );
+    let m = &shared.metrics;
+    m.publishes
+        .get_or_create(&ResultLabels { result: "ok" })
+        .inc();
+    for (role, v) in [
+        ("root", snap.versions.root),
+        ("targets", snap.versions.targets),
+        ("snapshot", snap.versions.snapshot),
+        ("timestamp", snap.versions.timestamp),
+    ] {
+        m.repo_version
+            .get_or_create(&RoleLabels { role })
+            .set(v as i64);
+    }
+    if let Ok(mut e) = m.expiries.lock() {
+        *e = snap.expires.clone();
+    }
+    if let Ok(mut s) = shared.snapshot.write() {
+        *s = Some(Arc::new(snap));
     }
 }
 

@@ -521,3 +521,37 @@ fn target_file_named(name: &str, content: &[u8]) -> String {
     use sha2::Digest;
     format!("{}.{name}", hex::encode(sha2::Sha256::digest(content)))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restart_without_the_source_serves_the_last_verified_repository() {
+    let f = Fixture::new();
+    f.release("1.0.0", &[("os.img", IMG, "os")]);
+    let s = f.start().await;
+    let ca = f.ca_der();
+    wait_for_timestamp(s.addr, &ca, 2).await;
+    s.stop().await;
+    // The source disappears (origin offline, disk being rebuilt) …
+    std::fs::rename(&f.repo, f.dir.path().join("repo-away")).unwrap();
+    std::fs::create_dir_all(f.repo.join("metadata")).unwrap();
+    // … and a planted file in the old snapshot must not survive recovery.
+    let serve = f.state.join("serve");
+    let snap = std::fs::read_dir(&serve)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .unwrap();
+    std::fs::write(snap.join("targets").join("planted.img"), b"not verified").unwrap();
+    let s = f.start().await;
+    wait_for_timestamp(s.addr, &ca, 2).await;
+    let name = target_file_named("os.img", IMG);
+    assert_eq!(
+        get(s.addr, &ca, &format!("/targets/{name}")).await.body,
+        IMG
+    );
+    assert_eq!(
+        get(s.addr, &ca, "/targets/planted.img").await.status,
+        StatusCode::NOT_FOUND
+    );
+    s.stop().await;
+}
