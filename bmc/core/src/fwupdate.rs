@@ -24,6 +24,21 @@ use racklet_bmc_proto::{ErrorCode, FwInfo};
 
 use crate::state::Persistent;
 
+/// Keys that must never verify a production image.
+pub mod danger {
+    /// INSECURE example firmware-signing public key, for demos, the
+    /// simulator and the QEMU firmware: the Ed25519 key whose secret seed is
+    /// 32 bytes of `0x07` — published in bmc/README.md, so anyone can sign
+    /// with it. A real BMC is built with the release key's public half.
+    pub const INSECURE_EXAMPLE_PUBLIC_KEY: [u8; 32] = [
+        0xea, 0x4a, 0x6c, 0x63, 0xe2, 0x9c, 0x52, 0x0a, 0xbe, 0xf5, 0x50, 0x7b, 0x13, 0x2e, 0xc5,
+        0xf9, 0x95, 0x47, 0x76, 0xae, 0xbe, 0xbe, 0x7b, 0x92, 0x42, 0x1e, 0xea, 0x69, 0x14, 0x46,
+        0xd2, 0x2c,
+    ];
+    /// The secret seed of [`INSECURE_EXAMPLE_PUBLIC_KEY`] (32 × `0x07`).
+    pub const INSECURE_EXAMPLE_SEED: [u8; 32] = [0x07; 32];
+}
+
 /// Image magic.
 pub const MAGIC: [u8; 4] = *b"RKFW";
 /// Header length (magic, version, payload length, signature).

@@ -30,6 +30,7 @@ use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{entry, exception};
 use ed25519_dalek::VerifyingKey;
 use panic_semihosting as _;
+use racklet_bmc_core::fwupdate::danger::INSECURE_EXAMPLE_PUBLIC_KEY;
 use racklet_bmc_core::{Bmc, Config, Event, Instant, Millis, Outputs};
 use racklet_bmc_proto::{encode_response, SmbusAddr, StreamReader, MAX_FRAME};
 
@@ -38,14 +39,6 @@ use uart::Uart;
 
 /// The BMC's SMBus address (unit-1 of `hardware/rack.yaml`).
 const ADDRESS: u8 = 0x20;
-
-/// INSECURE example firmware-signing public key: the Ed25519 key whose
-/// secret seed is 32 bytes of 0x07, published in bmc/README.md. A real BMC
-/// is built with the release key's public half.
-const INSECURE_EXAMPLE_FW_KEY: [u8; 32] = [
-    0xea, 0x4a, 0x6c, 0x63, 0xe2, 0x9c, 0x52, 0x0a, 0xbe, 0xf5, 0x50, 0x7b, 0x13, 0x2e, 0xc5, 0xf9,
-    0x95, 0x47, 0x76, 0xae, 0xbe, 0xbe, 0x7b, 0x92, 0x42, 0x1e, 0xea, 0x69, 0x14, 0x46, 0xd2, 0x2c,
-];
 
 /// Parses a decimal at compile time (for `RACKLET_BMC_WATCHDOG_MS`).
 const fn parse_ms(s: Option<&str>, default: u64) -> u64 {
@@ -124,7 +117,7 @@ fn main() -> ! {
         watchdog: Millis(WATCHDOG_MS),
         ..Config::default()
     };
-    let key = VerifyingKey::from_bytes(&INSECURE_EXAMPLE_FW_KEY).unwrap();
+    let key = VerifyingKey::from_bytes(&INSECURE_EXAMPLE_PUBLIC_KEY).unwrap();
     let addr = SmbusAddr::new(ADDRESS).unwrap();
     let mut clock = Clock { last: 0, ms: 0 };
     let mut now = clock.now();
@@ -197,8 +190,8 @@ fn main() -> ! {
         }
         last_ms = now;
         // Inputs, once per millisecond.
-        bmc.on_event(Event::Button(board.button(now)), now);
-        let outs = bmc.on_event(Event::PowerGood(board.power_good(now)), now);
+        bmc.on_event(Event::PowerGood(board.power_good(now)), now);
+        let outs = bmc.on_event(Event::Button(board.button(now)), now);
         if now - last_sample >= Millis(100) {
             last_sample = now;
             let running = outs.rail_on && !outs.reset_asserted;

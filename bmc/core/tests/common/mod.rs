@@ -15,8 +15,15 @@ pub type Banks = MemFlash<{ 8 * SECTOR }>;
 pub const ADDR: u8 = 0x20;
 
 pub fn signing_key() -> SigningKey {
-    // Test-only key; never used outside tests.
-    SigningKey::from_bytes(&[7u8; 32])
+    SigningKey::from_bytes(&racklet_bmc_core::fwupdate::danger::INSECURE_EXAMPLE_SEED)
+}
+
+#[test]
+fn the_example_public_key_is_the_seeds() {
+    assert_eq!(
+        signing_key().verifying_key().to_bytes(),
+        racklet_bmc_core::fwupdate::danger::INSECURE_EXAMPLE_PUBLIC_KEY
+    );
 }
 
 pub fn test_config() -> Config {

@@ -1,0 +1,357 @@
+//! `bmc-sim`: run a simulated rack of BMCs, and talk to it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use racklet_bmc_proto::{ImageKind, Request, SecurityVersion, Slot, SmbusAddr, UnixTime};
+use racklet_bmc_sim::client::Client;
+use racklet_bmc_sim::control::parse_status_line;
+use racklet_bmc_sim::{Listeners, SimConfig};
+
+/// Simulated Racklet BMCs, one per unit of a rack description.
+#[derive(Debug, Parser)]
+#[command(name = "bmc-sim", version)]
+struct Program {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the simulator (until Ctrl-C).
+    Run(RunArgs),
+    /// Print every unit's status.
+    Status(ControlArgs),
+    /// Press a unit's button.
+    Press {
+        /// Unit name (e.g. unit-2).
+        unit: String,
+        /// Hold 3.5 s: force slot B for the next boot.
+        #[arg(long)]
+        long: bool,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Pull or restore a unit's power (power-good low / normal).
+    Power {
+        /// Unit name.
+        unit: String,
+        /// What to do.
+        action: PowerAction,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// A Redfish reset of a unit, as the operator.
+    Reset {
+        /// Unit name.
+        unit: String,
+        /// on, force-off, graceful-shutdown, force-restart, power-cycle.
+        kind: String,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Speak the BMC protocol to a unit, as its compute unit (stage1) would.
+    Call {
+        /// Unit name.
+        unit: String,
+        #[command(subcommand)]
+        request: CallCmd,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PowerAction {
+    Pull,
+    Restore,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SlotArg {
+    A,
+    B,
+}
+
+impl From<SlotArg> for Slot {
+    fn from(s: SlotArg) -> Slot {
+        match s {
+            SlotArg::A => Slot::A,
+            SlotArg::B => Slot::B,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KindArg {
+    BootImage,
+    Stage1,
+}
+
+impl From<KindArg> for ImageKind {
+    fn from(k: KindArg) -> ImageKind {
+        match k {
+            KindArg::BootImage => ImageKind::BootImage,
+            KindArg::Stage1 => ImageKind::Stage1,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum CallCmd {
+    /// GetBootPlan.
+    BootPlan,
+    /// ConfirmBoot of the slot booting now.
+    Confirm {
+        /// The slot (must be the one booting).
+        slot: SlotArg,
+    },
+    /// GetSlotInfo.
+    SlotInfo {
+        /// Which slot.
+        slot: SlotArg,
+    },
+    /// ReportInstalled: an image was written into a slot.
+    Install {
+        /// The slot written.
+        slot: SlotArg,
+        /// Its security version.
+        version: u32,
+        /// Image kind.
+        #[arg(long, value_enum, default_value = "boot-image")]
+        kind: KindArg,
+    },
+    /// GetRollbackMin.
+    RollbackMin {
+        /// Image kind.
+        #[arg(value_enum, default_value = "boot-image")]
+        kind: KindArg,
+    },
+    /// RaiseRollbackMin.
+    Raise {
+        /// New minimum.
+        version: u32,
+        /// Image kind.
+        #[arg(long, value_enum, default_value = "boot-image")]
+        kind: KindArg,
+    },
+    /// GetTime.
+    Time,
+    /// SetTime (Unix seconds).
+    SetTime {
+        /// Unix seconds.
+        unix: u64,
+    },
+    /// GetPowerStatus.
+    Power,
+    /// GetPowerMetrics.
+    Metrics,
+    /// GetButtonState.
+    Button,
+}
+
+#[derive(Debug, Args)]
+struct ControlArgs {
+    /// The running simulator's control socket.
+    #[arg(
+        long,
+        global = true,
+        default_value = "127.0.0.1:7700",
+        env = "BMC_SIM_CONTROL"
+    )]
+    control: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Rack description.
+    #[arg(long, default_value = "hardware/rack.yaml")]
+    rack: PathBuf,
+    /// Directory for the units' flash files.
+    #[arg(long, default_value = "bmc-sim-state")]
+    state_dir: PathBuf,
+    /// Control socket.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    control: SocketAddr,
+    /// Protocol socket of the first unit; the others follow on the next ports.
+    #[arg(long, default_value = "127.0.0.1:7701")]
+    units: SocketAddr,
+    /// OpenMetrics endpoint (`GET /metrics`).
+    #[arg(long, default_value = "127.0.0.1:9700")]
+    metrics: SocketAddr,
+    /// Simulated time per real time (10 = ten times faster).
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Override the rack's confirmation window, in seconds.
+    #[arg(long)]
+    watchdog_s: Option<u64>,
+}
+
+fn main() {
+    let program = Program::parse();
+    if let Err(e) = dispatch(program) {
+        eprintln!("bmc-sim: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(p: Program) -> anyhow::Result<()> {
+    match p.command {
+        Cmd::Run(args) => run(args),
+        Cmd::Status(c) => control(&c, "status"),
+        Cmd::Press {
+            unit,
+            long,
+            control: c,
+        } => control(
+            &c,
+            &format!("press {unit} {}", if long { "long" } else { "short" }),
+        ),
+        Cmd::Power {
+            unit,
+            action,
+            control: c,
+        } => {
+            let a = match action {
+                PowerAction::Pull => "pull",
+                PowerAction::Restore => "restore",
+            };
+            control(&c, &format!("power {unit} {a}"))
+        }
+        Cmd::Reset {
+            unit,
+            kind,
+            control: c,
+        } => control(&c, &format!("reset {unit} {kind}")),
+        Cmd::Call {
+            unit,
+            request,
+            control: c,
+        } => call(&c, &unit, request),
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let rack = racklet_hardware::Rack::load(&args.rack)
+        .with_context(|| format!("loading {}", args.rack.display()))?;
+    if !args.speed.is_finite() || args.speed <= 0.0 {
+        bail!("--speed must be positive");
+    }
+    let mut cfg = SimConfig::new(rack, args.state_dir);
+    cfg.speed = args.speed;
+    cfg.watchdog = args.watchdog_s.map(Duration::from_secs);
+    let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    rt.block_on(async move {
+        let listeners =
+            Listeners::bind(args.control, args.metrics, args.units, cfg.rack.nodes.len())
+                .await
+                .context("binding sockets")?;
+        tracing::info!(
+            control = %args.control,
+            metrics = %args.metrics,
+            first_unit = %args.units,
+            "bmc-sim listening"
+        );
+        racklet_bmc_sim::run(cfg, listeners, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+        Ok(())
+    })
+}
+
+/// Sends one control line, prints the reply; fails on `error:`.
+fn control_lines(c: &ControlArgs, line: &str) -> anyhow::Result<Vec<String>> {
+    let mut s = TcpStream::connect(c.control).with_context(|| {
+        format!(
+            "connecting to the simulator at {} (is `bmc-sim run` up?)",
+            c.control
+        )
+    })?;
+    s.write_all(format!("{line}\n").as_bytes())?;
+    let mut out = Vec::new();
+    for l in BufReader::new(s).lines() {
+        let l = l?;
+        if l == "ok" {
+            return Ok(out);
+        }
+        if let Some(e) = l.strip_prefix("error: ") {
+            bail!("{e}");
+        }
+        out.push(l);
+    }
+    bail!("simulator closed the connection")
+}
+
+fn control(c: &ControlArgs, line: &str) -> anyhow::Result<()> {
+    for l in control_lines(c, line)? {
+        println!("{l}");
+    }
+    Ok(())
+}
+
+fn call(c: &ControlArgs, unit: &str, cmd: CallCmd) -> anyhow::Result<()> {
+    // Find the unit's protocol socket and address from the status.
+    let status = control_lines(c, "status")?;
+    let (socket, addr) = status
+        .iter()
+        .map(|l| parse_status_line(l))
+        .find(|(name, _)| name == unit)
+        .map(|(_, kv)| (kv["socket"].clone(), kv["addr"].clone()))
+        .with_context(|| format!("no unit `{unit}`"))?;
+    let addr = u8::from_str_radix(addr.trim_start_matches("0x"), 16)?;
+    let stream = TcpStream::connect(&socket)?;
+    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut client = Client::new(stream, SmbusAddr::new(addr)?);
+    let req = match cmd {
+        CallCmd::BootPlan => Request::GetBootPlan,
+        CallCmd::Confirm { slot } => Request::ConfirmBoot { slot: slot.into() },
+        CallCmd::SlotInfo { slot } => Request::GetSlotInfo { slot: slot.into() },
+        CallCmd::Install {
+            slot,
+            version,
+            kind,
+        } => Request::ReportInstalled {
+            slot: slot.into(),
+            kind: kind.into(),
+            version: SecurityVersion(version),
+        },
+        CallCmd::RollbackMin { kind } => Request::GetRollbackMin { kind: kind.into() },
+        CallCmd::Raise { version, kind } => Request::RaiseRollbackMin {
+            kind: kind.into(),
+            version: SecurityVersion(version),
+        },
+        CallCmd::Time => Request::GetTime,
+        CallCmd::SetTime { unix } => Request::SetTime {
+            time: UnixTime(unix),
+        },
+        CallCmd::Power => Request::GetPowerStatus,
+        CallCmd::Metrics => Request::GetPowerMetrics,
+        CallCmd::Button => Request::GetButtonState,
+    };
+    let resp = client
+        .call(req)
+        .with_context(|| format!("{req:?} to {unit}"))?;
+    println!("{resp:?}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Program::command().debug_assert();
+    }
+}
