@@ -22,9 +22,18 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(program.run()) {
         Ok(code) => code,
         Err(e) => {
-            // One line: the cause chain.
-            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", chain.join(": "));
+            // One line: the cause chain, without repeating a cause that an
+            // error's own message already includes.
+            let mut line = String::new();
+            for cause in e.chain().map(|c| c.to_string()) {
+                if !line.contains(&cause) {
+                    if !line.is_empty() {
+                        line.push_str(": ");
+                    }
+                    line.push_str(&cause);
+                }
+            }
+            eprintln!("error: {line}");
             std::process::ExitCode::FAILURE
         }
     }

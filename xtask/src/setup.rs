@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{bail, Result};
 
-use crate::util::{have, is_root, run as sh};
+use crate::util::{have, is_root, sh};
 
 /// Debian packages the tests use, each with the reason.
 pub const APT: &[(&str, &str)] = &[

@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use crate::setup;
-use crate::util::{cargo, run as sh, Steps};
+use crate::util::{cargo, sh, Steps};
 
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {

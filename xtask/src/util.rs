@@ -15,8 +15,10 @@ pub fn root() -> PathBuf {
 }
 
 /// Runs a command in the workspace root, failing with its exit status.
-pub fn run(cmd: &mut Command) -> Result<()> {
-    cmd.current_dir(root());
+pub fn sh(cmd: &mut Command) -> Result<()> {
+    if cmd.get_current_dir().is_none() {
+        cmd.current_dir(root());
+    }
     let shown = format!("{cmd:?}");
     let status = cmd
         .status()
