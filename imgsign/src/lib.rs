@@ -27,6 +27,7 @@ pub mod release;
 pub mod repo;
 pub mod rootkeys;
 pub mod sign;
+pub mod staged;
 pub mod status;
 pub mod timestamp;
 pub mod verify;

@@ -24,6 +24,7 @@ use crate::fsio;
 use crate::init;
 use crate::keys::{key_id_hex, SigningKeyPair};
 use crate::repo::{self, Expiries, Layout, Published};
+use crate::staged;
 
 /// A change to the key set of a role.
 #[derive(Debug, Clone)]
@@ -177,39 +178,17 @@ pub fn sign_staged(
 
 /// Merges the signatures of several copies of the same staged root.
 pub fn combine(copies: &[(PathBuf, Signed<Root>)]) -> Result<Signed<Root>> {
-    let Some((_, first)) = copies.first() else {
-        return Err(Error::Invalid("nothing to combine".into()));
-    };
-    let canonical = {
-        use tough::schema::Role;
-        first.signed.canonical_form()?
-    };
-    let mut out = first.clone();
-    for (path, copy) in &copies[1..] {
-        use tough::schema::Role;
-        if copy.signed.canonical_form()? != canonical {
-            return Err(Error::StagedMismatch {
-                role: "root".into(),
-                path: path.clone(),
-            });
-        }
-        for sig in &copy.signatures {
-            if !out.signatures.iter().any(|s| s.keyid == sig.keyid) {
-                out.signatures.push(sig.clone());
-            }
-        }
-    }
-    Ok(out)
+    staged::combine(copies)
 }
 
 /// Reads a staged root file.
 pub fn read_staged(path: &Path) -> Result<Signed<Root>> {
-    repo::read_signed(path)
+    staged::read(path)
 }
 
 /// Writes a staged root file (atomically; it may replace an earlier copy).
 pub fn write_staged(path: &Path, root: &Signed<Root>) -> Result<()> {
-    fsio::write_atomic(path, &repo::to_bytes(root)?, 0o644)
+    staged::write(path, root)
 }
 
 /// Publishes a signed root into a new, empty repository at `dir` (the end of

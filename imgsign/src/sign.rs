@@ -114,7 +114,8 @@ pub fn sign_release(
     sign_release_with(published, images, placement, keys, now, expiries, progress)
 }
 
-/// Signs a release on top of an already opened (and so checked) repository.
+/// Signs a release on top of an already opened (and so checked) repository:
+/// [`stage_release`], sign the targets role, [`publish_targets`].
 pub fn sign_release_with(
     published: Published,
     images: &[ImageSpec],
@@ -124,22 +125,69 @@ pub fn sign_release_with(
     expiries: &Expiries,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<ReleaseReport> {
+    let root = &published.root.signed;
+    let infos: Vec<&ReleaseInfo> = images.iter().map(|i| &i.info).collect();
+    check_example_keys(root, keys, &infos)?;
+    // Refuse early if the keys cannot sign every role this release needs,
+    // before any image is copied.
+    for role in [RoleType::Targets, RoleType::Snapshot, RoleType::Timestamp] {
+        require_key_for(root, role, keys)?;
+    }
+    let staged = stage_release(&published, images, placement, now, expiries, progress)?;
+    progress(Progress::Publishing);
+    let signed = repo::sign_role(staged.targets, root, keys)?;
+    let mut report = publish_targets(&published, signed, keys, now, expiries)?;
+    report.images = staged.images;
+    Ok(report)
+}
+
+fn require_key_for(root: &Root, role: RoleType, keys: &[&SigningKeyPair]) -> Result<()> {
+    let ids = repo::role_key_ids(root, role);
+    if keys.iter().any(|k| ids.iter().any(|id| id == k.key_id())) {
+        Ok(())
+    } else {
+        Err(Error::NoKeyForRole {
+            role: role.to_string(),
+            allowed: ids.join(", "),
+        })
+    }
+}
+
+/// A release whose images are in `targets/` (content-addressed, not yet
+/// referenced by any metadata) and whose targets role is built but unsigned.
+#[derive(Debug, Clone)]
+pub struct StagedRelease {
+    /// The new targets role, version one above the published one.
+    pub targets: Targets,
+    /// Each image with its length and hash.
+    pub images: Vec<(ImageName, Digest256)>,
+}
+
+/// Places the images into `targets/` (hashing each in the same pass) and
+/// builds the next targets role, unsigned. Nothing is published: the staged
+/// role can be signed here, or by several holders elsewhere
+/// ([`crate::staged`]), then published with [`publish_targets`].
+pub fn stage_release(
+    published: &Published,
+    images: &[ImageSpec],
+    placement: Placement,
+    now: jiff::Timestamp,
+    expiries: &Expiries,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<StagedRelease> {
     let layout = published.layout.clone();
     let root = &published.root.signed;
     if images.is_empty() {
         return Err(Error::Invalid("a release needs at least one image".into()));
     }
-    let root_path = layout.root(published.root_version());
     if root.expires <= now {
         return Err(Error::Expired {
-            path: root_path,
+            path: layout.root(published.root_version()),
             role: "root".into(),
             expires: root.expires,
             now,
         });
     }
-    let infos: Vec<&ReleaseInfo> = images.iter().map(|i| &i.info).collect();
-    check_example_keys(root, keys, &infos)?;
     for (i, img) in images.iter().enumerate() {
         if img.info.assign.is_empty() {
             return Err(Error::Invalid(format!(
@@ -154,21 +202,8 @@ pub fn sign_release_with(
             )));
         }
     }
-    // Refuse early if the keys cannot sign every role this release needs,
-    // before any image is copied.
-    for role in [RoleType::Targets, RoleType::Snapshot, RoleType::Timestamp] {
-        let ids = repo::role_key_ids(root, role);
-        if !keys.iter().any(|k| ids.iter().any(|id| id == k.key_id())) {
-            return Err(Error::NoKeyForRole {
-                role: role.to_string(),
-                allowed: ids.join(", "),
-            });
-        }
-    }
-
-    // 1. Images into targets/, each hashed in the same pass.
     let mut targets: Targets = published.targets.signed.clone();
-    let mut report_images = Vec::new();
+    let mut placed = Vec::new();
     for img in images {
         let digest = place_image(&layout, img, placement, progress)?;
         let tname = TargetName::new(img.name.as_str()).map_err(|e| Error::InvalidValue {
@@ -195,47 +230,109 @@ pub fn sign_release_with(
                 _extra: HashMap::new(),
             },
         );
-        report_images.push((img.name.clone(), digest));
+        placed.push((img.name.clone(), digest));
     }
-
-    // 2. Targets, snapshot, timestamp — in that order; the timestamp is the
-    // commit point.
-    progress(Progress::Publishing);
     targets.version = repo::next(targets.version);
     targets.expires = repo::expires_at(now, expiries.targets);
-    let targets: Signed<Targets> = repo::sign_role(targets, root, keys)?;
-    let targets_bytes = repo::to_bytes(&targets)?;
-    fsio::write_atomic(
-        &layout.targets(targets.signed.version.get()),
-        &targets_bytes,
-        0o644,
-    )?;
+    Ok(StagedRelease {
+        targets,
+        images: placed,
+    })
+}
+
+/// Publishes a signed targets role: it must be the next version, carry the
+/// targets threshold of valid signatures, obey the example-key rule, and
+/// every image it lists must be in `targets/` with its length. Then
+/// `N.targets.json`, a new snapshot and the timestamp are written, in that
+/// order; `keys` sign snapshot and timestamp.
+pub fn publish_targets(
+    published: &Published,
+    signed: Signed<Targets>,
+    keys: &[&SigningKeyPair],
+    now: jiff::Timestamp,
+    expiries: &Expiries,
+) -> Result<ReleaseReport> {
+    let layout = &published.layout;
+    let root = &published.root.signed;
+    let version = signed.signed.version;
+    let path = layout.targets(version.get());
+    let want = repo::next(published.targets.signed.version);
+    if version != want {
+        return Err(Error::Invalid(format!(
+            "the staged targets are version {version}, the repository needs version {want}"
+        )));
+    }
+    repo::check_threshold(root, &signed, &path)?;
+    // The example-key rule also covers keys that signed elsewhere.
+    let infos: Vec<ReleaseInfo> = signed
+        .signed
+        .targets_iter()
+        .map(|(n, t)| ReleaseInfo::from_target(n.raw(), t))
+        .collect::<Result<_>>()?;
+    let info_refs: Vec<&ReleaseInfo> = infos.iter().collect();
+    check_example_keys(root, keys, &info_refs)?;
+    if infos.iter().any(|i| !i.channel.is_demo()) {
+        for sig in &signed.signatures {
+            let id = hex::encode(&sig.keyid);
+            if danger::is_insecure_example_key_id(&id) {
+                let channel = infos
+                    .iter()
+                    .find(|i| !i.channel.is_demo())
+                    .map(|i| i.channel.to_string())
+                    .unwrap_or_default();
+                return Err(Error::ExampleKeyOutsideDemo {
+                    key_id: id,
+                    channel,
+                });
+            }
+        }
+    }
+    for (name, target) in signed.signed.targets_iter() {
+        let file = layout.target_file(&hex::encode(&target.hashes.sha256), name.raw());
+        match std::fs::metadata(&file) {
+            Ok(m) if m.len() == target.length => {}
+            _ => {
+                return Err(Error::Image {
+                    path: file,
+                    reason: format!(
+                        "target `{}` is not in the repository with {} bytes (stage it first)",
+                        name.raw(),
+                        target.length
+                    ),
+                })
+            }
+        }
+    }
+    for role in [RoleType::Snapshot, RoleType::Timestamp] {
+        require_key_for(root, role, keys)?;
+    }
+    let targets_bytes = repo::to_bytes(&signed)?;
+    fsio::write_atomic(&path, &targets_bytes, 0o644)?;
     let snapshot_version = repo::next(published.snapshot.signed.version);
     let timestamp_version = repo::next(published.timestamp.signed.version);
     repo::publish_snapshot_and_timestamp(
-        &layout,
+        layout,
         &repo::SignContext {
             root,
             keys,
             now,
             expiries,
         },
-        targets.signed.version,
+        version,
         &targets_bytes,
         snapshot_version,
         timestamp_version,
     )?;
     tracing::info!(
         repo = %layout.dir().display(),
-        targets_version = targets.signed.version.get(),
-        images = report_images.len(),
+        targets_version = version.get(),
         "published release"
     );
     Ok(ReleaseReport {
-        targets_version: targets.signed.version.get(),
+        targets_version: version.get(),
         snapshot_version: snapshot_version.get(),
         timestamp_version: timestamp_version.get(),
-        images: report_images,
+        images: Vec::new(),
     })
 }
 

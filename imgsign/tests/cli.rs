@@ -443,3 +443,143 @@ fn root_rotation_ceremony_on_separate_machines() {
         .assert()
         .success();
 }
+
+#[test]
+fn targets_threshold_ceremony_on_separate_machines() {
+    let d = tempfile::tempdir().unwrap();
+    for k in ["r1.pem", "t1.pem", "t2.pem", "t3.pem", "sn.pem", "ts.pem"] {
+        gen(d.path(), k);
+    }
+    imgsign(d.path())
+        .args(["init", "--repo", "repo", "--root-key", "r1.pem"])
+        .args([
+            "--targets-key",
+            "t1.pem",
+            "--targets-key",
+            "t2.pem",
+            "--targets-key",
+            "t3.pem",
+        ])
+        .args([
+            "--targets-threshold",
+            "2",
+            "--snapshot-key",
+            "sn.pem",
+            "--timestamp-key",
+            "ts.pem",
+        ])
+        .assert()
+        .success();
+    std::fs::write(d.path().join("os.uki"), vec![3u8; 20_000]).unwrap();
+    // One key alone cannot release.
+    release(
+        d.path(),
+        "os.uki",
+        "stable",
+        &["t1.pem", "sn.pem", "ts.pem"],
+    )
+    .failure()
+    .stderr(predicate::str::contains("1 valid key(s) of the 2 required"));
+    // Stage without any key; each holder signs a copy; combine; publish.
+    imgsign(d.path())
+        .args([
+            "sign",
+            "release",
+            "--repo",
+            "repo",
+            "--kind",
+            "os",
+            "--version",
+            "1.0.0",
+        ])
+        .args([
+            "--security-version",
+            "1",
+            "--arch",
+            "x86_64",
+            "--channel",
+            "stable",
+        ])
+        .args(["--group", "workers", "--stage-to", "staged.json", "os.uki"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("staged targets v2"));
+    for (copy, key) in [("a.json", "t1.pem"), ("b.json", "t3.pem")] {
+        std::fs::copy(d.path().join("staged.json"), d.path().join(copy)).unwrap();
+        imgsign(d.path())
+            .args(["targets", "sign", copy, "--key", key, "--repo", "repo"])
+            .assert()
+            .success();
+    }
+    imgsign(d.path())
+        .args([
+            "targets", "publish", "--repo", "repo", "a.json", "--key", "sn.pem", "--key", "ts.pem",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("1 valid key(s) of the 2 required"));
+    // A holder's copy with a raised security version cannot be merged in.
+    let evil = std::fs::read_to_string(d.path().join("b.json"))
+        .unwrap()
+        .replace("\"security_version\": 1", "\"security_version\": 0");
+    std::fs::write(d.path().join("evil.json"), evil).unwrap();
+    imgsign(d.path())
+        .args([
+            "targets",
+            "combine",
+            "--out",
+            "x.json",
+            "a.json",
+            "evil.json",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("disagree"));
+    imgsign(d.path())
+        .args([
+            "targets",
+            "combine",
+            "--out",
+            "signed.json",
+            "a.json",
+            "b.json",
+        ])
+        .assert()
+        .success();
+    imgsign(d.path())
+        .args([
+            "targets",
+            "publish",
+            "--repo",
+            "repo",
+            "signed.json",
+            "--key",
+            "sn.pem",
+            "--key",
+            "ts.pem",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("published targets v2"));
+    imgsign(d.path())
+        .args(["verify", "--repo", "repo"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("OK: 1 target(s) verified"));
+    // Publishing the same staged file again is refused (version already used).
+    imgsign(d.path())
+        .args([
+            "targets",
+            "publish",
+            "--repo",
+            "repo",
+            "signed.json",
+            "--key",
+            "sn.pem",
+            "--key",
+            "ts.pem",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("needs version 3"));
+}

@@ -13,6 +13,7 @@ mod key;
 mod root;
 mod sign;
 mod status;
+mod targets;
 mod timestamp;
 mod verify;
 
@@ -52,6 +53,10 @@ enum Command {
     /// Root key ceremonies: stage, sign, combine, publish a new root.
     #[command(subcommand)]
     Root(root::RootCommand),
+    /// Targets signed by separate holders: sign, combine, publish a release
+    /// staged with `sign release --stage-to`.
+    #[command(subcommand)]
+    Targets(targets::TargetsCommand),
 }
 
 impl Program {
@@ -66,6 +71,7 @@ impl Program {
             Command::Status(a) => a.run(now),
             Command::Timestamp(c) => c.run(now),
             Command::Root(c) => c.run(now),
+            Command::Targets(c) => c.run(now),
         }
     }
 }

@@ -34,8 +34,13 @@ pub struct ReleaseArgs {
     repo: PathBuf,
     /// Signing keys: targets key(s) (k-of-n), snapshot and timestamp keys.
     /// Each key signs the roles the root authorizes it for.
-    #[arg(long = "key", value_name = "KEY", required = true)]
+    #[arg(long = "key", value_name = "KEY", required_unless_present = "stage_to")]
     keys: Vec<String>,
+    /// Do not sign or publish: place the images and write the unsigned
+    /// targets role here, for targets key holders to sign elsewhere
+    /// (`imgsign targets sign`, `combine`, `publish`).
+    #[arg(long, value_name = "FILE", conflicts_with = "keys")]
+    stage_to: Option<PathBuf>,
     /// What the images are: os, stage1 or bmc-firmware.
     #[arg(long)]
     kind: ImageKind,
@@ -115,6 +120,38 @@ impl ReleaseArgs {
         };
         let started = Instant::now();
         let mut bar = ProgressBar::new();
+        if let Some(out) = &self.stage_to {
+            if out.exists() {
+                bail!(
+                    "{} exists; refusing to overwrite a staged file",
+                    out.display()
+                );
+            }
+            let published = imgsign::repo::Published::open(&self.repo)?;
+            let staged = imgsign::sign::stage_release(
+                &published,
+                &specs,
+                placement,
+                now,
+                &self.expiry.expiries(),
+                &mut |p| bar.update(p),
+            )?;
+            bar.finish();
+            let version = staged.targets.version;
+            let signed = tough::schema::Signed {
+                signed: staged.targets,
+                signatures: Vec::new(),
+            };
+            imgsign::staged::write(out, &signed)?;
+            for (name, d) in &staged.images {
+                println!("{name}  {} bytes  sha256 {}", d.length, d.hex());
+            }
+            println!(
+                "staged targets v{version} in {}; targets key holders sign it with `imgsign targets sign`",
+                out.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         let report = imgsign::sign::sign_release(
             &self.repo,
             &specs,
