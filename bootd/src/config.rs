@@ -626,6 +626,14 @@ mod tests {
     }
 
     #[test]
+    fn reference_rack_config_is_valid() {
+        let text = include_str!("../../hardware/bootd.yaml");
+        let c = Config::parse(text, Path::new("/repo/hardware"), None).unwrap();
+        assert_eq!(c.rack_file, Path::new("/repo/hardware/rack.yaml"));
+        assert!(c.plain_http.is_empty());
+    }
+
+    #[test]
     fn unknown_field_names_field_and_line() {
         let text = EXAMPLE.replace("limits:\n", "limits:\n  max_conections: 5\n");
         assert_ne!(text, EXAMPLE);

@@ -186,3 +186,115 @@ fn nodes_list_shows_every_rack_node() {
         .assert()
         .failure();
 }
+
+/// The README's walkthrough with the real binaries: init the PKI, point at a
+/// repository, start, enroll a node, see it in `nodes list` and /metrics,
+/// stop with SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_walkthrough_with_the_binaries() {
+    let f = Fixture::new();
+    f.release("1.0.0", &[("os.img", b"walkthrough", "os")]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(&f.config_path)
+        .unwrap()
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&f.config_path, text).unwrap();
+    let exe = assert_cmd::cargo::cargo_bin("bootd");
+    let mut serve = std::process::Command::new(&exe)
+        .arg("--config")
+        .arg(&f.config_path)
+        .arg("serve")
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ca = f.ca_der();
+    wait_for_timestamp(addr, &ca, 2).await;
+
+    let server = format!("https://localhost:{port}/");
+    let node_dir = f.dir.path().join("unit-2");
+    let mut enroll = std::process::Command::new(&exe)
+        .args(["client", "enroll", "--server", &server, "--ca"])
+        .arg(&f.pki.ca_cert)
+        .args(["--node", "unit-2", "--out"])
+        .arg(&node_dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The operator waits for the request to show up, then approves it.
+    let mut id = None;
+    for _ in 0..100 {
+        let out = bootd(&f.config_path)
+            .args(["nodes", "pending"])
+            .output()
+            .unwrap();
+        let out = String::from_utf8(out.stdout).unwrap();
+        if let Some(line) = out.lines().find(|l| l.contains("node=unit-2")) {
+            id = line.split_whitespace().next().map(str::to_owned);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let id = id.expect("the request never showed up");
+    bootd(&f.config_path)
+        .args(["nodes", "approve", &id])
+        .assert()
+        .success();
+    let status = tokio::task::spawn_blocking(move || enroll.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(node_dir.join("node.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (exe2, ca_path, nd) = (exe.clone(), f.pki.ca_cert.clone(), node_dir.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&exe2)
+            .args(["client", "report", "--server", &server, "--ca"])
+            .arg(&ca_path)
+            .arg("--identity")
+            .arg(&nd)
+            .args(["--slot", "A", "--version", "1.0.0", "--confirmed"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = bootd(&f.config_path)
+        .args(["nodes", "list"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8(list.stdout).unwrap();
+    let line = list.lines().find(|l| l.starts_with("unit-2")).unwrap();
+    assert!(
+        line.contains("enrolled") && line.contains("1.0.0"),
+        "{list}"
+    );
+    let m = metrics(addr, &ca).await;
+    assert!(m.contains("node=\"unit-2\""), "{m}");
+
+    // SIGTERM: drain and exit 0.
+    std::process::Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || serve.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "bootd serve exited with {status}");
+}

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod client;
 mod nodes;
 mod pki;
 mod serve;
@@ -37,6 +38,9 @@ enum Command {
     Nodes(nodes::NodesCommand),
     /// Validate the configuration and the rack file, then exit.
     CheckConfig,
+    /// The node side: enroll, report (what stage1 does, by hand).
+    #[command(subcommand)]
+    Client(client::ClientCommand),
 }
 
 impl Program {
@@ -46,6 +50,7 @@ impl Program {
             Command::Serve(a) => serve::run(config()?, a),
             Command::Pki(c) => pki::run(config()?, c),
             Command::Nodes(c) => nodes::run(config()?, c),
+            Command::Client(c) => client::run(c),
             Command::CheckConfig => {
                 let c = config()?;
                 let rack = racklet_hardware::Rack::load(&c.rack_file)?;

@@ -1,0 +1,131 @@
+//! `bootd client …`: the node side, for trying enrollment by hand (and for
+//! racks whose nodes run something else than stage1). stage1 calls the same
+//! library functions (`bootd::client`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// `bootd client` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ClientCommand {
+    /// Create a key, send a CSR, wait for the operator's approval, save the certificate.
+    Enroll {
+        #[command(flatten)]
+        server: Server,
+        /// The node name (as in the rack file).
+        #[arg(long)]
+        node: String,
+        /// Directory for node.key (0600) and node.pem.
+        #[arg(long)]
+        out: PathBuf,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout_s: u64,
+    },
+    /// Report what this node booted, over mTLS.
+    Report {
+        #[command(flatten)]
+        server: Server,
+        /// Directory holding node.key and node.pem from `enroll`.
+        #[arg(long)]
+        identity: PathBuf,
+        /// The booted slot.
+        #[arg(long, value_parser = ["A", "B"])]
+        slot: String,
+        /// The booted version.
+        #[arg(long)]
+        version: String,
+        /// The booted image's security version.
+        #[arg(long)]
+        security_version: Option<u64>,
+        /// The booted OS confirmed a good boot.
+        #[arg(long)]
+        confirmed: bool,
+    },
+}
+
+/// Where bootd is and which CA to trust.
+#[derive(Debug, clap::Args)]
+pub struct Server {
+    /// bootd's base URL, e.g. https://bootd.local:8443/
+    #[arg(long)]
+    server: url::Url,
+    /// The rack CA certificate (PEM).
+    #[arg(long)]
+    ca: PathBuf,
+}
+
+fn load_identity(dir: &std::path::Path, node: &str) -> anyhow::Result<bootd::client::Identity> {
+    Ok(bootd::client::Identity {
+        node: node.to_owned(),
+        key_pem: std::fs::read_to_string(dir.join("node.key")).context("reading node.key")?,
+        cert_pem: std::fs::read_to_string(dir.join("node.pem")).context("reading node.pem")?,
+    })
+}
+
+pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cmd {
+            ClientCommand::Enroll {
+                server,
+                node,
+                out,
+                timeout_s,
+            } => {
+                let ca = std::fs::read(&server.ca)
+                    .with_context(|| format!("reading {}", server.ca.display()))?;
+                let e = bootd::client::Enrollment::begin(&server.server, &ca, &node).await?;
+                println!(
+                    "request {} for {node} sent; key-sha256={}",
+                    e.id, e.key_fingerprint
+                );
+                println!("waiting for the operator: bootd nodes approve {}", e.id);
+                let id = e
+                    .wait(Duration::from_secs(2), Duration::from_secs(timeout_s))
+                    .await?;
+                std::fs::create_dir_all(&out)?;
+                bootd::fsio::write_new(
+                    &out.join("node.key"),
+                    id.key_pem.as_bytes(),
+                    bootd::fsio::Mode::Secret,
+                )?;
+                bootd::fsio::write_atomic(
+                    &out.join("node.pem"),
+                    id.cert_pem.as_bytes(),
+                    bootd::fsio::Mode::Public,
+                )?;
+                println!("enrolled: {}", out.join("node.pem").display());
+            }
+            ClientCommand::Report {
+                server,
+                identity,
+                slot,
+                version,
+                security_version,
+                confirmed,
+            } => {
+                let ca = std::fs::read(&server.ca)
+                    .with_context(|| format!("reading {}", server.ca.display()))?;
+                let id = load_identity(&identity, "")?;
+                let report = bootd::nodes::NodeReport {
+                    slot: if slot == "A" {
+                        bootd::nodes::Slot::A
+                    } else {
+                        bootd::nodes::Slot::B
+                    },
+                    version,
+                    security_version,
+                    confirmed,
+                };
+                bootd::client::report(&server.server, &ca, &id, &report).await?;
+                println!("reported");
+            }
+        }
+        Ok(())
+    })
+}
