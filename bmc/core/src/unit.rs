@@ -355,6 +355,7 @@ impl Unit {
             },
             ResetType::ForceOff => {
                 self.power = Power::Off;
+                self.power_good = false;
                 self.boot = None;
             }
             ResetType::GracefulShutdown => match self.power {
@@ -410,6 +411,8 @@ impl Unit {
 
     fn fault(&mut self, code: FaultCode) {
         self.power = Power::Fault;
+        // The rail is off: a power-good seen before does not count for the next power-on.
+        self.power_good = false;
         self.fault = code;
         self.boot = None;
     }
@@ -465,6 +468,7 @@ impl Unit {
                 },
                 Power::PoweringDown { until, cycle } if now >= until => {
                     self.boot = None;
+                    self.power_good = false;
                     if cycle {
                         Power::Staggered {
                             until: now + self.cfg.power_off_time + self.cfg.stagger_delay,

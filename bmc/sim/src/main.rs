@@ -56,10 +56,17 @@ enum Cmd {
     },
     /// Speak the BMC protocol to a unit, as its compute unit (stage1) would.
     Call {
-        /// Unit name.
+        /// Unit name (found through the control socket), or `-` with `--link`.
         unit: String,
         #[command(subcommand)]
         request: CallCmd,
+        /// Talk to this protocol socket directly (e.g. the QEMU firmware's
+        /// UART on 127.0.0.1:7820) instead of asking the simulator.
+        #[arg(long, global = true)]
+        link: Option<SocketAddr>,
+        /// SMBus address of the BMC behind `--link`.
+        #[arg(long, global = true, default_value = "0x20", value_parser = parse_hex_u8)]
+        smbus_addr: u8,
         #[command(flatten)]
         control: ControlArgs,
     },
@@ -230,8 +237,10 @@ fn dispatch(p: Program) -> anyhow::Result<()> {
         Cmd::Call {
             unit,
             request,
+            link,
+            smbus_addr,
             control: c,
-        } => call(&c, &unit, request),
+        } => call(&c, &unit, request, link.map(|l| (l, smbus_addr))),
     }
 }
 
@@ -299,17 +308,35 @@ fn control(c: &ControlArgs, line: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn call(c: &ControlArgs, unit: &str, cmd: CallCmd) -> anyhow::Result<()> {
-    // Find the unit's protocol socket and address from the status.
-    let status = control_lines(c, "status")?;
-    let (socket, addr) = status
-        .iter()
-        .map(|l| parse_status_line(l))
-        .find(|(name, _)| name == unit)
-        .map(|(_, kv)| (kv["socket"].clone(), kv["addr"].clone()))
-        .with_context(|| format!("no unit `{unit}`"))?;
-    let addr = u8::from_str_radix(addr.trim_start_matches("0x"), 16)?;
-    let stream = TcpStream::connect(&socket)?;
+fn parse_hex_u8(s: &str) -> Result<u8, String> {
+    u8::from_str_radix(s.trim_start_matches("0x"), 16).map_err(|e| format!("`{s}`: {e}"))
+}
+
+fn call(
+    c: &ControlArgs,
+    unit: &str,
+    cmd: CallCmd,
+    link: Option<(SocketAddr, u8)>,
+) -> anyhow::Result<()> {
+    let (socket, addr) = match link {
+        Some((socket, addr)) => (socket, addr),
+        None => {
+            // Find the unit's protocol socket and address from the status.
+            let status = control_lines(c, "status")?;
+            let (socket, addr) = status
+                .iter()
+                .map(|l| parse_status_line(l))
+                .find(|(name, _)| name == unit)
+                .map(|(_, kv)| (kv["socket"].clone(), kv["addr"].clone()))
+                .with_context(|| format!("no unit `{unit}`"))?;
+            (
+                socket.parse()?,
+                parse_hex_u8(&addr).map_err(anyhow::Error::msg)?,
+            )
+        }
+    };
+    let stream = TcpStream::connect(socket)
+        .with_context(|| format!("connecting to the BMC link at {socket}"))?;
     stream.set_read_timeout(Some(Duration::from_millis(100)))?;
     let mut client = Client::new(stream, SmbusAddr::new(addr)?);
     let req = match cmd {
