@@ -589,3 +589,63 @@ fn unsigned_wrongly_signed_or_older_firmware_is_refused_and_state_unchanged() {
         })
     );
 }
+
+#[test]
+fn a_power_cut_during_a_request_answers_storage_and_keeps_old_or_new() {
+    let report = Request::ReportInstalled {
+        slot: Slot::B,
+        kind: ImageKind::BootImage,
+        version: SecurityVersion(5),
+    };
+    // A history so the next commit lands at various places: count its ops.
+    let mut cfg = test_config();
+    cfg.auto_power_on = false;
+    let mut probe = Rig::with(cfg, StateFlash::new(), Banks::new());
+    probe.ok(Request::SetTime { time: UnixTime(10) });
+    let old = *probe.bmc.unit().persistent();
+    let (flash, _) = probe.into_flashes();
+    let mut counting = Rig::with(cfg, flash.clone(), Banks::new());
+    let before = counting.flash_ops();
+    counting.ok(report);
+    let new = *counting.bmc.unit().persistent();
+    let ops = counting.flash_ops() - before;
+    assert!(ops >= 2);
+    for k in 0..ops {
+        let mut f = flash.clone();
+        f.cut_power_at(k);
+        let mut r = Rig::with(cfg, f, Banks::new());
+        assert_eq!(r.refused(report), ErrorCode::Storage, "cut at op {k}");
+        // The change was dropped in RAM too.
+        assert_eq!(*r.bmc.unit().persistent(), old);
+        let (mut f, banks) = r.into_flashes();
+        f.restore_power();
+        let r = Rig::with(cfg, f, banks);
+        let got = *r.bmc.unit().persistent();
+        assert!(
+            got == old || got == new,
+            "cut at op {k}: third state {got:?}"
+        );
+    }
+}
+
+#[test]
+fn a_stale_power_good_never_releases_reset_after_a_power_cycle() {
+    use racklet_bmc_core::{Persistent, Unit};
+    let cfg = test_config();
+    let mut u = Unit::new(cfg, Persistent::factory(3), Instant(0));
+    u.on_event(Event::Tick, Instant(250));
+    u.on_event(Event::PowerGood(true), Instant(260));
+    u.on_event(Event::Tick, Instant(300));
+    assert_eq!(u.power_status().state, PowerState::On);
+    u.on_event(Event::Reset(ResetType::PowerCycle), Instant(1000));
+    // No PowerGood(false) is ever reported: the rail model is silent.
+    for t in (1000..3000).step_by(10) {
+        u.on_event(Event::Tick, Instant(t));
+    }
+    let s = u.power_status();
+    assert_eq!(
+        (s.state, s.fault),
+        (PowerState::Fault, FaultCode::PowerGoodTimeout),
+        "reset released on a stale power-good"
+    );
+}
