@@ -258,6 +258,25 @@ fn firmware_under_qemu_full_scenario() {
         Response::RollbackMin(SecurityVersion(2))
     );
 
+    // A signed BMC firmware update over the UART: accepted into bank 1;
+    // an older or badly signed one is refused and the firmware keeps running.
+    let payload: Vec<u8> = (0..300u32).map(|i| (i * 13) as u8).collect();
+    assert_eq!(
+        upload(&mut emu, 2, &fw_image(2, &payload)),
+        Ok(Response::FwInfo(racklet_bmc_proto::FwInfo {
+            version: 2,
+            bank: 1
+        }))
+    );
+    assert_eq!(
+        upload(&mut emu, 2, &fw_image(2, &payload)),
+        Err(ErrorCode::OlderFirmware)
+    );
+    let mut forged = fw_image(3, &payload);
+    forged[200] ^= 0x01;
+    assert_eq!(upload(&mut emu, 3, &forged), Err(ErrorCode::BadSignature));
+    assert!(matches!(emu.ok(Request::GetTime), Response::Time(_)));
+
     let log = emu.kill();
     assert!(
         log.contains("flash persistent"),
@@ -278,5 +297,47 @@ fn firmware_under_qemu_full_scenario() {
     let p = emu.wait_plan("boot after restart", |_| true);
     assert_eq!(p.slot, Slot::B);
     assert!(p.boot_count > 6, "boot count persisted: {p:?}");
+    assert_eq!(
+        emu.ok(Request::GetFwInfo),
+        Response::FwInfo(racklet_bmc_proto::FwInfo {
+            version: 2,
+            bank: 1
+        })
+    );
     emu.kill();
+}
+
+/// An image signed with the INSECURE example key the firmware trusts.
+fn fw_image(version: u32, payload: &[u8]) -> Vec<u8> {
+    use ed25519_dalek::Signer;
+    use racklet_bmc_core::fwupdate::{danger::INSECURE_EXAMPLE_SEED, signed_prefix};
+    let key = ed25519_dalek::SigningKey::from_bytes(&INSECURE_EXAMPLE_SEED);
+    let prefix = signed_prefix(version, payload.len() as u32);
+    let msg: Vec<u8> = prefix.iter().chain(payload).copied().collect();
+    let sig = key.sign(&msg).to_bytes();
+    prefix
+        .iter()
+        .chain(sig.iter())
+        .chain(payload)
+        .copied()
+        .collect()
+}
+
+fn upload(emu: &mut Emulator, version: u32, img: &[u8]) -> Result<Response, ErrorCode> {
+    let refused = |r: Result<Response, ClientError>| match r {
+        Ok(r) => Ok(r),
+        Err(ClientError::Protocol(racklet_bmc_proto::Error::Refused(c))) => Err(c),
+        Err(e) => panic!("firmware upload: {e}"),
+    };
+    refused(emu.call(Request::FwBegin {
+        version,
+        total_len: img.len() as u32,
+    }))?;
+    for (i, c) in img.chunks(racklet_bmc_proto::FW_CHUNK_MAX).enumerate() {
+        refused(emu.call(Request::FwChunk {
+            offset: (i * racklet_bmc_proto::FW_CHUNK_MAX) as u32,
+            data: c,
+        }))?;
+    }
+    refused(emu.call(Request::FwFinish))
 }
