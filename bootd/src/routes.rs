@@ -1,0 +1,408 @@
+//! Request routing and the handlers: repository files, first-stage files,
+//! metrics, health, enrollment and the per-node (mTLS) API.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use tracing::{error, info, warn};
+
+use crate::files::{self, full, text, Body};
+use crate::metrics::{BootedLabels, Metrics, NodeLabels};
+use crate::nodes::{NodeReport, RequestStatus};
+use crate::repo::is_flat_name;
+use crate::server::{ConnInfo, Live, Shared};
+
+pub(crate) async fn route(
+    shared: &Arc<Shared>,
+    info: &ConnInfo,
+    req: Request<Incoming>,
+) -> (&'static str, Response<Body>) {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let is_get = method == Method::GET || method == Method::HEAD;
+    let live = shared.live();
+    // First-stage artifacts: the only thing plain HTTP serves.
+    if let Some(fs) = &live.config.first_stage {
+        let prefix = if fs.path.is_empty() {
+            "/".to_owned()
+        } else {
+            format!("/{}/", fs.path)
+        };
+        if let Some(file) = path.strip_prefix(&prefix) {
+            if let Some(target) = fs.files.get(file) {
+                if !is_get {
+                    return (
+                        "first_stage",
+                        text(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD"),
+                    );
+                }
+                return ("first_stage", serve_first_stage(shared, target, &req).await);
+            }
+        }
+    }
+    if !info.tls {
+        return ("other", text(StatusCode::NOT_FOUND, "not found"));
+    }
+    let segs: Vec<&str> = path.trim_start_matches('/').splitn(2, '/').collect();
+    match (segs.first().copied().unwrap_or(""), segs.get(1).copied()) {
+        (sub @ ("metadata" | "targets"), Some(name)) => {
+            let route = if sub == "metadata" {
+                "metadata"
+            } else {
+                "targets"
+            };
+            if !is_get {
+                return (route, text(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD"));
+            }
+            if !is_flat_name(name) {
+                // `..`, `%2e%2e`, `a/b`, hidden files: never a repository file.
+                return (route, text(StatusCode::NOT_FOUND, "not found"));
+            }
+            let Some(snap) = shared.snapshot() else {
+                return (
+                    route,
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "no verified repository yet",
+                    ),
+                );
+            };
+            let cache = if name == "timestamp.json" {
+                "no-cache"
+            } else {
+                "public, max-age=31536000, immutable"
+            };
+            let dir = snap.dir.join(sub);
+            (
+                route,
+                files::serve(&dir, name, &method, req.headers(), cache).await,
+            )
+        }
+        ("metrics", None) if is_get => {
+            let body = shared.metrics.encode(chrono::Utc::now());
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let (body, content_type) = if crate::metrics::wants_openmetrics(accept) {
+                (body, crate::metrics::CONTENT_TYPE)
+            } else {
+                (
+                    crate::metrics::to_prometheus_text(&body),
+                    crate::metrics::TEXT_CONTENT_TYPE,
+                )
+            };
+            let mut r = Response::new(full(body));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            ("metrics", r)
+        }
+        ("healthz", None) if is_get => match shared.snapshot() {
+            Some(s) => (
+                "healthz",
+                text(
+                    StatusCode::OK,
+                    format!("ok timestamp={}", s.versions.timestamp),
+                ),
+            ),
+            None => (
+                "healthz",
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no verified repository yet",
+                ),
+            ),
+        },
+        ("v1", Some(rest)) => api(shared, info, &live, rest, req).await,
+        _ => ("other", text(StatusCode::NOT_FOUND, "not found")),
+    }
+}
+
+async fn serve_first_stage(
+    shared: &Arc<Shared>,
+    target: &str,
+    req: &Request<Incoming>,
+) -> Response<Body> {
+    let Some(snap) = shared.snapshot() else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no verified repository yet",
+        );
+    };
+    match snap.targets.get(target) {
+        Some(t) if t.kind() == Some("stage1") => {
+            files::serve(
+                &snap.dir.join("targets"),
+                &t.file,
+                req.method(),
+                req.headers(),
+                "no-cache",
+            )
+            .await
+        }
+        Some(_) => {
+            warn!(
+                target,
+                "first_stage maps to a target that is not of kind stage1; refusing"
+            );
+            text(StatusCode::NOT_FOUND, "not found")
+        }
+        None => text(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollBody {
+    node: String,
+    csr_pem: String,
+}
+
+async fn read_body(
+    req: Request<Incoming>,
+    max: usize,
+) -> std::result::Result<Bytes, Response<Body>> {
+    match http_body_util::Limited::new(req.into_body(), max)
+        .collect()
+        .await
+    {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(_) => Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large or broken",
+        )),
+    }
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(serde_json::to_vec(v).unwrap_or_default()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+async fn api(
+    shared: &Arc<Shared>,
+    info: &ConnInfo,
+    live: &Live,
+    rest: &str,
+    req: Request<Incoming>,
+) -> (&'static str, Response<Body>) {
+    let now = chrono::Utc::now();
+    let max_body = live.config.limits.max_request_body_bytes;
+    match (req.method().clone(), rest) {
+        (Method::POST, "enroll") => {
+            let body = match read_body(req, max_body).await {
+                Ok(b) => b,
+                Err(r) => return ("enroll", r),
+            };
+            let Ok(b) = serde_json::from_slice::<EnrollBody>(&body) else {
+                return (
+                    "enroll",
+                    text(StatusCode::BAD_REQUEST, "want JSON {node, csr_pem}"),
+                );
+            };
+            let store = shared.store.clone();
+            let rack = live.rack.clone();
+            let from = info.peer.ip().to_string();
+            let max = live.config.limits.max_pending_enrollments;
+            let res = tokio::task::spawn_blocking(move || {
+                store.submit(&rack, &b.node, &b.csr_pem, &from, now, max)
+            })
+            .await;
+            match res {
+                Ok(Ok(p)) => {
+                    info!(node = %p.node, id = %p.id, key_fingerprint = %p.key_fingerprint, peer = %info.peer, "enrollment request waiting for approval");
+                    (
+                        "enroll",
+                        json(
+                            StatusCode::ACCEPTED,
+                            &serde_json::json!({"id": p.id, "node": p.node, "key_fingerprint": p.key_fingerprint, "status": "pending"}),
+                        ),
+                    )
+                }
+                Ok(Err(e)) => {
+                    info!(peer = %info.peer, error = %e, "enrollment request refused");
+                    ("enroll", text(StatusCode::BAD_REQUEST, e.to_string()))
+                }
+                Err(_) => (
+                    "enroll",
+                    text(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+                ),
+            }
+        }
+        (Method::GET, r) if r.starts_with("enroll/") => {
+            let id = &r["enroll/".len()..];
+            let ca_pem = std::fs::read_to_string(&live.config.pki.ca_cert).unwrap_or_default();
+            match shared.store.status(id) {
+                RequestStatus::Pending => (
+                    "enroll",
+                    json(
+                        StatusCode::ACCEPTED,
+                        &serde_json::json!({"id": id, "status": "pending"}),
+                    ),
+                ),
+                RequestStatus::Issued(rec) => (
+                    "enroll",
+                    json(
+                        StatusCode::OK,
+                        &serde_json::json!({
+                            "id": id, "status": "issued", "node": rec.node, "cert_pem": rec.cert_pem, "ca_pem": ca_pem,
+                            "fingerprint": rec.fingerprint, "not_after": rec.not_after,
+                        }),
+                    ),
+                ),
+                RequestStatus::Denied => (
+                    "enroll",
+                    json(
+                        StatusCode::FORBIDDEN,
+                        &serde_json::json!({"id": id, "status": "denied"}),
+                    ),
+                ),
+                RequestStatus::Unknown => {
+                    ("enroll", text(StatusCode::NOT_FOUND, "no such request"))
+                }
+            }
+        }
+        (method, r @ ("node/report" | "node/self")) => {
+            let route = if r == "node/report" { "report" } else { "node" };
+            // Per-node endpoints: a verified client certificate that bootd
+            // issued, not revoked, for a node still in the rack.
+            let Some(fp) = &info.client_cert else {
+                return (
+                    route,
+                    text(StatusCode::UNAUTHORIZED, "a client certificate is required"),
+                );
+            };
+            let node = shared
+                .identities
+                .read()
+                .ok()
+                .and_then(|ids| ids.by_fingerprint.get(fp).cloned());
+            let Some(node) = node.filter(|n| live.rack.node_by_name(n).is_some()) else {
+                info!(peer = %info.peer, cert = %fp, "client certificate not issued to a current node");
+                return (
+                    route,
+                    text(StatusCode::FORBIDDEN, "certificate not recognised"),
+                );
+            };
+            match (method, route) {
+                (Method::POST, "report") => {
+                    let body = match read_body(req, max_body).await {
+                        Ok(b) => b,
+                        Err(r) => return (route, r),
+                    };
+                    let report: NodeReport = match serde_json::from_slice(&body) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            return (
+                                route,
+                                text(StatusCode::BAD_REQUEST, format!("bad report: {e}")),
+                            )
+                        }
+                    };
+                    let store = shared.store.clone();
+                    let n = node.clone();
+                    match tokio::task::spawn_blocking(move || store.record_report(&n, report, now))
+                        .await
+                    {
+                        Ok(Ok(r)) => {
+                            note_report_metrics(&shared.metrics, &r);
+                            info!(node = %node, slot = ?r.report.slot, version = %r.report.version, confirmed = r.report.confirmed, "node report");
+                            (
+                                route,
+                                json(
+                                    StatusCode::OK,
+                                    &serde_json::json!({"node": node, "recorded": true}),
+                                ),
+                            )
+                        }
+                        Ok(Err(e)) => {
+                            error!(node = %node, error = %e, "cannot store node report");
+                            (
+                                route,
+                                text(StatusCode::INTERNAL_SERVER_ERROR, "cannot store report"),
+                            )
+                        }
+                        Err(_) => (
+                            route,
+                            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+                        ),
+                    }
+                }
+                (Method::GET, "node") => {
+                    let n = live.rack.node_by_name(&node);
+                    let groups: Vec<String> = n
+                        .map(|n| n.groups.iter().cloned().collect())
+                        .unwrap_or_default();
+                    let assigned: Vec<serde_json::Value> = shared
+                        .snapshot()
+                        .map(|s| {
+                            s.targets
+                                .iter()
+                                .filter(|(_, t)| assigned_to(t, &node, &groups))
+                                .map(|(name, t)| serde_json::json!({"name": name, "length": t.length, "sha256": t.sha256, "racklet": t.racklet}))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    (
+                        route,
+                        json(
+                            StatusCode::OK,
+                            &serde_json::json!({"node": node, "groups": groups, "assigned": assigned}),
+                        ),
+                    )
+                }
+                _ => (
+                    route,
+                    text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+                ),
+            }
+        }
+        _ => ("other", text(StatusCode::NOT_FOUND, "not found")),
+    }
+}
+
+/// Whether signed metadata assigns a target to this node (by name or group).
+/// Informational: the node checks the same signed metadata itself.
+fn assigned_to(t: &crate::repo::TargetInfo, node: &str, groups: &[String]) -> bool {
+    let Some(assign) = t.racklet.as_ref().and_then(|r| r.get("assign")) else {
+        return false;
+    };
+    let has = |key: &str, v: &str| {
+        assign
+            .get(key)
+            .and_then(|a| a.as_array())
+            .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(v)))
+    };
+    has("nodes", node) || groups.iter().any(|g| has("groups", g))
+}
+
+pub(crate) fn note_report_metrics(m: &Metrics, r: &crate::nodes::Report) {
+    m.node_last_seen
+        .get_or_create(&NodeLabels {
+            node: r.node.clone(),
+        })
+        .set(r.reported_at.timestamp() as f64);
+    // One series per node: drop the node's previous booted labels.
+    let labels = BootedLabels {
+        node: r.node.clone(),
+        version: r.report.version.clone(),
+        slot: format!("{:?}", r.report.slot),
+        confirmed: r.report.confirmed.to_string(),
+    };
+    if let Ok(mut current) = m.booted_labels.lock() {
+        if let Some(old) = current.insert(r.node.clone(), labels.clone()) {
+            m.node_booted.remove(&old);
+        }
+    }
+    m.node_booted.get_or_create(&labels).set(1);
+}
