@@ -72,6 +72,7 @@ fn every_cut_index_of_every_update_leaves_old_or_new() {
         assert_eq!(*mount(store.flash().clone()).current(), new);
         old = new;
     }
+    println!("{updates} updates, {cuts_tested} power cuts tested");
     assert!(
         cuts_tested > 2 * updates as usize,
         "tested {cuts_tested} cuts"

@@ -50,10 +50,10 @@ mod tests {
     use super::*;
 
     // Known answers. "123456789" → 0xF4 is the catalogue check value of
-    // CRC-8/SMBUS (Greg Cook's CRC RevEng catalogue). The SMBus frames are
-    // worked examples computed by hand from the polynomial (shown in
-    // bmc/README.md) and cross-checked against Linux's i2c-core-smbus.c
-    // `i2c_smbus_pec` table implementation.
+    // CRC-8/SMBUS (Greg Cook's CRC RevEng catalogue). The single-byte values
+    // and the frame PECs in tests/byte_tables.rs and bmc/README.md were
+    // computed with an independent bit-serial implementation (Python), not
+    // with this code.
     #[test]
     fn crc8_smbus_check_value() {
         assert_eq!(pec(b"123456789"), 0xF4);
