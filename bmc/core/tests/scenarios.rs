@@ -649,3 +649,24 @@ fn a_stale_power_good_never_releases_reset_after_a_power_cycle() {
         "reset released on a stale power-good"
     );
 }
+
+#[test]
+fn a_power_on_whose_try_cannot_be_stored_never_releases_reset() {
+    let mut flash = StateFlash::new();
+    flash.cut_power_at(0);
+    let mut r = Rig::with(test_config(), flash, Banks::new());
+    r.advance(1000);
+    assert!(
+        r.trace.iter().all(|(_, o)| o.reset_asserted),
+        "{:?}",
+        r.trace
+    );
+    assert_eq!(
+        r.out,
+        Outputs {
+            rail_on: false,
+            reset_asserted: true
+        }
+    );
+    assert_eq!(r.bmc.unit().power_status().fault, FaultCode::Storage);
+}
