@@ -19,7 +19,7 @@
 //! |---|---|
 //! | 0 | `addr << 1 \| 1` |
 //! | 1 | count N (1..=32) |
-//! | 2 | status: 0 = ok, else an [`ErrorCode`](crate::ErrorCode) |
+//! | 2 | status: 0 = ok, else an [`ErrorCode`] |
 //! | 3..2+N | payload (empty unless status is 0) |
 //! | 2+N | PEC over `addr<<1\|0, command, addr<<1\|1`, then bytes 1..2+N |
 //!
