@@ -53,6 +53,7 @@ pub(crate) struct IdleTimeout<T> {
     inner: T,
     timeout: Duration,
     sleep: Pin<Box<tokio::time::Sleep>>,
+    last_progress: tokio::time::Instant,
 }
 
 impl<T> IdleTimeout<T> {
@@ -61,21 +62,32 @@ impl<T> IdleTimeout<T> {
             inner,
             timeout,
             sleep: Box::pin(tokio::time::sleep(timeout)),
+            last_progress: tokio::time::Instant::now(),
         }
     }
 
+    /// Notes traffic. Cheap on purpose (called per read and write): the
+    /// timer is moved only when it fires, see [`Self::check`].
     fn progress(&mut self) {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        self.sleep.as_mut().reset(deadline);
+        self.last_progress = tokio::time::Instant::now();
     }
 
     fn check(&mut self, cx: &mut Context<'_>) -> std::io::Result<()> {
-        match self.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "idle timeout",
-            )),
-            Poll::Pending => Ok(()),
+        loop {
+            match self.sleep.as_mut().poll(cx) {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(()) => {
+                    let deadline = self.last_progress + self.timeout;
+                    if deadline <= tokio::time::Instant::now() {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "idle timeout",
+                        ));
+                    }
+                    // There was traffic since the timer was set: re-arm it.
+                    self.sleep.as_mut().reset(deadline);
+                }
+            }
         }
     }
 }

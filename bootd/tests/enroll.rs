@@ -248,3 +248,42 @@ async fn enrollment_refuses_unknown_nodes_and_garbage() {
     assert!(NodeStore::new(&f.state).pending().is_empty());
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serve_needs_no_ca_key_and_a_node_removed_from_the_rack_loses_access() {
+    let f = Fixture::new();
+    let s = f.start().await;
+    let ca = f.ca_pem();
+    let id = enroll(&f, s.addr, "unit-5").await;
+    // The CA key is for the CLI only: bootd serve runs without it.
+    s.stop().await;
+    let key = std::fs::read(&f.pki.ca_key).unwrap();
+    std::fs::remove_file(&f.pki.ca_key).unwrap();
+    let s = f.start().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client::report(&base(s.addr), &ca, &id, &report_v("1"))
+        .await
+        .unwrap();
+    let p = Enrollment::begin(&base(s.addr), &ca, "unit-1")
+        .await
+        .unwrap();
+    assert_eq!(p.key_fingerprint.len(), 64);
+    // unit-5 leaves the rack description: its certificate no longer opens per-node endpoints.
+    let rack = f.config().rack_file;
+    let text = std::fs::read_to_string(&rack).unwrap();
+    let cut = text.find("  - name: unit-5").unwrap();
+    std::fs::write(&rack, &text[..cut]).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        match client::report(&base(s.addr), &ca, &id, &report_v("2")).await {
+            Err(bootd::Error::Status { status: 403, .. }) => break,
+            other => assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "still accepted: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::write(&f.pki.ca_key, key).unwrap();
+    s.stop().await;
+}
