@@ -78,7 +78,11 @@ fn median(mut v: Vec<Sample>) -> Sample {
 
 /// Writes `mib` MiB of incompressible pseudo-random bytes (xorshift).
 fn make_image(path: &Path, mib: u64) -> Result<()> {
-    if path.metadata().map(|m| m.len() == mib << 20).unwrap_or(false) {
+    if path
+        .metadata()
+        .map(|m| m.len() == mib << 20)
+        .unwrap_or(false)
+    {
         return Ok(());
     }
     let mut f = std::io::BufWriter::new(File::create(path)?);
@@ -136,9 +140,27 @@ fn imgsign(args: &BenchArgs) -> Result<()> {
         make_image(&dir.join(&name), mib)?;
         let sign = |link: bool| -> Vec<String> {
             let mut v: Vec<String> = [
-                bin, "sign", "release", "--repo", "repo", "--key", "keys/targets.pem", "--key",
-                "keys/snapshot.pem", "--key", "keys/timestamp.pem", "--kind", "os", "--version",
-                "1.0.0", "--security-version", "1", "--arch", "x86_64", "--channel", "bench",
+                bin,
+                "sign",
+                "release",
+                "--repo",
+                "repo",
+                "--key",
+                "keys/targets.pem",
+                "--key",
+                "keys/snapshot.pem",
+                "--key",
+                "keys/timestamp.pem",
+                "--kind",
+                "os",
+                "--version",
+                "1.0.0",
+                "--security-version",
+                "1",
+                "--arch",
+                "x86_64",
+                "--channel",
+                "bench",
                 "--all-nodes",
             ]
             .iter()
@@ -167,16 +189,25 @@ fn imgsign(args: &BenchArgs) -> Result<()> {
                 &dir,
             )?);
             let c = sign(false);
-            copy.push(timed(&c.iter().map(String::as_str).collect::<Vec<_>>(), &dir)?);
+            copy.push(timed(
+                &c.iter().map(String::as_str).collect::<Vec<_>>(),
+                &dir,
+            )?);
             let l = sign(true);
-            link.push(timed(&l.iter().map(String::as_str).collect::<Vec<_>>(), &dir)?);
+            link.push(timed(
+                &l.iter().map(String::as_str).collect::<Vec<_>>(),
+                &dir,
+            )?);
         }
         std::fs::remove_file(dir.join(format!("{name}.dd")))?;
         rows.push((mib, median(sha), median(copy), median(link)));
         peers.push((mib, median(ossl), median(dd)));
     }
 
-    println!("\nimgsign sign release vs sha256sum (median of {} runs, page cache warm)", args.runs);
+    println!(
+        "\nimgsign sign release vs sha256sum (median of {} runs, page cache warm)",
+        args.runs
+    );
     println!(
         "| image | sha256sum | imgsign (copy + fsync) | ratio | imgsign --link | ratio | imgsign peak RSS |"
     );

@@ -5,8 +5,10 @@
 //!   then formatting, lints and every test — the command CI runs.
 //! - `cargo xtask setup`: only the installation step.
 //! - `cargo xtask bench`: benchmarks against peers measured in the same run.
+//! - `cargo xtask build-image RECIPE`: a reproducible boot image.
 
 mod bench;
+mod build_image;
 mod setup;
 mod test;
 mod util;
@@ -30,6 +32,8 @@ enum Command {
     Setup,
     /// Run the benchmarks and print ratios against peers measured in the same run.
     Bench(bench::BenchArgs),
+    /// Build a boot image (a Unified Kernel Image) from a recipe in images/.
+    BuildImage(Box<build_image::BuildImageArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +42,7 @@ fn main() -> std::process::ExitCode {
         Command::Test(a) => test::run(a),
         Command::Setup => setup::run().map(|_| ()),
         Command::Bench(a) => bench::run(a),
+        Command::BuildImage(a) => build_image::run(&a).map(|_| ()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

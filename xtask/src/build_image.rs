@@ -1,0 +1,228 @@
+//! `cargo xtask build-image RECIPE`: a recipe from `images/` → a
+//! reproducible Unified Kernel Image, optionally signed into a repository.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use racklet_hardware::Arch;
+use racklet_images::{Recipe, Source};
+
+use crate::util::{cargo, root, sh};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BuildImageArgs {
+    /// The recipe (e.g. images/recipes/demo-os.yaml).
+    pub recipe: PathBuf,
+    /// Output directory (the image is `<name>-<arch>-<version>.uki` in it).
+    #[arg(long, default_value = "target/images")]
+    pub out: PathBuf,
+    /// Use this kernel instead of the recipe's (e.g. a vmlinuz unpacked
+    /// from a Debian linux-image package).
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Add a file to the initramfs: SRC:DST[:MODE] (e.g. the pinned root).
+    #[arg(long = "add-file", value_name = "SRC:DST[:MODE]")]
+    pub add_files: Vec<String>,
+    /// systemd EFI stub: `auto` (use Debian's if installed), `none` (plain
+    /// PE container, not firmware-bootable) or a path.
+    #[arg(long, default_value = "auto")]
+    pub stub: String,
+    /// Override the recipe's version (e.g. to build v2 of the same image).
+    #[arg(long)]
+    pub version: Option<semver::Version>,
+    /// Override the recipe's security version.
+    #[arg(long)]
+    pub security_version: Option<u64>,
+    /// Sign the image into this repository after building it.
+    #[arg(long, requires = "channel")]
+    pub sign_into: Option<PathBuf>,
+    /// Keys for signing (targets, snapshot, timestamp).
+    #[arg(long = "key", value_name = "KEY")]
+    pub keys: Vec<String>,
+    /// Release channel when signing.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Nodes that may run it (when signing).
+    #[arg(long = "node")]
+    pub nodes: Vec<String>,
+    /// Groups that may run it (when signing).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
+    /// Every node may run it (when signing).
+    #[arg(long)]
+    pub all_nodes: bool,
+}
+
+/// The Rust target triple for building binaries that go into an image of
+/// `arch`.
+pub fn triple(arch: Arch) -> Result<&'static str> {
+    match arch {
+        Arch::X86_64 => Ok("x86_64-unknown-linux-gnu"),
+        Arch::Aarch64 => Ok("aarch64-unknown-linux-gnu"),
+        Arch::Thumbv7em => bail!("initramfs binaries are not built for thumbv7em"),
+    }
+}
+
+/// Builds workspace binaries statically for `arch` (an initramfs has no
+/// dynamic loader) and returns their paths.
+pub fn build_binaries(names: &[&str], arch: Arch) -> Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    if names.is_empty() {
+        return Ok(out);
+    }
+    let triple = triple(arch)?;
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "--locked", "--target", triple]);
+    for n in names {
+        cmd.args(["--bin", n]);
+    }
+    // With --target, RUSTFLAGS reach only the target's crates, not build
+    // scripts: the host build cache stays valid.
+    cmd.env("RUSTFLAGS", "-C target-feature=+crt-static");
+    if arch == Arch::Aarch64 {
+        cmd.env(
+            "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER",
+            "aarch64-linux-gnu-gcc",
+        )
+        .env("CC_aarch64_unknown_linux_gnu", "aarch64-linux-gnu-gcc");
+    }
+    sh(&mut cmd)?;
+    for n in names {
+        let p = root().join("target").join(triple).join("release").join(n);
+        if !p.exists() {
+            bail!("cargo did not produce {}", p.display());
+        }
+        out.insert((*n).to_owned(), p);
+    }
+    Ok(out)
+}
+
+/// Reads the stub choice.
+fn stub(choice: &str, arch: Arch) -> Result<Option<Vec<u8>>> {
+    let path = match choice {
+        "none" => return Ok(None),
+        "auto" => {
+            let p = match arch {
+                Arch::X86_64 => racklet_images::SYSTEMD_STUB_X64,
+                Arch::Aarch64 => racklet_images::SYSTEMD_STUB_AA64,
+                Arch::Thumbv7em => return Ok(None),
+            };
+            if !Path::new(p).exists() {
+                eprintln!(
+                    "note: {p} is not installed (Debian systemd-boot-efi): building a plain PE \
+                     container that stage1 reads but firmware cannot boot"
+                );
+                return Ok(None);
+            }
+            PathBuf::from(p)
+        }
+        p => PathBuf::from(p),
+    };
+    Ok(Some(std::fs::read(&path).with_context(|| {
+        format!("reading the EFI stub {}", path.display())
+    })?))
+}
+
+/// Builds the image; returns its path.
+pub fn run(args: &BuildImageArgs) -> Result<PathBuf> {
+    let recipe_path = if args.recipe.is_absolute() {
+        args.recipe.clone()
+    } else {
+        std::env::current_dir()?.join(&args.recipe)
+    };
+    let mut recipe = Recipe::load(&recipe_path)?;
+    if let Some(k) = &args.kernel {
+        recipe.kernel = Source::Path(k.clone());
+    }
+    if let Some(v) = &args.version {
+        recipe.version = v.clone();
+    }
+    if let Some(sv) = args.security_version {
+        recipe.security_version = imgsign::release::SecurityVersion(sv);
+    }
+    for spec in &args.add_files {
+        let mut it = spec.splitn(3, ':');
+        let (src, dst) = match (it.next(), it.next()) {
+            (Some(s), Some(d)) if !s.is_empty() && d.starts_with('/') => (s, d),
+            _ => bail!("--add-file `{spec}`: want SRC:/DST[:MODE]"),
+        };
+        let mode = match it.next() {
+            Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
+                .with_context(|| format!("--add-file `{spec}`: mode `{m}` is not octal"))?,
+            None => 0o644,
+        };
+        recipe.files.retain(|f| f.dst != dst);
+        recipe.files.push(racklet_images::recipe::FileEntry {
+            dst: dst.to_owned(),
+            src: Source::Path(PathBuf::from(src)),
+            mode,
+        });
+    }
+    let built = build_binaries(&recipe.builds(), recipe.arch)?;
+    let stub = stub(&args.stub, recipe.arch)?;
+    let mtime = racklet_images::initramfs::source_date_epoch()?;
+    let resolve = |s: &Source| -> racklet_images::Result<PathBuf> {
+        match s {
+            Source::Path(p) => Ok(p.clone()),
+            Source::Build(b) => built
+                .get(b)
+                .cloned()
+                .ok_or_else(|| racklet_images::Error::NotBuilt(b.clone())),
+        }
+    };
+    let image = racklet_images::build(&recipe, &resolve, stub.as_deref(), mtime)?;
+    let out_dir = if args.out.is_absolute() {
+        args.out.clone()
+    } else {
+        root().join(&args.out)
+    };
+    std::fs::create_dir_all(&out_dir)?;
+    let out = out_dir.join(&image.name);
+    racklet_images::write_image(&out, &image.bytes)?;
+    println!(
+        "built {} ({} bytes, {}{})",
+        out.display(),
+        image.bytes.len(),
+        if image.on_stub {
+            "on systemd's EFI stub"
+        } else {
+            "plain PE container"
+        },
+        if image.uname.is_empty() {
+            String::new()
+        } else {
+            format!(", kernel {}", image.uname)
+        }
+    );
+    if let Some(repo) = &args.sign_into {
+        let channel = args.channel.as_deref().unwrap_or_default();
+        let mut cmd = Command::new(root().join("target/debug/imgsign"));
+        // Signing goes through the real CLI, as a release manager would.
+        let mut c = cargo();
+        c.args(["build", "--locked", "-p", "imgsign"]);
+        sh(&mut c)?;
+        cmd.args(["sign", "release", "--repo"])
+            .arg(repo)
+            .args(["--kind", recipe.kind.as_str()])
+            .args(["--version", &recipe.version.to_string()])
+            .args(["--security-version", &recipe.security_version.0.to_string()])
+            .args(["--arch", recipe.arch.as_str(), "--channel", channel]);
+        for k in &args.keys {
+            cmd.args(["--key", k]);
+        }
+        for n in &args.nodes {
+            cmd.args(["--node", n]);
+        }
+        for g in &args.groups {
+            cmd.args(["--group", g]);
+        }
+        if args.all_nodes {
+            cmd.arg("--all-nodes");
+        }
+        cmd.arg(&out);
+        sh(&mut cmd)?;
+    }
+    Ok(out)
+}
