@@ -48,6 +48,7 @@ pub const APT: &[(&str, &str)] = &[
     ),
     ("iproute2", "network namespaces, veth and bridges in tests"),
     ("python3-pip", "installs the python-tuf reference client"),
+    ("g++", "libfuzzer-sys compiles libFuzzer (C++)"),
 ];
 
 /// Rust targets the tests build for.

@@ -1,9 +1,12 @@
 //! `cargo xtask test`: the one command that runs every test.
 
-use anyhow::Result;
+use std::process::Command;
 
+use anyhow::{bail, Result};
+
+use crate::build_image::{self, BuildImageArgs};
 use crate::setup;
-use crate::util::{cargo, sh, Steps};
+use crate::util::{cargo, root, sh, Steps};
 
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
@@ -35,11 +38,62 @@ pub fn run_all(args: &TestArgs, steps: &mut Steps) -> Result<()> {
             "warnings",
         ]))
     })?;
+    steps.step("BMC firmware (thumbv7em): fmt, clippy", || {
+        let fw = root().join("bmc/fw");
+        sh(cargo().current_dir(&fw).args(["fmt", "--", "--check"]))?;
+        sh(cargo()
+            .current_dir(&fw)
+            .env("CARGO_TARGET_DIR", root().join("target/bmc-fw"))
+            .args(["clippy", "--release", "--locked", "--", "-D", "warnings"]))
+    })?;
     steps.step("cargo test (workspace)", || {
         sh(cargo()
             .args(["test", "--workspace", "--locked"])
-            .env("RACKLET_REQUIRE_ALL", require))
+            .env("RACKLET_REQUIRE_ALL", require)
+            .env("RACKLET_FW_TARGET_DIR", root().join("target/bmc-fw")))
     })?;
+    steps.step(
+        "build-image: the same recipe twice gives the same bytes",
+        || reproducible_image(),
+    )?;
+    steps.step("fuzz: every target for a bounded time", || {
+        let fuzz = root().join("fuzz");
+        sh(cargo().current_dir(&fuzz).args(["fmt", "--", "--check"]))?;
+        sh(Command::new(fuzz.join("run.sh"))
+            .arg(FUZZ_SECONDS.to_string())
+            .env("CARGO_TARGET_DIR", root().join("target/fuzz")))
+    })?;
+    Ok(())
+}
+
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const FUZZ_SECONDS: u32 = 30;
+
+fn reproducible_image() -> Result<()> {
+    let mut hashes = Vec::new();
+    for out in ["target/repro/a", "target/repro/b"] {
+        let args = BuildImageArgs {
+            recipe: root().join("images/recipes/demo-os.yaml"),
+            out: root().join(out),
+            kernel: None,
+            add_files: Vec::new(),
+            stub: "auto".into(),
+            version: None,
+            security_version: None,
+            sign_into: None,
+            keys: Vec::new(),
+            channel: None,
+            nodes: Vec::new(),
+            groups: Vec::new(),
+            all_nodes: false,
+        };
+        let path = build_image::run(&args)?;
+        hashes.push(std::fs::read(&path)?);
+    }
+    if hashes[0] != hashes[1] {
+        bail!("two builds of images/recipes/demo-os.yaml differ");
+    }
+    eprintln!("two builds: {} identical bytes", hashes[0].len());
     Ok(())
 }
 
