@@ -2,11 +2,12 @@
 //! certificate and TLS version (1.3), for `cargo xtask bench`.
 //!
 //! Measures, for each server:
-//! - single-stream MB/s for one large image (`curl`, best of 3),
-//! - requests/s for a 1 KiB file with `wrk` at 64 connections,
+//! - single-stream MB/s for one large image (`curl`, median of 5),
+//! - requests/s for a 1 KiB file with `wrk` at 64 connections (median of 3 rounds),
 //! - server CPU seconds per GB served during the single-stream runs.
 //!
-//! Prints a Markdown table with bootd/nginx ratios; `--json FILE` writes the
+//! The two servers are measured in alternation, so that load from
+//! elsewhere on the machine falls on both alike. Prints a Markdown table with bootd/nginx ratios; `--json FILE` writes the
 //! numbers too. Needs `nginx`, `curl`, `wrk` on PATH and the `bootd` binary
 //! beside this one (build both with `cargo build --release -p bootd`).
 //! Run as root (nginx is started with `user root` so it can read the
@@ -27,11 +28,11 @@ struct Args {
     /// Size of the large image, MiB.
     #[arg(long, default_value_t = 256)]
     size_mib: usize,
-    /// Single-stream downloads per server (best is reported).
-    #[arg(long, default_value_t = 3)]
+    /// Single-stream downloads per server (the median is reported).
+    #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// wrk duration, seconds.
-    #[arg(long, default_value_t = 10)]
+    /// wrk duration per server, seconds (in three alternating rounds; median reported).
+    #[arg(long, default_value_t = 15)]
     wrk_seconds: u64,
     /// wrk connections.
     #[arg(long, default_value_t = 64)]
@@ -39,6 +40,9 @@ struct Args {
     /// wrk threads.
     #[arg(long, default_value_t = 2)]
     wrk_threads: usize,
+    /// Worker threads for bootd (default: one per CPU, like nginx's `auto`).
+    #[arg(long)]
+    bootd_workers: Option<usize>,
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -168,17 +172,15 @@ fn wait_ready(ca: &Path, port: u16, path: &str) -> Result<()> {
     Ok(())
 }
 
-fn measure(s: &Server, ca: &Path, big: &str, small: &str, size: u64, a: &Args) -> Result<Numbers> {
-    let mut best = 0.0f64;
+fn single_stream(s: &Server, ca: &Path, big: &str) -> Result<(f64, f64)> {
     let cpu0 = cpu_seconds(s.child.id());
-    for _ in 0..a.runs {
-        let speed: f64 = curl(ca, s.port, big, &["-w", "%{speed_download}"])?
-            .trim()
-            .parse()?;
-        best = best.max(speed);
-    }
-    let cpu = cpu_seconds(s.child.id()) - cpu0;
-    let gb = (size as f64 * a.runs as f64) / 1e9;
+    let speed: f64 = curl(ca, s.port, big, &["-w", "%{speed_download}"])?
+        .trim()
+        .parse()?;
+    Ok((speed, cpu_seconds(s.child.id()) - cpu0))
+}
+
+fn wrk(s: &Server, small: &str, a: &Args, seconds: u64) -> Result<f64> {
     let out = Command::new("wrk")
         .args([
             "-t",
@@ -186,25 +188,60 @@ fn measure(s: &Server, ca: &Path, big: &str, small: &str, size: u64, a: &Args) -
             "-c",
             &a.connections.to_string(),
             "-d",
-            &format!("{}s", a.wrk_seconds),
+            &format!("{seconds}s"),
         ])
         .arg(format!("https://localhost:{}{small}", s.port))
         .output()
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let rps = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .with_context(|| format!("no Requests/sec in wrk output:\n{text}"))?;
     if text.contains("Non-2xx") {
         bail!("{}: wrk saw non-2xx answers:\n{text}", s.name);
     }
-    Ok(Numbers {
-        single_stream_mb_s: best / 1e6,
-        requests_per_s: rps,
-        cpu_s_per_gb: cpu / gb,
-    })
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .with_context(|| format!("no Requests/sec in wrk output:\n{text}"))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Measures both servers in alternation (nginx, bootd, nginx, bootd, …) so
+/// that load from elsewhere on the machine hits both alike.
+fn measure(
+    servers: [&Server; 2],
+    ca: &Path,
+    big: &str,
+    small: &str,
+    size: u64,
+    a: &Args,
+) -> Result<[Numbers; 2]> {
+    let mut speed = [Vec::new(), Vec::new()];
+    let mut cpu = [0.0f64; 2];
+    for _ in 0..a.runs {
+        for (i, s) in servers.iter().enumerate() {
+            let (v, c) = single_stream(s, ca, big)?;
+            speed[i].push(v);
+            cpu[i] += c;
+        }
+    }
+    let rounds = 3u64;
+    let per = a.wrk_seconds.div_ceil(rounds).max(1);
+    let mut rps = [Vec::new(), Vec::new()];
+    for _ in 0..rounds {
+        for (i, s) in servers.iter().enumerate() {
+            rps[i].push(wrk(s, small, a, per)?);
+        }
+    }
+    let gb = (size as f64 * a.runs as f64) / 1e9;
+    let n = |i: usize| Numbers {
+        single_stream_mb_s: median(speed[i].clone()) / 1e6,
+        requests_per_s: median(rps[i].clone()),
+        cpu_s_per_gb: cpu[i] / gb,
+    };
+    Ok([n(0), n(1)])
 }
 
 fn main() -> Result<()> {
@@ -333,6 +370,7 @@ fn main() -> Result<()> {
             .arg("--config")
             .arg(d.join("bootd.yaml"))
             .arg("serve")
+            .args(a.bootd_workers.map(|n| format!("--workers={n}")))
             .env("BOOTD_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()?,
@@ -377,10 +415,8 @@ fn main() -> Result<()> {
     };
     wait_ready(&ca, nport, &big)?;
 
-    eprintln!("measuring nginx …");
-    let n = measure(&nginx, &ca, &big, &small, size, &a)?;
-    eprintln!("measuring bootd …");
-    let b = measure(&bootd, &ca, &big, &small, size, &a)?;
+    eprintln!("measuring nginx and bootd, alternating …");
+    let [n, b] = measure([&nginx, &bootd], &ca, &big, &small, size, &a)?;
     drop(nginx);
     drop(bootd);
 
@@ -390,7 +426,7 @@ fn main() -> Result<()> {
     );
     println!("|---|---:|---:|---:|");
     println!(
-        "| single stream, MB/s (curl, best of {}) | {:.0} | {:.0} | {:.2}x |",
+        "| single stream, MB/s (curl, median of {}) | {:.0} | {:.0} | {:.2}x |",
         a.runs,
         n.single_stream_mb_s,
         b.single_stream_mb_s,
