@@ -258,6 +258,24 @@ impl Pkcs11Key {
     }
 }
 
+/// Wraps a key pair found or made in the token.
+fn into_key(
+    ctx: Pkcs11,
+    session: Session,
+    private: ObjectHandle,
+    public: ObjectHandle,
+    uri_text: &str,
+) -> Result<SigningKeyPair> {
+    let public = public_key(&session, public)?;
+    let key = Pkcs11Key {
+        session: Mutex::new(session),
+        private,
+        public,
+        _ctx: ctx,
+    };
+    Ok(SigningKeyPair::from_pkcs11(key, redact(uri_text)))
+}
+
 /// Opens the key a URI names.
 pub fn load(uri_text: &str) -> Result<SigningKeyPair> {
     let uri = KeyUri::parse(uri_text)?;
@@ -274,14 +292,7 @@ pub fn load(uri_text: &str) -> Result<SigningKeyPair> {
             uri.object, uri.token
         ))
     })?;
-    let public = public_key(&session, pubh)?;
-    let key = Pkcs11Key {
-        session: Mutex::new(session),
-        private,
-        public,
-        _ctx: ctx,
-    };
-    Ok(SigningKeyPair::from_pkcs11(key, redact(uri_text)))
+    into_key(ctx, session, private, pubh, uri_text)
 }
 
 /// Generates a new Ed25519 key pair inside the token (the private key is
@@ -314,14 +325,7 @@ pub fn generate(uri_text: &str) -> Result<SigningKeyPair> {
             ],
         )
         .map_err(|e| p11("generating an Ed25519 key pair", e))?;
-    let public = public_key(&session, pubh)?;
-    let key = Pkcs11Key {
-        session: Mutex::new(session),
-        private,
-        public,
-        _ctx: ctx,
-    };
-    Ok(SigningKeyPair::from_pkcs11(key, redact(uri_text)))
+    into_key(ctx, session, private, pubh, uri_text)
 }
 
 #[cfg(test)]

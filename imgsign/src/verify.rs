@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
+use tough::schema::{Role, RoleType, Signed};
 use tough::{ExpirationEnforcement, RepositoryLoader, TargetName};
 use url::Url;
 
@@ -76,6 +77,20 @@ impl Source {
     }
 }
 
+fn role_line<T: Role>(s: &Signed<T>) -> RoleLine {
+    RoleLine {
+        role: match T::TYPE {
+            RoleType::Root => "root",
+            RoleType::Targets => "targets",
+            RoleType::Snapshot => "snapshot",
+            RoleType::Timestamp => "timestamp",
+            RoleType::DelegatedTargets => "delegated targets",
+        },
+        version: s.signed.version().get(),
+        expires: s.signed.expires(),
+    }
+}
+
 /// Loads and checks the whole repository. `expiry` is enforced unless the
 /// caller asks otherwise (for inspecting an expired repository).
 pub async fn verify(src: &Source, enforce_expiry: bool) -> Result<Report> {
@@ -109,26 +124,10 @@ pub async fn verify(src: &Source, enforce_expiry: bool) -> Result<Report> {
     })?;
 
     let roles = vec![
-        RoleLine {
-            role: "root",
-            version: repo.root().signed.version.get(),
-            expires: repo.root().signed.expires,
-        },
-        RoleLine {
-            role: "targets",
-            version: repo.targets().signed.version.get(),
-            expires: repo.targets().signed.expires,
-        },
-        RoleLine {
-            role: "snapshot",
-            version: repo.snapshot().signed.version.get(),
-            expires: repo.snapshot().signed.expires,
-        },
-        RoleLine {
-            role: "timestamp",
-            version: repo.timestamp().signed.version.get(),
-            expires: repo.timestamp().signed.expires,
-        },
+        role_line(repo.root()),
+        role_line(repo.targets()),
+        role_line(repo.snapshot()),
+        role_line(repo.timestamp()),
     ];
 
     let mut names: Vec<(TargetName, tough::schema::Target)> = repo

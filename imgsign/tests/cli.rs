@@ -50,27 +50,25 @@ fn new_repo(dir: &Path) {
         .stdout(predicate::str::contains("2-of-3 root keys"));
 }
 
-fn release(dir: &Path, image: &str, channel: &str, keys: &[&str]) -> assert_cmd::assert::Assert {
+/// `imgsign sign release` of an os 1.0.0 (security version 1, x86_64)
+/// into `repo`; callers add channel, assignment, keys and images.
+fn sign_release(dir: &Path) -> Command {
     let mut c = imgsign(dir);
+    c.args(["sign", "release", "--repo", "repo", "--kind", "os"]);
     c.args([
-        "sign",
-        "release",
-        "--repo",
-        "repo",
-        "--kind",
-        "os",
         "--version",
         "1.0.0",
-    ]);
-    c.args([
         "--security-version",
         "1",
         "--arch",
         "x86_64",
-        "--channel",
-        channel,
     ]);
-    c.args(["--group", "workers"]);
+    c
+}
+
+fn release(dir: &Path, image: &str, channel: &str, keys: &[&str]) -> assert_cmd::assert::Assert {
+    let mut c = sign_release(dir);
+    c.args(["--channel", channel, "--group", "workers"]);
     for k in keys {
         c.args(["--key", k]);
     }
@@ -239,27 +237,9 @@ fn bad_target_name_and_unknown_arch_are_refused() {
     let d = tempfile::tempdir().unwrap();
     new_repo(d.path());
     std::fs::write(d.path().join("os.uki"), vec![7u8; 5000]).unwrap();
-    imgsign(d.path())
-        .args([
-            "sign",
-            "release",
-            "--repo",
-            "repo",
-            "--kind",
-            "os",
-            "--version",
-            "1.0.0",
-        ])
-        .args([
-            "--security-version",
-            "1",
-            "--arch",
-            "x86_64",
-            "--channel",
-            "stable",
-            "--all-nodes",
-        ])
-        .args(["--key", "tg.pem", "--name", "../../etc/passwd", "os.uki"])
+    sign_release(d.path())
+        .args(["--channel", "stable", "--all-nodes", "--key", "tg.pem"])
+        .args(["--name", "../../etc/passwd", "os.uki"])
         .assert()
         .failure()
         .stderr(predicate::str::contains("invalid target name"));
@@ -481,26 +461,9 @@ fn targets_threshold_ceremony_on_separate_machines() {
     .failure()
     .stderr(predicate::str::contains("1 valid key(s) of the 2 required"));
     // Stage without any key; each holder signs a copy; combine; publish.
-    imgsign(d.path())
-        .args([
-            "sign",
-            "release",
-            "--repo",
-            "repo",
-            "--kind",
-            "os",
-            "--version",
-            "1.0.0",
-        ])
-        .args([
-            "--security-version",
-            "1",
-            "--arch",
-            "x86_64",
-            "--channel",
-            "stable",
-        ])
-        .args(["--group", "workers", "--stage-to", "staged.json", "os.uki"])
+    sign_release(d.path())
+        .args(["--channel", "stable", "--group", "workers"])
+        .args(["--stage-to", "staged.json", "os.uki"])
         .assert()
         .success()
         .stdout(predicate::str::contains("staged targets v2"));
