@@ -204,10 +204,12 @@ async fn readme_walkthrough_with_the_binaries() {
         .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
     std::fs::write(&f.config_path, text).unwrap();
     let exe = assert_cmd::cargo::cargo_bin("bootd");
-    let mut serve = std::process::Command::new(&exe)
+    let serve = std::process::Command::new(&exe)
         .arg("--config")
         .arg(&f.config_path)
         .arg("serve")
+        .env("BOOTD_LOG", "bootd=debug,info")
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -293,8 +295,33 @@ async fn readme_walkthrough_with_the_binaries() {
         .args(["-TERM", &serve.id().to_string()])
         .status()
         .unwrap();
-    let status = tokio::task::spawn_blocking(move || serve.wait().unwrap())
+    let out = tokio::task::spawn_blocking(move || serve.wait_with_output().unwrap())
         .await
         .unwrap();
-    assert!(status.success(), "bootd serve exited with {status}");
+    assert!(
+        out.status.success(),
+        "bootd serve exited with {}",
+        out.status
+    );
+    // Never log keys: not the server's, not the node's, at debug level either.
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("TLS established"), "debug log missing: {log}");
+    assert!(!log.contains("PRIVATE KEY"), "a private key in the log");
+    for key in [
+        node_dir.join("node.key"),
+        f.pki.server_key.clone(),
+        f.pki.ca_key.clone(),
+    ] {
+        let pem = std::fs::read_to_string(&key).unwrap();
+        for line in pem
+            .lines()
+            .filter(|l| !l.starts_with("-----") && l.len() > 16)
+        {
+            assert!(
+                !log.contains(line),
+                "key material from {} in the log",
+                key.display()
+            );
+        }
+    }
 }

@@ -555,3 +555,86 @@ async fn restart_without_the_source_serves_the_last_verified_repository() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rolled_back_timestamp_is_refused() {
+    let f = Fixture::new();
+    f.release("1.0.0", &[("os.img", IMG, "os")]);
+    let old_ts = std::fs::read(f.repo.join("metadata/timestamp.json")).unwrap();
+    f.release("2.0.0", &[("os2.img", b"two", "os")]);
+    let s = f.start().await;
+    let ca = f.ca_der();
+    wait_for_timestamp(s.addr, &ca, 3).await;
+    // Someone with write access to the repository puts an older, validly
+    // signed timestamp back (a rollback/freeze attack).
+    std::fs::write(f.repo.join("metadata/timestamp.json"), &old_ts).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let m = metrics(s.addr, &ca).await;
+        if metric_value(&m, "bootd_repository_publishes_total{result=\"refused\"}").unwrap_or(0.0)
+            >= 1.0
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "rollback never refused:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let served = String::from_utf8(get(s.addr, &ca, "/healthz").await.body).unwrap();
+    assert!(served.contains("timestamp=3"), "{served}");
+    // And across a restart too: the trust datastore remembers version 3.
+    s.stop().await;
+    let s = f.start().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let served = String::from_utf8(get(s.addr, &ca, "/healthz").await.body).unwrap();
+    assert!(served.contains("timestamp=3"), "after restart: {served}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mirror_refuses_an_upstream_signed_by_other_keys() {
+    let up = Fixture::new();
+    up.release("1.0.0", &[("os.img", IMG, "os")]);
+    let upstream = up.start().await;
+    wait_for_timestamp(upstream.addr, &up.ca_der(), 2).await;
+    let text = BASE_CONFIG.replace(
+        "  local: repo",
+        &format!(
+            "  mirror: {{ url: \"https://localhost:{}/\", ca_cert: upstream-ca.pem }}",
+            upstream.addr.port()
+        ),
+    );
+    // The mirror keeps its own fixture's root: different keys.
+    let m = Fixture::with_config(&text);
+    std::fs::copy(&up.pki.ca_cert, m.dir.path().join("upstream-ca.pem")).unwrap();
+    let mirror = m.start().await;
+    let mca = m.ca_der();
+    let start = std::time::Instant::now();
+    loop {
+        let mt = metrics(mirror.addr, &mca).await;
+        if metric_value(&mt, "bootd_repository_publishes_total{result=\"refused\"}").unwrap_or(0.0)
+            >= 1.0
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "foreign upstream never refused:\n{mt}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        get(mirror.addr, &mca, "/healthz").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        get(mirror.addr, &mca, "/metadata/timestamp.json")
+            .await
+            .status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    mirror.stop().await;
+    upstream.stop().await;
+}
