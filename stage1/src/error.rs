@@ -1,0 +1,161 @@
+//! stage1's error type: one variant per failed operation, with its context.
+
+use std::path::PathBuf;
+
+use racklet_bmc_proto::Slot;
+
+/// Why a stage1 operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing the slot disk failed.
+    #[error("slot disk {what}: {source}")]
+    Disk {
+        /// What was being done (e.g. "write slot B at 4096").
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Neither header copy is usable.
+    #[error("no valid slot header: primary {primary}; backup {backup}")]
+    NoValidHeader {
+        /// Why the primary copy was refused.
+        primary: String,
+        /// Why the backup copy was refused.
+        backup: String,
+    },
+    /// The disk is too small for the layout.
+    #[error("disk of {len} bytes is too small: need at least {need}")]
+    DiskTooSmall {
+        /// Its length.
+        len: u64,
+        /// The minimum.
+        need: u64,
+    },
+    /// A slot transition that would break an invariant.
+    #[error("refused slot transition: {0}")]
+    Transition(String),
+    /// An attempt to write the active slot (never allowed).
+    #[error("slot {0:?} is the active slot and is never written")]
+    ActiveSlot(Slot),
+    /// An image larger than a slot.
+    #[error("image of {length} bytes does not fit a slot of {capacity} bytes")]
+    TooLarge {
+        /// The image.
+        length: u64,
+        /// The slot.
+        capacity: u64,
+    },
+    /// The written bytes differ from the signed length or digest.
+    #[error("image {name}: expected {expected_len} bytes sha256 {expected_sha256}, got {got_len} bytes sha256 {got_sha256}")]
+    DigestMismatch {
+        /// Target name.
+        name: String,
+        /// Signed length.
+        expected_len: u64,
+        /// Signed digest (hex).
+        expected_sha256: String,
+        /// Bytes received.
+        got_len: u64,
+        /// Digest of what was received (hex; of the prefix if short).
+        got_sha256: String,
+    },
+    /// More bytes than the signed length arrived.
+    #[error(
+        "image {name}: more than the signed {expected_len} bytes arrived (endless-data attack?)"
+    )]
+    TooLong {
+        /// Target name.
+        name: String,
+        /// Signed length.
+        expected_len: u64,
+    },
+    /// A network fetch failed.
+    #[error("fetch {url}: {reason}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Loading or checking TUF metadata failed.
+    #[error("TUF metadata from {url}: {source}")]
+    Tuf {
+        /// Where the metadata came from.
+        url: String,
+        /// tough's error (its chain names the role and the check).
+        source: Box<tough::error::Error>,
+    },
+    /// Metadata that tough accepted but stage1's own checks refuse.
+    #[error("TUF metadata refused: {0}")]
+    Metadata(String),
+    /// A target's racklet facts are missing or malformed.
+    #[error("target {name}: {reason}")]
+    Target {
+        /// Target name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// No trusted time: neither the BMC nor a persisted trusted time.
+    #[error("no trusted time (no BMC clock and no persisted trusted time): updates refused")]
+    NoTrustedTime,
+    /// The host clock is behind the trusted time (simulation mode cannot set it).
+    #[error("the system clock ({system}) is behind the trusted time ({trusted}); refusing to check expiry with it")]
+    ClockBehind {
+        /// System clock.
+        system: jiff::Timestamp,
+        /// Trusted time.
+        trusted: jiff::Timestamp,
+    },
+    /// Talking to the BMC failed.
+    #[error("BMC: {0}")]
+    Bmc(String),
+    /// The payload is not a kernel stage1 may hand off to.
+    #[error("payload refused: {0}")]
+    Payload(String),
+    /// A system call failed.
+    #[error("{call}: {source}")]
+    Sys {
+        /// Which call.
+        call: &'static str,
+        /// errno.
+        source: std::io::Error,
+    },
+    /// Reading a local file failed.
+    #[error("read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Writing a local file failed.
+    #[error("write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A configuration value is wrong.
+    #[error("config: {0}")]
+    Config(String),
+    /// TLS configuration failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The boot plan refused to boot anything.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// bootd's client API failed.
+    #[error("bootd: {0}")]
+    Bootd(String),
+}
+
+/// stage1's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn disk(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Disk { what, source }
+}
