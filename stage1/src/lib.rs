@@ -13,6 +13,7 @@
 
 pub mod error;
 pub mod install;
+pub mod plan;
 pub mod slots;
 
 pub use error::{Error, Result};

@@ -1,0 +1,387 @@
+//! The boot plan: properties over random facts, and each refusal by example.
+
+use imgsign::release::{Assignment, Channel, ImageKind, ImageName, ReleaseInfo, SecurityVersion};
+use proptest::prelude::*;
+use racklet_bmc_proto::Slot;
+use racklet_hardware::{Arch, NodeName};
+use stage1::plan::{plan, BmcFacts, NodeFacts, Plan, Release, ReleaseTarget, TargetRefusal};
+use stage1::slots::{Geometry, SlotImage, SlotRecord, SlotState, SlotStatus};
+
+fn node() -> NodeFacts {
+    NodeFacts {
+        name: NodeName::new("unit-3").unwrap(),
+        groups: ["workers".to_string()].into(),
+        arch: Arch::X86_64,
+        channel: Channel::new("stable").unwrap(),
+    }
+}
+
+fn target(
+    i: u8,
+    sv: u64,
+    arch: Arch,
+    assign: Assignment,
+    kind: ImageKind,
+    ch: &str,
+) -> ReleaseTarget {
+    ReleaseTarget {
+        name: ImageName::new(&format!("os-{i}.uki")).unwrap(),
+        length: 1000 + u64::from(i),
+        sha256: [i; 32],
+        info: ReleaseInfo {
+            kind,
+            version: semver::Version::new(1, u64::from(i), 0),
+            security_version: SecurityVersion(sv),
+            arch,
+            channel: Channel::new(ch).unwrap(),
+            assign,
+        },
+    }
+}
+
+fn workers() -> Assignment {
+    Assignment {
+        groups: ["workers".to_string()].into(),
+        ..Default::default()
+    }
+}
+
+fn geometry() -> Geometry {
+    Geometry::for_disk(64 << 20).unwrap()
+}
+
+fn slots_with(
+    a: Option<&ReleaseTarget>,
+    b: Option<&ReleaseTarget>,
+    active: Option<Slot>,
+) -> SlotState {
+    let mut s = SlotState::empty(geometry());
+    for (slot, t) in [(Slot::A, a), (Slot::B, b)] {
+        if let Some(t) = t {
+            s.slots[slot.index()] = SlotRecord {
+                status: SlotStatus::Valid,
+                image: Some(t.slot_image()),
+            };
+        }
+    }
+    s.active = active;
+    s
+}
+
+fn bmc(slot: Slot, min: u64) -> BmcFacts {
+    BmcFacts {
+        slot,
+        tries_left: 2,
+        forced_b: false,
+        fallback: false,
+        rollback_min: SecurityVersion(min),
+    }
+}
+
+fn fresh(targets: Vec<ReleaseTarget>) -> Release {
+    Release {
+        targets,
+        fresh: true,
+    }
+}
+
+fn now() -> Option<jiff::Timestamp> {
+    Some(jiff::Timestamp::from_second(1_800_000_000).unwrap())
+}
+
+#[test]
+fn an_update_is_installed_into_the_other_slot_then_booted() {
+    let old = target(1, 1, Arch::X86_64, workers(), ImageKind::Os, "stable");
+    let new = target(2, 2, Arch::X86_64, workers(), ImageKind::Os, "stable");
+    let r = fresh(vec![old.clone(), new.clone()]);
+    let d = plan(
+        Some(&r),
+        &slots_with(Some(&old), None, Some(Slot::A)),
+        &bmc(Slot::A, 1),
+        &node(),
+        now(),
+    );
+    assert_eq!(
+        d.plan,
+        Plan::Install {
+            target: new.clone(),
+            into: Slot::B
+        }
+    );
+    let d = plan(
+        Some(&r),
+        &slots_with(Some(&old), Some(&new), Some(Slot::B)),
+        &bmc(Slot::B, 1),
+        &node(),
+        now(),
+    );
+    assert!(matches!(d.plan, Plan::BootActive { slot: Slot::B, .. }));
+    // Flipped on disk but the BMC was never told: report, do not reinstall.
+    let d = plan(
+        Some(&r),
+        &slots_with(Some(&old), Some(&new), Some(Slot::B)),
+        &bmc(Slot::A, 1),
+        &node(),
+        now(),
+    );
+    assert!(
+        matches!(d.plan, Plan::Report { slot: Slot::B, .. }),
+        "{:?}",
+        d.plan
+    );
+}
+
+#[test]
+fn images_below_the_minimum_for_another_arch_or_node_are_refused_by_name() {
+    let mine = target(1, 5, Arch::X86_64, workers(), ImageKind::Os, "stable");
+    let old = target(2, 4, Arch::X86_64, workers(), ImageKind::Os, "stable");
+    let arm = target(3, 9, Arch::Aarch64, workers(), ImageKind::Os, "stable");
+    let other_node = target(
+        4,
+        9,
+        Arch::X86_64,
+        Assignment {
+            nodes: [NodeName::new("unit-4").unwrap()].into(),
+            ..Default::default()
+        },
+        ImageKind::Os,
+        "stable",
+    );
+    let beta = target(5, 9, Arch::X86_64, workers(), ImageKind::Os, "beta");
+    let loader = target(6, 9, Arch::X86_64, workers(), ImageKind::Stage1, "stable");
+    let r = fresh(vec![
+        mine.clone(),
+        old.clone(),
+        arm.clone(),
+        other_node.clone(),
+        beta,
+        loader,
+    ]);
+    let d = plan(
+        Some(&r),
+        &slots_with(Some(&mine), None, Some(Slot::A)),
+        &bmc(Slot::A, 5),
+        &node(),
+        now(),
+    );
+    assert!(
+        matches!(d.plan, Plan::BootActive { slot: Slot::A, .. }),
+        "{:?}",
+        d.plan
+    );
+    let why = |n: &str| {
+        d.refused
+            .iter()
+            .find(|(t, _)| t.as_str() == n)
+            .map(|(_, w)| w.clone())
+            .unwrap()
+    };
+    assert_eq!(
+        why("os-2.uki"),
+        TargetRefusal::BelowRollbackMin {
+            security_version: SecurityVersion(4),
+            minimum: SecurityVersion(5)
+        }
+    );
+    assert_eq!(
+        why("os-3.uki"),
+        TargetRefusal::Arch {
+            node: Arch::X86_64,
+            image: Arch::Aarch64
+        }
+    );
+    assert_eq!(why("os-4.uki"), TargetRefusal::NotAssigned);
+    assert!(matches!(why("os-5.uki"), TargetRefusal::Channel(_)));
+    assert_eq!(why("os-6.uki"), TargetRefusal::Kind(ImageKind::Stage1));
+    // An installed image below the minimum is not booted either.
+    let d = plan(
+        Some(&r),
+        &slots_with(Some(&old), None, Some(Slot::A)),
+        &bmc(Slot::A, 5),
+        &node(),
+        now(),
+    );
+    assert!(matches!(d.plan, Plan::Install { .. }));
+    let d = plan(
+        None,
+        &slots_with(Some(&old), None, Some(Slot::A)),
+        &bmc(Slot::A, 5),
+        &node(),
+        now(),
+    );
+    match d.plan {
+        Plan::Refuse { reason } => assert!(
+            reason.to_string().contains("below the rollback minimum"),
+            "{reason}"
+        ),
+        p => panic!("{p:?}"),
+    }
+}
+
+#[test]
+fn without_trusted_time_nothing_is_installed() {
+    let old = target(1, 1, Arch::X86_64, workers(), ImageKind::Os, "stable");
+    let new = target(2, 2, Arch::X86_64, workers(), ImageKind::Os, "stable");
+    let r = fresh(vec![old.clone(), new]);
+    let d = plan(
+        Some(&r),
+        &slots_with(Some(&old), None, Some(Slot::A)),
+        &bmc(Slot::A, 1),
+        &node(),
+        None,
+    );
+    assert!(matches!(d.plan, Plan::BootActive { slot: Slot::A, .. }));
+    assert!(d.no_update.unwrap().contains("no trusted time"));
+}
+
+#[test]
+fn a_bmc_fallback_boots_the_old_slot_marks_the_new_failed_and_never_reinstalls_it() {
+    let old = target(1, 1, Arch::X86_64, workers(), ImageKind::Os, "stable");
+    let new = target(2, 2, Arch::X86_64, workers(), ImageKind::Os, "stable");
+    let r = fresh(vec![old.clone(), new.clone()]);
+    let mut slots = slots_with(Some(&old), Some(&new), Some(Slot::B));
+    let mut f = bmc(Slot::A, 1);
+    f.fallback = true;
+    let d = plan(Some(&r), &slots, &f, &node(), now());
+    assert!(
+        matches!(
+            d.plan,
+            Plan::Fallback {
+                slot: Slot::A,
+                mark_failed: Some(Slot::B),
+                ..
+            }
+        ),
+        "{:?}",
+        d.plan
+    );
+    slots.mark_failed(Slot::B).unwrap();
+    let d = plan(Some(&r), &slots, &bmc(Slot::A, 1), &node(), now());
+    assert!(
+        matches!(d.plan, Plan::BootActive { slot: Slot::A, .. }),
+        "{:?}",
+        d.plan
+    );
+    // A newer release is installed again.
+    let newer = target(3, 3, Arch::X86_64, workers(), ImageKind::Os, "stable");
+    let r = fresh(vec![old, new, newer.clone()]);
+    let d = plan(Some(&r), &slots, &bmc(Slot::A, 1), &node(), now());
+    assert_eq!(
+        d.plan,
+        Plan::Install {
+            target: newer,
+            into: Slot::B
+        }
+    );
+}
+
+fn arb_target() -> impl Strategy<Value = ReleaseTarget> {
+    (
+        0u8..6,
+        0u64..6,
+        prop_oneof![Just(Arch::X86_64), Just(Arch::Aarch64)],
+        prop_oneof![
+            Just(workers()),
+            Just(Assignment {
+                all: true,
+                ..Default::default()
+            }),
+            Just(Assignment {
+                nodes: [NodeName::new("unit-9").unwrap()].into(),
+                ..Default::default()
+            }),
+        ],
+        prop_oneof![Just(ImageKind::Os), Just(ImageKind::Stage1)],
+        prop_oneof![Just("stable"), Just("beta")],
+    )
+        .prop_map(|(i, sv, arch, a, k, ch)| target(i, sv, arch, a, k, ch))
+}
+
+fn arb_record() -> impl Strategy<Value = SlotRecord> {
+    (0u8..4, arb_target()).prop_map(|(st, t)| match st {
+        0 => SlotRecord::EMPTY,
+        1 => SlotRecord {
+            status: SlotStatus::Writing,
+            image: Some(t.slot_image()),
+        },
+        2 => SlotRecord {
+            status: SlotStatus::Valid,
+            image: Some(t.slot_image()),
+        },
+        _ => SlotRecord {
+            status: SlotStatus::Failed,
+            image: Some(t.slot_image()),
+        },
+    })
+}
+
+fn admitted_image(img: &SlotImage, r: Option<&Release>, b: &BmcFacts) -> bool {
+    if img.security_version < b.rollback_min {
+        return false;
+    }
+    match r {
+        None => true,
+        Some(r) => r.targets.iter().any(|t| {
+            t.sha256 == img.sha256
+                && t.length == img.length
+                && t.info.channel.as_str() == "stable"
+                && t.info.arch == Arch::X86_64
+                && t.info.kind == ImageKind::Os
+                && t.info.assign.admits(&node().name, ["workers"])
+                && t.info.security_version >= b.rollback_min
+        }),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #[test]
+    fn plan_properties(
+        a in arb_record(), b in arb_record(), active in 0u8..3,
+        slot in prop_oneof![Just(Slot::A), Just(Slot::B)],
+        forced in any::<bool>(), fallback in any::<bool>(), min in 0u64..6,
+        targets in proptest::collection::vec(arb_target(), 0..5),
+        has_release in any::<bool>(), is_fresh in any::<bool>(), has_time in any::<bool>(),
+    ) {
+        let mut slots = SlotState::empty(geometry());
+        slots.slots = [a, b];
+        slots.active = match active {
+            0 => Some(Slot::A),
+            1 => Some(Slot::B),
+            _ => None,
+        }.filter(|s| slots.slot(*s).status == SlotStatus::Valid);
+        let f = BmcFacts { slot, tries_left: 1, forced_b: forced, fallback, rollback_min: SecurityVersion(min) };
+        let r = Release { targets, fresh: is_fresh };
+        let rel = has_release.then_some(&r);
+        let d = plan(rel, &slots, &f, &node(), if has_time { now() } else { None });
+        match &d.plan {
+            Plan::Install { target, into } => {
+                // Never the BMC's slot, never on a forced/fallback boot,
+                // only with fresh metadata and trusted time.
+                prop_assert_ne!(*into, slot);
+                prop_assert!(!forced && !fallback);
+                prop_assert!(has_release && is_fresh && has_time);
+                prop_assert_eq!(target.info.arch, Arch::X86_64);
+                prop_assert_eq!(target.info.kind, ImageKind::Os);
+                prop_assert!(target.info.security_version.0 >= min);
+                prop_assert!(target.info.assign.admits(&node().name, ["workers"]));
+                prop_assert_eq!(target.info.channel.as_str(), "stable");
+            }
+            Plan::BootActive { slot: s, image } | Plan::Fallback { slot: s, image, .. } => {
+                prop_assert_eq!(*s, slot);
+                prop_assert_eq!(slots.slot(*s).status, SlotStatus::Valid);
+                prop_assert!(admitted_image(image, rel, &f));
+            }
+            Plan::Report { slot: s, image } => {
+                prop_assert_ne!(*s, slot);
+                prop_assert_eq!(slots.active, Some(*s));
+                prop_assert!(admitted_image(image, rel, &f));
+            }
+            Plan::Refuse { .. } => {
+                // Refused only when the BMC's slot is not bootable.
+                let img = slots.slot(slot).valid_image();
+                prop_assert!(img.is_none_or(|i| !admitted_image(i, rel, &f)) || !forced && !fallback);
+            }
+        }
+    }
+}
