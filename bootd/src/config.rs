@@ -50,6 +50,8 @@ pub mod wire {
         pub limits: Limits,
         #[serde(default)]
         pub reload_interval_ms: Option<u64>,
+        #[serde(default)]
+        pub workers: Option<usize>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -161,6 +163,9 @@ pub struct Config {
     /// How often the config, the rack file and the state are re-read.
     /// Default 1 s.
     pub reload_interval: Duration,
+    /// Serving threads (each with its own single-threaded runtime).
+    /// Default: one per CPU.
+    pub workers: usize,
 }
 
 /// Where the repository comes from.
@@ -546,6 +551,13 @@ impl Config {
                 w.reload_interval_ms,
                 Duration::from_secs(1),
                 3_600_000,
+            )?,
+            workers: count(
+                "workers",
+                w.workers,
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+                1,
+                1024,
             )?,
         })
     }

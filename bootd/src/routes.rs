@@ -28,12 +28,14 @@ pub(crate) async fn route(
     let live = shared.live();
     // First-stage artifacts: the only thing plain HTTP serves.
     if let Some(fs) = &live.config.first_stage {
-        let prefix = if fs.path.is_empty() {
-            "/".to_owned()
-        } else {
-            format!("/{}/", fs.path)
-        };
-        if let Some(file) = path.strip_prefix(&prefix) {
+        let file = path.strip_prefix('/').and_then(|p| {
+            if fs.path.is_empty() {
+                Some(p)
+            } else {
+                p.strip_prefix(fs.path.as_str())?.strip_prefix('/')
+            }
+        });
+        if let Some(file) = file {
             if let Some(target) = fs.files.get(file) {
                 if !is_get {
                     return (
@@ -48,8 +50,12 @@ pub(crate) async fn route(
     if !info.tls {
         return ("other", text(StatusCode::NOT_FOUND, "not found"));
     }
-    let segs: Vec<&str> = path.trim_start_matches('/').splitn(2, '/').collect();
-    match (segs.first().copied().unwrap_or(""), segs.get(1).copied()) {
+    let rest = path.strip_prefix('/').unwrap_or(&path);
+    let (first, second) = match rest.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (rest, None),
+    };
+    match (first, second) {
         (sub @ ("metadata" | "targets"), Some(name)) => {
             let route = if sub == "metadata" {
                 "metadata"

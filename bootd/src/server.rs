@@ -169,27 +169,52 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let graceful = Arc::new(Mutex::new(Some(graceful)));
+    // Serving threads, one single-threaded runtime each, all accepting on
+    // every listener (like nginx's worker processes): a connection lives on
+    // the thread that accepted it, with no cross-thread wake-ups.
+    let workers = shared.live().config.workers;
+    let drain = shared.live().config.limits.drain_timeout;
+    let mut threads = Vec::new();
+    let all: Vec<(TcpListener, bool)> = listeners
+        .https
+        .into_iter()
+        .map(|l| (l, true))
+        .chain(listeners.plain_http.into_iter().map(|l| (l, false)))
+        .collect();
+    let mut std_listeners = Vec::new();
+    for (l, is_tls) in all {
+        let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        if is_tls {
+            info!(addr = %addr, workers, "serving HTTPS");
+        } else {
+            warn!(addr = %addr, "serving PLAIN HTTP (first-stage artifacts only)");
+        }
+        let std = l
+            .into_std()
+            .map_err(|source| crate::Error::Socket { addr, source })?;
+        std_listeners.push((std, is_tls));
+    }
+    for w in 0..workers {
+        let mut mine = Vec::new();
+        for (l, is_tls) in &std_listeners {
+            let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            let l = l
+                .try_clone()
+                .map_err(|source| crate::Error::Socket { addr, source })?;
+            mine.push((l, *is_tls));
+        }
+        let (shared, stop_rx, graceful) = (shared.clone(), stop_rx.clone(), graceful.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("bootd-worker-{w}"))
+            .spawn(move || worker(shared, mine, stop_rx, graceful, drain))
+            .map_err(|source| crate::Error::Socket {
+                addr: "worker thread".into(),
+                source,
+            })?;
+        threads.push(thread);
+    }
+    drop(std_listeners);
     let mut tasks = tokio::task::JoinSet::new();
-    for l in listeners.https {
-        info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving HTTPS");
-        tasks.spawn(accept_loop(
-            shared.clone(),
-            l,
-            true,
-            stop_rx.clone(),
-            graceful.clone(),
-        ));
-    }
-    for l in listeners.plain_http {
-        warn!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving PLAIN HTTP (first-stage artifacts only)");
-        tasks.spawn(accept_loop(
-            shared.clone(),
-            l,
-            false,
-            stop_rx.clone(),
-            graceful.clone(),
-        ));
-    }
     tasks.spawn(crate::reconcile::reconcile_loop(
         shared.clone(),
         stop_rx.clone(),
@@ -203,7 +228,6 @@ pub async fn run(
     shutdown.await;
     info!("shutting down: no new connections, draining in-flight requests");
     let _ignored = stop_tx.send(true);
-    let drain = shared.live().config.limits.drain_timeout;
     // Accept loops end on the stop signal; then drain.
     let g = graceful.lock().ok().and_then(|mut g| g.take());
     tasks.abort_all();
@@ -214,7 +238,59 @@ pub async fn run(
             Err(_) => warn!(timeout = ?drain, "drain timed out; closing the remaining connections"),
         }
     }
+    let _ignored = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ignored = t.join();
+        }
+    })
+    .await;
     Ok(())
+}
+
+type Graceful = Arc<Mutex<Option<hyper_util::server::graceful::GracefulShutdown>>>;
+
+/// One serving thread: accepts on every listener and runs its connections
+/// until they are done (or the drain time is up) after the stop signal.
+fn worker(
+    shared: Arc<Shared>,
+    listeners: Vec<(std::net::TcpListener, bool)>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    graceful: Graceful,
+    drain: Duration,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a serving thread");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let tracker = tokio_util::task::TaskTracker::new();
+        let mut loops = tokio::task::JoinSet::new();
+        for (l, is_tls) in listeners {
+            let _ignored = l.set_nonblocking(true);
+            match TcpListener::from_std(l) {
+                Ok(l) => {
+                    loops.spawn(accept_loop(
+                        shared.clone(),
+                        l,
+                        is_tls,
+                        stop.clone(),
+                        graceful.clone(),
+                        tracker.clone(),
+                    ));
+                }
+                Err(e) => tracing::error!(error = %e, "cannot serve a listener"),
+            }
+        }
+        while loops.join_next().await.is_some() {}
+        tracker.close();
+        let _ignored = tokio::time::timeout(drain + Duration::from_secs(1), tracker.wait()).await;
+    });
 }
 
 async fn accept_loop(
@@ -222,7 +298,8 @@ async fn accept_loop(
     listener: TcpListener,
     is_tls: bool,
     mut stop: tokio::sync::watch::Receiver<bool>,
-    graceful: Arc<Mutex<Option<hyper_util::server::graceful::GracefulShutdown>>>,
+    graceful: Graceful,
+    tracker: tokio_util::task::TaskTracker,
 ) {
     loop {
         let (tcp, peer) = tokio::select! {
@@ -256,7 +333,7 @@ async fn accept_loop(
             .lock()
             .ok()
             .and_then(|g| g.as_ref().map(|g| g.watcher()));
-        tokio::spawn(async move {
+        tracker.spawn(async move {
             let Some(watcher) = watcher else { return };
             serve_connection(shared, tcp, peer, is_tls, watcher, guard).await;
         });
@@ -388,13 +465,16 @@ fn service(
         let shared = shared.clone();
         let info = info.clone();
         Box::pin(async move {
-            let method = req.method().clone();
-            let path = req.uri().path().to_owned();
+            // Only copied when someone will read it.
+            let seen = tracing::enabled!(tracing::Level::DEBUG)
+                .then(|| (req.method().clone(), req.uri().path().to_owned()));
             let (route, resp) = crate::routes::route(&shared, &info, req).await;
             let status = resp.status().as_u16();
             let labels = RouteLabels { route, status };
             shared.metrics.requests.get_or_create(&labels).inc();
-            debug!(peer = %info.peer, method = %method, path = %path, route, status, "request");
+            if let Some((method, path)) = seen {
+                debug!(peer = %info.peer, method = %method, path = %path, route, status, "request");
+            }
             let counter = shared.metrics.bytes.get_or_create(&labels).clone();
             let (parts, body) = resp.into_parts();
             let body = crate::io::CountingBody {

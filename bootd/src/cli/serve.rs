@@ -5,18 +5,23 @@ use anyhow::Context;
 /// Arguments of `bootd serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Worker threads (default: one per CPU).
+    /// Serving threads (overrides `workers` in the config; default one per CPU).
     #[arg(long)]
     workers: Option<usize>,
 }
 
-pub fn run(config: bootd::Config, args: ServeArgs) -> anyhow::Result<()> {
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
+pub fn run(mut config: bootd::Config, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.workers {
-        rt.worker_threads(n);
+        anyhow::ensure!(n >= 1, "--workers must be at least 1");
+        config.workers = n;
     }
-    let rt = rt.build().context("starting the async runtime")?;
+    // This runtime runs the background loops (reload, verification); the
+    // serving threads have their own runtimes (see bootd::run).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     rt.block_on(async move {
         let listeners = bootd::Listeners::bind(&config).await?;
         let shutdown = async {
