@@ -92,7 +92,7 @@ pub const CRC_OFFSET: usize = 1020;
 /// barrier that makes every earlier write durable.
 pub trait Disk {
     /// Length in bytes.
-    fn len(&mut self) -> io::Result<u64>;
+    fn size(&mut self) -> io::Result<u64>;
     /// Reads exactly `buf.len()` bytes at `off`.
     fn read_at(&mut self, off: u64, buf: &mut [u8]) -> io::Result<()>;
     /// Writes all of `buf` at `off` (not durable until [`Disk::sync`]).
@@ -102,7 +102,7 @@ pub trait Disk {
 }
 
 impl Disk for std::fs::File {
-    fn len(&mut self) -> io::Result<u64> {
+    fn size(&mut self) -> io::Result<u64> {
         use std::io::Seek;
         // Works for block devices too (their metadata length is 0).
         let end = self.seek(io::SeekFrom::End(0))?;
@@ -509,7 +509,7 @@ impl<D: Disk> SlotStore<D> {
     /// Reads both header copies and keeps the newest valid one. Errors
     /// (naming why each copy was refused) if neither is valid.
     pub fn open(mut disk: D) -> Result<SlotStore<D>> {
-        let len = disk.len().map_err(disk_err("length"))?;
+        let len = disk.size().map_err(disk_err("length"))?;
         let mut found: [std::result::Result<SlotState, String>; 2] =
             [Err(String::new()), Err(String::new())];
         for (i, off) in COPY_OFFSETS.iter().enumerate() {
@@ -566,7 +566,7 @@ impl<D: Disk> SlotStore<D> {
     /// Formats the disk: both slots empty, none active (generation 1).
     /// Destroys whatever the header said; the CLI asks before calling it.
     pub fn format(mut disk: D) -> Result<SlotStore<D>> {
-        let len = disk.len().map_err(disk_err("length"))?;
+        let len = disk.size().map_err(disk_err("length"))?;
         let geometry = Geometry::for_disk(len)?;
         let mut store = SlotStore {
             disk,

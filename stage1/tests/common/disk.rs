@@ -102,7 +102,7 @@ impl CrashDisk {
 }
 
 impl Disk for CrashDisk {
-    fn len(&mut self) -> io::Result<u64> {
+    fn size(&mut self) -> io::Result<u64> {
         Ok(self.cache.len() as u64)
     }
     fn read_at(&mut self, off: u64, buf: &mut [u8]) -> io::Result<()> {
