@@ -121,16 +121,21 @@ async fn a_thousand_connections_and_slowloris_do_not_starve_a_normal_client() {
         }
         assert!(closed >= 900, "{closed} flood connections closed");
         let m = metrics(s.addr, &ca).await;
+        // Each flood connection was either refused at once by the
+        // per-address cap or admitted and cut by the handshake timeout (how
+        // many of each depends on how fast the flood was opened).
         let refused = metric_value(
             &m,
             "bootd_connections_refused_total{result=\"max_connections_per_address\"}",
         )
         .unwrap_or(0.0);
-        assert!(refused >= 800.0, "refused {refused}\n{m}");
+        let timed_out =
+            metric_value(&m, "bootd_tls_handshakes_total{result=\"timeout\"}").unwrap_or(0.0);
+        assert!(refused >= 100.0, "the per-address cap never refused:\n{m}");
+        assert!(timed_out >= 50.0, "no handshake timed out:\n{m}");
         assert!(
-            metric_value(&m, "bootd_tls_handshakes_total{result=\"timeout\"}").unwrap_or(0.0)
-                >= 50.0,
-            "{m}"
+            refused + timed_out >= closed as f64,
+            "refused {refused} + timed out {timed_out} < closed {closed}:\n{m}"
         );
         // And still serving.
         assert_eq!(get(s.addr, &ca, "/healthz").await.status, StatusCode::OK);
