@@ -70,11 +70,15 @@ impl FromStr for MacAddr {
         let mut out = [0u8; 6];
         let parts: Vec<&str> = s.split([':', '-']).collect();
         if parts.len() != 6 {
-            return Err(format!("`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"));
+            return Err(format!(
+                "`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"
+            ));
         }
         for (byte, part) in out.iter_mut().zip(parts) {
             if part.len() != 2 {
-                return Err(format!("`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"));
+                return Err(format!(
+                    "`{s}` is not a MAC address (want aa:bb:cc:dd:ee:ff)"
+                ));
             }
             *byte = u8::from_str_radix(part, 16)
                 .map_err(|_| format!("`{s}` is not a MAC address (bad hex `{part}`)"))?;
@@ -397,8 +401,7 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
 fn is_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
@@ -460,10 +463,16 @@ impl TryFrom<wire::RackFile> for Rack {
             for prev in &nodes {
                 let prev: &Node = prev;
                 if prev.name == n.name {
-                    return Err(invalid(field("name"), format!("`{}` appears twice", n.name)));
+                    return Err(invalid(
+                        field("name"),
+                        format!("`{}` appears twice", n.name),
+                    ));
                 }
                 if prev.slot == n.slot {
-                    return Err(invalid(field("slot"), format!("slot {} appears twice", n.slot)));
+                    return Err(invalid(
+                        field("slot"),
+                        format!("slot {} appears twice", n.slot),
+                    ));
                 }
                 if prev.mac == n.mac {
                     return Err(invalid(field("mac"), format!("{} appears twice", n.mac)));
@@ -518,10 +527,16 @@ mod tests {
         let rack = Rack::from_yaml_str(REF).unwrap();
         assert_eq!(rack.id.as_str(), "racklet-ref");
         assert_eq!(rack.nodes.len(), 5);
-        let n = rack.node_by_mac("02:72:6b:00:00:03".parse().unwrap()).unwrap();
+        let n = rack
+            .node_by_mac("02:72:6b:00:00:03".parse().unwrap())
+            .unwrap();
         assert_eq!(n.name.as_str(), "unit-3");
         assert_eq!(n.smbus_address, 0x22);
-        assert!(rack.node_by_name("unit-5").unwrap().groups.contains("canary"));
+        assert!(rack
+            .node_by_name("unit-5")
+            .unwrap()
+            .groups
+            .contains("canary"));
         assert_eq!(rack.boot.watchdog, Duration::from_secs(120));
     }
 
@@ -544,12 +559,28 @@ mod tests {
     #[test]
     fn bad_values_name_the_field() {
         for (from, to, field) in [
-            ("mac: \"02:72:6b:00:00:04\"", "mac: \"02:72:6b:00:04\"", "line"),
-            ("smbus_address: 0x24", "smbus_address: 0x02", "nodes[4].bmc.smbus_address"),
+            (
+                "mac: \"02:72:6b:00:00:04\"",
+                "mac: \"02:72:6b:00:04\"",
+                "line",
+            ),
+            (
+                "smbus_address: 0x24",
+                "smbus_address: 0x02",
+                "nodes[4].bmc.smbus_address",
+            ),
             ("max_tries: 3", "max_tries: 0", "boot.max_tries"),
-            ("arch: x86_64\n    groups: [control]", "arch: mips\n    groups: [control]", "line"),
+            (
+                "arch: x86_64\n    groups: [control]",
+                "arch: mips\n    groups: [control]",
+                "line",
+            ),
             ("name: unit-2", "name: Unit_2", "line"),
-            ("groups: [workers, canary]", "groups: [Workers]", "nodes[4].groups"),
+            (
+                "groups: [workers, canary]",
+                "groups: [Workers]",
+                "nodes[4].groups",
+            ),
         ] {
             let text = REF.replace(from, to);
             assert_ne!(text, REF, "replacement {from} did not apply");
