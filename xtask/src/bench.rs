@@ -16,7 +16,7 @@ use crate::util::{cargo, root, sh};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Which benchmark: imgsign or all.
+    /// Which benchmark: imgsign, bootd or all.
     #[arg(default_value = "all")]
     pub which: String,
     /// Runs per measurement (the median is reported).
@@ -32,9 +32,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bail!("/usr/bin/time (Debian package `time`) is needed: run `cargo xtask setup`");
     }
     match args.which.as_str() {
-        "imgsign" | "all" => imgsign(&args),
-        other => bail!("unknown benchmark `{other}` (want imgsign or all)"),
+        "imgsign" => imgsign(&args),
+        "bootd" => bootd(),
+        "all" => {
+            imgsign(&args)?;
+            bootd()
+        }
+        other => bail!("unknown benchmark `{other}` (want imgsign, bootd or all)"),
     }
+}
+
+/// bootd vs nginx: bootd's own harness (`bootd-bench`) starts both on the
+/// same files, certificate and TLS version and prints the table.
+fn bootd() -> Result<()> {
+    eprintln!("building bootd and bootd-bench (release)…");
+    sh(cargo().args(["build", "--release", "--locked", "-p", "bootd"]))?;
+    sh(&mut Command::new(root().join("target/release/bootd-bench")))
 }
 
 /// One timed run: wall seconds and peak RSS in KiB.

@@ -55,7 +55,12 @@ pub const APT: &[(&str, &str)] = &[
 pub const TARGETS: &[&str] = &["aarch64-unknown-linux-gnu", "thumbv7em-none-eabihf"];
 
 /// Python packages (PyPI) the interop tests import.
-pub const PIP: &[&str] = &["tuf==7.0.1", "securesystemslib[crypto]"];
+pub const PIP: &[&str] = &[
+    "tuf==7.0.1",
+    "securesystemslib[crypto]",
+    // bootd checks its /metrics with the reference OpenMetrics parser.
+    "prometheus-client",
+];
 
 fn apt_missing() -> Vec<&'static str> {
     APT.iter()
@@ -85,7 +90,10 @@ fn targets_missing() -> Vec<&'static str> {
 
 fn python_tuf_ok() -> bool {
     Command::new("python3")
-        .args(["-c", "import tuf.ngclient, securesystemslib, cryptography"])
+        .args([
+            "-c",
+            "import tuf.ngclient, securesystemslib, cryptography, prometheus_client",
+        ])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
