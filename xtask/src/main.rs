@@ -9,6 +9,7 @@
 
 mod bench;
 mod build_image;
+mod kernel;
 mod setup;
 mod test;
 mod util;
@@ -34,6 +35,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Build a boot image (a Unified Kernel Image) from a recipe in images/.
     BuildImage(Box<build_image::BuildImageArgs>),
+    /// Download and unpack Debian's kernel into target/kernel/ (for QEMU
+    /// boots); prints the vmlinuz path.
+    FetchKernel,
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +47,7 @@ fn main() -> std::process::ExitCode {
         Command::Setup => setup::run().map(|_| ()),
         Command::Bench(a) => bench::run(a),
         Command::BuildImage(a) => build_image::run(&a).map(|_| ()),
+        Command::FetchKernel => kernel::ensure().map(|k| println!("{}", k.display())),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

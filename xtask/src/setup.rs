@@ -49,6 +49,10 @@ pub const APT: &[(&str, &str)] = &[
     ("iproute2", "network namespaces, veth and bridges in tests"),
     ("python3-pip", "installs the python-tuf reference client"),
     ("g++", "libfuzzer-sys compiles libFuzzer (C++)"),
+    (
+        "busybox-static",
+        "a static shell for the initramfs that checks a UKI boots under OVMF",
+    ),
 ];
 
 /// Rust targets the tests build for.

@@ -24,6 +24,16 @@ pub fn run_all(args: &TestArgs, steps: &mut Steps) -> Result<()> {
     }
     // With everything installed, a test that would skip is a failure.
     let require = if args.no_setup { "0" } else { "1" };
+    let kernel = if args.no_setup {
+        crate::kernel::dir().join("none")
+    } else {
+        let mut k = std::path::PathBuf::new();
+        steps.step("a real kernel (Debian linux-image-amd64)", || {
+            k = crate::kernel::ensure()?;
+            Ok(())
+        })?;
+        k
+    };
     steps.step("cargo fmt --check", || {
         sh(cargo().args(["fmt", "--all", "--", "--check"]))
     })?;
@@ -50,7 +60,8 @@ pub fn run_all(args: &TestArgs, steps: &mut Steps) -> Result<()> {
         sh(cargo()
             .args(["test", "--workspace", "--locked"])
             .env("RACKLET_REQUIRE_ALL", require)
-            .env("RACKLET_FW_TARGET_DIR", root().join("target/bmc-fw")))
+            .env("RACKLET_FW_TARGET_DIR", root().join("target/bmc-fw"))
+            .env("RACKLET_KERNEL", &kernel))
     })?;
     steps.step(
         "build-image: the same recipe twice gives the same bytes",
