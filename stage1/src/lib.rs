@@ -1,19 +1,36 @@
 //! stage1: the Racklet node loader.
 //!
 //! It runs as `/init` of a small initramfs on each compute unit (or as a
-//! host process in simulation). It asks the BMC for its facts, refreshes
-//! signed TUF metadata from bootd, decides what to boot ([`plan`]), installs
-//! an update into the inactive slot ([`install`], [`slots`]) and hands off to
-//! the verified kernel ([`handoff`]).
+//! host process in simulation). It asks the BMC for its facts ([`bmc`]),
+//! refreshes signed TUF metadata from bootd ([`tuf`] over [`transport`]),
+//! decides what to boot ([`plan`], pure), installs an update into the
+//! inactive slot ([`fetch`], [`install`], [`slots`]) and hands off to the
+//! verified kernel ([`handoff`], [`sys`]). [`boot`] is the shell that ties
+//! them together.
 //!
 //! Module map:
 //! - [`slots`]: the on-disk A/B layout (byte table) and its commits.
 //! - [`install`]: the update as a sequence of atomic commits.
-#![forbid(unsafe_code)]
+//! - [`plan`]: the sans-IO boot decision.
+//! - [`transport`]: hyper + rustls with every network limit.
+//! - [`tuf`]: tough, the persistent store, trusted time, offline re-verify.
+//! - [`fetch`]: streaming a target into a slot, with resume and backoff.
+//! - [`handoff`]: payload checks, the hand-off record.
+//! - [`sys`]: the only `unsafe`: kexec, reboot, mount, modules, clock.
+//! - [`bmc`]: the BMC protocol client.
+//! - [`boot`]: one boot, start to hand-off; `confirm`; PID-1 mode.
+#![deny(unsafe_code)]
 
+pub mod bmc;
+pub mod boot;
 pub mod error;
+pub mod fetch;
+pub mod handoff;
 pub mod install;
 pub mod plan;
 pub mod slots;
+pub mod sys;
+pub mod transport;
+pub mod tuf;
 
 pub use error::{Error, Result};

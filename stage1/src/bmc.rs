@@ -1,0 +1,171 @@
+//! Talking to the BMC with `racklet-bmc-proto` frames over a byte stream:
+//! TCP to the simulator (`bmc-sim`), a UART, or (on the board) SMBus.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use imgsign::release::SecurityVersion;
+use racklet_bmc_proto::{
+    ImageKind, Request, ResetType, Response, Slot, SmbusAddr, StreamReader, UnixTime, MAX_FRAME,
+};
+
+use crate::error::{Error, Result};
+use crate::plan::BmcFacts;
+
+/// One BMC behind a stream.
+#[derive(Debug)]
+pub struct Bmc<S> {
+    stream: S,
+    addr: SmbusAddr,
+    timeout: Duration,
+}
+
+/// What stage1 asks the BMC at the start of a boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Facts {
+    /// For the plan.
+    pub plan: BmcFacts,
+    /// The BMC's clock (None when it reads 0: never set).
+    pub time: Option<jiff::Timestamp>,
+    /// Whether this boot was confirmed already.
+    pub confirmed: bool,
+}
+
+impl Bmc<TcpStream> {
+    /// Connects to a simulator socket (`host:port`).
+    pub fn connect(addr: &str, smbus: u8) -> Result<Self> {
+        let s = TcpStream::connect(addr).map_err(|e| Error::Bmc(format!("connect {addr}: {e}")))?;
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .map_err(|e| Error::Bmc(e.to_string()))?;
+        let _ = s.set_nodelay(true);
+        Bmc::new(s, smbus)
+    }
+}
+
+impl<S: Read + Write> Bmc<S> {
+    /// A client for the BMC at `smbus` behind `stream` (which should have a
+    /// short read timeout).
+    pub fn new(stream: S, smbus: u8) -> Result<Self> {
+        Ok(Bmc {
+            stream,
+            addr: SmbusAddr::new(smbus).map_err(|e| Error::Bmc(e.to_string()))?,
+            timeout: Duration::from_secs(5),
+        })
+    }
+
+    /// One request, one response (decoded and PEC-checked by the proto crate).
+    pub fn call(&mut self, req: Request<'_>) -> Result<Response> {
+        let mut buf = [0u8; MAX_FRAME];
+        let n = req
+            .encode(self.addr, &mut buf)
+            .map_err(|e| Error::Bmc(e.to_string()))?;
+        let io = |e: std::io::Error| Error::Bmc(format!("link: {e}"));
+        self.stream.write_all(&buf[..n]).map_err(io)?;
+        self.stream.flush().map_err(io)?;
+        let mut reader = StreamReader::responses();
+        let start = Instant::now();
+        let mut byte = [0u8; 1];
+        loop {
+            if start.elapsed() > self.timeout {
+                return Err(Error::Bmc(format!("no answer within {:?}", self.timeout)));
+            }
+            match self.stream.read(&mut byte) {
+                Ok(0) => return Err(Error::Bmc("link closed".into())),
+                Ok(_) => {
+                    if let Some(Ok(frame)) = reader.push(byte[0]) {
+                        return req
+                            .decode_response(self.addr, frame)
+                            .map_err(|e| Error::Bmc(format!("{:?}: {e}", req.command())));
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+    }
+
+    fn unexpected(r: Response) -> Error {
+        Error::Bmc(format!("unexpected answer {r:?}"))
+    }
+
+    /// Boot plan, rollback minimum and time.
+    pub fn facts(&mut self) -> Result<Facts> {
+        let plan = match self.call(Request::GetBootPlan)? {
+            Response::BootPlan(p) => p,
+            r => return Err(Self::unexpected(r)),
+        };
+        let min = match self.call(Request::GetRollbackMin {
+            kind: ImageKind::BootImage,
+        })? {
+            Response::RollbackMin(v) => v,
+            r => return Err(Self::unexpected(r)),
+        };
+        let time = match self.call(Request::GetTime)? {
+            Response::Time(UnixTime(0)) => None,
+            Response::Time(UnixTime(t)) => jiff::Timestamp::from_second(t as i64).ok(),
+            r => return Err(Self::unexpected(r)),
+        };
+        Ok(Facts {
+            plan: BmcFacts {
+                slot: plan.slot,
+                tries_left: plan.tries_left,
+                forced_b: plan.forced_by_button,
+                fallback: plan.fallback,
+                rollback_min: SecurityVersion(u64::from(min.0)),
+            },
+            time,
+            confirmed: plan.confirmed,
+        })
+    }
+
+    /// Tells the BMC a new boot image is in `slot` (it becomes next to boot).
+    pub fn report_installed(&mut self, slot: Slot, sv: SecurityVersion) -> Result<()> {
+        let version = u32::try_from(sv.0)
+            .map_err(|_| Error::Bmc(format!("security_version {sv} over 32 bits")))?;
+        self.call(Request::ReportInstalled {
+            slot,
+            kind: ImageKind::BootImage,
+            version: racklet_bmc_proto::SecurityVersion(version),
+        })
+        .map(drop)
+    }
+
+    /// The booted OS came up from `slot`.
+    pub fn confirm(&mut self, slot: Slot) -> Result<()> {
+        self.call(Request::ConfirmBoot { slot }).map(drop)
+    }
+
+    /// Raises the rollback minimum (after a confirmed boot); returns it.
+    pub fn raise_min(&mut self, sv: SecurityVersion) -> Result<SecurityVersion> {
+        let version = u32::try_from(sv.0)
+            .map_err(|_| Error::Bmc(format!("security_version {sv} over 32 bits")))?;
+        match self.call(Request::RaiseRollbackMin {
+            kind: ImageKind::BootImage,
+            version: racklet_bmc_proto::SecurityVersion(version),
+        })? {
+            Response::RollbackMin(v) => Ok(SecurityVersion(u64::from(v.0))),
+            r => Err(Self::unexpected(r)),
+        }
+    }
+
+    /// Sets the BMC clock forward (refused by the BMC if backwards).
+    pub fn set_time(&mut self, t: jiff::Timestamp) -> Result<()> {
+        self.call(Request::SetTime {
+            time: UnixTime(t.as_second().max(0) as u64),
+        })
+        .map(drop)
+    }
+
+    /// Asks for a new boot attempt (reset pulse; the BMC picks the slot).
+    pub fn restart(&mut self) -> Result<()> {
+        self.call(Request::Reset {
+            kind: ResetType::ForceRestart,
+        })
+        .map(drop)
+    }
+}

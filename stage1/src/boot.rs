@@ -1,0 +1,361 @@
+//! The shell around [`crate::plan::plan`]: gather the facts (BMC, disk,
+//! trusted time, signed metadata), carry out the plan, hand off. Also
+//! `confirm` (for the booted OS) and the PID-1 loop.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use racklet_bmc_proto::Slot;
+use url::Url;
+
+use crate::bmc::Bmc;
+use crate::error::{Error, Result};
+use crate::fetch::{self, Backoff};
+use crate::handoff::{self, Record};
+use crate::plan::{self, NodeFacts, Plan, Release};
+use crate::slots::{SlotStore, COPY_OFFSETS, HEADER_LEN};
+use crate::transport::{tls_config, HttpsTransport, NetConfig};
+use crate::tuf::{self, TrustedTime, TufConfig};
+
+/// What to do once the payload is checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Write the hand-off record to this file instead of executing it.
+    Simulate {
+        /// `handoff.json`.
+        record: PathBuf,
+    },
+    /// `kexec_file_load` + `reboot(LINUX_REBOOT_CMD_KEXEC)`.
+    Kexec,
+}
+
+/// Everything one boot needs (validated).
+#[derive(Clone, Debug)]
+pub struct BootConfig {
+    /// Who this node is.
+    pub node: NodeFacts,
+    /// The slot disk (block device or file).
+    pub disk: PathBuf,
+    /// BMC link (`host:port` of the simulator's unit socket).
+    pub bmc_addr: String,
+    /// BMC SMBus address.
+    pub smbus: u8,
+    /// bootd's base URL (`https://host:port/`); `None`: offline only.
+    pub bootd: Option<Url>,
+    /// The rack CA (PEM file).
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key (PEM files) once enrolled.
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// The pinned root (used until a newer root is persisted).
+    pub root: PathBuf,
+    /// State directory (TUF store, trusted time).
+    pub state_dir: PathBuf,
+    /// Simulate or kexec.
+    pub mode: Mode,
+    /// Network limits.
+    pub net: NetConfig,
+    /// Download retries.
+    pub backoff: Backoff,
+    /// Command line for ELF kernels.
+    pub default_cmdline: String,
+    /// Set the system clock to trusted time (PID 1 only).
+    pub set_clock: bool,
+}
+
+/// How a boot attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Handed off (simulation: recorded).
+    HandedOff(Record),
+    /// Installed (or reported) an update and asked the BMC for a new
+    /// attempt: run again.
+    Restarting {
+        /// The slot the BMC should boot next.
+        slot: Slot,
+    },
+}
+
+fn read_file(p: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(p).map_err(|source| Error::Read {
+        path: p.to_owned(),
+        source,
+    })
+}
+
+impl BootConfig {
+    /// The transport for bootd (pinned CA, client cert when enrolled).
+    pub fn transport(&self) -> Result<HttpsTransport> {
+        let tls = match &self.ca {
+            Some(ca) => {
+                let ca = read_file(ca)?;
+                let id = match &self.identity {
+                    Some((c, k)) => Some((read_file(c)?, read_file(k)?)),
+                    None => None,
+                };
+                Some(tls_config(
+                    &ca,
+                    id.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+                )?)
+            }
+            None => None,
+        };
+        Ok(HttpsTransport::new(tls, self.net.clone()))
+    }
+
+    fn tuf(&self) -> Result<TufConfig> {
+        let base = self
+            .bootd
+            .clone()
+            .unwrap_or_else(|| Url::parse("https://offline.invalid/").expect("valid URL"));
+        TufConfig::at(&base, &self.state_dir)
+    }
+}
+
+fn open_disk(path: &std::path::Path) -> Result<SlotStore<std::fs::File>> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    match SlotStore::open(f.try_clone().map_err(crate::error::disk("dup"))?) {
+        Ok(s) => Ok(s),
+        Err(e @ Error::NoValidHeader { .. }) => {
+            // Only a blank disk (both header blocks all zero) is formatted;
+            // a corrupted one is refused with both reasons.
+            let mut blank = true;
+            for off in COPY_OFFSETS {
+                let mut b = vec![0u8; HEADER_LEN];
+                if std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, off).is_ok() {
+                    blank &= b.iter().all(|&x| x == 0);
+                }
+            }
+            if blank {
+                tracing::info!(disk = %path.display(), "blank disk: formatting the slot layout");
+                SlotStore::format(f)
+            } else {
+                Err(e)
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// One boot attempt, start to hand-off.
+pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
+    // 1. The BMC's facts.
+    let mut bmc = Bmc::connect(&cfg.bmc_addr, cfg.smbus)?;
+    let facts = bmc.facts()?;
+    tracing::info!(slot = ?facts.plan.slot, tries_left = facts.plan.tries_left,
+        forced_b = facts.plan.forced_b, fallback = facts.plan.fallback,
+        rollback_min = %facts.plan.rollback_min, "BMC facts");
+    // 2. The slot header.
+    let mut store = open_disk(&cfg.disk)?;
+    if let Some(why) = store.health().refused.iter().flatten().next() {
+        tracing::warn!(%why, "one slot header copy refused; using the other");
+    }
+    // 3. Trusted time.
+    let floor = tuf::time_floor(&cfg.state_dir)?;
+    let time = match TrustedTime::resolve(facts.time, floor) {
+        Ok(t) => {
+            if cfg.set_clock {
+                crate::sys::set_clock(t.now)?;
+            }
+            if t.raised_to_floor {
+                tracing::warn!(bmc = ?facts.time, now = %t.now, "BMC clock behind the persisted trusted time; using the latter");
+                let _ = bmc.set_time(t.now);
+            }
+            Some(t)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "updates refused");
+            None
+        }
+    };
+    // 4. Signed metadata: fresh from bootd, else the stored copy.
+    let tcfg = cfg.tuf()?;
+    let transport = cfg.transport()?;
+    let mut consistent = true;
+    let release: Option<Release> = match (&cfg.bootd, &time) {
+        (Some(_), Some(t)) => match tuf::refresh(&tcfg, &transport, Some(&cfg.root), t).await {
+            Ok(r) => {
+                for (name, why) in &r.skipped {
+                    tracing::warn!(target = %name, %why, "target skipped");
+                }
+                consistent = r.repo.root().signed.consistent_snapshot;
+                Some(r.release)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metadata refresh failed; re-verifying the stored metadata (offline boot)");
+                stored(&tcfg).await
+            }
+        },
+        _ => stored(&tcfg).await,
+    };
+    // 5. The plan.
+    let d = plan::plan(
+        release.as_ref(),
+        store.state(),
+        &facts.plan,
+        &cfg.node,
+        time.map(|t| t.now),
+    );
+    for (name, why) in &d.refused {
+        tracing::info!(target = %name, %why, "target refused");
+    }
+    if let Some(n) = &d.no_update {
+        tracing::info!(why = %n, "no update");
+    }
+    tracing::info!(plan = ?d.plan, "boot plan");
+    // 6. Carry it out.
+    match d.plan {
+        Plan::Install { target, into } => {
+            let url = tuf::target_url(&tcfg.targets_url, &target, consistent)?;
+            let done =
+                fetch::install_target(&mut store, into, &target, &url, &transport, &cfg.backoff)
+                    .await?;
+            tracing::info!(slot = ?into, image = ?done.image, resumed = done.resumed, "installed");
+            bmc.report_installed(into, target.info.security_version)?;
+            bmc.restart()?;
+            Ok(Outcome::Restarting { slot: into })
+        }
+        Plan::Report { slot, image } => {
+            bmc.report_installed(slot, image.security_version)?;
+            bmc.restart()?;
+            Ok(Outcome::Restarting { slot })
+        }
+        Plan::BootActive { slot, .. } => hand_off(cfg, &mut store, slot).map(Outcome::HandedOff),
+        Plan::Fallback {
+            slot, mark_failed, ..
+        } => {
+            if let Some(f) = mark_failed {
+                let mut next = store.state().clone();
+                next.mark_failed(f)?;
+                store.commit(&next)?;
+            }
+            hand_off(cfg, &mut store, slot).map(Outcome::HandedOff)
+        }
+        Plan::Refuse { reason } => Err(Error::Refused(reason.to_string())),
+    }
+}
+
+async fn stored(tcfg: &TufConfig) -> Option<Release> {
+    match tuf::load_stored(tcfg).await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(error = %e, "no usable stored metadata");
+            None
+        }
+    }
+}
+
+/// Reads and verifies `slot`, checks the payload, hands off.
+fn hand_off(cfg: &BootConfig, store: &mut SlotStore<std::fs::File>, slot: Slot) -> Result<Record> {
+    let mut bytes = Vec::new();
+    let image = store.read_verified(slot, |c| {
+        bytes.extend_from_slice(c);
+        Ok(())
+    })?;
+    let payload = handoff::validate(&bytes, cfg.node.arch, &cfg.default_cmdline)?;
+    let record = Record::new(slot, &image, cfg.node.arch, &payload);
+    match &cfg.mode {
+        Mode::Simulate { record: path } => {
+            record.write(path)?;
+            tracing::info!(path = %path.display(), ?slot, image = %image.name, "hand-off recorded (simulation)");
+            Ok(record)
+        }
+        Mode::Kexec => {
+            crate::sys::kexec_file_load(&payload.kernel, &payload.initrd, &payload.cmdline)?;
+            Err(crate::sys::reboot_kexec())
+        }
+    }
+}
+
+/// Boots until a hand-off: installs restart the attempt; failures retry
+/// with backoff, and after `retries` ask the BMC for a new attempt (which
+/// falls back to the other slot once this one runs out of tries).
+/// In simulation it returns the hand-off; as PID 1 it never returns.
+pub async fn run(cfg: &BootConfig, retries: u32, pause: Duration) -> Result<Record> {
+    let mut failures = 0u32;
+    loop {
+        match boot_once(cfg).await {
+            Ok(Outcome::HandedOff(r)) => return Ok(r),
+            Ok(Outcome::Restarting { slot }) => {
+                tracing::info!(?slot, "new boot attempt");
+                failures = 0;
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::error!(error = %e, attempt = failures, "boot failed");
+                if failures > retries {
+                    if let Ok(mut b) = Bmc::connect(&cfg.bmc_addr, cfg.smbus) {
+                        let _ = b.restart();
+                    }
+                    if cfg.mode != Mode::Kexec {
+                        return Err(e);
+                    }
+                    failures = 0;
+                }
+                tokio::time::sleep(cfg.backoff.delay(failures)).await;
+            }
+        }
+    }
+}
+
+/// What `confirm` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Confirmed {
+    /// The slot confirmed.
+    pub slot: Slot,
+    /// The rollback minimum now.
+    pub rollback_min: imgsign::release::SecurityVersion,
+}
+
+/// The booted OS came up: confirm the boot to the BMC, raise the rollback
+/// minimum to the running image's security version, report to bootd.
+pub async fn confirm(cfg: &BootConfig) -> Result<Confirmed> {
+    let mut bmc = Bmc::connect(&cfg.bmc_addr, cfg.smbus)?;
+    let facts = bmc.facts()?;
+    let slot = facts.plan.slot;
+    bmc.confirm(slot)?;
+    let store = open_disk(&cfg.disk)?;
+    let image = store
+        .state()
+        .slot(slot)
+        .valid_image()
+        .cloned()
+        .ok_or_else(|| Error::Refused(format!("slot {slot:?} holds no valid image")))?;
+    let min = if image.security_version > facts.plan.rollback_min {
+        bmc.raise_min(image.security_version)?
+    } else {
+        facts.plan.rollback_min
+    };
+    if let (Some(base), Some(ca), Some((cert, key))) = (&cfg.bootd, &cfg.ca, &cfg.identity) {
+        let id = bootd::client::Identity {
+            node: cfg.node.name.to_string(),
+            cert_pem: String::from_utf8_lossy(&read_file(cert)?).into_owned(),
+            key_pem: String::from_utf8_lossy(&read_file(key)?).into_owned(),
+        };
+        let report = bootd::nodes::NodeReport {
+            slot: if slot == Slot::A {
+                bootd::nodes::Slot::A
+            } else {
+                bootd::nodes::Slot::B
+            },
+            version: image.version.to_string(),
+            security_version: Some(image.security_version.0),
+            confirmed: true,
+        };
+        if let Err(e) = bootd::client::report(base, &read_file(ca)?, &id, &report).await {
+            // The BMC confirmation is what matters for the boot; say so.
+            tracing::warn!(error = %e, "confirmed to the BMC, but the report to bootd failed");
+        }
+    }
+    Ok(Confirmed {
+        slot,
+        rollback_min: min,
+    })
+}

@@ -1,0 +1,138 @@
+//! The only module with `unsafe`: the Linux system calls stage1 needs as
+//! PID 1 and for the hand-off. Each call is a thin wrapper that turns
+//! `-1`/errno into [`Error::Sys`].
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::error::{Error, Result};
+
+fn check(call: &'static str, rc: libc::c_long) -> Result<libc::c_long> {
+    if rc < 0 {
+        Err(Error::Sys {
+            call,
+            source: io::Error::last_os_error(),
+        })
+    } else {
+        Ok(rc)
+    }
+}
+
+fn cstr(s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::Config(format!("{s:?} contains a NUL byte")))
+}
+
+/// An anonymous in-memory file holding `bytes` (for `kexec_file_load`).
+pub fn memfd_with(name: &str, bytes: &[u8]) -> Result<std::fs::File> {
+    let n = cstr(name)?;
+    // SAFETY: `n` is a valid NUL-terminated string that outlives the call;
+    // memfd_create takes no other pointers.
+    let fd = unsafe { libc::memfd_create(n.as_ptr(), libc::MFD_CLOEXEC) };
+    check("memfd_create", fd.into())?;
+    // SAFETY: `fd` was just returned by memfd_create, is open, and is owned
+    // by nothing else; OwnedFd takes sole ownership and closes it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut f = std::fs::File::from(owned);
+    io::Write::write_all(&mut f, bytes).map_err(|source| Error::Sys {
+        call: "write memfd",
+        source,
+    })?;
+    Ok(f)
+}
+
+/// Loads `kernel` (+ `initrd`, `cmdline`) for the next `reboot(KEXEC)`.
+pub fn kexec_file_load(kernel: &[u8], initrd: &[u8], cmdline: &str) -> Result<()> {
+    let k = memfd_with("kernel", kernel)?;
+    let i = if initrd.is_empty() {
+        None
+    } else {
+        Some(memfd_with("initrd", initrd)?)
+    };
+    let c = cstr(cmdline)?;
+    let flags: libc::c_ulong = if i.is_none() {
+        0x4 // KEXEC_FILE_NO_INITRAMFS
+    } else {
+        0
+    };
+    let ifd = i.as_ref().map_or(-1, |f| f.as_raw_fd());
+    // SAFETY: kexec_file_load(kernel_fd, initrd_fd, cmdline_len, cmdline,
+    // flags): both fds are open for the duration of the call, `c` is a
+    // NUL-terminated buffer of `cmdline_len` bytes (length includes the
+    // NUL, as the kernel requires) that outlives the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_kexec_file_load,
+            k.as_raw_fd(),
+            ifd,
+            c.as_bytes_with_nul().len(),
+            c.as_ptr(),
+            flags,
+        )
+    };
+    check("kexec_file_load", rc).map(drop)
+}
+
+/// Reboots into the loaded kernel. Returns only on failure.
+pub fn reboot_kexec() -> Error {
+    // SAFETY: reboot(2) takes an integer command and no pointers.
+    let rc = unsafe { libc::reboot(libc::LINUX_REBOOT_CMD_KEXEC) };
+    match check("reboot(KEXEC)", rc.into()) {
+        Err(e) => e,
+        Ok(_) => Error::Sys {
+            call: "reboot(KEXEC)",
+            source: io::Error::other("returned"),
+        },
+    }
+}
+
+/// `mount(source, target, fstype)` with no flags or data.
+pub fn mount(source: &str, target: &str, fstype: &str) -> Result<()> {
+    let (s, t, f) = (cstr(source)?, cstr(target)?, cstr(fstype)?);
+    // SAFETY: three valid NUL-terminated strings that outlive the call; a
+    // null data pointer is allowed.
+    let rc = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) };
+    check("mount", rc.into()).map(drop)
+}
+
+/// Loads a kernel module from a file (`finit_module`).
+pub fn load_module(path: &std::path::Path) -> Result<()> {
+    let f = std::fs::File::open(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let params = cstr("")?;
+    // SAFETY: finit_module(fd, params, flags): the fd is open during the
+    // call and `params` is a valid empty NUL-terminated string.
+    let rc = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0) };
+    match check("finit_module", rc) {
+        Err(Error::Sys { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// Sets the system clock (so tough, which reads it, sees trusted time).
+pub fn set_clock(t: jiff::Timestamp) -> Result<()> {
+    let ts = libc::timespec {
+        tv_sec: t.as_second() as libc::time_t,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec on the stack for the whole call.
+    let rc = unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) };
+    check("clock_settime", rc.into()).map(drop)
+}
+
+/// Reaps every exited child without blocking; returns how many.
+pub fn reap_children() -> usize {
+    let mut n = 0;
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer; WNOHANG never blocks.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return n;
+        }
+        n += 1;
+    }
+}

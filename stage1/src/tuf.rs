@@ -1,0 +1,383 @@
+//! The TUF client: tough over [`HttpsTransport`], a persistent store that
+//! never lets metadata go back in version, trusted time, and the signed
+//! release it yields.
+//!
+//! tough 0.24 implements the TUF 1.0 client workflow (section 5 of the
+//! specification); stage1 adds what tough leaves out or does differently:
+//!
+//! - 5.2 / 5.3: the *latest* verified root is persisted and is where the
+//!   next root walk starts (a server that withholds `N+1.root.json` cannot
+//!   send the node back to an older root);
+//! - 5.3.10, 5.4.4, 5.5.6, 5.6.5 (freeze attacks): tough checks expiry
+//!   against the system clock; stage1 checks again against the **trusted**
+//!   time ([`TrustedTime`]), and refuses to run when the system clock is
+//!   behind it;
+//! - 5.4.3: Off-spec in tough: it accepts a timestamp with the trusted
+//!   version but different content; stage1 refuses it;
+//! - 5.7: images are downloaded by stage1's installer, which checks the
+//!   signed length and SHA-256 itself (with resume; see [`crate::fetch`]).
+//!
+//! State directory:
+//!
+//! | path | what |
+//! |---|---|
+//! | `tough/` | tough's datastore (its rollback checks, `latest_known_time.json`) |
+//! | `trusted/N.root.json` | the latest verified root (start of the next walk) |
+//! | `trusted/timestamp.json`, `trusted/V.snapshot.json`, `trusted/V.targets.json` | the verified metadata as received (offline boot re-verifies against it) |
+//! | `trusted-time` | the newest trusted time used (RFC 3339) |
+
+use std::path::{Path, PathBuf};
+
+use imgsign::release::{ImageName, ReleaseInfo};
+use tough::{ExpirationEnforcement, Repository, RepositoryLoader};
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::plan::{Release, ReleaseTarget};
+use crate::transport::HttpsTransport;
+
+/// Where the repository is and where trusted state lives.
+#[derive(Clone, Debug)]
+pub struct TufConfig {
+    /// Base URL of the metadata (`https://bootd:8443/metadata/`).
+    pub metadata_url: Url,
+    /// Base URL of the targets (`https://bootd:8443/targets/`).
+    pub targets_url: Url,
+    /// The state directory (see the module docs).
+    pub state_dir: PathBuf,
+}
+
+impl TufConfig {
+    /// A repository served at `base` (`metadata/` and `targets/` below it).
+    pub fn at(base: &Url, state_dir: &Path) -> Result<TufConfig> {
+        let j = |p: &str| {
+            base.join(p)
+                .map_err(|e| Error::Config(format!("repository URL {base}: {e}")))
+        };
+        Ok(TufConfig {
+            metadata_url: j("metadata/")?,
+            targets_url: j("targets/")?,
+            state_dir: state_dir.to_owned(),
+        })
+    }
+
+    fn trusted(&self) -> PathBuf {
+        self.state_dir.join("trusted")
+    }
+}
+
+/// Trusted time: the BMC's clock, never below the newest time persisted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrustedTime {
+    /// The time used.
+    pub now: jiff::Timestamp,
+    /// True when the BMC's clock was behind the persisted floor.
+    pub raised_to_floor: bool,
+}
+
+impl TrustedTime {
+    /// Pure rule: the later of the BMC's time and the persisted floor; with
+    /// neither, no trusted time (updates are then refused).
+    pub fn resolve(
+        bmc: Option<jiff::Timestamp>,
+        floor: Option<jiff::Timestamp>,
+    ) -> Result<TrustedTime> {
+        match (bmc, floor) {
+            (None, None) => Err(Error::NoTrustedTime),
+            (Some(b), None) => Ok(TrustedTime {
+                now: b,
+                raised_to_floor: false,
+            }),
+            (None, Some(f)) => Ok(TrustedTime {
+                now: f,
+                raised_to_floor: true,
+            }),
+            (Some(b), Some(f)) => Ok(TrustedTime {
+                now: b.max(f),
+                raised_to_floor: f > b,
+            }),
+        }
+    }
+}
+
+/// The persisted trusted-time floor, if any.
+pub fn time_floor(state_dir: &Path) -> Result<Option<jiff::Timestamp>> {
+    let p = state_dir.join("trusted-time");
+    match std::fs::read_to_string(&p) {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|e| Error::Config(format!("{}: {e}", p.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::Read { path: p, source }),
+    }
+}
+
+/// Raises the persisted floor to `t` (never lowers it).
+pub fn persist_time(state_dir: &Path, t: jiff::Timestamp) -> Result<()> {
+    if time_floor(state_dir)?.is_some_and(|f| f >= t) {
+        return Ok(());
+    }
+    write_atomic(&state_dir.join("trusted-time"), t.to_string().as_bytes())
+}
+
+/// Writes a file atomically (temp file, fsync, rename, fsync directory).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|source| Error::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let werr = |source| Error::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
+    std::io::Write::write_all(&mut tmp, bytes).map_err(werr)?;
+    tmp.as_file().sync_all().map_err(werr)?;
+    tmp.persist(path).map_err(|e| werr(e.error))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// The root to start from: the latest persisted verified root, else the
+/// pinned one.
+pub fn trusted_root(cfg: &TufConfig, pinned: Option<&Path>) -> Result<Vec<u8>> {
+    let dir = cfg.trusted();
+    let mut best: Option<(u64, PathBuf)> = None;
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(v) = name
+                .strip_suffix(".root.json")
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                if best.as_ref().is_none_or(|(b, _)| v > *b) {
+                    best = Some((v, e.path()));
+                }
+            }
+        }
+    }
+    let path = match (best, pinned) {
+        (Some((_, p)), _) => p,
+        (None, Some(p)) => p.to_owned(),
+        (None, None) => {
+            return Err(Error::Config(format!(
+                "no trusted root in {} and none given (run `stage1 tuf init`)",
+                dir.display()
+            )))
+        }
+    };
+    std::fs::read(&path).map_err(|source| Error::Read { path, source })
+}
+
+/// What a successful refresh produced.
+#[derive(Debug)]
+pub struct Refreshed {
+    /// The verified repository (for downloads through tough).
+    pub repo: Repository,
+    /// Its targets as stage1 sees them.
+    pub release: Release,
+    /// Targets whose racklet facts are unusable, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+fn tuf_err(url: &Url) -> impl FnOnce(tough::error::Error) -> Error + '_ {
+    move |e| Error::Tuf {
+        url: url.to_string(),
+        source: Box::new(e),
+    }
+}
+
+/// Refreshes metadata over `transport` (TUF 5.1–5.6) at trusted time `time`
+/// and persists it. `pinned` is the root to trust when nothing is persisted.
+pub async fn refresh(
+    cfg: &TufConfig,
+    transport: &HttpsTransport,
+    pinned: Option<&Path>,
+    time: &TrustedTime,
+) -> Result<Refreshed> {
+    // 5.1: the update start time is the trusted time. tough reads the
+    // system clock itself, so it must not be behind the trusted time.
+    let system = jiff::Timestamp::now();
+    if system < time.now {
+        return Err(Error::ClockBehind {
+            system,
+            trusted: time.now,
+        });
+    }
+    // 5.2: load the trusted root (the latest verified one).
+    let root = trusted_root(cfg, pinned)?;
+    let transport = transport.clone().recording(cfg.metadata_url.clone());
+    let tough_dir = cfg.state_dir.join("tough");
+    std::fs::create_dir_all(&tough_dir).map_err(|source| Error::Write {
+        path: tough_dir.clone(),
+        source,
+    })?;
+    // 5.3–5.6 in tough: root walk, signatures and thresholds, versions
+    // against the datastore (rollback), hashes and lengths, expiry (Safe).
+    let repo = RepositoryLoader::new(&root, cfg.metadata_url.clone(), cfg.targets_url.clone())
+        .transport(transport.clone())
+        .datastore(&tough_dir)
+        .expiration_enforcement(ExpirationEnforcement::Safe)
+        .load()
+        .await
+        .map_err(tuf_err(&cfg.metadata_url))?;
+
+    // 5.3.10, 5.4.4, 5.5.6, 5.6.5: freeze attacks, against trusted time.
+    let expiries = [
+        ("root", repo.root().signed.expires),
+        ("timestamp", repo.timestamp().signed.expires),
+        ("snapshot", repo.snapshot().signed.expires),
+        ("targets", repo.targets().signed.expires),
+    ];
+    for (role, expires) in expiries {
+        if expires <= time.now {
+            return Err(Error::Metadata(format!(
+                "{role} expired at {expires}, trusted time is {} (freeze attack?)",
+                time.now
+            )));
+        }
+    }
+    // 5.4.3 (Off-spec in tough): same timestamp version, different bytes.
+    let ts_version = repo.timestamp().signed.version.get();
+    let ts_bytes = transport.recorded("timestamp.json");
+    let trusted = cfg.trusted();
+    if let Ok(old) = std::fs::read(trusted.join("timestamp.json")) {
+        if let Ok(old_ts) =
+            serde_json::from_slice::<tough::schema::Signed<tough::schema::Timestamp>>(&old)
+        {
+            let v = old_ts.signed.version.get();
+            if v == ts_version && ts_bytes.as_deref().is_some_and(|b| b != old.as_slice()) {
+                return Err(Error::Metadata(format!(
+                    "timestamp version {v} changed content (rollback/mix-and-match attack?)"
+                )));
+            }
+        }
+    }
+
+    let (release, skipped) = release_of(&repo, true);
+
+    // Persist: the verified bytes, then the new time floor.
+    let root_v = repo.root().signed.version.get();
+    let snap_v = repo.snapshot().signed.version.get();
+    let targets_v = repo.targets().signed.version.get();
+    let files = [
+        (format!("{root_v}.root.json"), root_v > 1),
+        ("timestamp.json".to_owned(), true),
+        (format!("{snap_v}.snapshot.json"), true),
+        (format!("{targets_v}.targets.json"), true),
+    ];
+    for (name, fetched) in files {
+        let bytes = if fetched {
+            transport.recorded(&name)
+        } else {
+            Some(root.clone())
+        };
+        let bytes = match (bytes, name.ends_with(".root.json")) {
+            (Some(b), _) => b,
+            // The root was not re-fetched (no newer one): keep what we had.
+            (None, true) => root.clone(),
+            (None, false) => {
+                return Err(Error::Metadata(format!(
+                    "{name} was verified but its bytes were not recorded"
+                )))
+            }
+        };
+        write_atomic(&trusted.join(&name), &bytes)?;
+    }
+    // Drop stale snapshot/targets copies so offline loads see one version.
+    if let Ok(rd) = std::fs::read_dir(&trusted) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let keep = n == "timestamp.json"
+                || n.ends_with(".root.json")
+                || n == format!("{snap_v}.snapshot.json")
+                || n == format!("{targets_v}.targets.json");
+            if !keep {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    persist_time(&cfg.state_dir, time.now)?;
+    Ok(Refreshed {
+        repo,
+        release,
+        skipped,
+    })
+}
+
+/// Re-verifies the locally stored metadata (offline boot): signatures,
+/// thresholds, hashes, lengths and versions from the latest trusted root —
+/// every check but expiry (see `stage1/README.md`, "Offline boot").
+pub async fn load_stored(cfg: &TufConfig) -> Result<Release> {
+    let trusted = cfg.trusted();
+    let root = trusted_root(cfg, None)?;
+    let url = Url::from_directory_path(&trusted)
+        .map_err(|()| Error::Config(format!("{} is not absolute", trusted.display())))?;
+    let scratch = tempfile::tempdir().map_err(|source| Error::Write {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    let repo = RepositoryLoader::new(
+        &root,
+        url.clone(),
+        url.join("targets/").unwrap_or(url.clone()),
+    )
+    .datastore(scratch.path())
+    // Off-spec (deliberate): expiry is not enforced for the metadata of
+    // an already installed image when bootd is unreachable.
+    .expiration_enforcement(ExpirationEnforcement::Unsafe)
+    .load()
+    .await
+    .map_err(tuf_err(&url))?;
+    Ok(release_of(&repo, false).0)
+}
+
+/// The targets of a verified repository; targets with unusable racklet
+/// facts or names are skipped with their reason.
+pub fn release_of(repo: &Repository, fresh: bool) -> (Release, Vec<(String, String)>) {
+    let mut targets = Vec::new();
+    let mut skipped = Vec::new();
+    for (name, t) in repo.all_targets() {
+        let raw = name.raw();
+        let parsed = ImageName::new(raw)
+            .map_err(|e| e.to_string())
+            .and_then(|n| {
+                let info = ReleaseInfo::from_target(raw, t).map_err(|e| e.to_string())?;
+                let sha256: [u8; 32] = t
+                    .hashes
+                    .sha256
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| "sha256 is not 32 bytes".to_owned())?;
+                Ok(ReleaseTarget {
+                    name: n,
+                    length: t.length,
+                    sha256,
+                    info,
+                })
+            });
+        match parsed {
+            Ok(t) => targets.push(t),
+            Err(why) => skipped.push((raw.to_owned(), why)),
+        }
+    }
+    targets.sort_by(|a, b| a.name.cmp(&b.name));
+    (Release { targets, fresh }, skipped)
+}
+
+/// The URL of a target's file (consistent snapshots: `<sha256>.<name>`).
+pub fn target_url(targets_url: &Url, t: &ReleaseTarget, consistent: bool) -> Result<Url> {
+    let file = if consistent {
+        format!("{}.{}", hex::encode(t.sha256), t.name)
+    } else {
+        t.name.to_string()
+    };
+    targets_url
+        .join(&file)
+        .map_err(|e| Error::Config(format!("target URL: {e}")))
+}
