@@ -309,8 +309,14 @@ impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config> {
         let text = crate::fsio::read_to_string(path)?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, base, Some(path.to_owned()))
+        // Relative paths in the file are relative to the file, wherever
+        // bootd was started from.
+        let path = std::path::absolute(path).map_err(|source| Error::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("/"));
+        Self::parse(&text, base, Some(path.clone()))
     }
 
     /// Parses and validates config text; relative paths are taken relative to `base`.

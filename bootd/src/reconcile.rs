@@ -73,9 +73,11 @@ pub(crate) async fn reconcile_loop(
         })();
         match result {
             Ok((config, rack, tls)) => {
-                if config.https != live.config.https || config.plain_http != live.config.plain_http
+                if config.https != live.config.https
+                    || config.plain_http != live.config.plain_http
+                    || config.workers != live.config.workers
                 {
-                    warn!("listen addresses changed: that takes a restart; everything else is applied");
+                    warn!("listen addresses or workers changed: that takes a restart; everything else is applied");
                 }
                 if config.repository != live.config.repository
                     || config.state_dir != live.config.state_dir

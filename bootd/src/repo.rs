@@ -111,10 +111,14 @@ impl Publisher {
     pub fn new(cfg: &RepositoryConfig, state_dir: &Path) -> Result<Publisher> {
         let (transport, base): (Arc<dyn Transport>, Url) = match &cfg.source {
             Source::Local(dir) => {
-                let dir = fs::canonicalize(dir).map_err(|source| Error::ReadFile {
-                    path: dir.clone(),
-                    source,
-                })?;
+                // The directory may not exist yet (imgsign has not published):
+                // bootd starts anyway and picks the repository up when it appears.
+                let dir = fs::canonicalize(dir)
+                    .or_else(|_| std::path::absolute(dir))
+                    .map_err(|source| Error::ReadFile {
+                        path: dir.clone(),
+                        source,
+                    })?;
                 let url = Url::from_directory_path(&dir).map_err(|()| Error::Stage {
                     path: dir.clone(),
                     reason: "not an absolute directory".into(),

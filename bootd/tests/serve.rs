@@ -638,3 +638,56 @@ async fn a_mirror_refuses_an_upstream_signed_by_other_keys() {
     mirror.stop().await;
     upstream.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn starts_before_the_first_publish_and_picks_it_up() {
+    let f = Fixture::new();
+    let away = f.dir.path().join("repo-later");
+    std::fs::rename(&f.repo, &away).unwrap();
+    let s = f.start().await;
+    let ca = f.ca_der();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        get(s.addr, &ca, "/healthz").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        get(s.addr, &ca, "/metadata/1.root.json").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    std::fs::rename(&away, &f.repo).unwrap();
+    wait_for_timestamp(s.addr, &ca, 1).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_renewed_server_certificate_is_served_without_a_restart() {
+    let f = Fixture::new();
+    let s = f.start().await;
+    let ca = f.ca_der();
+    let served = |tls: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>| {
+        tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    };
+    let before = served(&tls_connect(s.addr, default_client(&ca)).await.unwrap());
+    let cfg = f.config();
+    bootd::pki::renew_server(&cfg.pki, &cfg.server_names, 10, chrono::Utc::now()).unwrap();
+    let renewed = std::fs::read(&cfg.pki.server_cert).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let now = served(&tls_connect(s.addr, default_client(&ca)).await.unwrap());
+        if now != before {
+            assert!(String::from_utf8_lossy(&renewed).contains("BEGIN CERTIFICATE"));
+            assert_eq!(
+                now,
+                bootd::pki::load_certs(&cfg.pki.server_cert).unwrap()[0].to_vec()
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still the old certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.stop().await;
+}
