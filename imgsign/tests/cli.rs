@@ -546,3 +546,115 @@ fn targets_threshold_ceremony_on_separate_machines() {
         .failure()
         .stderr(predicate::str::contains("needs version 3"));
 }
+
+#[test]
+fn keys_never_reach_the_output_even_at_trace_level() {
+    let d = tempfile::tempdir().unwrap();
+    for k in ["r1.pem", "tg.pem", "sn.pem", "ts.pem"] {
+        gen(d.path(), k);
+    }
+    let mut secrets = Vec::new();
+    for k in ["r1.pem", "tg.pem", "sn.pem", "ts.pem"] {
+        let pem = std::fs::read_to_string(d.path().join(k)).unwrap();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        let seed = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
+            .unwrap()
+            .to_bytes();
+        secrets.push(body);
+        secrets.push(hex_lower(&seed));
+        secrets.push(String::from_utf8_lossy(&seed).into_owned());
+    }
+    std::fs::write(d.path().join("os.uki"), vec![1u8; 1000]).unwrap();
+    let mut outputs = Vec::new();
+    let mut run = |args: &[&str]| {
+        let o = imgsign(d.path())
+            .env("RUST_LOG", "trace")
+            .arg("-vv")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        outputs.push(String::from_utf8_lossy(&o.stdout).into_owned());
+        outputs.push(String::from_utf8_lossy(&o.stderr).into_owned());
+    };
+    run(&[
+        "init",
+        "--repo",
+        "repo",
+        "--root-key",
+        "r1.pem",
+        "--targets-key",
+        "tg.pem",
+        "--snapshot-key",
+        "sn.pem",
+        "--timestamp-key",
+        "ts.pem",
+    ]);
+    run(&[
+        "sign",
+        "release",
+        "--repo",
+        "repo",
+        "--kind",
+        "os",
+        "--version",
+        "1.0.0",
+        "--security-version",
+        "1",
+        "--arch",
+        "x86_64",
+        "--channel",
+        "stable",
+        "--all-nodes",
+        "--key",
+        "tg.pem",
+        "--key",
+        "sn.pem",
+        "--key",
+        "ts.pem",
+        "os.uki",
+    ]);
+    run(&["timestamp", "refresh", "--repo", "repo", "--key", "ts.pem"]);
+    run(&["verify", "--repo", "repo"]);
+    assert!(
+        outputs
+            .iter()
+            .any(|o| o.contains("TRACE") || o.contains("DEBUG")),
+        "trace logging was on"
+    );
+    for out in &outputs {
+        for s in &secrets {
+            assert!(!out.contains(s.as_str()), "key material in the output");
+        }
+    }
+    // Nor in the repository.
+    for entry in walk(&d.path().join("repo")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for s in &secrets {
+            assert!(
+                !text.contains(s.as_str()),
+                "key material in {}",
+                entry.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
