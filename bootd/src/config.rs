@@ -88,6 +88,8 @@ pub mod wire {
         pub poll_interval_ms: Option<u64>,
         #[serde(default)]
         pub timestamp: Option<Timestamp>,
+        #[serde(default)]
+        pub require_client_cert: bool,
     }
 
     #[derive(Debug, Deserialize)]
@@ -194,6 +196,11 @@ pub struct RepositoryConfig {
     pub poll_interval: Duration,
     /// The online timestamp role, if bootd holds its key.
     pub timestamp: Option<TimestampRole>,
+    /// Serve `/metadata/` and `/targets/` only to enrolled nodes (mTLS).
+    /// Default off: platform firmware (Pi EEPROM, UEFI HTTP boot) has no
+    /// client certificate, and the repository is signed anyway.
+    /// First-stage files are not affected.
+    pub require_client_cert: bool,
 }
 
 /// The online timestamp role.
@@ -549,6 +556,7 @@ impl Config {
                     3_600_000,
                 )?,
                 timestamp,
+                require_client_cert: w.repository.require_client_cert,
             },
             first_stage,
             limits,

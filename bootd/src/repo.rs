@@ -184,6 +184,7 @@ impl Publisher {
             source: Source::Local(last),
             poll_interval: std::time::Duration::from_secs(1),
             timestamp: None,
+            require_client_cert: false,
         };
         let p = match Publisher::new(&cfg, &self.state_dir) {
             Ok(p) => p,

@@ -65,6 +65,11 @@ pub(crate) async fn route(
             if !is_get {
                 return (route, text(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD"));
             }
+            if live.config.repository.require_client_cert {
+                if let Err(refusal) = node_of(shared, info, &live) {
+                    return (route, refusal);
+                }
+            }
             if !is_flat_name(name) {
                 // `..`, `%2e%2e`, `a/b`, hidden files: never a repository file.
                 return (route, text(StatusCode::NOT_FOUND, "not found"));
@@ -282,23 +287,9 @@ async fn api(
             let route = if r == "node/report" { "report" } else { "node" };
             // Per-node endpoints: a verified client certificate that bootd
             // issued, not revoked, for a node still in the rack.
-            let Some(fp) = &info.client_cert else {
-                return (
-                    route,
-                    text(StatusCode::UNAUTHORIZED, "a client certificate is required"),
-                );
-            };
-            let node = shared
-                .identities
-                .read()
-                .ok()
-                .and_then(|ids| ids.by_fingerprint.get(fp).cloned());
-            let Some(node) = node.filter(|n| live.rack.node_by_name(n).is_some()) else {
-                info!(peer = %info.peer, cert = %fp, "client certificate not issued to a current node");
-                return (
-                    route,
-                    text(StatusCode::FORBIDDEN, "certificate not recognised"),
-                );
+            let node = match node_of(shared, info, live) {
+                Ok(n) => n,
+                Err(refusal) => return (route, refusal),
             };
             match (method, route) {
                 (Method::POST, "report") => {
@@ -374,6 +365,30 @@ async fn api(
             }
         }
         _ => ("other", text(StatusCode::NOT_FOUND, "not found")),
+    }
+}
+
+/// The node a request's client certificate identifies: one bootd issued,
+/// not revoked (the TLS layer checked chain, validity and revocation), for
+/// a node still in the rack description. Otherwise the refusal to send.
+fn node_of(shared: &Arc<Shared>, info: &ConnInfo, live: &Live) -> Result<String, Response<Body>> {
+    let Some(fp) = &info.client_cert else {
+        return Err(text(
+            StatusCode::UNAUTHORIZED,
+            "a client certificate is required",
+        ));
+    };
+    let node = shared
+        .identities
+        .read()
+        .ok()
+        .and_then(|ids| ids.by_fingerprint.get(fp).cloned());
+    match node.filter(|n| live.rack.node_by_name(n).is_some()) {
+        Some(n) => Ok(n),
+        None => {
+            info!(peer = %info.peer, cert = %fp, "client certificate not issued to a current node");
+            Err(text(StatusCode::FORBIDDEN, "certificate not recognised"))
+        }
     }
 }
 

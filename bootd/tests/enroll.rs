@@ -287,3 +287,46 @@ async fn serve_needs_no_ca_key_and_a_node_removed_from_the_rack_loses_access() {
     std::fs::write(&f.pki.ca_key, key).unwrap();
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_repository_can_be_restricted_to_enrolled_nodes() {
+    let f = Fixture::with_config(&BASE_CONFIG.replace(
+        "  poll_interval_ms: 100",
+        "  poll_interval_ms: 100\n  require_client_cert: true",
+    ));
+    f.release("1.0.0", &[("rpi4-stage1.img", b"s1", "stage1")]);
+    let s = f.start().await;
+    let ca_der = f.ca_der();
+    let ca = f.ca_pem();
+    let id = enroll(&f, s.addr, "unit-1").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mtls = client::mtls_config(&ca, &id).unwrap();
+    let start = std::time::Instant::now();
+    while get_with(s.addr, mtls.clone(), "/metadata/timestamp.json", &[])
+        .await
+        .status
+        != StatusCode::OK
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "enrolled node never served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Without a certificate: refused; first-stage files still served.
+    assert_eq!(
+        get(s.addr, &ca_der, "/metadata/timestamp.json")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(s.addr, &ca_der, "/metadata/1.root.json").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(s.addr, &ca_der, "/net_install/boot.img").await.status,
+        StatusCode::OK
+    );
+    s.stop().await;
+}
