@@ -66,8 +66,8 @@ pub(crate) async fn route(
                 return (route, text(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD"));
             }
             if live.config.repository.require_client_cert {
-                if let Err(refusal) = node_of(shared, info, &live) {
-                    return (route, refusal);
+                if let Err((status, why)) = node_of(shared, info, &live) {
+                    return (route, text(status, why));
                 }
             }
             if !is_flat_name(name) {
@@ -289,7 +289,7 @@ async fn api(
             // issued, not revoked, for a node still in the rack.
             let node = match node_of(shared, info, live) {
                 Ok(n) => n,
-                Err(refusal) => return (route, refusal),
+                Err((status, why)) => return (route, text(status, why)),
             };
             match (method, route) {
                 (Method::POST, "report") => {
@@ -371,12 +371,13 @@ async fn api(
 /// The node a request's client certificate identifies: one bootd issued,
 /// not revoked (the TLS layer checked chain, validity and revocation), for
 /// a node still in the rack description. Otherwise the refusal to send.
-fn node_of(shared: &Arc<Shared>, info: &ConnInfo, live: &Live) -> Result<String, Response<Body>> {
+fn node_of(
+    shared: &Arc<Shared>,
+    info: &ConnInfo,
+    live: &Live,
+) -> Result<String, (StatusCode, &'static str)> {
     let Some(fp) = &info.client_cert else {
-        return Err(text(
-            StatusCode::UNAUTHORIZED,
-            "a client certificate is required",
-        ));
+        return Err((StatusCode::UNAUTHORIZED, "a client certificate is required"));
     };
     let node = shared
         .identities
@@ -387,7 +388,7 @@ fn node_of(shared: &Arc<Shared>, info: &ConnInfo, live: &Live) -> Result<String,
         Some(n) => Ok(n),
         None => {
             info!(peer = %info.peer, cert = %fp, "client certificate not issued to a current node");
-            Err(text(StatusCode::FORBIDDEN, "certificate not recognised"))
+            Err((StatusCode::FORBIDDEN, "certificate not recognised"))
         }
     }
 }
