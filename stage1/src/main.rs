@@ -1,1 +1,61 @@
-fn main() {}
+//! `stage1`: parse arguments, set up logging, call the library.
+#![forbid(unsafe_code)]
+
+mod cli;
+
+use clap::Parser;
+use cli::{Command, Program};
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // As PID 1 the kernel passes no arguments: read them from a file.
+    let program = if std::process::id() == 1 && std::env::args().len() <= 1 {
+        let args = std::fs::read_to_string(cli::init::ARGS_FILE).unwrap_or_default();
+        let argv = std::iter::once("stage1".to_owned())
+            .chain(std::iter::once("init".to_owned()))
+            .chain(
+                args.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned),
+            );
+        match Program::try_parse_from(argv) {
+            Ok(p) => p,
+            Err(e) => loop {
+                // PID 1 never exits: say why, and wait for the BMC watchdog.
+                eprintln!("stage1: bad {}: {e}", cli::init::ARGS_FILE);
+                std::thread::sleep(std::time::Duration::from_secs(60));
+            },
+        }
+    } else {
+        Program::parse()
+    };
+    let res = match program.command {
+        Command::Boot(a) => cli::boot::run(a),
+        Command::Confirm(a) => cli::confirm::run(a),
+        Command::Init(a) => cli::init::run(a),
+        Command::Tuf(c) => cli::tuf::run(c),
+        Command::Slots(c) => cli::slots::run(c),
+    };
+    match res {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stage1: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        super::Program::command().debug_assert();
+    }
+}

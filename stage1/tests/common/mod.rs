@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod disk;
+pub mod repo;
+pub mod server;
 
 use imgsign::release::{ImageName, SecurityVersion};
 use sha2::Digest;

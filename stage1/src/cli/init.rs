@@ -1,0 +1,75 @@
+//! `stage1 init` (and `/init` as PID 1): mount the kernel filesystems, load
+//! the listed modules, reap children, boot; on failure retry with backoff
+//! and fall back through the BMC; never exit.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::NodeArgs;
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Kernel modules to load, in order (paths to .ko files).
+    #[arg(long, value_delimiter = ',')]
+    pub modules: Vec<PathBuf>,
+}
+
+/// Where PID 1 reads its arguments (one per line) when started without any.
+pub const ARGS_FILE: &str = "/etc/stage1/args";
+
+fn console(msg: &str) {
+    eprintln!("stage1: {msg}");
+}
+
+pub fn run(args: InitArgs) -> anyhow::Result<()> {
+    let pid1 = std::process::id() == 1;
+    if pid1 {
+        for (src, dst, fs) in [
+            ("proc", "/proc", "proc"),
+            ("sysfs", "/sys", "sysfs"),
+            ("devtmpfs", "/dev", "devtmpfs"),
+        ] {
+            let _ = std::fs::create_dir_all(dst);
+            match stage1::sys::mount(src, dst, fs) {
+                Ok(()) => console(&format!("mounted {dst}")),
+                Err(e) => console(&format!("mount {dst}: {e}")),
+            }
+        }
+    }
+    for m in &args.modules {
+        match stage1::sys::load_module(m) {
+            Ok(()) => console(&format!("loaded {}", m.display())),
+            Err(e) => console(&format!("module {}: {e}", m.display())),
+        }
+    }
+    std::thread::spawn(|| loop {
+        stage1::sys::reap_children();
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match args.node.config(pid1) {
+            Ok(cfg) => {
+                let res = super::runtime().and_then(|rt| {
+                    Ok(rt.block_on(stage1::boot::run(&cfg, 3, Duration::from_millis(500)))?)
+                });
+                match res {
+                    Ok(rec) => console(&format!("handed off to {} (simulation)", rec.image)),
+                    Err(e) => console(&format!("boot failed: {e:#}")),
+                }
+                if !pid1 {
+                    // Outside PID 1 (a test, a shell) one round is enough.
+                    return Ok(());
+                }
+            }
+            Err(e) => console(&format!("bad configuration: {e:#}")),
+        }
+        console(&format!("retrying in {wait:?}"));
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_secs(60));
+    }
+}

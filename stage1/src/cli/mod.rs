@@ -1,0 +1,171 @@
+//! The `stage1` command line: one module per subcommand.
+
+pub mod boot;
+pub mod confirm;
+pub mod init;
+pub mod slots;
+pub mod tuf;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use racklet_hardware::{Arch, NodeName};
+use stage1::boot::{BootConfig, Mode};
+use stage1::fetch::Backoff;
+use stage1::plan::NodeFacts;
+use stage1::transport::NetConfig;
+
+/// Racklet stage1: verify with TUF, install into the inactive slot, hand off.
+#[derive(Debug, Parser)]
+#[command(name = "stage1", version)]
+pub struct Program {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One boot: BMC facts, metadata, plan, install or hand-off.
+    Boot(boot::BootArgs),
+    /// For the booted OS: confirm the boot to the BMC, report to bootd.
+    Confirm(confirm::ConfirmArgs),
+    /// Run as PID 1 (what `/init` does): mount, load modules, boot, never exit.
+    Init(init::InitArgs),
+    /// A standalone TUF client (debug any TUF 1.0 repository).
+    #[command(subcommand)]
+    Tuf(tuf::TufCommand),
+    /// Inspect or format a slot disk.
+    #[command(subcommand)]
+    Slots(slots::SlotsCommand),
+}
+
+/// The node and its links (shared by `boot`, `confirm` and `init`).
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// This node's name (as in hardware/rack.yaml).
+    #[arg(long, env = "STAGE1_NODE")]
+    pub node: String,
+    /// Its groups (comma separated).
+    #[arg(long, value_delimiter = ',', env = "STAGE1_GROUPS")]
+    pub groups: Vec<String>,
+    /// Its architecture (default: the one stage1 was built for).
+    #[arg(long, env = "STAGE1_ARCH")]
+    pub arch: Option<String>,
+    /// Release channel to follow.
+    #[arg(long, default_value = "stable", env = "STAGE1_CHANNEL")]
+    pub channel: String,
+    /// The slot disk (block device or file).
+    #[arg(long, env = "STAGE1_DISK")]
+    pub disk: PathBuf,
+    /// The BMC link: the simulator's unit socket, host:port.
+    #[arg(long, env = "STAGE1_BMC")]
+    pub bmc: String,
+    /// The BMC's SMBus address (e.g. 0x21).
+    #[arg(long, value_parser = parse_u8, env = "STAGE1_SMBUS")]
+    pub smbus: u8,
+    /// bootd's base URL (https://host:port/). Without it: offline boot only.
+    #[arg(long, env = "STAGE1_BOOTD")]
+    pub bootd: Option<url::Url>,
+    /// The rack CA certificate (PEM).
+    #[arg(long, env = "STAGE1_CA")]
+    pub ca: Option<PathBuf>,
+    /// Client certificate (PEM), once enrolled.
+    #[arg(long, requires = "key", env = "STAGE1_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Client key (PEM).
+    #[arg(long, requires = "cert", env = "STAGE1_KEY")]
+    pub key: Option<PathBuf>,
+    /// The pinned TUF root (used until a newer root is verified and stored).
+    #[arg(long, env = "STAGE1_ROOT")]
+    pub root: PathBuf,
+    /// State directory (TUF store, trusted time).
+    #[arg(long, env = "STAGE1_STATE")]
+    pub state: PathBuf,
+    /// Simulation: record the hand-off in this JSON file instead of kexec.
+    #[arg(long, env = "STAGE1_SIMULATE")]
+    pub simulate: Option<PathBuf>,
+    /// Command line for ELF kernels (UKIs carry their own).
+    #[arg(long, default_value = "console=ttyS0")]
+    pub cmdline: String,
+    /// Minimum download rate in bytes/s after the grace period.
+    #[arg(long, default_value_t = NetConfig::default().min_bytes_per_sec)]
+    pub min_rate: u64,
+    /// Per-read timeout in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub read_timeout_s: u64,
+}
+
+pub fn parse_u8(s: &str) -> Result<u8, String> {
+    let r = match s.strip_prefix("0x") {
+        Some(h) => u8::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|e| format!("{s}: {e}"))
+}
+
+pub fn host_arch() -> Arch {
+    if cfg!(target_arch = "aarch64") {
+        Arch::Aarch64
+    } else {
+        Arch::X86_64
+    }
+}
+
+impl NodeArgs {
+    /// The validated configuration (errors name the flag).
+    pub fn config(&self, set_clock: bool) -> anyhow::Result<BootConfig> {
+        let arch = match &self.arch {
+            Some(a) => a
+                .parse::<Arch>()
+                .map_err(anyhow::Error::msg)
+                .context("--arch")?,
+            None => host_arch(),
+        };
+        let node = NodeFacts {
+            name: NodeName::new(&self.node)
+                .map_err(anyhow::Error::msg)
+                .context("--node")?,
+            groups: self.groups.iter().cloned().collect(),
+            arch,
+            channel: imgsign::release::Channel::new(&self.channel).context("--channel")?,
+        };
+        if self.bootd.as_ref().is_some_and(|u| u.scheme() != "https") {
+            anyhow::bail!("--bootd must be an https:// URL");
+        }
+        if self.bootd.is_some() && self.ca.is_none() {
+            anyhow::bail!("--bootd needs --ca (the rack CA to pin)");
+        }
+        let net = NetConfig {
+            min_bytes_per_sec: self.min_rate,
+            read_timeout: std::time::Duration::from_secs(self.read_timeout_s),
+            ..NetConfig::default()
+        };
+        Ok(BootConfig {
+            node,
+            disk: self.disk.clone(),
+            bmc_addr: self.bmc.clone(),
+            smbus: self.smbus,
+            bootd: self.bootd.clone(),
+            ca: self.ca.clone(),
+            identity: self.cert.clone().zip(self.key.clone()),
+            root: self.root.clone(),
+            state_dir: self.state.clone(),
+            mode: match &self.simulate {
+                Some(p) => Mode::Simulate { record: p.clone() },
+                None => Mode::Kexec,
+            },
+            net,
+            backoff: Backoff::default(),
+            default_cmdline: self.cmdline.clone(),
+            set_clock,
+        })
+    }
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")
+}
