@@ -167,6 +167,58 @@ async fn serve_first_stage(
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(assign: serde_json::Value) -> crate::repo::TargetInfo {
+        crate::repo::TargetInfo {
+            length: 1,
+            sha256: String::new(),
+            file: String::new(),
+            racklet: Some(serde_json::json!({"kind": "os", "assign": assign})),
+        }
+    }
+
+    #[test]
+    fn assignment_by_node_group_or_all() {
+        let groups = vec!["workers".to_string()];
+        assert!(assigned_to(
+            &target(serde_json::json!({"nodes": ["unit-3"]})),
+            "unit-3",
+            &[]
+        ));
+        assert!(!assigned_to(
+            &target(serde_json::json!({"nodes": ["unit-3"]})),
+            "unit-4",
+            &groups
+        ));
+        assert!(assigned_to(
+            &target(serde_json::json!({"groups": ["workers"]})),
+            "unit-4",
+            &groups
+        ));
+        assert!(!assigned_to(
+            &target(serde_json::json!({"groups": ["canary"]})),
+            "unit-4",
+            &groups
+        ));
+        assert!(assigned_to(
+            &target(serde_json::json!({"all": true})),
+            "unit-9",
+            &[]
+        ));
+        assert!(!assigned_to(
+            &target(serde_json::json!({"all": false})),
+            "unit-9",
+            &[]
+        ));
+        let mut no_meta = target(serde_json::json!({}));
+        no_meta.racklet = None;
+        assert!(!assigned_to(&no_meta, "unit-1", &groups));
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EnrollBody {
@@ -405,7 +457,8 @@ fn assigned_to(t: &crate::repo::TargetInfo, node: &str, groups: &[String]) -> bo
             .and_then(|a| a.as_array())
             .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(v)))
     };
-    has("nodes", node) || groups.iter().any(|g| has("groups", g))
+    let all = assign.get("all").and_then(|a| a.as_bool()) == Some(true);
+    all || has("nodes", node) || groups.iter().any(|g| has("groups", g))
 }
 
 pub(crate) fn note_report_metrics(m: &Metrics, r: &crate::nodes::Report) {
