@@ -6,7 +6,7 @@
 //! 1. `timestamp.json` at the source changed (its SHA-256 differs from the
 //!    one being served) → start a new *staging* directory.
 //! 2. tough loads the repository from the pinned root through a
-//!    [`Recording`] transport: every byte tough reads (and therefore
+//!    *recording* transport: every byte tough reads (and therefore
 //!    verifies) is written into staging as it passes. A datastore copy keeps
 //!    the rollback state (TUF 5.3–5.5: versions never go back).
 //! 3. Every target is read through tough, which checks its length and
