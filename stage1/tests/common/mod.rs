@@ -4,6 +4,7 @@
 pub mod disk;
 pub mod repo;
 pub mod server;
+pub mod sim;
 
 use imgsign::release::{ImageName, SecurityVersion};
 use sha2::Digest;
