@@ -96,8 +96,7 @@ pub mod wire {
     #[serde(deny_unknown_fields)]
     pub struct Mirror {
         pub url: String,
-        #[serde(default)]
-        pub ca_cert: Option<PathBuf>,
+        pub ca_cert: PathBuf,
     }
 
     #[derive(Debug, Deserialize)]
@@ -179,9 +178,9 @@ pub enum Source {
     Mirror {
         /// Base URL, ending in `/`.
         url: url::Url,
-        /// CA to trust for the origin; the system has none built in, so this
-        /// is required for `https` origins in practice.
-        ca_cert: Option<PathBuf>,
+        /// The only CA trusted for the origin (bootd trusts no public CA
+        /// by default: the origin is the rack owner's, like the rack CA).
+        ca_cert: PathBuf,
     },
 }
 
@@ -394,7 +393,7 @@ impl Config {
                 }
                 Source::Mirror {
                     url,
-                    ca_cert: m.ca_cert.map(abs),
+                    ca_cert: abs(m.ca_cert),
                 }
             }
             (Some(_), Some(_)) => {
@@ -716,7 +715,7 @@ mod tests {
 
         let text = EXAMPLE.replace(
             "  local: /srv/racklet/repo",
-            "  mirror: { url: \"http://origin.example/repo\" }",
+            "  mirror: { url: \"http://origin.example/repo\", ca_cert: o.pem }",
         );
         assert_ne!(text, EXAMPLE);
         let err = Config::parse(&text, Path::new("/"), None)

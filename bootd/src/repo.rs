@@ -126,10 +126,7 @@ impl Publisher {
                 (Arc::new(tough::FilesystemTransport), url)
             }
             Source::Mirror { url, ca_cert } => {
-                let roots = match ca_cert {
-                    Some(p) => crate::pki::load_certs(p)?,
-                    None => Vec::new(),
-                };
+                let roots = crate::pki::load_certs(ca_cert)?;
                 let client =
                     crate::transport::HttpsClient::new(crate::transport::client_tls(&roots, None)?);
                 (
