@@ -1,0 +1,136 @@
+//! The byte tables in stage1/README.md, checked against the code: every
+//! row's offset and length, that the rows tile the structure, and what the
+//! encoder writes at each field.
+
+use imgsign::release::{ImageName, SecurityVersion};
+use racklet_bmc_proto::Slot;
+use stage1::slots::{
+    Geometry, SlotImage, SlotState, COPY_OFFSETS, CRC_OFFSET, HEADER_LEN, MAGIC, RECORD_LEN,
+    RECORD_OFFSETS, SLOTS_OFFSET,
+};
+
+/// Rows `(offset, length, field)` of the table under `heading`.
+fn table(heading: &str) -> Vec<(String, String, String)> {
+    let readme = include_str!("../README.md");
+    let start = readme
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading}"));
+    readme[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| {
+            let c: Vec<String> = l.split('|').map(|s| s.trim().to_owned()).collect();
+            (c[1].clone(), c[2].clone(), c[3].clone())
+        })
+        .collect()
+}
+
+fn state() -> SlotState {
+    let mut s = SlotState::empty(Geometry::for_disk(64 << 20).unwrap());
+    s.generation = 0x0102_0304_0506_0708;
+    let img = SlotImage {
+        name: ImageName::new("os-x86_64-1.2.0.uki").unwrap(),
+        version: "1.2.0".parse().unwrap(),
+        security_version: SecurityVersion(7),
+        sha256: [0xAB; 32],
+        length: 12345,
+    };
+    s.invalidate(Slot::B, img).unwrap();
+    s.mark_valid(Slot::B).unwrap();
+    s.flip(Slot::B).unwrap();
+    s
+}
+
+fn num(s: &str) -> usize {
+    s.parse()
+        .unwrap_or_else(|_| panic!("{s:?} is not a number"))
+}
+
+#[test]
+fn the_disk_table_matches_the_code() {
+    let rows = table("### Disk");
+    assert_eq!(num(&rows[0].0) as u64, COPY_OFFSETS[0]);
+    assert_eq!(num(&rows[0].1), HEADER_LEN);
+    assert_eq!(num(&rows[1].0) as u64, COPY_OFFSETS[1]);
+    assert_eq!(num(&rows[2].0) as u64, SLOTS_OFFSET);
+    assert!(rows[2].2.contains("slot A") && rows[3].2.contains("slot B"));
+    let g = Geometry::for_disk(64 << 20).unwrap();
+    assert_eq!(g.capacity, ((64 << 20) - SLOTS_OFFSET) / 2 / 4096 * 4096);
+    assert_eq!(g.offsets[1], g.offsets[0] + g.capacity);
+}
+
+#[test]
+fn the_header_table_matches_the_encoder() {
+    let s = state();
+    let b = s.encode();
+    let rows = table("### Header");
+    let mut at = 0;
+    for (off, len, field) in &rows {
+        let (off, len) = (num(off), num(len));
+        assert_eq!(off, at, "row {field} does not follow the previous one");
+        at += len;
+        let bytes = &b[off..off + len];
+        let le = |n: u64| -> Vec<u8> { n.to_le_bytes()[..len].to_vec() };
+        match field.as_str() {
+            f if f.starts_with("magic") => assert_eq!(bytes, MAGIC),
+            f if f.starts_with("format version") => assert_eq!(bytes, le(1)),
+            f if f.starts_with("header length") => assert_eq!(bytes, le(HEADER_LEN as u64)),
+            "generation" => assert_eq!(bytes, le(s.generation)),
+            "slot A offset" => assert_eq!(bytes, le(s.geometry.offsets[0])),
+            "slot B offset" => assert_eq!(bytes, le(s.geometry.offsets[1])),
+            "slot capacity" => assert_eq!(bytes, le(s.geometry.capacity)),
+            f if f.starts_with("active slot") => assert_eq!(bytes, [1]),
+            "zero" => assert!(bytes.iter().all(|&x| x == 0)),
+            "slot A record" => assert_eq!((off, len), (RECORD_OFFSETS[0], RECORD_LEN)),
+            "slot B record" => assert_eq!((off, len), (RECORD_OFFSETS[1], RECORD_LEN)),
+            f if f.starts_with("CRC-32") => {
+                assert_eq!(off, CRC_OFFSET);
+                assert_eq!(bytes, crc32fast::hash(&b[..CRC_OFFSET]).to_le_bytes());
+            }
+            other => panic!("README field {other:?} is not checked"),
+        }
+    }
+    assert_eq!(at, HEADER_LEN);
+}
+
+#[test]
+fn the_record_table_matches_the_encoder() {
+    let s = state();
+    let b = s.encode();
+    let r = &b[RECORD_OFFSETS[1]..RECORD_OFFSETS[1] + RECORD_LEN];
+    let img = s.slot(Slot::B).image.clone().unwrap();
+    let rows = table("### Slot record");
+    let mut at = 0;
+    for (off, len, field) in &rows {
+        let (off, len) = (num(off), num(len));
+        assert_eq!(off, at, "row {field}");
+        at += len;
+        let bytes = &r[off..off + len];
+        let padded = |v: &[u8]| {
+            let mut p = v.to_vec();
+            p.resize(len, 0);
+            p
+        };
+        match field.as_str() {
+            f if f.starts_with("status") => assert_eq!(bytes, [2]),
+            "name length" => assert_eq!(bytes, [img.name.as_str().len() as u8]),
+            "version length" => assert_eq!(bytes, [img.version.to_string().len() as u8]),
+            "zero" => assert!(bytes.iter().all(|&x| x == 0)),
+            "image length" => assert_eq!(bytes, img.length.to_le_bytes()),
+            "security version" => assert_eq!(bytes, img.security_version.0.to_le_bytes()),
+            "SHA-256" => assert_eq!(bytes, img.sha256),
+            "target name" => assert_eq!(bytes, padded(img.name.as_str().as_bytes())),
+            f if f.starts_with("version") => {
+                assert_eq!(bytes, padded(img.version.to_string().as_bytes()))
+            }
+            other => panic!("README field {other:?} is not checked"),
+        }
+    }
+    assert_eq!(at, RECORD_LEN);
+    // The empty slot A record is all zero.
+    assert!(b[RECORD_OFFSETS[0]..RECORD_OFFSETS[0] + RECORD_LEN]
+        .iter()
+        .all(|&x| x == 0));
+}
