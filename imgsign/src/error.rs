@@ -71,6 +71,21 @@ pub enum Error {
     #[error("{path}: the repository was changed behind imgsign's back: {reason}")]
     Tampered { path: PathBuf, reason: String },
 
+    #[error(
+        "{repo}: this machine has no pinned root for the repository; pin the root you \
+         distributed to clients with `imgsign trust --repo {repo} --root FILE` (compare its key \
+         ids with the key holders first)"
+    )]
+    NotPinned { repo: PathBuf },
+
+    #[error("{path}: {role} version {offered} is older than version {trusted} this machine saw before (rolled back?)")]
+    OlderMetadata {
+        path: PathBuf,
+        role: &'static str,
+        trusted: u64,
+        offered: u64,
+    },
+
     #[error("{path} is not an imgsign repository: {reason}")]
     NotARepository { path: PathBuf, reason: String },
 

@@ -70,7 +70,7 @@ pub fn build_root(spec: &RootSpec, expires: jiff::Timestamp) -> Result<Root> {
             },
         );
     }
-    Ok(Root {
+    let root = Root {
         spec_version: repo::SPEC_VERSION.into(),
         consistent_snapshot: true,
         version: NonZeroU64::MIN,
@@ -78,7 +78,9 @@ pub fn build_root(spec: &RootSpec, expires: jiff::Timestamp) -> Result<Root> {
         keys,
         roles,
         _extra: HashMap::new(),
-    })
+    };
+    repo::check_root_keys(&root)?;
+    Ok(root)
 }
 
 /// Creates a repository at `dir` in one sitting: every root key needed for
@@ -107,11 +109,14 @@ pub(crate) fn write_first(
     expiries: &Expiries,
 ) -> Result<Published> {
     let layout = Layout::new(dir);
+    repo::create_dirs(&layout)?;
+    let _lock = layout.lock()?;
     if layout.root(1).exists() || layout.timestamp().exists() {
         return Err(Error::AlreadyExists {
             path: layout.root(1),
         });
     }
+    repo::check_root_keys(&root.signed)?;
     repo::check_threshold(&root.signed, root, &layout.root(1))?;
     // Sign everything before writing anything: a missing key leaves no
     // half-made repository behind.
@@ -134,7 +139,6 @@ pub(crate) fn write_first(
             });
         }
     }
-    repo::create_dirs(&layout)?;
     fsio::write_atomic(&layout.root(1), &repo::to_bytes(root)?, 0o644)?;
     fsio::write_atomic(&layout.targets(1), &targets_bytes, 0o644)?;
     repo::publish_snapshot_and_timestamp(

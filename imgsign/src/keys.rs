@@ -176,7 +176,8 @@ impl SigningKeyPair {
         }
     }
 
-    /// True if this is one of the published example keys in `keys-example/`.
+    /// True if this is one of the published example keys in `keys-example/`
+    /// (compared by public key, whatever id it is listed under).
     pub fn is_insecure_example(&self) -> bool {
         danger::is_insecure_example_key_id(&self.key_id)
     }
@@ -218,6 +219,24 @@ pub fn ed25519_tuf_key(public: &[u8]) -> Key {
         },
         scheme: Ed25519Scheme::Ed25519,
         _extra: Default::default(),
+    }
+}
+
+/// The raw public key of an Ed25519 TUF key (None for other key types).
+pub fn ed25519_public(key: &Key) -> Option<[u8; 32]> {
+    match key {
+        Key::Ed25519 { keyval, .. } => keyval.public.as_ref().try_into().ok(),
+        _ => None,
+    }
+}
+
+/// The key id a key has in its plain form (type, scheme and public key
+/// only). A key id hashes the whole key object, so the same public key with
+/// extra fields has another id; comparing canonical ids compares the keys.
+pub fn canonical_key_id(key: &Key) -> String {
+    match ed25519_public(key) {
+        Some(p) => key_id_hex(&ed25519_tuf_key(&p)),
+        None => key_id_hex(key),
     }
 }
 

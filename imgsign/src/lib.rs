@@ -13,6 +13,7 @@
 //! - [`release`]: the signed per-image facts (kind, version, security
 //!   version, arch, channel, assignment).
 //! - [`repo`]: on-disk layout, signing and checking roles, atomic publish.
+//! - [`trust`]: the pinned root and versions, kept outside the repository.
 //! - [`init`], [`sign`], [`rootkeys`], [`timestamp`], [`verify`], [`status`]:
 //!   the operations behind each command.
 #![forbid(unsafe_code)]
@@ -30,6 +31,7 @@ pub mod sign;
 pub mod staged;
 pub mod status;
 pub mod timestamp;
+pub mod trust;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -91,7 +91,7 @@ pub fn to_bytes<T: Serialize + Role>(signed: &Signed<T>) -> Result<Vec<u8>> {
 
 /// Parses signed metadata from a file.
 pub fn read_signed<T: DeserializeOwned + Role>(path: &Path) -> Result<Signed<T>> {
-    let bytes = fsio::read(path)?;
+    let bytes = read_metadata(path)?;
     parse_signed(path, &bytes)
 }
 
@@ -119,23 +119,27 @@ pub fn role_key_ids(root: &Root, role: RoleType) -> Vec<String> {
 /// key type does not count. `imgsign verify` loads repositories with tough
 /// instead, an independent implementation.
 pub fn count_valid<T: Role + Serialize>(root: &Root, signed: &Signed<T>) -> Result<(u64, u64)> {
-    use tough::schema::key::Key;
     let role_keys = root
         .roles
         .get(&T::TYPE)
         .ok_or_else(|| Error::Invalid(format!("root has no {} role", T::TYPE)))?;
     let msg = signed.signed.canonical_form()?;
+    // Counted by public key, not by key id: one key listed under two ids
+    // (same key, extra fields) must not meet a threshold of two.
     let mut valid = std::collections::HashSet::new();
     for sig in &signed.signatures {
-        if !role_keys.keyids.contains(&sig.keyid) || valid.contains(&sig.keyid) {
+        if !role_keys.keyids.contains(&sig.keyid) {
             continue;
         }
-        let Some(Key::Ed25519 { keyval, .. }) = root.keys.get(&sig.keyid) else {
+        let Some(key) = root.keys.get(&sig.keyid) else {
             continue;
         };
-        let Ok(public) = <[u8; 32]>::try_from(keyval.public.as_ref()) else {
+        let Some(public) = crate::keys::ed25519_public(key) else {
             continue;
         };
+        if valid.contains(&public) {
+            continue;
+        }
         let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&public) else {
             continue;
         };
@@ -143,10 +147,47 @@ pub fn count_valid<T: Role + Serialize>(root: &Root, signed: &Signed<T>) -> Resu
             continue;
         };
         if vk.verify_strict(&msg, &s).is_ok() {
-            valid.insert(sig.keyid.clone());
+            valid.insert(public);
         }
     }
     Ok((valid.len() as u64, role_keys.threshold.get()))
+}
+
+/// Checks a root's key lists: every listed id has a key, only Ed25519 keys,
+/// and no public key appears twice (under two ids it would count twice
+/// towards a threshold in clients that count by id).
+pub fn check_root_keys(root: &Root) -> Result<()> {
+    let mut seen: std::collections::HashMap<[u8; 32], String> = Default::default();
+    for (id, key) in &root.keys {
+        let public = crate::keys::ed25519_public(key).ok_or_else(|| {
+            Error::Invalid(format!("key {} is not an Ed25519 key", hex::encode(id)))
+        })?;
+        if let Some(other) = seen.insert(public, hex::encode(id)) {
+            return Err(Error::Invalid(format!(
+                "keys {other} and {} are the same public key listed twice",
+                hex::encode(id)
+            )));
+        }
+    }
+    for (role, rk) in &root.roles {
+        for id in &rk.keyids {
+            if !root.keys.contains_key(id) {
+                return Err(Error::Invalid(format!(
+                    "the {role} role lists key {} that the root does not define",
+                    hex::encode(id)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// True if the root trusts any published example key, for any role.
+pub fn trusts_example_keys(root: &Root) -> Option<String> {
+    root.keys
+        .values()
+        .map(crate::keys::canonical_key_id)
+        .find(|id| crate::keys::danger::is_insecure_example_key_id(id))
 }
 
 /// Checks that `signed` carries at least the threshold of valid signatures
@@ -254,9 +295,113 @@ pub struct Published {
     pub snapshot: Signed<Snapshot>,
     /// The current timestamp.
     pub timestamp: Signed<Timestamp>,
+    /// The verified bytes of the snapshot and targets files, so nothing is
+    /// read again after it was checked.
+    pub snapshot_bytes: Vec<u8>,
+    /// See `snapshot_bytes`.
+    pub targets_bytes: Vec<u8>,
+    /// The bytes of `timestamp.json` as opened (to notice a concurrent writer).
+    pub timestamp_bytes: Vec<u8>,
+}
+
+/// An exclusive lock on a repository (`REPO/.imgsign.lock`, `flock`): every
+/// operation that writes holds it, so a release and bootd's timestamp
+/// refresh cannot interleave and publish two different files under one
+/// version. Released on drop.
+#[derive(Debug)]
+pub struct RepoLock {
+    _file: std::fs::File,
+}
+
+/// The lock file's name in the repository's top directory (not served).
+pub const LOCK_FILE: &str = ".imgsign.lock";
+
+impl Layout {
+    /// Takes the repository's write lock, waiting for another writer.
+    pub fn lock(&self) -> Result<RepoLock> {
+        let path = self.dir.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| Error::Write {
+                path: path.clone(),
+                source,
+            })?;
+        file.lock()
+            .map_err(|source| Error::Write { path, source })?;
+        Ok(RepoLock { _file: file })
+    }
+}
+
+/// Largest metadata file read (tough's default limit for targets; root and
+/// timestamp are far smaller).
+pub const MAX_METADATA: u64 = 10 << 20;
+
+/// Reads a metadata file: a regular file (never through a symlink, never a
+/// FIFO or device) of at most [`MAX_METADATA`] bytes.
+pub fn read_metadata(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let refuse = |reason: &str| Error::Tampered {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        // O_NOFOLLOW | O_NONBLOCK: a symlink fails, a FIFO does not hang.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|source| match source.raw_os_error() {
+            Some(libc::ELOOP) => refuse("is a symbolic link"),
+            _ => Error::Read {
+                path: path.to_owned(),
+                source,
+            },
+        })?;
+    let meta = file.metadata().map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    if !meta.is_file() {
+        return Err(refuse("is not a regular file"));
+    }
+    if meta.len() > MAX_METADATA {
+        return Err(refuse(&format!(
+            "is {} bytes, more than metadata may be ({MAX_METADATA})",
+            meta.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_METADATA + 1)
+        .read_to_end(&mut out)
+        .map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    if out.len() as u64 > MAX_METADATA {
+        return Err(refuse("grew past the metadata size limit while read"));
+    }
+    Ok(out)
 }
 
 impl Published {
+    /// Takes the repository's write lock and checks that nobody published
+    /// since this state was opened (else: open again and retry).
+    pub fn lock_unchanged(&self) -> Result<RepoLock> {
+        let lock = self.layout.lock()?;
+        let now = read_metadata(&self.layout.timestamp())?;
+        if now != self.timestamp_bytes {
+            return Err(Error::Tampered {
+                path: self.layout.timestamp(),
+                reason: "another writer published since this operation started; run it again"
+                    .into(),
+            });
+        }
+        Ok(lock)
+    }
+
     /// Reads and checks a repository, trusting its `1.root.json`.
     pub fn open(dir: &Path) -> Result<Published> {
         let layout = Layout::new(dir);
@@ -279,7 +424,8 @@ impl Published {
         let layout = Layout::new(dir);
         let root = walk_roots(&layout, trusted)?;
         let ts_path = layout.timestamp();
-        let timestamp = read_signed::<Timestamp>(&ts_path)?;
+        let timestamp_bytes = read_metadata(&ts_path)?;
+        let timestamp: Signed<Timestamp> = parse_signed(&ts_path, &timestamp_bytes)?;
         check_threshold(&root.signed, &timestamp, &ts_path)?;
 
         let snap_meta = timestamp
@@ -288,7 +434,7 @@ impl Published {
             .get("snapshot.json")
             .ok_or_else(|| tampered(&ts_path, "timestamp names no snapshot.json"))?;
         let snap_path = layout.snapshot(snap_meta.version.get());
-        let snap_bytes = fsio::read(&snap_path)?;
+        let snap_bytes = read_metadata(&snap_path)?;
         check_metafile(&snap_path, snap_meta, &snap_bytes)?;
         let snapshot: Signed<Snapshot> = parse_signed(&snap_path, &snap_bytes)?;
         check_threshold(&root.signed, &snapshot, &snap_path)?;
@@ -308,7 +454,7 @@ impl Published {
             .get("targets.json")
             .ok_or_else(|| tampered(&snap_path, "snapshot names no targets.json"))?;
         let t_path = layout.targets(t_meta.version.get());
-        let t_bytes = fsio::read(&t_path)?;
+        let t_bytes = read_metadata(&t_path)?;
         check_metafile(&t_path, t_meta, &t_bytes)?;
         let targets: Signed<Targets> = parse_signed(&t_path, &t_bytes)?;
         check_threshold(&root.signed, &targets, &t_path)?;
@@ -349,6 +495,9 @@ impl Published {
             targets,
             snapshot,
             timestamp,
+            snapshot_bytes: snap_bytes,
+            targets_bytes: t_bytes,
+            timestamp_bytes,
         })
     }
 

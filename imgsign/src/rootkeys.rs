@@ -91,6 +91,7 @@ pub fn stage(
         .flat_map(|r| r.keyids.iter().cloned())
         .collect();
     root.keys.retain(|id, _| used.contains(id));
+    repo::check_root_keys(&root)?;
     for role in [
         RoleType::Root,
         RoleType::Targets,
@@ -227,7 +228,20 @@ pub fn publish(
     expiries: &Expiries,
 ) -> Result<Published> {
     let published = Published::open(dir)?;
+    publish_rotation(&published, staged, keys, now, expiries)?;
+    Published::open(dir)
+}
+
+/// [`publish`] on an already opened (and so checked) repository.
+pub fn publish_rotation(
+    published: &Published,
+    staged: Signed<Root>,
+    keys: &[&SigningKeyPair],
+    now: jiff::Timestamp,
+    expiries: &Expiries,
+) -> Result<()> {
     let layout: Layout = published.layout.clone();
+    let _lock = published.lock_unchanged()?;
     let old = &published.root.signed;
     let new = &staged.signed;
     let want = old.version.get() + 1;
@@ -244,6 +258,20 @@ pub fn publish(
             expires: new.expires,
             now,
         });
+    }
+    if !new.consistent_snapshot {
+        return Err(Error::Invalid(
+            "imgsign repositories use consistent snapshots; the staged root turns them off".into(),
+        ));
+    }
+    repo::check_root_keys(new)?;
+    if repo::trusts_example_keys(old).is_none() {
+        if let Some(id) = repo::trusts_example_keys(new) {
+            return Err(Error::ExampleKeyOutsideDemo {
+                key_id: id,
+                channel: "(a repository whose root trusted no example key)".into(),
+            });
+        }
     }
     // 5.3.4: a threshold of the old root keys and of the new ones.
     for (which, authority) in [("old", old), ("new", new)] {
@@ -283,7 +311,7 @@ pub fn publish(
     fsio::write_atomic(&layout.root(want), &repo::to_bytes(&staged)?, 0o644)?;
     let targets_bytes = match targets_bytes {
         Some(b) => b,
-        None => fsio::read(&layout.targets(targets_version.get()))?,
+        None => published.targets_bytes.clone(),
     };
     repo::publish_snapshot_and_timestamp(
         &layout,
@@ -299,11 +327,11 @@ pub fn publish(
         repo::next(published.timestamp.signed.version),
     )?;
     tracing::info!(
-        repo = %dir.display(),
+        repo = %layout.dir().display(),
         version = want,
         "published rotated root"
     );
-    Published::open(dir)
+    Ok(())
 }
 
 /// Hex ids of the root keys of a root.

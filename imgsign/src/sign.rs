@@ -14,7 +14,7 @@ use tough::TargetName;
 
 use crate::error::{Error, Result};
 use crate::fsio::{self, Digest256, TempFile};
-use crate::keys::{danger, key_id_hex, SigningKeyPair};
+use crate::keys::{danger, SigningKeyPair};
 use crate::release::{ImageName, ReleaseInfo};
 use crate::repo::{self, Expiries, Layout, Published};
 
@@ -86,14 +86,11 @@ pub fn check_example_keys(
                 });
             }
         }
-        for key in root.keys.values() {
-            let id = key_id_hex(key);
-            if danger::is_insecure_example_key_id(&id) {
-                return Err(Error::ExampleKeyOutsideDemo {
-                    key_id: id,
-                    channel: info.channel.to_string(),
-                });
-            }
+        if let Some(id) = repo::trusts_example_keys(root) {
+            return Err(Error::ExampleKeyOutsideDemo {
+                key_id: id,
+                channel: info.channel.to_string(),
+            });
         }
     }
     Ok(())
@@ -254,6 +251,7 @@ pub fn publish_targets(
 ) -> Result<ReleaseReport> {
     let layout = &published.layout;
     let root = &published.root.signed;
+    let _lock = published.lock_unchanged()?;
     let version = signed.signed.version;
     let path = layout.targets(version.get());
     let want = repo::next(published.targets.signed.version);
@@ -273,7 +271,11 @@ pub fn publish_targets(
     check_example_keys(root, keys, &info_refs)?;
     if infos.iter().any(|i| !i.channel.is_demo()) {
         for sig in &signed.signatures {
-            let id = hex::encode(&sig.keyid);
+            let id = root
+                .keys
+                .get(&sig.keyid)
+                .map(crate::keys::canonical_key_id)
+                .unwrap_or_else(|| hex::encode(&sig.keyid));
             if danger::is_insecure_example_key_id(&id) {
                 let channel = infos
                     .iter()

@@ -61,7 +61,7 @@ pub fn role_type(path: &Path) -> Result<String> {
         #[serde(rename = "_type")]
         ty: String,
     }
-    let bytes = fsio::read(path)?;
+    let bytes = repo::read_metadata(path)?;
     let p: Probe = serde_json::from_slice(&bytes).map_err(|source| Error::ParseMetadata {
         path: path.to_owned(),
         role: "staged".into(),

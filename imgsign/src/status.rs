@@ -65,7 +65,11 @@ impl Status {
 /// Reads the repository's state (checked as [`Published::open`] does) and
 /// rates each role's expiry against `now` and the warning window.
 pub fn status(dir: &Path, now: jiff::Timestamp, warn: jiff::SignedDuration) -> Result<Status> {
-    let p = Published::open(dir)?;
+    Ok(of(&Published::open(dir)?, now, warn))
+}
+
+/// [`status`] of an already opened repository.
+pub fn of(p: &Published, now: jiff::Timestamp, warn: jiff::SignedDuration) -> Status {
     let root = &p.root.signed;
     let line = |role: RoleType, version: u64, expires: jiff::Timestamp| {
         let left = now.duration_until(expires);
@@ -128,7 +132,7 @@ pub fn status(dir: &Path, now: jiff::Timestamp, warn: jiff::SignedDuration) -> R
         })
         .collect();
     targets.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(Status { roles, targets })
+    Status { roles, targets }
 }
 
 /// Formats a duration as days/hours for humans (`12d 3h`, `-2h 5m`).

@@ -10,7 +10,6 @@ use std::path::Path;
 use tough::schema::{Signed, Timestamp};
 
 use crate::error::{Error, Result};
-use crate::fsio;
 use crate::keys::SigningKeyPair;
 use crate::repo::{self, Expiries, Published};
 
@@ -35,9 +34,20 @@ pub fn refresh_published(
     now: jiff::Timestamp,
 ) -> Result<Signed<Timestamp>> {
     let layout = &published.layout;
+    if key.is_insecure_example() {
+        for (name, target) in published.targets.signed.targets_iter() {
+            let info = crate::release::ReleaseInfo::from_target(name.raw(), target)?;
+            if !info.channel.is_demo() {
+                return Err(crate::Error::ExampleKeyOutsideDemo {
+                    key_id: key.key_id().into(),
+                    channel: info.channel.to_string(),
+                });
+            }
+        }
+    }
+    let _lock = published.lock_unchanged()?;
     let snap_version = published.snapshot.signed.version;
-    let snap_path = layout.snapshot(snap_version.get());
-    let snap_bytes = fsio::read(&snap_path)?;
+    let snap_bytes = &published.snapshot_bytes;
     let expiries = Expiries {
         timestamp: lifetime,
         ..Expiries::default()
@@ -51,7 +61,7 @@ pub fn refresh_published(
             expiries: &expiries,
         },
         snap_version,
-        &snap_bytes,
+        snap_bytes,
         repo::next(published.timestamp.signed.version),
     )?;
     tracing::info!(

@@ -376,3 +376,120 @@ fn disk_full_during_publish_leaves_the_old_release() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     client_verify(&repo).unwrap();
 }
+
+/// The same public key with an extra field: another key id, the same key.
+fn variant(key: &tough::schema::key::Key) -> tough::schema::key::Key {
+    let mut v = key.clone();
+    if let tough::schema::key::Key::Ed25519 { _extra, .. } = &mut v {
+        _extra.insert(
+            "keyid_hash_algorithms".into(),
+            serde_json::json!(["sha256", "sha512"]),
+        );
+    }
+    assert_ne!(
+        imgsign::keys::key_id_hex(&v),
+        imgsign::keys::key_id_hex(key)
+    );
+    v
+}
+
+#[test]
+fn one_key_under_two_ids_never_meets_a_threshold_of_two() {
+    let fx = Fixture::new();
+    let k = &fx.root_keys[0];
+    // Staging a root that lists k twice is refused.
+    let err = imgsign::rootkeys::stage(
+        Some(&fx.published().root.signed),
+        &[imgsign::rootkeys::KeyChange::Add(
+            tough::schema::RoleType::Root,
+            variant(&k.public()),
+        )],
+        imgsign::repo::expires_at(now(), jiff::SignedDuration::from_hours(24)),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("listed twice"), "{err}");
+    // And a root crafted by hand that does so still counts k once.
+    let mut root = fx.published().root.signed.clone();
+    let v = variant(&k.public());
+    let vid = v.key_id().unwrap();
+    root.keys.insert(vid.clone(), v);
+    let rk = root.roles.get_mut(&tough::schema::RoleType::Root).unwrap();
+    rk.keyids = vec![k.public().key_id().unwrap(), vid.clone()];
+    rk.threshold = std::num::NonZeroU64::new(2).unwrap();
+    let mut signed = tough::schema::Signed {
+        signed: root.clone(),
+        signatures: Vec::new(),
+    };
+    imgsign::repo::add_signatures(&mut signed, &root, &[k]).unwrap();
+    let sig = signed.signatures[0].sig.clone();
+    signed
+        .signatures
+        .push(tough::schema::Signature { keyid: vid, sig });
+    let (valid, threshold) = imgsign::repo::count_valid(&root, &signed).unwrap();
+    assert_eq!((valid, threshold), (1, 2));
+}
+
+#[test]
+fn example_keys_cannot_be_rotated_into_or_refresh_a_stable_repository() {
+    let fx = Fixture::new();
+    fx.release(&fx.image("v1.uki", 1000, 1), "1.0.0", 1);
+    let ex = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../keys-example");
+    let insecure_ts =
+        imgsign::keys::SigningKeyPair::load(ex.join("INSECURE-timestamp.pem").to_str().unwrap())
+            .unwrap();
+    untouched(&fx, || {
+        // A refresh signed with the example timestamp key (were it authorized).
+        let err = imgsign::timestamp::refresh(
+            &fx.repo(),
+            &insecure_ts,
+            jiff::SignedDuration::from_hours(24),
+            now(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::ExampleKeyOutsideDemo { .. }), "{err}");
+        // A rotation that would authorize it, even under another key id.
+        let mut staged = imgsign::rootkeys::stage(
+            Some(&fx.published().root.signed),
+            &[imgsign::rootkeys::KeyChange::Add(
+                tough::schema::RoleType::Timestamp,
+                variant(&insecure_ts.public()),
+            )],
+            imgsign::repo::expires_at(now(), jiff::SignedDuration::from_hours(24 * 30)),
+        )
+        .unwrap();
+        imgsign::rootkeys::sign_staged(&mut staged, None, &[&fx.root_keys[0], &fx.root_keys[1]])
+            .unwrap();
+        let err = imgsign::rootkeys::publish(
+            &fx.repo(),
+            staged,
+            &[&fx.snapshot, &fx.timestamp],
+            now(),
+            &Expiries::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::ExampleKeyOutsideDemo { .. }), "{err}");
+    });
+}
+
+#[test]
+fn metadata_that_is_a_symlink_a_device_or_huge_is_refused_quickly() {
+    let fx = Fixture::new();
+    let ts = fx.repo().join("metadata/timestamp.json");
+    let keep = std::fs::read(&ts).unwrap();
+    // A symlink to /dev/zero would be an endless read.
+    std::fs::remove_file(&ts).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &ts).unwrap();
+    let err = imgsign::repo::Published::open(&fx.repo()).unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    // A sparse 4 GiB file.
+    std::fs::remove_file(&ts).unwrap();
+    let f = std::fs::File::create(&ts).unwrap();
+    f.set_len(4 << 30).unwrap();
+    let err = imgsign::repo::Published::open(&fx.repo()).unwrap_err();
+    assert!(
+        err.to_string().contains("more than metadata may be"),
+        "{err}"
+    );
+    std::fs::write(&ts, keep).unwrap();
+    imgsign::repo::Published::open(&fx.repo()).unwrap();
+}

@@ -8,9 +8,13 @@ use std::path::Path;
 use assert_cmd::Command;
 use predicates::prelude::*;
 
+/// imgsign as run on a release manager's machine whose trust store lives
+/// in `dir/.state` (each test is its own machine).
 fn imgsign(dir: &Path) -> Command {
     let mut c = Command::cargo_bin("imgsign").unwrap();
-    c.current_dir(dir).env("RUST_LOG", "warn");
+    c.current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .env("IMGSIGN_STATE_DIR", dir.join(".state"));
     c
 }
 
@@ -657,4 +661,151 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 fn hex_lower(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn a_swapped_root_chain_cannot_get_its_target_signed() {
+    // The release manager's repository, pinned on this machine at init.
+    let d = tempfile::tempdir().unwrap();
+    new_repo(d.path());
+    std::fs::write(d.path().join("os.uki"), vec![7u8; 5000]).unwrap();
+    release(
+        d.path(),
+        "os.uki",
+        "stable",
+        &["tg.pem", "sn.pem", "ts.pem"],
+    )
+    .success();
+    // Someone who can write the folder builds a root chain of their own
+    // (it could also trust the real targets key: only its public half is
+    // needed for that), with their own target in it.
+    let evil = tempfile::tempdir().unwrap();
+    for k in ["er.pem", "etg.pem", "esn.pem", "ets.pem"] {
+        gen(evil.path(), k);
+    }
+    imgsign(evil.path())
+        .args([
+            "init",
+            "--repo",
+            "repo",
+            "--root-key",
+            "er.pem",
+            "--targets-key",
+            "etg.pem",
+        ])
+        .args(["--snapshot-key", "esn.pem", "--timestamp-key", "ets.pem"])
+        .assert()
+        .success();
+    let victim_meta = d.path().join("repo/metadata");
+    for e in std::fs::read_dir(evil.path().join("repo/metadata")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, victim_meta.join(p.file_name().unwrap())).unwrap();
+    }
+    // The next release on the real machine refuses: the chain does not start
+    // from the root this machine pinned.
+    std::fs::write(d.path().join("os2.uki"), vec![8u8; 5000]).unwrap();
+    release(
+        d.path(),
+        "os2.uki",
+        "stable",
+        &["tg.pem", "sn.pem", "ts.pem"],
+    )
+    .failure()
+    .stderr(predicate::str::contains(
+        "timestamp role is signed by 0 valid key(s)",
+    ));
+    // A machine without a pin is told to pin rather than trusting the folder.
+    let other = tempfile::tempdir().unwrap();
+    Command::cargo_bin("imgsign")
+        .unwrap()
+        .env("IMGSIGN_STATE_DIR", other.path())
+        .args(["timestamp", "refresh", "--repo"])
+        .arg(d.path().join("repo"))
+        .args(["--key"])
+        .arg(d.path().join("ts.pem"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("no pinned root"));
+}
+
+#[test]
+fn a_rolled_back_repository_folder_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    new_repo(d.path());
+    std::fs::write(d.path().join("v1.uki"), vec![1u8; 5000]).unwrap();
+    release(
+        d.path(),
+        "v1.uki",
+        "stable",
+        &["tg.pem", "sn.pem", "ts.pem"],
+    )
+    .success();
+    let snapshot_copy = d.path().join("old-repo");
+    copy_dir(&d.path().join("repo"), &snapshot_copy);
+    std::fs::write(d.path().join("v2.uki"), vec![2u8; 5000]).unwrap();
+    release(
+        d.path(),
+        "v2.uki",
+        "stable",
+        &["tg.pem", "sn.pem", "ts.pem"],
+    )
+    .success();
+    // The folder is put back to the older, validly signed copy.
+    std::fs::remove_dir_all(d.path().join("repo")).unwrap();
+    copy_dir(&snapshot_copy, &d.path().join("repo"));
+    std::fs::write(d.path().join("v3.uki"), vec![3u8; 5000]).unwrap();
+    release(
+        d.path(),
+        "v3.uki",
+        "stable",
+        &["tg.pem", "sn.pem", "ts.pem"],
+    )
+    .failure()
+    .stderr(predicate::str::contains(
+        "targets version 2 is older than version 3",
+    ));
+}
+
+#[test]
+fn a_second_machine_pins_the_root_it_was_given() {
+    let d = tempfile::tempdir().unwrap();
+    new_repo(d.path());
+    std::fs::copy(
+        d.path().join("repo/metadata/1.root.json"),
+        d.path().join("distributed-root.json"),
+    )
+    .unwrap();
+    let second = d.path().join("second-machine-state");
+    let on_second = |args: &[&str]| {
+        let mut c = Command::cargo_bin("imgsign").unwrap();
+        c.current_dir(d.path())
+            .env("RUST_LOG", "warn")
+            .env("IMGSIGN_STATE_DIR", &second)
+            .args(args);
+        c
+    };
+    on_second(&["timestamp", "refresh", "--repo", "repo", "--key", "ts.pem"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("imgsign trust --repo"));
+    on_second(&["trust", "--repo", "repo", "--root", "distributed-root.json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("pinned root v1"));
+    on_second(&["timestamp", "refresh", "--repo", "repo", "--key", "ts.pem"])
+        .assert()
+        .success();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
 }

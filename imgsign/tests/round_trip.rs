@@ -171,3 +171,51 @@ fn status_flags_expiry() {
         .unwrap();
     assert_eq!(targets.urgency, Urgency::Soon);
 }
+
+#[test]
+fn concurrent_release_and_timestamp_refresh_never_lose_a_release() {
+    let f = Fixture::new();
+    f.release(&f.image("os-0.uki", 1000, 0), "1.0.0", 1);
+    for i in 1..=12u8 {
+        let img = f.image(&format!("os-{i}.uki"), 2000, i);
+        let barrier = std::sync::Barrier::new(2);
+        let (release, refresh) = std::thread::scope(|s| {
+            let a = s.spawn(|| {
+                barrier.wait();
+                f.try_release(&img, "1.0.0", 1, "stable")
+            });
+            let b = s.spawn(|| {
+                barrier.wait();
+                imgsign::timestamp::refresh(
+                    &f.repo(),
+                    &f.timestamp,
+                    jiff::SignedDuration::from_hours(24),
+                    now(),
+                )
+            });
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        // Each either succeeded or was told to run again; nothing else.
+        for e in [release.as_ref().err(), refresh.as_ref().err()]
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                e.to_string().contains("another writer published"),
+                "unexpected error: {e}"
+            );
+        }
+        let p = f.published();
+        if let Ok(r) = &release {
+            // The release is still what the timestamp leads to.
+            assert!(p.snapshot.signed.version.get() >= r.snapshot_version);
+            assert!(p
+                .targets
+                .signed
+                .targets
+                .keys()
+                .any(|n| n.raw() == format!("os-{i}.uki")));
+        }
+        client_verify(&f.repo()).unwrap();
+    }
+}

@@ -78,6 +78,9 @@ impl InitArgs {
         all.extend(refs(&timestamp));
         let p = imgsign::init::init(&self.repo, &spec, &all, now, &self.expiry.expiries())
             .with_context(|| format!("initialising {}", self.repo.display()))?;
+        let store = imgsign::trust::TrustStore::default_location()?;
+        store.pin(&self.repo, &imgsign::repo::to_bytes(&p.root)?)?;
+        store.record(&p)?;
         println!(
             "initialised {} (root v{}, {}-of-{} root keys); pin {} in clients",
             self.repo.display(),

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use imgsign::keys::SigningKeyPair;
-use imgsign::repo::{parse_duration, Expiries};
+use imgsign::repo::{parse_duration, Expiries, Published};
+use imgsign::trust::TrustStore;
 
 mod init;
 mod key;
@@ -15,6 +16,7 @@ mod sign;
 mod status;
 mod targets;
 mod timestamp;
+mod trust;
 mod verify;
 
 /// Sign and check Racklet releases: a TUF repository of boot images.
@@ -57,6 +59,8 @@ enum Command {
     /// staged with `sign release --stage-to`.
     #[command(subcommand)]
     Targets(targets::TargetsCommand),
+    /// Pin the root this machine trusts for a repository (kept outside it).
+    Trust(trust::TrustArgs),
 }
 
 impl Program {
@@ -72,6 +76,7 @@ impl Program {
             Command::Timestamp(c) => c.run(now),
             Command::Root(c) => c.run(now),
             Command::Targets(c) => c.run(now),
+            Command::Trust(a) => a.run(),
         }
     }
 }
@@ -126,8 +131,32 @@ impl ExpiryArgs {
 pub fn load_keys(specs: &[String]) -> Result<Vec<SigningKeyPair>> {
     specs
         .iter()
-        .map(|s| SigningKeyPair::load(s).with_context(|| format!("loading key {s}")))
+        .map(|s| SigningKeyPair::load(s).with_context(|| format!("loading key {}", shown(s))))
         .collect()
+}
+
+/// A key spec as it may be shown: a `pkcs11:` URI without its PIN.
+pub fn shown(spec: &str) -> String {
+    #[cfg(feature = "pkcs11")]
+    if spec.starts_with("pkcs11:") {
+        return imgsign::pkcs11::redact(spec);
+    }
+    spec.to_owned()
+}
+
+/// Opens a repository from this machine's pinned root (see
+/// `imgsign::trust`), refusing rolled-back metadata.
+pub fn open_pinned(repo: &std::path::Path) -> Result<(TrustStore, Published)> {
+    let store = TrustStore::default_location()?;
+    let published = store.open(repo)?;
+    Ok((store, published))
+}
+
+/// Records what was just published in the trust store.
+pub fn record(store: &TrustStore, repo: &std::path::Path) -> Result<()> {
+    let published = store.open(repo)?;
+    store.record(&published)?;
+    Ok(())
 }
 
 /// Borrows a list of keys.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use imgsign::repo::{self, parse_duration, Published};
+use imgsign::repo::{self, parse_duration};
 use imgsign::rootkeys::{self, KeyChange};
 use tough::schema::RoleType;
 
@@ -101,7 +101,7 @@ impl RootCommand {
                 expires,
             } => {
                 let current = match &repo {
-                    Some(r) => Some(Published::open(r)?.root.signed),
+                    Some(r) => Some(super::open_pinned(r)?.1.root.signed),
                     None => None,
                 };
                 let mut changes = Vec::new();
@@ -141,7 +141,7 @@ impl RootCommand {
             RootCommand::Sign { file, keys, repo } => {
                 let mut staged = rootkeys::read_staged(&file)?;
                 let previous = match &repo {
-                    Some(r) => Some(Published::open(r)?.root.signed),
+                    Some(r) => Some(super::open_pinned(r)?.1.root.signed),
                     None => None,
                 };
                 let keys = load_keys(&keys)?;
@@ -175,9 +175,28 @@ impl RootCommand {
                 let keys = load_keys(&keys)?;
                 let version = staged.signed.version;
                 let p = if repo.join("metadata/1.root.json").exists() {
-                    rootkeys::publish(&repo, staged, &refs(&keys), now, &expiry.expiries())?
+                    let (store, published) = super::open_pinned(&repo)?;
+                    rootkeys::publish_rotation(
+                        &published,
+                        staged,
+                        &refs(&keys),
+                        now,
+                        &expiry.expiries(),
+                    )?;
+                    super::record(&store, &repo)?;
+                    store.open(&repo)?
                 } else {
-                    rootkeys::publish_first(&repo, staged, &refs(&keys), now, &expiry.expiries())?
+                    let p = rootkeys::publish_first(
+                        &repo,
+                        staged,
+                        &refs(&keys),
+                        now,
+                        &expiry.expiries(),
+                    )?;
+                    let store = imgsign::trust::TrustStore::default_location()?;
+                    store.pin(&repo, &imgsign::repo::to_bytes(&p.root)?)?;
+                    store.record(&p)?;
+                    p
                 };
                 println!(
                     "published root v{version} in {} (timestamp v{})",

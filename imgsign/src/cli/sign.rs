@@ -127,7 +127,7 @@ impl ReleaseArgs {
                     out.display()
                 );
             }
-            let published = imgsign::repo::Published::open(&self.repo)?;
+            let (_, published) = super::open_pinned(&self.repo)?;
             let staged = imgsign::sign::stage_release(
                 &published,
                 &specs,
@@ -152,8 +152,9 @@ impl ReleaseArgs {
             );
             return Ok(ExitCode::SUCCESS);
         }
-        let report = imgsign::sign::sign_release(
-            &self.repo,
+        let (store, published) = super::open_pinned(&self.repo)?;
+        let report = imgsign::sign::sign_release_with(
+            published,
             &specs,
             placement,
             &refs(&keys),
@@ -163,6 +164,7 @@ impl ReleaseArgs {
         )
         .with_context(|| format!("signing a release into {}", self.repo.display()))?;
         bar.finish();
+        super::record(&store, &self.repo)?;
         let secs = started.elapsed().as_secs_f64();
         let bytes: u64 = report.images.iter().map(|(_, d)| d.length).sum();
         for (name, d) in &report.images {

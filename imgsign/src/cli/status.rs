@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use imgsign::repo::parse_duration;
-use imgsign::status::{human, status, Urgency};
+use imgsign::status::{human, Urgency};
 
 /// Show each role's version and expiry, keys and thresholds, and the
 /// targets. Exits 2 if a role has expired, 1 if one expires within --fail-within.
@@ -24,7 +24,17 @@ pub struct StatusArgs {
 
 impl StatusArgs {
     pub fn run(self, now: jiff::Timestamp) -> Result<ExitCode> {
-        let s = status(&self.repo, now, self.warn)?;
+        let store = imgsign::trust::TrustStore::default_location()?;
+        let published = if store.is_pinned(&self.repo) {
+            store.open(&self.repo)?
+        } else {
+            eprintln!(
+                "note: no pinned root for {} on this machine: checked against its own 1.root.json",
+                self.repo.display()
+            );
+            imgsign::repo::Published::open(&self.repo)?
+        };
+        let s = imgsign::status::of(&published, now, self.warn);
         println!(
             "{:<10} {:>7}  {:<22} {:>10}  keys",
             "role", "version", "expires", "left"
@@ -59,7 +69,17 @@ impl StatusArgs {
             return Ok(ExitCode::from(2));
         }
         if let Some(window) = self.fail_within {
-            if s.roles.iter().any(|r| r.left <= window) {
+            // The timestamp lives a day and bootd re-signs it: it only
+            // counts when it is about to run out.
+            let due = |r: &imgsign::status::RoleStatus| {
+                let w = if r.role == tough::schema::RoleType::Timestamp {
+                    window.min(imgsign::status::TIMESTAMP_WARN)
+                } else {
+                    window
+                };
+                r.left <= w
+            };
+            if s.roles.iter().any(due) {
                 return Ok(ExitCode::from(1));
             }
         }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use imgsign::repo::{self, Published};
+use imgsign::repo;
 use tough::schema::{Signed, Targets};
 
 use super::{load_keys, refs, ExpiryArgs};
@@ -52,7 +52,7 @@ impl TargetsCommand {
     pub fn run(self, now: jiff::Timestamp) -> Result<ExitCode> {
         match self {
             TargetsCommand::Sign { file, keys, repo } => {
-                let published = Published::open(&repo)?;
+                let (_, published) = super::open_pinned(&repo)?;
                 let mut staged: Signed<Targets> = imgsign::staged::read(&file)?;
                 let keys = load_keys(&keys)?;
                 let n = repo::add_signatures(&mut staged, &published.root.signed, &refs(&keys))?;
@@ -79,7 +79,7 @@ impl TargetsCommand {
                 keys,
                 expiry,
             } => {
-                let published = Published::open(&repo)?;
+                let (store, published) = super::open_pinned(&repo)?;
                 let staged: Signed<Targets> = imgsign::staged::read(&file)?;
                 let keys = load_keys(&keys)?;
                 let report = imgsign::sign::publish_targets(
@@ -90,6 +90,7 @@ impl TargetsCommand {
                     &expiry.expiries(),
                 )
                 .with_context(|| format!("publishing {}", file.display()))?;
+                super::record(&store, &repo)?;
                 println!(
                     "published targets v{}, snapshot v{}, timestamp v{}",
                     report.targets_version, report.snapshot_version, report.timestamp_version

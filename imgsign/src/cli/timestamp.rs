@@ -28,10 +28,12 @@ impl TimestampCommand {
     pub fn run(self, now: jiff::Timestamp) -> Result<ExitCode> {
         match self {
             TimestampCommand::Refresh { repo, key, expires } => {
-                let key =
-                    SigningKeyPair::load(&key).with_context(|| format!("loading key {key}"))?;
-                let ts = imgsign::timestamp::refresh(&repo, &key, expires, now)
+                let key = SigningKeyPair::load(&key)
+                    .with_context(|| format!("loading key {}", super::shown(&key)))?;
+                let (store, published) = super::open_pinned(&repo)?;
+                let ts = imgsign::timestamp::refresh_published(&published, &key, expires, now)
                     .with_context(|| format!("refreshing the timestamp of {}", repo.display()))?;
+                super::record(&store, &repo)?;
                 println!(
                     "timestamp v{} expires {}",
                     ts.signed.version, ts.signed.expires

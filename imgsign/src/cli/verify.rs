@@ -13,8 +13,9 @@ pub struct VerifyArgs {
     /// The repository directory.
     #[arg(long)]
     repo: PathBuf,
-    /// The pinned root to start from (default: the repository's 1.root.json;
-    /// pin the file you distributed to clients instead).
+    /// The root to start from (default: the one this machine pinned for the
+    /// repository, see `imgsign trust`; without a pin, the repository's own
+    /// 1.root.json — which proves only that the repository is consistent).
     #[arg(long)]
     root: Option<PathBuf>,
     /// Report expired metadata instead of failing on it.
@@ -24,7 +25,22 @@ pub struct VerifyArgs {
 
 impl VerifyArgs {
     pub async fn run(self) -> Result<ExitCode> {
-        let src = Source::dir(&self.repo, self.root.as_deref())?;
+        let pinned = imgsign::trust::TrustStore::default_location()
+            .ok()
+            .and_then(|s| s.pinned_root_path(&self.repo));
+        let root = match (&self.root, &pinned) {
+            (Some(r), _) => Some(r.clone()),
+            (None, Some(p)) => Some(p.clone()),
+            (None, None) => {
+                eprintln!(
+                    "note: no pinned root for {} on this machine: starting from the repository's \
+                     own 1.root.json (checks consistency, not authenticity; see `imgsign trust`)",
+                    self.repo.display()
+                );
+                None
+            }
+        };
+        let src = Source::dir(&self.repo, root.as_deref())?;
         let report = verify(&src, !self.allow_expired).await?;
         println!("roles:");
         for r in &report.roles {
