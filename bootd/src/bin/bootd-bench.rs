@@ -53,6 +53,7 @@ struct Numbers {
     single_stream_mb_s: f64,
     requests_per_s: f64,
     cpu_s_per_gb: f64,
+    cpu_us_per_request: f64,
 }
 
 fn free_port() -> Result<u16> {
@@ -230,9 +231,14 @@ fn measure(
     let rounds = 3u64;
     let per = a.wrk_seconds.div_ceil(rounds).max(1);
     let mut rps = [Vec::new(), Vec::new()];
+    let mut req_cpu = [(0.0f64, 0.0f64); 2];
     for _ in 0..rounds {
         for (i, s) in servers.iter().enumerate() {
-            rps[i].push(wrk(s, small, a, per)?);
+            let cpu0 = cpu_seconds(s.child.id());
+            let r = wrk(s, small, a, per)?;
+            req_cpu[i].0 += cpu_seconds(s.child.id()) - cpu0;
+            req_cpu[i].1 += r * per as f64;
+            rps[i].push(r);
         }
     }
     let gb = (size as f64 * a.runs as f64) / 1e9;
@@ -240,6 +246,7 @@ fn measure(
         single_stream_mb_s: median(speed[i].clone()) / 1e6,
         requests_per_s: median(rps[i].clone()),
         cpu_s_per_gb: cpu[i] / gb,
+        cpu_us_per_request: req_cpu[i].0 / req_cpu[i].1 * 1e6,
     };
     Ok([n(0), n(1)])
 }
@@ -446,6 +453,12 @@ fn main() -> Result<()> {
         b.cpu_s_per_gb,
         b.cpu_s_per_gb / n.cpu_s_per_gb
     );
+    println!(
+        "| server CPU µs per 1 KiB request (wrk) | {:.1} | {:.1} | {:.2}x |",
+        n.cpu_us_per_request,
+        b.cpu_us_per_request,
+        b.cpu_us_per_request / n.cpu_us_per_request
+    );
     if let Some(p) = a.json {
         std::fs::write(
             &p,
@@ -455,6 +468,7 @@ fn main() -> Result<()> {
                     "single_stream": b.single_stream_mb_s / n.single_stream_mb_s,
                     "requests_per_s": b.requests_per_s / n.requests_per_s,
                     "cpu_s_per_gb": b.cpu_s_per_gb / n.cpu_s_per_gb,
+                    "cpu_us_per_request": b.cpu_us_per_request / n.cpu_us_per_request,
                 }
             }))?,
         )?;
