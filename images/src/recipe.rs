@@ -174,10 +174,31 @@ fn source(
 ) -> std::result::Result<Source, FieldError> {
     match (path, build) {
         (Some(p), None) => {
-            if p.is_empty() {
-                return Err((field.into(), "`path` is empty".into()));
+            // A recipe may only take files from its own folder: a line such
+            // as `path: ../../keys/targets.pem` must not put a release key
+            // into an image. (Real kernels come in with --kernel.)
+            let rel = Path::new(&p);
+            let inside = !p.is_empty()
+                && rel
+                    .components()
+                    .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+            if !inside {
+                return Err((
+                    field.into(),
+                    format!("`{p}` must be a relative path inside the recipe's folder (no `..`, not absolute)"),
+                ));
             }
-            Ok(Source::Path(dir.join(p)))
+            let full = dir.join(rel);
+            // Symlinks inside the folder must not lead out of it either.
+            if let (Ok(d), Ok(f)) = (std::fs::canonicalize(dir), std::fs::canonicalize(&full)) {
+                if !f.starts_with(&d) {
+                    return Err((
+                        field.into(),
+                        format!("`{p}` leads out of the recipe's folder (symlink)"),
+                    ));
+                }
+            }
+            Ok(Source::Path(full))
         }
         (None, Some(b)) => {
             let ok = !b.is_empty()
@@ -345,6 +366,8 @@ mod tests {
                 "line",
             ),
             ("security_version: 1", "security_version: -1", "line"),
+            ("path: motd", "path: ../../etc/passwd", "initramfs.files[1]"),
+            ("path: motd", "path: /etc/passwd", "initramfs.files[1]"),
             ("NAME: Racklet", "NAME: \"a$b\"", "os_release.NAME"),
         ] {
             let text = OK.replace(from, to);

@@ -400,9 +400,21 @@ fn place_image(
             Ok(digest)
         }
         Placement::Link => {
+            use std::os::unix::fs::MetadataExt;
+            // A symlink would be linked as a symlink (dangling once the
+            // relative path moves): refuse it.
+            let lmeta =
+                std::fs::symlink_metadata(&img.path).map_err(|e| image_err(&img.path, e))?;
+            if lmeta.file_type().is_symlink() {
+                return Err(image_err(
+                    &img.path,
+                    "is a symbolic link; --link needs the file itself",
+                ));
+            }
             let digest = fsio::copy_and_hash(&mut src, None, &mut report)
                 .map_err(|e| image_err(&img.path, e))?;
             check_length(&img.path, &digest, total)?;
+            src.sync_all().map_err(|e| image_err(&img.path, e))?;
             let dest = layout.target_file(&digest.hex(), name);
             if !dest.exists() {
                 std::fs::hard_link(&img.path, &dest).map_err(|e| {
@@ -414,6 +426,16 @@ fn place_image(
                         ),
                     )
                 })?;
+                // The path may have been replaced between hashing and
+                // linking: what was linked must be the file that was hashed.
+                let linked = std::fs::symlink_metadata(&dest).map_err(|e| image_err(&dest, e))?;
+                if (linked.dev(), linked.ino()) != (meta.dev(), meta.ino()) {
+                    let _ = std::fs::remove_file(&dest);
+                    return Err(image_err(
+                        &img.path,
+                        "was replaced while it was hashed; nothing was published",
+                    ));
+                }
                 fsio::sync_dir(&targets_dir)?;
             }
             Ok(digest)

@@ -219,3 +219,25 @@ fn concurrent_release_and_timestamp_refresh_never_lose_a_release() {
         client_verify(&f.repo()).unwrap();
     }
 }
+
+#[test]
+fn linking_a_symlinked_image_is_refused() {
+    let f = Fixture::new();
+    let real = f.image("real.uki", 5000, 3);
+    let link = f.dir.path().join("link.uki");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let err = imgsign::sign::sign_release(
+        &f.repo(),
+        &[spec(&link, "1.0.0", 1, "stable")],
+        imgsign::sign::Placement::Link,
+        &f.release_keys(),
+        now(),
+        &Default::default(),
+        &mut |_| (),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    // Copying follows it and is fine.
+    f.try_release(&link, "1.0.0", 1, "stable").unwrap();
+    client_verify(&f.repo()).unwrap();
+}
