@@ -252,6 +252,12 @@ fn convert(w: wire::Recipe, dir: &Path) -> std::result::Result<Recipe, FieldErro
         .arch
         .parse()
         .map_err(|e: String| ("arch".to_string(), e))?;
+    if arch == Arch::Thumbv7em {
+        return Err((
+            "arch".into(),
+            "boot images are for x86_64 or aarch64 nodes; BMC firmware is built in bmc/fw".into(),
+        ));
+    }
     let version: semver::Version = w
         .version
         .parse()
@@ -346,6 +352,7 @@ mod tests {
     fn bad_recipes_name_the_field() {
         for (from, to, want) in [
             ("arch: x86_64", "arch: mips", "arch"),
+            ("arch: x86_64", "arch: thumbv7em", "arch"),
             ("version: 1.0.0", "version: one", "version"),
             ("kind: os", "kind: firmware", "kind"),
             (
