@@ -17,7 +17,7 @@ use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 
 use tough::schema::key::Key;
-use tough::schema::{RoleKeys, RoleType, Root, Signed, Targets};
+use tough::schema::{Role, RoleKeys, RoleType, Root, Signed, Snapshot, Targets, Timestamp};
 
 use crate::error::{Error, Result};
 use crate::fsio;
@@ -286,52 +286,106 @@ pub fn publish_rotation(
     }
 
     // Sign everything first; write only once every signature is in hand.
+    // Each role is signed by the keys the new root names and, where they
+    // are at hand, also by the ones the old root names: then it is valid
+    // under both, and the new root can be written *last* — a crash or a
+    // full disk before that leaves the old root with valid metadata.
     let targets_changed = old.roles.get(&RoleType::Targets) != new.roles.get(&RoleType::Targets);
-    let (targets_version, targets_bytes) = if targets_changed {
+    let targets = if targets_changed {
         let mut t: Targets = published.targets.signed.clone();
         t.version = repo::next(t.version);
         t.expires = repo::expires_at(now, expiries.targets);
-        let t = repo::sign_role(t, new, keys)?;
-        (t.signed.version, Some(repo::to_bytes(&t)?))
+        Some(dual_sign(t, new, old, keys)?)
     } else {
-        (published.targets.signed.version, None)
+        None
     };
-    for role in [RoleType::Snapshot, RoleType::Timestamp] {
-        let ids = repo::role_key_ids(new, role);
-        if !keys.iter().any(|k| ids.iter().any(|id| id == k.key_id())) {
-            return Err(Error::NoKeyForRole {
-                role: role.to_string(),
-                allowed: ids.join(", "),
-            });
-        }
-    }
-    if let Some(bytes) = &targets_bytes {
-        fsio::write_atomic(&layout.targets(targets_version.get()), bytes, 0o644)?;
-    }
-    fsio::write_atomic(&layout.root(want), &repo::to_bytes(&staged)?, 0o644)?;
-    let targets_bytes = match targets_bytes {
-        Some(b) => b,
-        None => published.targets_bytes.clone(),
+    let (targets_version, targets_bytes) = match &targets {
+        Some(t) => (t.signed.version, repo::to_bytes(t)?),
+        None => (
+            published.targets.signed.version,
+            published.targets_bytes.clone(),
+        ),
     };
-    repo::publish_snapshot_and_timestamp(
-        &layout,
-        &repo::SignContext {
-            root: new,
-            keys,
-            now,
-            expiries,
-        },
-        targets_version,
-        &targets_bytes,
+    let mut snapshot = Snapshot::new(
+        repo::SPEC_VERSION.into(),
         repo::next(published.snapshot.signed.version),
+        repo::expires_at(now, expiries.snapshot),
+    );
+    snapshot.meta.insert(
+        "targets.json".into(),
+        repo::metafile(targets_version, &targets_bytes),
+    );
+    let snapshot = dual_sign(snapshot, new, old, keys)?;
+    let snapshot_bytes = repo::to_bytes(&snapshot)?;
+    let mut timestamp = Timestamp::new(
+        repo::SPEC_VERSION.into(),
         repo::next(published.timestamp.signed.version),
-    )?;
+        repo::expires_at(now, expiries.timestamp),
+    );
+    timestamp.meta.insert(
+        "snapshot.json".into(),
+        repo::metafile(snapshot.signed.version, &snapshot_bytes),
+    );
+    let timestamp = dual_sign(timestamp, new, old, keys)?;
+    let root_bytes = repo::to_bytes(&staged)?;
+
+    let valid_under_old = targets
+        .as_ref()
+        .map(|t| repo::check_threshold(old, t, Path::new("targets")).is_ok())
+        .unwrap_or(true)
+        && repo::check_threshold(old, &snapshot, Path::new("snapshot")).is_ok()
+        && repo::check_threshold(old, &timestamp, Path::new("timestamp")).is_ok();
+    let write_rest = || -> Result<()> {
+        if let Some(t) = &targets {
+            fsio::write_atomic(
+                &layout.targets(targets_version.get()),
+                &repo::to_bytes(t)?,
+                0o644,
+            )?;
+        }
+        fsio::write_atomic(
+            &layout.snapshot(snapshot.signed.version.get()),
+            &snapshot_bytes,
+            0o644,
+        )?;
+        fsio::write_atomic(&layout.timestamp(), &repo::to_bytes(&timestamp)?, 0o644)
+    };
+    if valid_under_old {
+        write_rest()?;
+        fsio::write_atomic(&layout.root(want), &root_bytes, 0o644)?;
+    } else {
+        // The old keys of a rotated role are not at hand (lost or
+        // compromised): the new metadata is valid under the new root only,
+        // so the root goes first. A crash in between leaves a root whose
+        // timestamp is not yet re-signed: run `imgsign timestamp refresh`
+        // with the new timestamp key (and a new release, if targets keys
+        // changed) to finish.
+        tracing::warn!("the old keys of a rotated role did not sign: writing the new root first");
+        fsio::write_atomic(&layout.root(want), &root_bytes, 0o644)?;
+        write_rest()?;
+    }
     tracing::info!(
         repo = %layout.dir().display(),
         version = want,
+        root_last = valid_under_old,
         "published rotated root"
     );
     Ok(())
+}
+
+/// Signs `role` with the keys the new root authorizes (meeting its
+/// threshold) and adds the signatures of keys the old root authorizes.
+fn dual_sign<T: Role + serde::Serialize>(
+    role: T,
+    new: &Root,
+    old: &Root,
+    keys: &[&SigningKeyPair],
+) -> Result<Signed<T>> {
+    let mut signed = repo::sign_role(role, new, keys)?;
+    match repo::add_signatures(&mut signed, old, keys) {
+        Ok(_) | Err(Error::NoKeyForRole { .. }) => Ok(signed),
+        Err(e) => Err(e),
+    }
 }
 
 /// Hex ids of the root keys of a root.

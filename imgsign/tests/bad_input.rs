@@ -493,3 +493,37 @@ fn metadata_that_is_a_symlink_a_device_or_huge_is_refused_quickly() {
     std::fs::write(&ts, keep).unwrap();
     imgsign::repo::Published::open(&fx.repo()).unwrap();
 }
+
+#[test]
+fn a_crash_before_the_new_root_is_written_leaves_a_valid_repository() {
+    // Rotate the timestamp key with both the old and the new key at hand.
+    let fx = Fixture::new();
+    fx.release(&fx.image("v1.uki", 1000, 1), "1.0.0", 1);
+    let new_ts = key_file(&fx.keys_dir(), "timestamp-2.pem").1;
+    let old_id = fx.timestamp.key_id().to_owned();
+    let mut staged = imgsign::rootkeys::stage(
+        Some(&fx.published().root.signed),
+        &[
+            imgsign::rootkeys::KeyChange::Add(tough::schema::RoleType::Timestamp, new_ts.public()),
+            imgsign::rootkeys::KeyChange::Remove(tough::schema::RoleType::Timestamp, old_id),
+        ],
+        imgsign::repo::expires_at(now(), jiff::SignedDuration::from_hours(24 * 30)),
+    )
+    .unwrap();
+    imgsign::rootkeys::sign_staged(&mut staged, None, &[&fx.root_keys[0], &fx.root_keys[2]])
+        .unwrap();
+    imgsign::rootkeys::publish(
+        &fx.repo(),
+        staged,
+        &[&fx.snapshot, &fx.timestamp, &new_ts],
+        now(),
+        &Expiries::default(),
+    )
+    .unwrap();
+    client_verify(&fx.repo()).unwrap();
+    // The power went out just before the root was renamed into place: the
+    // new timestamp must still be valid under the old root.
+    std::fs::remove_file(fx.repo().join("metadata/2.root.json")).unwrap();
+    client_verify(&fx.repo()).expect("valid under the old root");
+    assert_eq!(fx.published().root.signed.version.get(), 1);
+}
