@@ -111,9 +111,11 @@ pub(crate) fn write_first(
     let layout = Layout::new(dir);
     repo::create_dirs(&layout)?;
     let _lock = layout.lock()?;
-    if layout.root(1).exists() || layout.timestamp().exists() {
+    // timestamp.json is the commit point: without it nothing was ever
+    // published (an earlier init was cut short) and starting over is safe.
+    if layout.timestamp().exists() {
         return Err(Error::AlreadyExists {
-            path: layout.root(1),
+            path: layout.timestamp(),
         });
     }
     repo::check_root_keys(&root.signed)?;

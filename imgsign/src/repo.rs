@@ -197,6 +197,17 @@ pub fn check_threshold<T: Role + Serialize>(
     signed: &Signed<T>,
     path: &Path,
 ) -> Result<()> {
+    // tough (and so stage1) refuses a file that carries two signatures with
+    // the same key id; never publish one.
+    let mut ids = std::collections::HashSet::new();
+    for sig in &signed.signatures {
+        if !ids.insert(&sig.keyid) {
+            return Err(Error::Tampered {
+                path: path.to_owned(),
+                reason: format!("signed twice with key id {}", hex::encode(&sig.keyid)),
+            });
+        }
+    }
     let (valid, threshold) = count_valid(root, signed)?;
     if valid < threshold {
         return Err(Error::Threshold {

@@ -388,6 +388,66 @@ fn dual_sign<T: Role + serde::Serialize>(
     }
 }
 
+/// What a root key holder is about to sign: each role's keys and
+/// threshold, marking what changed from `previous`.
+pub fn describe(staged: &Root, previous: Option<&Root>) -> Vec<String> {
+    let mut out = vec![format!(
+        "root v{} expires {} (consistent snapshots {})",
+        staged.version,
+        staged.expires,
+        if staged.consistent_snapshot {
+            "on"
+        } else {
+            "OFF"
+        }
+    )];
+    for role in [
+        RoleType::Root,
+        RoleType::Targets,
+        RoleType::Snapshot,
+        RoleType::Timestamp,
+    ] {
+        let ids = repo::role_key_ids(staged, role);
+        let threshold = staged
+            .roles
+            .get(&role)
+            .map(|r| r.threshold.get())
+            .unwrap_or(0);
+        let before = previous.map(|p| {
+            (
+                repo::role_key_ids(p, role),
+                p.roles.get(&role).map(|r| r.threshold.get()).unwrap_or(0),
+            )
+        });
+        let mut line = format!("{role}: {threshold}-of-{}", ids.len());
+        if let Some((_, t)) = &before {
+            if *t != threshold {
+                line.push_str(&format!(" (was {t})"));
+            }
+        }
+        out.push(line);
+        for id in &ids {
+            let mark = match &before {
+                Some((b, _)) if !b.contains(id) => "+ added  ",
+                Some(_) => "  kept   ",
+                None => "  ",
+            };
+            let example = if crate::keys::danger::is_insecure_example_key_id(id) {
+                "  (INSECURE example key)"
+            } else {
+                ""
+            };
+            out.push(format!("    {mark}{id}{example}"));
+        }
+        if let Some((b, _)) = &before {
+            for id in b.iter().filter(|id| !ids.contains(id)) {
+                out.push(format!("    - removed {id}"));
+            }
+        }
+    }
+    out
+}
+
 /// Hex ids of the root keys of a root.
 pub fn root_key_ids(root: &Root) -> Vec<String> {
     root.keys(RoleType::Root).map(key_id_hex).collect()

@@ -237,6 +237,70 @@ pub fn stage_release(
     })
 }
 
+/// What a staged targets role may not do beyond listing images: delegate
+/// (Racklet uses none), or carry names a target may not have.
+pub fn check_staged_targets(published: &Targets, staged: &Targets) -> Result<()> {
+    if staged
+        .delegations
+        .as_ref()
+        .is_some_and(|d| !d.roles.is_empty() || !d.keys.is_empty())
+    {
+        return Err(Error::Invalid(
+            "the staged targets delegate to other roles; Racklet repositories use none".into(),
+        ));
+    }
+    if staged.spec_version != published.spec_version {
+        return Err(Error::Invalid(format!(
+            "the staged targets say spec version {}, the repository {}",
+            staged.spec_version, published.spec_version
+        )));
+    }
+    for (name, target) in staged.targets_iter() {
+        ImageName::new(name.raw())?;
+        ReleaseInfo::from_target(name.raw(), target)?;
+    }
+    Ok(())
+}
+
+/// One line per target that a staged targets role adds or changes compared
+/// with the published one, and per target it drops: what a key holder is
+/// about to sign.
+pub fn describe_changes(published: &Targets, staged: &Targets) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, t) in staged.targets_iter() {
+        let info = ReleaseInfo::from_target(name.raw(), t)
+            .map(|i| {
+                format!(
+                    "{} {} security_version {} {} channel {} for {}",
+                    i.kind, i.version, i.security_version, i.arch, i.channel, i.assign
+                )
+            })
+            .unwrap_or_else(|e| e.to_string());
+        match published.targets.get(name) {
+            None => out.push(format!(
+                "+ {} ({} bytes, sha256 {}): {info}",
+                name.raw(),
+                t.length,
+                hex::encode(&t.hashes.sha256)
+            )),
+            Some(old) if old != t => out.push(format!(
+                "~ {} CHANGED ({} bytes, sha256 {}): {info}",
+                name.raw(),
+                t.length,
+                hex::encode(&t.hashes.sha256)
+            )),
+            Some(_) => {}
+        }
+    }
+    for name in published.targets.keys() {
+        if !staged.targets.contains_key(name) {
+            out.push(format!("- {} (removed)", name.raw()));
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Publishes a signed targets role: it must be the next version, carry the
 /// targets threshold of valid signatures, obey the example-key rule, and
 /// every image it lists must be in `targets/` with its length. Then
@@ -261,6 +325,7 @@ pub fn publish_targets(
         )));
     }
     repo::check_threshold(root, &signed, &path)?;
+    check_staged_targets(&published.targets.signed, &signed.signed)?;
     // The example-key rule also covers keys that signed elsewhere.
     let infos: Vec<ReleaseInfo> = signed
         .signed

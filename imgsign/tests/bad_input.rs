@@ -527,3 +527,35 @@ fn a_crash_before_the_new_root_is_written_leaves_a_valid_repository() {
     client_verify(&fx.repo()).expect("valid under the old root");
     assert_eq!(fx.published().root.signed.version.get(), 1);
 }
+
+#[test]
+fn a_staged_role_signed_twice_under_one_key_id_is_not_published() {
+    // tough refuses such a file outright; imgsign must never publish one.
+    let fx = Fixture::new();
+    let img = fx.image("v1.uki", 1000, 1);
+    let p = fx.published();
+    let staged = imgsign::sign::stage_release(
+        &p,
+        &[spec(&img, "1.0.0", 1, "stable")],
+        Default::default(),
+        now(),
+        &Expiries::default(),
+        &mut |_| (),
+    )
+    .unwrap();
+    let mut signed =
+        imgsign::repo::sign_role(staged.targets, &p.root.signed, &[&fx.targets]).unwrap();
+    let dup = signed.signatures[0].clone();
+    signed.signatures.push(dup);
+    untouched(&fx, || {
+        let err = imgsign::sign::publish_targets(
+            &p,
+            signed,
+            &fx.release_keys(),
+            now(),
+            &Expiries::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("signed twice"), "{err}");
+    });
+}

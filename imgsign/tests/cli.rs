@@ -360,7 +360,13 @@ fn root_rotation_ceremony_on_separate_machines() {
         imgsign(d.path())
             .args(["root", "sign", copy, "--key", key, "--repo", "repo"])
             .assert()
-            .success();
+            .success()
+            // Each holder sees what changes before signing it.
+            .stdout(predicate::str::contains("+ added"))
+            .stdout(predicate::str::contains(format!(
+                "- removed {}",
+                r3_id.trim()
+            )));
     }
     // One copy alone (r1) is not enough for the old 2-of-3 threshold.
     imgsign(d.path())
@@ -476,7 +482,8 @@ fn targets_threshold_ceremony_on_separate_machines() {
         imgsign(d.path())
             .args(["targets", "sign", copy, "--key", key, "--repo", "repo"])
             .assert()
-            .success();
+            .success()
+            .stdout(predicate::str::contains("+ os.uki (20000 bytes"));
     }
     imgsign(d.path())
         .args([

@@ -144,6 +144,10 @@ impl RootCommand {
                     Some(r) => Some(super::open_pinned(r)?.1.root.signed),
                     None => None,
                 };
+                println!("you are signing (compare with what the other holders were told):");
+                for line in rootkeys::describe(&staged.signed, previous.as_ref()) {
+                    println!("  {line}");
+                }
                 let keys = load_keys(&keys)?;
                 let n = rootkeys::sign_staged(&mut staged, previous.as_ref(), &refs(&keys))?;
                 rootkeys::write_staged(&file, &staged)?;

@@ -54,6 +54,19 @@ impl TargetsCommand {
             TargetsCommand::Sign { file, keys, repo } => {
                 let (_, published) = super::open_pinned(&repo)?;
                 let mut staged: Signed<Targets> = imgsign::staged::read(&file)?;
+                imgsign::sign::check_staged_targets(&published.targets.signed, &staged.signed)?;
+                println!(
+                    "signing targets v{} (expires {}) for {}; compared with the published v{}:",
+                    staged.signed.version,
+                    staged.signed.expires,
+                    repo.display(),
+                    published.targets.signed.version
+                );
+                for line in
+                    imgsign::sign::describe_changes(&published.targets.signed, &staged.signed)
+                {
+                    println!("  {line}");
+                }
                 let keys = load_keys(&keys)?;
                 let n = repo::add_signatures(&mut staged, &published.root.signed, &refs(&keys))?;
                 imgsign::staged::write(&file, &staged)?;
