@@ -416,6 +416,28 @@ mod tests {
     }
 
     #[test]
+    fn every_truncation_and_byte_flip_is_an_error_or_a_uki_never_a_panic() {
+        let mut p = parts();
+        p.linux = vec![0x4d; 700];
+        p.initrd = vec![7; 300];
+        let good = build(Arch::X86_64, None, &p).unwrap();
+        for len in 0..good.len() {
+            let _ = parse(&good[..len]);
+        }
+        for i in 0..good.len() {
+            for bit in [0x01u8, 0x80, 0xff] {
+                let mut b = good.clone();
+                b[i] ^= bit;
+                if let Ok(u) = parse(&b) {
+                    // Whatever parses must still be within the input.
+                    let total = u.parts.linux.len() + u.parts.initrd.len() + u.parts.cmdline.len();
+                    assert!(total <= b.len());
+                }
+            }
+        }
+    }
+
+    #[test]
     fn garbage_is_not_a_uki() {
         assert!(parse(b"MZ not really").is_err());
         assert!(parse(&[0u8; 4096]).is_err());
