@@ -374,9 +374,9 @@ async fn serve_connection(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(128)
-        .keep_alive_interval(Some(limits.idle_timeout / 2))
-        .keep_alive_timeout(limits.header_read_timeout);
+        .max_concurrent_streams(128);
+    // No HTTP/2 keep-alive pings: their traffic would count as activity and
+    // keep an idle connection open forever; the idle timeout closes it.
     if is_tls {
         let acceptor = tokio_rustls::TlsAcceptor::from(live.tls.clone());
         let started = Instant::now();

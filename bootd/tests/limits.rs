@@ -193,6 +193,31 @@ async fn huge_headers_and_idle_connections_are_cut() {
         .await
         .expect("keep-alive connection not closed");
     assert!(d < Duration::from_secs(5), "{d:?}");
+    // An HTTP/2 connection left idle after one request: closed too.
+    let cfg = client_config(&ca, &[b"h2"], &[&rustls::version::TLS13], None);
+    let tls = tls_connect(s.addr, cfg).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::get(format!("https://localhost:{}/healthz", s.addr.port()))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(
+        send.send_request(req).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let t = Instant::now();
+    tokio::time::timeout(Duration::from_secs(6), conn)
+        .await
+        .expect("idle HTTP/2 connection not closed")
+        .unwrap()
+        .ok();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     // Malformed request line.
     let reply = raw(s.addr, &ca, "GARBAGE\r\n\r\n").await;
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
