@@ -1,1 +1,332 @@
-fn main() {}
+//! `stage1-bench`: stage1's install against `curl … | tee slot | sha256sum`
+//! in the same run, for `cargo xtask bench`.
+//!
+//! It signs a repository with a large and a small image (imgsign, fresh
+//! keys), serves it with bootd (in this process, on loopback, over TLS),
+//! and measures:
+//! - install throughput of the large image with `stage1 slots install`
+//!   (refresh, stream, hash, write into the inactive slot, fsync, commit) —
+//!   the `stage1` binary beside this one, a child process;
+//! - the same bytes through `curl --cacert … | tee FILE | sha256sum`;
+//! - the limits: SHA-256 over memory, and sequential write + fdatasync;
+//! - stage1's peak RSS (VmHWM) for the small and the large image.
+//!
+//! Prints a Markdown table; `--json FILE` writes the numbers. Needs `curl`,
+//! `tee`, `sha256sum` on PATH and `cargo build --release -p stage1`.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::num::NonZeroU64;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use sha2::Digest;
+
+/// stage1 install benchmark.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Size of the large image, MiB.
+    #[arg(long, default_value_t = 1024)]
+    size_mib: u64,
+    /// Size of the small image (for the RSS comparison), MiB.
+    #[arg(long, default_value_t = 64)]
+    small_mib: u64,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn write_image(path: &Path, mib: u64) -> Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ mib;
+    let mut block = vec![0u8; 1 << 20];
+    for _ in 0..mib {
+        for b in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+        }
+        f.write_all(&block)?;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct InstallOut {
+    bytes: u64,
+    seconds: f64,
+    peak_rss_kib: u64,
+}
+
+fn install(
+    stage1: &Path,
+    d: &Path,
+    port: u16,
+    slot: &str,
+    target: &str,
+) -> Result<(InstallOut, f64)> {
+    let start = Instant::now();
+    let out = Command::new(stage1)
+        .args(["slots", "install", "--slot", slot, "--target", target])
+        .arg("--disk")
+        .arg(d.join("disk.img"))
+        .arg("--repo")
+        .arg(format!("https://localhost:{port}/"))
+        .arg("--ca")
+        .arg(d.join("pki/ca.pem"))
+        .arg("--root")
+        .arg(d.join("root.json"))
+        .arg("--state")
+        .arg(d.join("stage1-state"))
+        .env("RUST_LOG", "warn")
+        .output()?;
+    let wall = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "stage1 slots install: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok((serde_json::from_slice(&out.stdout)?, wall))
+}
+
+fn main() -> Result<()> {
+    let a = Args::parse();
+    for t in ["curl", "tee", "sha256sum"] {
+        if Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {t}"))
+            .output()?
+            .status
+            .success()
+        {
+            continue;
+        }
+        bail!("needs {t} on PATH");
+    }
+    let stage1 = std::env::current_exe()?.with_file_name("stage1");
+    if !stage1.exists() {
+        bail!(
+            "{} is missing: cargo build --release -p stage1",
+            stage1.display()
+        );
+    }
+    let dir = tempfile::tempdir_in(
+        std::env::var_os("STAGE1_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into()),
+    )?;
+    let d = dir.path();
+    eprintln!(
+        "preparing {} MiB and {} MiB images in {}",
+        a.size_mib,
+        a.small_mib,
+        d.display()
+    );
+
+    // A repository signed with imgsign, fresh keys.
+    let k = imgsign::keys::SigningKeyPair::generate;
+    let (root, targets, snapshot, timestamp) = (k(), k(), k(), k());
+    let role = |key: &imgsign::keys::SigningKeyPair| imgsign::init::RoleSpec {
+        keys: vec![key.public()],
+        threshold: NonZeroU64::MIN,
+    };
+    let spec = imgsign::init::RootSpec {
+        root: role(&root),
+        targets: role(&targets),
+        snapshot: role(&snapshot),
+        timestamp: role(&timestamp),
+    };
+    let repo = d.join("repo");
+    let expiries = imgsign::repo::Expiries::default();
+    imgsign::init::init(
+        &repo,
+        &spec,
+        &[&root, &targets, &snapshot, &timestamp],
+        jiff::Timestamp::now(),
+        &expiries,
+    )?;
+    let big = d.join("big.img");
+    let small = d.join("small.img");
+    write_image(&big, a.size_mib)?;
+    write_image(&small, a.small_mib)?;
+    let info: imgsign::release::ReleaseInfo = serde_json::from_value(serde_json::json!({
+        "kind": "os", "version": "1.0.0", "security_version": 1, "arch": "x86_64",
+        "channel": "bench", "assign": {"all": true},
+    }))?;
+    let images = [
+        imgsign::sign::ImageSpec {
+            path: big.clone(),
+            name: imgsign::release::ImageName::new("big.img")?,
+            info: info.clone(),
+        },
+        imgsign::sign::ImageSpec {
+            path: small.clone(),
+            name: imgsign::release::ImageName::new("small.img")?,
+            info,
+        },
+    ];
+    let report = imgsign::sign::sign_release(
+        &repo,
+        &images,
+        imgsign::sign::Placement::Link,
+        &[&targets, &snapshot, &timestamp],
+        jiff::Timestamp::now(),
+        &expiries,
+        &mut |_| {},
+    )?;
+    let big_digest = report
+        .images
+        .iter()
+        .find(|(n, _)| n.as_str() == "big.img")
+        .context("big.img not released")?
+        .1
+        .hex();
+
+    // bootd, in this process.
+    std::fs::copy(repo.join("metadata/1.root.json"), d.join("root.json"))?;
+    std::fs::write(
+        d.join("rack.yaml"),
+        include_str!("../../../hardware/rack.yaml"),
+    )?;
+    let port = free_port()?;
+    std::fs::write(
+        d.join("bootd.yaml"),
+        format!(
+            "rack_file: rack.yaml\nstate_dir: state\nlisten:\n  https: [\"127.0.0.1:{port}\"]\n\
+             tls:\n  ca_cert: pki/ca.pem\n  ca_key: pki/ca.key\n  server_cert: pki/server.pem\n  server_key: pki/server.key\n  server_names: [localhost]\n\
+             repository:\n  trusted_root: root.json\n  local: repo\n"
+        ),
+    )?;
+    let cfg = bootd::Config::load(&d.join("bootd.yaml"))?;
+    bootd::pki::init(
+        &cfg.pki,
+        "bench",
+        &cfg.server_names,
+        30,
+        chrono::Utc::now(),
+        false,
+    )?;
+    let ca = cfg.pki.ca_cert.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let l = bootd::Listeners::bind(&cfg).await.expect("bind");
+            let _ = bootd::run(cfg, l, std::future::pending::<()>()).await;
+        });
+    });
+    let url = format!("https://localhost:{port}/targets/{big_digest}.big.img");
+    let start = Instant::now();
+    while !Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", "-r", "0-0", "--cacert"])
+        .arg(&ca)
+        .arg(&url)
+        .status()?
+        .success()
+    {
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("bootd did not come up");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // The slot disk.
+    let disk = std::fs::File::create(d.join("disk.img"))?;
+    disk.set_len(((a.size_mib.max(a.small_mib) * 2 + 2) << 20) + (1 << 20))?;
+    stage1::slots::SlotStore::format(disk)?;
+
+    // Limits: SHA-256 over memory, sequential write + fdatasync.
+    let buf = vec![0x5au8; 64 << 20];
+    let t = Instant::now();
+    let mut h = sha2::Sha256::new();
+    for _ in 0..8 {
+        h.update(&buf);
+    }
+    let _ = h.finalize();
+    let sha_mb_s = (8.0 * 64.0 * 1.048_576) / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    {
+        let mut f = std::fs::File::create(d.join("write-test"))?;
+        for _ in 0..(a.size_mib / 64).max(1) {
+            f.write_all(&buf)?;
+        }
+        f.sync_data()?;
+    }
+    let disk_mb_s =
+        ((a.size_mib / 64).max(1) as f64 * 64.0 * 1.048_576) / t.elapsed().as_secs_f64();
+    std::fs::remove_file(d.join("write-test"))?;
+
+    // stage1: small into A, then large into B (A is then active).
+    let (small_out, _) = install(&stage1, d, port, "a", "small.img")?;
+    let (big_out, big_wall) = install(&stage1, d, port, "b", "big.img")?;
+    let mb = |bytes: u64, s: f64| bytes as f64 / 1e6 / s;
+    let stage1_mb_s = mb(big_out.bytes, big_out.seconds);
+
+    // curl | tee | sha256sum, same bytes, same server.
+    let t = Instant::now();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "curl -sf --cacert '{}' '{url}' | tee '{}' | sha256sum",
+            ca.display(),
+            d.join("curl-slot").display()
+        ))
+        .output()?;
+    let curl_s = t.elapsed().as_secs_f64();
+    let curl_hash = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !curl_hash.starts_with(&big_digest) {
+        bail!("curl pipeline failed or hashed wrong: {curl_hash}");
+    }
+    let curl_mb_s = mb(a.size_mib << 20, curl_s);
+    let limit = sha_mb_s.min(disk_mb_s);
+    let rss_ratio = big_out.peak_rss_kib as f64 / small_out.peak_rss_kib.max(1) as f64;
+
+    println!("| measure | value |\n|---|---|");
+    println!("| stage1 install, {} MiB (stream+hash+write+fsync+commit) | {stage1_mb_s:.0} MB/s ({:.2} s; {big_wall:.2} s with refresh and start-up) |", a.size_mib, big_out.seconds);
+    println!("| curl \\| tee \\| sha256sum, same bytes | {curl_mb_s:.0} MB/s ({curl_s:.2} s) |");
+    println!("| SHA-256 limit (memory) | {sha_mb_s:.0} MB/s |");
+    println!("| write + fdatasync limit | {disk_mb_s:.0} MB/s |");
+    println!("| stage1 / min(limits) | {:.2} |", stage1_mb_s / limit);
+    println!(
+        "| stage1 / curl pipeline | {:.2} |",
+        stage1_mb_s / curl_mb_s
+    );
+    println!(
+        "| peak RSS, {} MiB image | {} KiB |",
+        a.small_mib, small_out.peak_rss_kib
+    );
+    println!(
+        "| peak RSS, {} MiB image | {} KiB (×{rss_ratio:.2}) |",
+        a.size_mib, big_out.peak_rss_kib
+    );
+    if let Some(p) = a.json {
+        std::fs::write(
+            p,
+            serde_json::to_vec_pretty(&serde_json::json!({
+                "size_mib": a.size_mib,
+                "stage1_mb_s": stage1_mb_s,
+                "curl_pipeline_mb_s": curl_mb_s,
+                "sha256_limit_mb_s": sha_mb_s,
+                "write_limit_mb_s": disk_mb_s,
+                "stage1_vs_limit": stage1_mb_s / limit,
+                "stage1_vs_curl": stage1_mb_s / curl_mb_s,
+                "peak_rss_small_kib": small_out.peak_rss_kib,
+                "peak_rss_large_kib": big_out.peak_rss_kib,
+                "peak_rss_ratio": rss_ratio,
+            }))?,
+        )?;
+    }
+    Ok(())
+}

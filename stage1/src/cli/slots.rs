@@ -14,6 +14,32 @@ pub enum SlotsCommand {
         /// The disk.
         disk: PathBuf,
     },
+    /// Install a target of a TUF repository into a slot by hand (never the
+    /// active one): refresh, stream, verify, commit. Prints JSON with the
+    /// byte count, seconds and peak RSS (used by `stage1-bench`).
+    Install {
+        /// The disk (formatted).
+        #[arg(long)]
+        disk: PathBuf,
+        /// Slot to write: a or b.
+        #[arg(long)]
+        slot: String,
+        /// Repository base URL (metadata/ and targets/ below it).
+        #[arg(long)]
+        repo: url::Url,
+        /// CA to pin (PEM).
+        #[arg(long)]
+        ca: PathBuf,
+        /// Pinned root.
+        #[arg(long)]
+        root: PathBuf,
+        /// State directory.
+        #[arg(long)]
+        state: PathBuf,
+        /// Target name.
+        #[arg(long)]
+        target: String,
+    },
     /// Create an empty layout (destroys the header; never the default).
     Format {
         /// The disk (a file is created with --size).
@@ -44,6 +70,82 @@ pub fn run(cmd: SlotsCommand) -> anyhow::Result<()> {
                 let r = st.slot(slot);
                 println!("slot {slot:?}: {:?} {:?}", r.status, r.image);
             }
+        }
+        SlotsCommand::Install {
+            disk,
+            slot,
+            repo,
+            ca,
+            root,
+            state,
+            target,
+        } => {
+            let slot = match slot.as_str() {
+                "a" | "A" => Slot::A,
+                "b" | "B" => Slot::B,
+                s => anyhow::bail!("--slot {s}: want a or b"),
+            };
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&disk)
+                .with_context(|| disk.display().to_string())?;
+            let mut store = SlotStore::open(f)?;
+            let ca = std::fs::read(&ca).with_context(|| ca.display().to_string())?;
+            let t = stage1::transport::HttpsTransport::new(
+                Some(stage1::transport::tls_config(&ca, None)?),
+                stage1::transport::NetConfig::default(),
+            );
+            let cfg = stage1::tuf::TufConfig::at(&repo, &state)?;
+            let time = stage1::tuf::TrustedTime::resolve(
+                Some(jiff::Timestamp::now()),
+                stage1::tuf::time_floor(&state)?,
+            )?;
+            let rt = super::runtime()?;
+            let out = rt.block_on(async {
+                let r = stage1::tuf::refresh(&cfg, &t, Some(&root), &time).await?;
+                let tgt = r
+                    .release
+                    .targets
+                    .iter()
+                    .find(|x| x.name.as_str() == target)
+                    .with_context(|| format!("{target} is not in the signed metadata"))?
+                    .clone();
+                let url = stage1::tuf::target_url(
+                    &cfg.targets_url,
+                    &tgt,
+                    r.repo.root().signed.consistent_snapshot,
+                )?;
+                let start = std::time::Instant::now();
+                let done = stage1::fetch::install_target(
+                    &mut store,
+                    slot,
+                    &tgt,
+                    &url,
+                    &t,
+                    &stage1::fetch::Backoff::default(),
+                )
+                .await?;
+                anyhow::Ok((done, start.elapsed()))
+            })?;
+            let (done, took) = out;
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            let hwm = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            println!(
+                "{}",
+                serde_json::json!({
+                    "slot": format!("{slot:?}"),
+                    "target": target,
+                    "bytes": done.image.length,
+                    "seconds": took.as_secs_f64(),
+                    "resumed": done.resumed,
+                    "peak_rss_kib": hwm,
+                })
+            );
         }
         SlotsCommand::Format { disk, size_mib } => {
             let f = std::fs::OpenOptions::new()

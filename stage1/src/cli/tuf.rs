@@ -169,14 +169,20 @@ pub fn run(cmd: TufCommand) -> anyhow::Result<()> {
                         .await
                         .with_context(|| format!("target {n}"))?
                         .with_context(|| format!("target {n} is not in the signed metadata"))?;
-                    let mut bytes = Vec::new();
-                    while let Some(c) = s.next().await {
-                        bytes.extend_from_slice(&c.with_context(|| format!("target {n}"))?);
-                    }
+                    // Streamed to a temporary file, renamed only once
+                    // tough has checked length and hashes at the end.
                     let safe = imgsign::release::ImageName::new(&n)?;
                     let dst = out.join(safe.as_str());
-                    tuf::write_atomic(&dst, &bytes)?;
-                    println!("{} ({} bytes, verified)", dst.display(), bytes.len());
+                    let mut tmp = tempfile::NamedTempFile::new_in(&out)?;
+                    let mut len = 0u64;
+                    while let Some(c) = s.next().await {
+                        let c = c.with_context(|| format!("target {n}"))?;
+                        std::io::Write::write_all(&mut tmp, &c)?;
+                        len += c.len() as u64;
+                    }
+                    tmp.as_file().sync_all()?;
+                    tmp.persist(&dst)?;
+                    println!("{} ({len} bytes, verified)", dst.display());
                 }
                 anyhow::Ok(())
             })?;
