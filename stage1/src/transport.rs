@@ -406,7 +406,44 @@ fn guard(url: Url, body: Incoming, cfg: NetConfig, record: Option<Recorder>) -> 
 impl Transport for HttpsTransport {
     async fn fetch(&self, url: Url) -> std::result::Result<TransportStream, TransportError> {
         if url.scheme() == "file" {
-            return tough::FilesystemTransport.fetch(url).await;
+            let record = self
+                .record_under
+                .as_ref()
+                .and_then(|base| url.as_str().strip_prefix(base.as_str()))
+                .map(str::to_owned);
+            let Some(name) = record else {
+                return tough::FilesystemTransport.fetch(url).await;
+            };
+            // Metadata from a directory: read it whole (bounded) so the
+            // verified bytes can be stored like those fetched over HTTPS.
+            let path = url.to_file_path().map_err(|()| {
+                TransportError::new(TransportErrorKind::UnsupportedUrlScheme, url.as_str())
+            })?;
+            let limit = 64u64 << 20;
+            let len = std::fs::metadata(&path).map(|m| m.len()).map_err(|e| {
+                let kind = if e.kind() == std::io::ErrorKind::NotFound {
+                    TransportErrorKind::FileNotFound
+                } else {
+                    TransportErrorKind::Other
+                };
+                TransportError::new_with_cause(kind, url.as_str(), e)
+            })?;
+            if len > limit {
+                return Err(TransportError::new_with_cause(
+                    TransportErrorKind::Other,
+                    url.as_str(),
+                    fetch_err(&url, format!("metadata file of {len} bytes over {limit}")),
+                ));
+            }
+            let bytes = std::fs::read(&path).map_err(|e| {
+                TransportError::new_with_cause(TransportErrorKind::Other, url.as_str(), e)
+            })?;
+            self.recorded
+                .lock()
+                .expect("recorder lock")
+                .insert(name, bytes.clone());
+            let one = futures::stream::iter(vec![Ok(Bytes::from(bytes))]);
+            return Ok(Box::pin(one));
         }
         match self.get(&url, 0).await {
             Ok(resp) => {
