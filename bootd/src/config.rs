@@ -52,6 +52,18 @@ pub mod wire {
         pub reload_interval_ms: Option<u64>,
         #[serde(default)]
         pub workers: Option<usize>,
+        #[serde(default)]
+        pub proxy_dhcp: Option<ProxyDhcp>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ProxyDhcp {
+        pub interface: String,
+        pub server_ip: String,
+        pub boot_urls: BTreeMap<String, String>,
+        #[serde(default)]
+        pub answer_port_4011: Option<bool>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -167,6 +179,22 @@ pub struct Config {
     /// Serving threads (each with its own single-threaded runtime).
     /// Default: one per CPU.
     pub workers: usize,
+    /// proxyDHCP for UEFI HTTP boot clients. Off by default.
+    pub proxy_dhcp: Option<ProxyDhcpConfig>,
+}
+
+/// The proxyDHCP section: answer this rack's UEFI HTTP boot clients with
+/// the URL of their stage1 image, on one interface, never with an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyDhcpConfig {
+    /// The network interface to listen on (e.g. `eth0`, `br0`).
+    pub interface: String,
+    /// This server's IPv4 address on that interface (option 54).
+    pub server_ip: std::net::Ipv4Addr,
+    /// The stage1 image URL per architecture (`https://…/stage1.efi`).
+    pub boot_urls: BTreeMap<racklet_hardware::Arch, String>,
+    /// Also answer on UDP 4011 (the PXE follow-up port). Default on.
+    pub answer_port_4011: bool,
 }
 
 /// Where the repository comes from.
@@ -260,6 +288,68 @@ impl Default for Limits {
             max_request_body_bytes: 64 * 1024,
         }
     }
+}
+
+fn proxy_dhcp(p: wire::ProxyDhcp) -> Result<ProxyDhcpConfig> {
+    let ok_iface = !p.interface.is_empty()
+        && p.interface.len() < 16
+        && p.interface
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok_iface {
+        return Err(invalid(
+            "proxy_dhcp.interface",
+            format!("`{}` is not an interface name", p.interface),
+        ));
+    }
+    let server_ip: std::net::Ipv4Addr = p.server_ip.parse().map_err(|_| {
+        invalid(
+            "proxy_dhcp.server_ip",
+            format!("`{}` is not an IPv4 address", p.server_ip),
+        )
+    })?;
+    if server_ip.is_unspecified() || server_ip.is_broadcast() || server_ip.is_multicast() {
+        return Err(invalid(
+            "proxy_dhcp.server_ip",
+            "must be this server's unicast address",
+        ));
+    }
+    if p.boot_urls.is_empty() {
+        return Err(invalid(
+            "proxy_dhcp.boot_urls",
+            "name the stage1 image URL for at least one architecture",
+        ));
+    }
+    let mut boot_urls = BTreeMap::new();
+    for (arch, u) in p.boot_urls {
+        let field = format!("proxy_dhcp.boot_urls.{arch}");
+        let a: racklet_hardware::Arch = arch.parse().map_err(|e: String| invalid(&field, e))?;
+        if a == racklet_hardware::Arch::Thumbv7em {
+            return Err(invalid(&field, "BMCs do not network-boot"));
+        }
+        let url = url::Url::parse(&u).map_err(|e| invalid(&field, format!("`{u}`: {e}")))?;
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(invalid(&field, "UEFI HTTP boot needs an http(s):// URL"));
+        }
+        // UEFI matches on the file name (.efi) or on the content type; and a
+        // URL longer than the BOOTP `file` field only fits in option 67.
+        if !url.path().ends_with(".efi") {
+            return Err(invalid(
+                &field,
+                "the URL must end in .efi (UEFI HTTP boot checks it)",
+            ));
+        }
+        if u.len() > 255 {
+            return Err(invalid(&field, "at most 255 bytes (one DHCP option)"));
+        }
+        boot_urls.insert(a, u);
+    }
+    Ok(ProxyDhcpConfig {
+        interface: p.interface,
+        server_ip,
+        boot_urls,
+        answer_port_4011: p.answer_port_4011.unwrap_or(true),
+    })
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
@@ -524,6 +614,10 @@ impl Config {
                 16 << 20,
             )?,
         };
+        let proxy_dhcp = match w.proxy_dhcp {
+            None => None,
+            Some(p) => Some(proxy_dhcp(p)?),
+        };
         if limits.max_connections_per_address > limits.max_connections {
             return Err(invalid(
                 "limits.max_connections_per_address",
@@ -558,6 +652,7 @@ impl Config {
                 require_client_cert: w.repository.require_client_cert,
             },
             first_stage,
+            proxy_dhcp,
             limits,
             reload_interval: ms(
                 "reload_interval_ms",

@@ -77,6 +77,9 @@ pub enum Error {
         path: PathBuf,
         source: serde_json::Error,
     },
+    /// The proxyDHCP socket could not be set up.
+    #[error("proxyDHCP: {0}")]
+    Dhcp(String),
     /// Binding or accepting on a socket failed.
     #[error("socket {addr}: {source}")]
     Socket {

@@ -22,6 +22,7 @@ mod io;
 pub mod metrics;
 pub mod nodes;
 pub mod pki;
+pub mod proxydhcp;
 mod reconcile;
 pub mod repo;
 mod routes;

@@ -52,6 +52,14 @@ pub struct BootedLabels {
     pub confirmed: String,
 }
 
+/// Labels of proxyDHCP packets: `offer`, `ack`, or why it got no answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DhcpLabels {
+    /// `offer`, `ack`, `send_failed` or a reason for silence
+    /// (`unknown_mac`, `malformed`, `rate_limited`, …).
+    pub result: &'static str,
+}
+
 /// Every metric bootd exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -80,6 +88,8 @@ pub struct Metrics {
     pub node_last_seen: Family<NodeLabels, Gauge<f64, AtomicU64>>,
     /// 1 for each node's last reported booted version.
     pub node_booted: Family<BootedLabels, Gauge>,
+    /// proxyDHCP packets by what became of them.
+    pub dhcp_packets: Family<DhcpLabels, Counter>,
     /// Role expiry times (unix seconds), turned into `role_expires_seconds` at scrape time.
     pub expiries: Mutex<Vec<(&'static str, i64)>>,
     /// The `node_booted` labels currently set per node (one series per node).
@@ -109,6 +119,7 @@ impl Metrics {
             timestamp_resigns: Family::default(),
             node_last_seen: Family::default(),
             node_booted: Family::default(),
+            dhcp_packets: Family::default(),
             expiries: Mutex::new(Vec::new()),
             booted_labels: Mutex::new(std::collections::HashMap::new()),
             registry: Registry::default(),
@@ -132,6 +143,11 @@ impl Metrics {
             "connections_refused",
             "Connections closed before TLS because of a limit",
             m.connections_refused.clone(),
+        );
+        registry.register(
+            "dhcp_packets",
+            "proxyDHCP packets: answered (offer, ack) or why not",
+            m.dhcp_packets.clone(),
         );
         registry.register(
             "open_connections",

@@ -254,11 +254,17 @@ async fn maybe_resign_timestamp(shared: &Arc<Shared>, cur: &Snapshot) {
         return;
     }
     let (dir, key, lifetime) = (dir.clone(), role.key.clone(), role.lifetime);
+    let pinned = repo.trusted_root.clone();
     let res = tokio::task::spawn_blocking(move || {
         let key = imgsign::keys::SigningKeyPair::load(&key.to_string_lossy()).map_err(Box::new)?;
         let lifetime = jiff::SignedDuration::try_from(lifetime)
             .map_err(|e| Box::new(imgsign::Error::Invalid(e.to_string())))?;
-        imgsign::timestamp::refresh(&dir, &key, lifetime, jiff::Timestamp::now()).map_err(Box::new)
+        // Open the repository from bootd's pinned root, never from the
+        // 1.root.json inside the folder being re-signed.
+        let root = imgsign::repo::read_signed(&pinned).map_err(Box::new)?;
+        let published = imgsign::repo::Published::open_with_root(&dir, root).map_err(Box::new)?;
+        imgsign::timestamp::refresh_published(&published, &key, lifetime, jiff::Timestamp::now())
+            .map_err(Box::new)
     })
     .await;
     match res {

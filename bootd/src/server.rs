@@ -36,6 +36,8 @@ pub struct Listeners {
     pub https: Vec<TcpListener>,
     /// DANGER: plain-HTTP listeners, first-stage artifacts only.
     pub plain_http: Vec<TcpListener>,
+    /// proxyDHCP sockets (UDP 67, and 4011), when configured.
+    pub dhcp: Vec<(tokio::net::UdpSocket, crate::proxydhcp::policy::Port)>,
 }
 
 impl Listeners {
@@ -57,7 +59,26 @@ impl Listeners {
         for a in &config.plain_http {
             plain_http.push(bind(*a).await?);
         }
-        Ok(Listeners { https, plain_http })
+        let mut dhcp = Vec::new();
+        if let Some(p) = &config.proxy_dhcp {
+            use crate::proxydhcp::{bind as bind_udp, policy::Port, DHCP_PORT, PROXY_PORT};
+            let any = std::net::Ipv4Addr::UNSPECIFIED;
+            dhcp.push((
+                bind_udp(&p.interface, std::net::SocketAddrV4::new(any, DHCP_PORT))?,
+                Port::Dhcp,
+            ));
+            if p.answer_port_4011 {
+                dhcp.push((
+                    bind_udp(&p.interface, std::net::SocketAddrV4::new(any, PROXY_PORT))?,
+                    Port::Proxy,
+                ));
+            }
+        }
+        Ok(Listeners {
+            https,
+            plain_http,
+            dhcp,
+        })
     }
 }
 
@@ -224,6 +245,26 @@ pub async fn run(
         publisher,
         stop_rx.clone(),
     ));
+    for (socket, port) in listeners.dhcp {
+        let (shared, stop) = (shared.clone(), stop_rx.clone());
+        info!(port = ?port, "serving proxyDHCP (UEFI HTTP boot clients of this rack only)");
+        tasks.spawn(async move {
+            let policy = || {
+                let live = shared.live();
+                let p = live.config.proxy_dhcp.as_ref()?;
+                Some(crate::proxydhcp::policy::Policy::new(
+                    p.server_ip,
+                    &live.rack,
+                    p.boot_urls.iter().map(|(a, u)| (*a, u.clone())).collect(),
+                ))
+            };
+            if let Err(e) =
+                crate::proxydhcp::serve(socket, port, policy, &shared.metrics, stop).await
+            {
+                tracing::error!(error = %e, "proxyDHCP stopped");
+            }
+        });
+    }
 
     shutdown.await;
     info!("shutting down: no new connections, draining in-flight requests");

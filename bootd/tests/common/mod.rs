@@ -240,6 +240,7 @@ pub async fn start_with_plain(
         bootd::Listeners {
             https: vec![l],
             plain_http: plain.into_iter().collect(),
+            dhcp: Vec::new(),
         },
         async move {
             let _ = rx.await;

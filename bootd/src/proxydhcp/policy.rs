@@ -1,0 +1,557 @@
+//! The proxyDHCP decision, sans IO: bytes (or a parsed message), the rack's
+//! policy and the time in; a reply or a named reason for silence out.
+//!
+//! A proxyDHCP server never hands out addresses — the LAN's own DHCP server
+//! does that — it only tells *boot clients* where to fetch their first
+//! stage. So it must stay silent for everyone else, and here it answers only:
+//!
+//! 1. BOOTREQUESTs on Ethernet (htype 1, hlen 6),
+//! 2. that are DHCPDISCOVER or DHCPREQUEST (a REQUEST only if it names this
+//!    server or came to port 4011),
+//! 3. from UEFI HTTP boot clients (option 60 starts with `HTTPClient`; a
+//!    `PXEClient` would need TFTP, which Racklet never serves),
+//! 4. whose MAC address is a node of this rack,
+//! 5. whose client architecture (option 93) is one we have a stage1 image
+//!    for *and* is the architecture the rack says that node has,
+//! 6. and that have not asked too often (a per-MAC token bucket).
+//!
+//! The reply is an OFFER (or ACK) with `yiaddr` 0.0.0.0, the server
+//! identifier, vendor class `HTTPClient` echoed (UEFI ignores an offer
+//! without it) and the boot URL in option 67 and, when it fits, in the
+//! BOOTP `file` field (EDK2 reads `file` when option 67 is absent).
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use dhcproto::v4::{self, DhcpOption, Message, MessageType, Opcode, OptionCode};
+use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+use racklet_hardware::{Arch, MacAddr};
+
+/// UEFI client architecture numbers (RFC 4578 and the IANA registry) that
+/// Racklet boots over HTTP.
+pub const ARCH_X64_HTTP: u16 = 0x0010;
+/// arm64 UEFI HTTP boot.
+pub const ARCH_ARM64_HTTP: u16 = 0x0013;
+
+/// The architecture a client architecture number stands for, if Racklet
+/// boots it over HTTP.
+pub fn arch_of(client_arch: u16) -> Option<Arch> {
+    match client_arch {
+        ARCH_X64_HTTP => Some(Arch::X86_64),
+        ARCH_ARM64_HTTP => Some(Arch::Aarch64),
+        _ => None,
+    }
+}
+
+/// Why a packet got no answer. Each is counted in `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Silence {
+    /// Not a DHCP message we could decode (truncated, bad option lengths…).
+    Malformed(String),
+    /// A BOOTREPLY, or not Ethernet.
+    NotARequest,
+    /// Not DISCOVER or REQUEST (e.g. RELEASE, INFORM).
+    OtherMessageType,
+    /// A REQUEST meant for another server.
+    RequestForAnotherServer,
+    /// No vendor class, or not a boot client.
+    NotABootClient,
+    /// A PXE client: it would need TFTP, which Racklet never serves.
+    PxeNeedsTftp,
+    /// A MAC address that is not a node of this rack.
+    UnknownMac(MacAddr),
+    /// No option 93, or an architecture Racklet has no stage1 for.
+    UnsupportedArch(Option<u16>),
+    /// The client claims another architecture than the rack declares for
+    /// this MAC (a spoofed or misconfigured client).
+    ArchMismatch {
+        /// The node.
+        mac: MacAddr,
+        /// What the rack says.
+        rack: Arch,
+        /// What the client claims.
+        client: Arch,
+    },
+    /// No stage1 image is published for this architecture.
+    NoImage(Arch),
+    /// Too many requests from this MAC.
+    RateLimited(MacAddr),
+}
+
+impl Silence {
+    /// A short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Silence::Malformed(_) => "malformed",
+            Silence::NotARequest => "not_a_request",
+            Silence::OtherMessageType => "other_message_type",
+            Silence::RequestForAnotherServer => "request_for_another_server",
+            Silence::NotABootClient => "not_a_boot_client",
+            Silence::PxeNeedsTftp => "pxe_needs_tftp",
+            Silence::UnknownMac(_) => "unknown_mac",
+            Silence::UnsupportedArch(_) => "unsupported_arch",
+            Silence::ArchMismatch { .. } => "arch_mismatch",
+            Silence::NoImage(_) => "no_image",
+            Silence::RateLimited(_) => "rate_limited",
+        }
+    }
+}
+
+/// What the policy knows: this server, the rack's nodes and the boot URL
+/// per architecture.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// This server's address on the boot interface (option 54, `siaddr`).
+    pub server_ip: Ipv4Addr,
+    /// The rack's nodes: MAC → (name, architecture).
+    pub nodes: HashMap<MacAddr, (String, Arch)>,
+    /// The stage1 image URL per architecture.
+    pub boot_urls: HashMap<Arch, String>,
+    /// Replies allowed per MAC in a burst…
+    pub burst: u32,
+    /// …refilled at one per this interval.
+    pub refill: Duration,
+}
+
+impl Policy {
+    /// A policy for a rack, with the default rate limit (a burst of 4
+    /// replies, then one every 2 s: UEFI retries DISCOVER a few times).
+    pub fn new(
+        server_ip: Ipv4Addr,
+        rack: &racklet_hardware::Rack,
+        boot_urls: HashMap<Arch, String>,
+    ) -> Policy {
+        Policy {
+            server_ip,
+            nodes: rack
+                .nodes
+                .iter()
+                .map(|n| (n.mac, (n.name.to_string(), n.arch)))
+                .collect(),
+            boot_urls,
+            burst: 4,
+            refill: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Where a packet arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// 67, the DHCP server port (broadcasts).
+    Dhcp,
+    /// 4011, the PXE/proxyDHCP port (unicast follow-up).
+    Proxy,
+}
+
+/// A reply and to whom it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The node's name (for logs and metrics).
+    pub node: String,
+    /// Its MAC.
+    pub mac: MacAddr,
+    /// OFFER or ACK.
+    pub kind: MessageType,
+    /// The message.
+    pub message: Message,
+}
+
+impl Reply {
+    /// The encoded reply.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(600);
+        self.message
+            .encode(&mut Encoder::new(&mut buf))
+            .expect("a message we built always encodes");
+        buf
+    }
+}
+
+/// Per-MAC token buckets (sans IO: the caller passes the time).
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    buckets: HashMap<MacAddr, (f64, Instant)>,
+}
+
+impl RateLimiter {
+    /// Takes one token for `mac` at `now`; false if there is none.
+    pub fn allow(&mut self, mac: MacAddr, now: Instant, burst: u32, refill: Duration) -> bool {
+        // Bounded memory: only rack MACs reach here, but stay safe anyway.
+        if self.buckets.len() > 4096 {
+            self.buckets.clear();
+        }
+        let (tokens, last) = self.buckets.entry(mac).or_insert((f64::from(burst), now));
+        let elapsed = now.saturating_duration_since(*last).as_secs_f64();
+        let per_sec = 1.0 / refill.as_secs_f64().max(1e-3);
+        *tokens = (*tokens + elapsed * per_sec).min(f64::from(burst));
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Decodes a datagram and decides. Never panics, whatever the bytes.
+pub fn decide_bytes(
+    bytes: &[u8],
+    port: Port,
+    policy: &Policy,
+    limiter: &mut RateLimiter,
+    now: Instant,
+) -> Result<Reply, Silence> {
+    // A DHCP message is at least the 236-byte BOOTP header and the 4-byte
+    // magic cookie; Ethernet's MTU bounds it from above.
+    if bytes.len() < 240 || bytes.len() > 1500 {
+        return Err(Silence::Malformed(format!("{} bytes", bytes.len())));
+    }
+    check_options_terminated(bytes)?;
+    let msg =
+        Message::decode(&mut Decoder::new(bytes)).map_err(|e| Silence::Malformed(e.to_string()))?;
+    let reply = reply(&msg, port, policy)?;
+    if !limiter.allow(reply.mac, now, policy.burst, policy.refill) {
+        return Err(Silence::RateLimited(reply.mac));
+    }
+    Ok(reply)
+}
+
+/// Walks the options area (after the 236-byte header and the magic cookie)
+/// and requires every option to fit and an END option: a truncated packet,
+/// or one whose option lengths run past the end, is malformed — even where
+/// a lenient decoder would accept the prefix.
+fn check_options_terminated(bytes: &[u8]) -> Result<(), Silence> {
+    if bytes[236..240] != [99, 130, 83, 99] {
+        return Err(Silence::Malformed("no DHCP magic cookie".into()));
+    }
+    let mut i = 240;
+    while i < bytes.len() {
+        match bytes[i] {
+            0 => i += 1,
+            255 => return Ok(()),
+            code => {
+                let Some(&len) = bytes.get(i + 1) else {
+                    return Err(Silence::Malformed(format!("option {code} has no length")));
+                };
+                i += 2 + usize::from(len);
+                if i > bytes.len() {
+                    return Err(Silence::Malformed(format!(
+                        "option {code} claims {len} bytes past the end"
+                    )));
+                }
+            }
+        }
+    }
+    Err(Silence::Malformed("no END option (truncated?)".into()))
+}
+
+/// The pure decision for one decoded message.
+pub fn reply(msg: &Message, port: Port, policy: &Policy) -> Result<Reply, Silence> {
+    // 1. BOOTREQUEST from Ethernet.
+    if msg.opcode() != Opcode::BootRequest
+        || msg.htype() != v4::HType::Eth
+        || msg.hlen() != 6
+        || msg.chaddr().len() < 6
+    {
+        return Err(Silence::NotARequest);
+    }
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&msg.chaddr()[..6]);
+    let mac = MacAddr(mac);
+
+    // 2. DISCOVER, or a REQUEST for us.
+    let kind = match msg.opts().msg_type() {
+        Some(MessageType::Discover) => MessageType::Offer,
+        Some(MessageType::Request) => {
+            let for_us = match msg.opts().get(OptionCode::ServerIdentifier) {
+                Some(DhcpOption::ServerIdentifier(ip)) => *ip == policy.server_ip,
+                _ => port == Port::Proxy,
+            };
+            if !for_us {
+                return Err(Silence::RequestForAnotherServer);
+            }
+            MessageType::Ack
+        }
+        _ => return Err(Silence::OtherMessageType),
+    };
+
+    // 3. A UEFI HTTP boot client.
+    let class = match msg.opts().get(OptionCode::ClassIdentifier) {
+        Some(DhcpOption::ClassIdentifier(c)) => c.as_slice(),
+        _ => return Err(Silence::NotABootClient),
+    };
+    if class.starts_with(b"PXEClient") {
+        return Err(Silence::PxeNeedsTftp);
+    }
+    if !class.starts_with(b"HTTPClient") {
+        return Err(Silence::NotABootClient);
+    }
+
+    // 4. A node of this rack.
+    let (node, rack_arch) = policy.nodes.get(&mac).ok_or(Silence::UnknownMac(mac))?;
+
+    // 5. The right architecture, with an image.
+    let client_arch = match msg.opts().get(OptionCode::ClientSystemArchitecture) {
+        Some(DhcpOption::ClientSystemArchitecture(a)) => Some(u16::from(*a)),
+        _ => None,
+    };
+    let arch = client_arch
+        .and_then(arch_of)
+        .ok_or(Silence::UnsupportedArch(client_arch))?;
+    if arch != *rack_arch {
+        return Err(Silence::ArchMismatch {
+            mac,
+            rack: *rack_arch,
+            client: arch,
+        });
+    }
+    let url = policy.boot_urls.get(&arch).ok_or(Silence::NoImage(arch))?;
+
+    // The reply.
+    let mut out = Message::new_with_id(
+        msg.xid(),
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        policy.server_ip,
+        msg.giaddr(),
+        msg.chaddr(),
+    );
+    out.set_opcode(Opcode::BootReply)
+        .set_htype(v4::HType::Eth)
+        .set_flags(msg.flags());
+    if url.len() < 128 {
+        out.set_fname(url.as_bytes());
+    }
+    let opts = out.opts_mut();
+    opts.insert(DhcpOption::MessageType(kind));
+    opts.insert(DhcpOption::ServerIdentifier(policy.server_ip));
+    opts.insert(DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()));
+    opts.insert(DhcpOption::BootfileName(url.as_bytes().to_vec()));
+    // PXE/UEFI clients match the reply to their UUID (option 97).
+    if let Some(uuid @ DhcpOption::ClientMachineIdentifier(_)) =
+        msg.opts().get(OptionCode::ClientMachineIdentifier)
+    {
+        opts.insert(uuid.clone());
+    }
+    Ok(Reply {
+        node: node.clone(),
+        mac,
+        kind,
+        message: out,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVER: Ipv4Addr = Ipv4Addr::new(10, 42, 0, 2);
+
+    fn rack() -> racklet_hardware::Rack {
+        racklet_hardware::Rack::from_yaml_str(include_str!("../../../hardware/rack.yaml")).unwrap()
+    }
+
+    fn policy() -> Policy {
+        let mut urls = HashMap::new();
+        urls.insert(
+            Arch::X86_64,
+            "https://10.42.0.2:8443/first-stage/stage1-x86_64.efi".to_string(),
+        );
+        Policy::new(SERVER, &rack(), urls)
+    }
+
+    /// A DISCOVER as OVMF's HttpBootDxe sends it.
+    fn uefi_discover(mac: [u8; 6], arch: u16, class: &[u8]) -> Message {
+        let mut m = Message::new_with_id(
+            0x1234_5678,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            &mac,
+        );
+        m.set_flags(v4::Flags::default().set_broadcast());
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(MessageType::Discover));
+        m.opts_mut()
+            .insert(DhcpOption::ClassIdentifier(class.to_vec()));
+        m.opts_mut()
+            .insert(DhcpOption::ClientSystemArchitecture(arch.into()));
+        m.opts_mut()
+            .insert(DhcpOption::ClientMachineIdentifier(vec![0; 17]));
+        m
+    }
+
+    const UNIT3: [u8; 6] = [0x02, 0x72, 0x6b, 0, 0, 3];
+
+    #[test]
+    fn a_known_uefi_http_client_gets_the_url_and_no_address() {
+        let m = uefi_discover(UNIT3, ARCH_X64_HTTP, b"HTTPClient:Arch:00016:UNDI:003001");
+        let r = reply(&m, Port::Dhcp, &policy()).unwrap();
+        assert_eq!(r.node, "unit-3");
+        assert_eq!(r.kind, MessageType::Offer);
+        let o = &r.message;
+        assert_eq!(o.opcode(), Opcode::BootReply);
+        assert_eq!(o.xid(), 0x1234_5678);
+        assert_eq!(o.yiaddr(), Ipv4Addr::UNSPECIFIED, "never offers an address");
+        assert_eq!(o.siaddr(), SERVER);
+        assert!(o.flags().broadcast());
+        assert_eq!(
+            o.opts().get(OptionCode::ClassIdentifier),
+            Some(&DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()))
+        );
+        assert_eq!(
+            o.opts().get(OptionCode::ServerIdentifier),
+            Some(&DhcpOption::ServerIdentifier(SERVER))
+        );
+        let url = b"https://10.42.0.2:8443/first-stage/stage1-x86_64.efi".to_vec();
+        assert_eq!(
+            o.opts().get(OptionCode::BootfileName),
+            Some(&DhcpOption::BootfileName(url.clone()))
+        );
+        assert_eq!(o.fname(), Some(&url[..]));
+        assert!(o.opts().get(OptionCode::ClientMachineIdentifier).is_some());
+        // It survives a decode → encode round trip byte for byte.
+        let bytes = r.to_bytes();
+        let back = Message::decode(&mut Decoder::new(&bytes)).unwrap();
+        let mut again = Vec::new();
+        back.encode(&mut Encoder::new(&mut again)).unwrap();
+        assert_eq!(again, bytes);
+    }
+
+    #[test]
+    fn silence_for_everyone_else_with_the_reason() {
+        let p = policy();
+        let cases: Vec<(Message, Silence)> = vec![
+            (
+                uefi_discover([0x02, 0, 0, 0, 0, 9], ARCH_X64_HTTP, b"HTTPClient"),
+                Silence::UnknownMac(MacAddr([0x02, 0, 0, 0, 0, 9])),
+            ),
+            (
+                uefi_discover(UNIT3, 0x0007, b"PXEClient:Arch:00007:UNDI:003016"),
+                Silence::PxeNeedsTftp,
+            ),
+            (
+                uefi_discover(UNIT3, ARCH_X64_HTTP, b"MSFT 5.0"),
+                Silence::NotABootClient,
+            ),
+            (
+                uefi_discover(UNIT3, ARCH_ARM64_HTTP, b"HTTPClient:Arch:00019"),
+                Silence::ArchMismatch {
+                    mac: MacAddr(UNIT3),
+                    rack: Arch::X86_64,
+                    client: Arch::Aarch64,
+                },
+            ),
+            (
+                uefi_discover(UNIT3, 0x0000, b"HTTPClient"),
+                Silence::UnsupportedArch(Some(0)),
+            ),
+        ];
+        for (m, want) in cases {
+            assert_eq!(reply(&m, Port::Dhcp, &p).unwrap_err(), want);
+        }
+        // An ordinary DHCP client (no vendor class).
+        let mut plain = uefi_discover(UNIT3, ARCH_X64_HTTP, b"x");
+        plain.opts_mut().remove(OptionCode::ClassIdentifier);
+        assert_eq!(
+            reply(&plain, Port::Dhcp, &p).unwrap_err(),
+            Silence::NotABootClient
+        );
+        // A RELEASE.
+        let mut rel = uefi_discover(UNIT3, ARCH_X64_HTTP, b"HTTPClient");
+        rel.opts_mut()
+            .insert(DhcpOption::MessageType(MessageType::Release));
+        assert_eq!(
+            reply(&rel, Port::Dhcp, &p).unwrap_err(),
+            Silence::OtherMessageType
+        );
+        // Our own kind of message coming back (a reply) is not a request.
+        let mut back = uefi_discover(UNIT3, ARCH_X64_HTTP, b"HTTPClient");
+        back.set_opcode(Opcode::BootReply);
+        assert_eq!(
+            reply(&back, Port::Dhcp, &p).unwrap_err(),
+            Silence::NotARequest
+        );
+    }
+
+    #[test]
+    fn requests_only_for_this_server_or_on_4011() {
+        let p = policy();
+        let mut req = uefi_discover(UNIT3, ARCH_X64_HTTP, b"HTTPClient");
+        req.opts_mut()
+            .insert(DhcpOption::MessageType(MessageType::Request));
+        // The LAN's DHCP server's REQUEST phase: not for us.
+        req.opts_mut()
+            .insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 42, 0, 1)));
+        assert_eq!(
+            reply(&req, Port::Dhcp, &p).unwrap_err(),
+            Silence::RequestForAnotherServer
+        );
+        req.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+        assert_eq!(reply(&req, Port::Dhcp, &p).unwrap().kind, MessageType::Ack);
+        req.opts_mut().remove(OptionCode::ServerIdentifier);
+        assert_eq!(reply(&req, Port::Proxy, &p).unwrap().kind, MessageType::Ack);
+        assert!(reply(&req, Port::Dhcp, &p).is_err());
+    }
+
+    #[test]
+    fn floods_are_rate_limited_per_mac() {
+        let p = policy();
+        let bytes = {
+            let m = uefi_discover(UNIT3, ARCH_X64_HTTP, b"HTTPClient");
+            let mut b = Vec::new();
+            m.encode(&mut Encoder::new(&mut b)).unwrap();
+            b
+        };
+        let mut lim = RateLimiter::default();
+        let t0 = Instant::now();
+        let answered = (0..100)
+            .filter(|_| decide_bytes(&bytes, Port::Dhcp, &p, &mut lim, t0).is_ok())
+            .count();
+        assert_eq!(answered, p.burst as usize);
+        // One more token after the refill interval.
+        assert!(decide_bytes(&bytes, Port::Dhcp, &p, &mut lim, t0 + p.refill).is_ok());
+        assert!(matches!(
+            decide_bytes(&bytes, Port::Dhcp, &p, &mut lim, t0 + p.refill),
+            Err(Silence::RateLimited(_))
+        ));
+    }
+
+    #[test]
+    fn malformed_packets_are_named_not_answered() {
+        let p = policy();
+        let mut lim = RateLimiter::default();
+        let good = {
+            let m = uefi_discover(UNIT3, ARCH_X64_HTTP, b"HTTPClient");
+            let mut b = Vec::new();
+            m.encode(&mut Encoder::new(&mut b)).unwrap();
+            b
+        };
+        let now = Instant::now();
+        for cut in 0..good.len() {
+            match decide_bytes(&good[..cut], Port::Dhcp, &p, &mut lim, now) {
+                Err(Silence::Malformed(_)) => {}
+                other => panic!("a {cut}-byte prefix was not refused as malformed: {other:?}"),
+            }
+        }
+        assert!(decide_bytes(&good, Port::Dhcp, &p, &mut lim, now).is_ok());
+        // An option whose length runs past the end.
+        let mut bad = good.clone();
+        let at = bad.len() - 1; // the END option
+        bad[at] = 60;
+        bad.push(200);
+        bad.extend_from_slice(b"HTTPClient");
+        assert!(decide_bytes(&bad, Port::Dhcp, &p, &mut lim, now).is_err());
+        // Oversized.
+        let huge = vec![0u8; 2000];
+        assert!(matches!(
+            decide_bytes(&huge, Port::Dhcp, &p, &mut lim, now),
+            Err(Silence::Malformed(_))
+        ));
+    }
+}
