@@ -100,14 +100,6 @@ pub enum Error {
     /// No trusted time: neither the BMC nor a persisted trusted time.
     #[error("no trusted time (no BMC clock and no persisted trusted time): updates refused")]
     NoTrustedTime,
-    /// The host clock is behind the trusted time (simulation mode cannot set it).
-    #[error("the system clock ({system}) is behind the trusted time ({trusted}); refusing to check expiry with it")]
-    ClockBehind {
-        /// System clock.
-        system: jiff::Timestamp,
-        /// Trusted time.
-        trusted: jiff::Timestamp,
-    },
     /// Talking to the BMC failed.
     #[error("BMC: {0}")]
     Bmc(String),

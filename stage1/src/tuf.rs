@@ -10,8 +10,7 @@
 //!   send the node back to an older root);
 //! - 5.3.10, 5.4.4, 5.5.6, 5.6.5 (freeze attacks): tough checks expiry
 //!   against the system clock; stage1 checks again against the **trusted**
-//!   time ([`TrustedTime`]), and refuses to run when the system clock is
-//!   behind it;
+//!   time ([`TrustedTime`]), so the later of the two decides;
 //! - 5.4.3: Off-spec in tough: it accepts a timestamp with the trusted
 //!   version but different content; stage1 refuses it;
 //! - 5.7: images are downloaded by stage1's installer, which checks the
@@ -201,13 +200,12 @@ pub async fn refresh(
     time: &TrustedTime,
 ) -> Result<Refreshed> {
     // 5.1: the update start time is the trusted time. tough reads the
-    // system clock itself, so it must not be behind the trusted time.
+    // system clock itself (as PID 1 stage1 sets it to trusted time first);
+    // every expiry is checked again below against trusted time, so a system
+    // clock that lags cannot make expired metadata pass.
     let system = jiff::Timestamp::now();
     if system < time.now {
-        return Err(Error::ClockBehind {
-            system,
-            trusted: time.now,
-        });
+        tracing::warn!(%system, trusted = %time.now, "system clock behind trusted time; expiry is checked against trusted time");
     }
     // 5.2: load the trusted root (the latest verified one).
     let root = trusted_root(cfg, pinned)?;
