@@ -253,3 +253,36 @@ fn kill_9_during_an_install_leaves_the_old_slot_bootable() {
     }
     assert_eq!(boots(), (Slot::B, new));
 }
+
+#[test]
+fn init_outside_pid_1_runs_one_round_and_fails_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = stage1()
+        .args([
+            "init",
+            "--node",
+            "unit-2",
+            "--groups",
+            "workers",
+            "--smbus",
+            "0x21",
+            "--bmc",
+            "127.0.0.1:9",
+        ])
+        .arg("--disk")
+        .arg(dir.path().join("disk.img"))
+        .arg("--root")
+        .arg(dir.path().join("root.json"))
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .arg("--simulate")
+        .arg(dir.path().join("handoff.json"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("stage1: boot failed") && err.contains("BMC"),
+        "{err}"
+    );
+}

@@ -57,13 +57,14 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
                 let res = super::runtime().and_then(|rt| {
                     Ok(rt.block_on(stage1::boot::run(&cfg, 3, Duration::from_millis(500)))?)
                 });
-                match res {
+                match &res {
                     Ok(rec) => console(&format!("handed off to {} (simulation)", rec.image)),
                     Err(e) => console(&format!("boot failed: {e:#}")),
                 }
                 if !pid1 {
-                    // Outside PID 1 (a test, a shell) one round is enough.
-                    return Ok(());
+                    // Outside PID 1 (a test, a shell) one round is enough,
+                    // and a failure is the exit status.
+                    return res.map(drop);
                 }
             }
             Err(e) => console(&format!("bad configuration: {e:#}")),
