@@ -19,8 +19,9 @@
 //!    ([`Plan::BootActive`]), else install it into the other slot
 //!    ([`Plan::Install`]) — unless that slot already failed with it.
 //! 5. Otherwise boot the BMC's slot if its image checks out: valid on disk,
-//!    not below the rollback minimum, and (when a release is known) listed
-//!    and admitted by it.
+//!    not below the rollback minimum, listed and admitted by signed
+//!    metadata (fresh, or the stored copy when offline). Without any signed
+//!    metadata nothing is booted.
 //! 6. Otherwise [`Plan::Refuse`] with the reason; the shell retries, then
 //!    asks the BMC for a new attempt (which falls back after its tries).
 
@@ -323,7 +324,15 @@ pub fn plan(
                 img.name, img.security_version, bmc.rollback_min
             ));
         }
-        if let Some(r) = release {
+        // Nothing unverified is executed: without signed metadata (fresh or
+        // stored) there is nothing to check the slot's bytes against.
+        let Some(r) = release else {
+            return Err(format!(
+                "no signed metadata to verify {} against (none fetched, none stored)",
+                img.name
+            ));
+        };
+        {
             let mut listed = r
                 .targets
                 .iter()

@@ -232,6 +232,21 @@ fn without_trusted_time_nothing_is_installed() {
     );
     assert!(matches!(d.plan, Plan::BootActive { slot: Slot::A, .. }));
     assert!(d.no_update.unwrap().contains("no trusted time"));
+    // Without any signed metadata nothing is booted, not even a valid slot.
+    let d = plan(
+        None,
+        &slots_with(Some(&old), None, Some(Slot::A)),
+        &bmc(Slot::A, 1),
+        &node(),
+        now(),
+    );
+    match d.plan {
+        Plan::Refuse { reason } => assert!(
+            reason.to_string().contains("no signed metadata"),
+            "{reason}"
+        ),
+        p => panic!("{p:?}"),
+    }
 }
 
 #[test]
@@ -320,7 +335,7 @@ fn admitted_image(img: &SlotImage, r: Option<&Release>, b: &BmcFacts) -> bool {
         return false;
     }
     match r {
-        None => true,
+        None => false,
         Some(r) => r.targets.iter().any(|t| {
             t.sha256 == img.sha256
                 && t.length == img.length
