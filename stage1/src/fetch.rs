@@ -115,8 +115,19 @@ async fn copy<D: Disk>(
         }
     }
     let mut body = resp.body;
+    let tenth = (target.length / 10).max(1);
     while let Some(chunk) = body.next().await {
+        let before = s.written() / tenth;
         s.write(&chunk?)?;
+        if s.written() / tenth > before {
+            // Progress on the console: every tenth of the image.
+            tracing::info!(
+                target = %target.name,
+                slot = ?s.slot(),
+                percent = s.written() * 100 / target.length.max(1),
+                "installing"
+            );
+        }
     }
     if s.written() < target.length {
         return Err(Error::Fetch {

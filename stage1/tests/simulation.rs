@@ -210,3 +210,42 @@ async fn install_boot_confirm_update_refuse_rollback_boot_offline_and_fall_back(
     assert_eq!(w.slots().slot(Slot::A).status, SlotStatus::Failed);
     assert_eq!(w.slots().active, Some(Slot::B));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_button_forces_slot_b_but_never_below_the_rollback_minimum() {
+    let w = World::new().await;
+    let rec = w.boot().await;
+    assert_eq!((rec.slot, rec.image.as_str()), ('B', "os-1.uki"));
+    boot::confirm(&w.cfg).await.unwrap();
+    w.fx.release(
+        "os-2.uki",
+        &uki(Arch::X86_64, "v2", 2),
+        "2.0.0",
+        2,
+        Arch::X86_64,
+        workers(),
+    );
+    let rec = w.boot().await;
+    assert_eq!((rec.slot, rec.image.as_str()), ('A', "os-2.uki"));
+    // Long press: the BMC power-cycles into B, forced. os-2 is unconfirmed,
+    // so the minimum is still 1 and os-1 may boot; nothing is written.
+    let addr = w.cfg.bmc_addr.clone();
+    w.sim.control("press unit-2 long").unwrap();
+    wait_plan(&addr, |p| p.slot == Slot::B && p.forced_by_button);
+    let before = w.slots();
+    let rec = w.boot().await;
+    assert_eq!((rec.slot, rec.image.as_str()), ('B', "os-1.uki"));
+    assert_eq!(w.slots().slots, before.slots);
+    // Back on A, confirm os-2: the minimum becomes 2. Forcing B now is
+    // refused: os-1 is below the rollback minimum.
+    w.sim.control("reset unit-2 power-cycle").unwrap();
+    wait_plan(&addr, |p| p.slot == Slot::A && !p.forced_by_button);
+    let rec = w.boot().await;
+    assert_eq!((rec.slot, rec.image.as_str()), ('A', "os-2.uki"));
+    let c = boot::confirm(&w.cfg).await.unwrap();
+    assert_eq!(c.rollback_min.0, 2);
+    w.sim.control("press unit-2 long").unwrap();
+    wait_plan(&addr, |p| p.slot == Slot::B && p.forced_by_button);
+    let e = boot::boot_once(&w.cfg).await.unwrap_err();
+    assert!(e.to_string().contains("below the rollback minimum"), "{e}");
+}
