@@ -1,4 +1,4 @@
-//! The proxyDHCP decision, sans IO: bytes (or a parsed message), the rack's
+//! bootd's proxyDHCP decision, sans IO: bytes (or a parsed message), the rack's
 //! policy and the time in; a reply or a named reason for silence out.
 //!
 //! A proxyDHCP server never hands out addresses — the LAN's own DHCP server
@@ -19,6 +19,8 @@
 //! identifier, vendor class `HTTPClient` echoed (UEFI ignores an offer
 //! without it) and the boot URL in option 67 and, when it fits, in the
 //! BOOTP `file` field (EDK2 reads `file` when option 67 is absent).
+
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -211,13 +213,34 @@ pub fn decide_bytes(
         return Err(Silence::Malformed(format!("{} bytes", bytes.len())));
     }
     check_options_terminated(bytes)?;
-    let msg =
-        Message::decode(&mut Decoder::new(bytes)).map_err(|e| Silence::Malformed(e.to_string()))?;
+    let msg = decode(bytes)?;
     let reply = reply(&msg, port, policy)?;
     if !limiter.allow(reply.mac, now, policy.burst, policy.refill) {
         return Err(Silence::RateLimited(reply.mac));
     }
     Ok(reply)
+}
+
+/// Decodes a message. dhcproto 0.15 *panics* on some malformed options
+/// (found by our fuzz target: option 81 shorter than 3 bytes asserts in its
+/// decoder), so the decoder runs under `catch_unwind`: a packet must never
+/// take the proxyDHCP service down.
+fn decode(bytes: &[u8]) -> Result<Message, Silence> {
+    // libFuzzer's panic hook aborts on any panic, caught or not: under the
+    // fuzzer, silence it for the decoder alone (single-threaded there), so
+    // that the fuzzer still catches every panic in *our* code.
+    #[cfg(fuzzing)]
+    let hook = std::panic::take_hook();
+    #[cfg(fuzzing)]
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(|| Message::decode(&mut Decoder::new(bytes)));
+    #[cfg(fuzzing)]
+    std::panic::set_hook(hook);
+    match result {
+        Ok(Ok(m)) => Ok(m),
+        Ok(Err(e)) => Err(Silence::Malformed(e.to_string())),
+        Err(_) => Err(Silence::Malformed("the DHCP decoder panicked on it".into())),
+    }
 }
 
 /// Walks the options area (after the 236-byte header and the magic cookie)
@@ -343,6 +366,56 @@ pub fn reply(msg: &Message, port: Port, policy: &Policy) -> Result<Reply, Silenc
         kind,
         message: out,
     })
+}
+
+/// The fuzz target's body (see `fuzz/`): any bytes, decided against the
+/// reference rack, must never panic, and any reply must be for a rack node
+/// that claimed its own architecture, with no address and `HTTPClient`.
+pub fn fuzz_decide(data: &[u8]) {
+    use std::sync::OnceLock;
+    static POLICY: OnceLock<Policy> = OnceLock::new();
+    let policy = POLICY.get_or_init(|| {
+        let rack =
+            racklet_hardware::Rack::from_yaml_str(include_str!("../../../hardware/rack.yaml"))
+                .expect("the reference rack parses");
+        let mut urls = HashMap::new();
+        urls.insert(
+            Arch::X86_64,
+            "https://10.0.0.2:8443/stage1-x86_64.efi".to_string(),
+        );
+        Policy::new(Ipv4Addr::new(10, 0, 0, 2), &rack, urls)
+    });
+    let mut limiter = RateLimiter::default();
+    let port = if data.first().is_some_and(|b| b & 1 == 1) {
+        Port::Proxy
+    } else {
+        Port::Dhcp
+    };
+    if let Ok(reply) = decide_bytes(data, port, policy, &mut limiter, Instant::now()) {
+        let m = &reply.message;
+        assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED, "offered an address");
+        assert_eq!(m.opcode(), Opcode::BootReply);
+        let (_, arch) = policy
+            .nodes
+            .get(&reply.mac)
+            .expect("replied to a MAC outside the rack");
+        assert_eq!(*arch, Arch::X86_64);
+        assert_eq!(
+            m.opts().get(OptionCode::ClassIdentifier),
+            Some(&DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()))
+        );
+        let request = decode(data).expect("it decoded once");
+        let class = match request.opts().get(OptionCode::ClassIdentifier) {
+            Some(DhcpOption::ClassIdentifier(c)) => c.clone(),
+            _ => panic!("replied to a client without a vendor class"),
+        };
+        assert!(
+            class.starts_with(b"HTTPClient"),
+            "replied to a non-HTTP boot client"
+        );
+        // The reply encodes.
+        let _ = reply.to_bytes();
+    }
 }
 
 #[cfg(test)]
@@ -497,6 +570,22 @@ mod tests {
         req.opts_mut().remove(OptionCode::ServerIdentifier);
         assert_eq!(reply(&req, Port::Proxy, &p).unwrap().kind, MessageType::Ack);
         assert!(reply(&req, Port::Dhcp, &p).is_err());
+    }
+
+    #[test]
+    fn a_packet_that_makes_dhcproto_panic_is_malformed_not_a_crash() {
+        // Found by fuzz/proxydhcp_decide: option 81 (client FQDN) with a
+        // length below 3 trips an assertion inside dhcproto 0.15.
+        let mut b = vec![0u8; 240];
+        b[0] = 1;
+        b[1] = 1;
+        b[2] = 6;
+        b[236..240].copy_from_slice(&[99, 130, 83, 99]);
+        b.extend_from_slice(&[81, 0, 255]);
+        let mut lim = RateLimiter::default();
+        let r = decide_bytes(&b, Port::Dhcp, &policy(), &mut lim, Instant::now());
+        assert!(matches!(r, Err(Silence::Malformed(_))), "{r:?}");
+        fuzz_decide(&b);
     }
 
     #[test]

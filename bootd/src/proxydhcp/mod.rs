@@ -2,12 +2,13 @@
 //! is, and stay silent for everyone else, so the rack can sit on any LAN
 //! whose own DHCP server hands out the addresses.
 //!
-//! [`policy`] is the whole decision, sans IO (fuzzed, see `fuzz/`); this
+//! [`policy`] (the `bootd-dhcp-policy` crate) is the whole decision, sans
+//! IO (fuzzed, see `fuzz/`); this
 //! module is the thin socket shell: UDP port 67 (and 4011) bound to one
 //! interface, a reply to the broadcast address (the client has no address
 //! yet), and a metric for every packet, answered or not.
 
-pub mod policy;
+pub use bootd_dhcp_policy as policy;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Instant;

@@ -1,0 +1,277 @@
+//! proxyDHCP over real sockets: bootd in one network namespace, a DHCP
+//! client in another, joined by a veth pair the test creates (root only;
+//! all addresses are inside the namespaces).
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
+use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+
+const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 199, 0, 2);
+const URL: &str = "https://10.199.0.2:8443/first-stage/stage1-x86_64.efi";
+
+fn sh(args: &[&str]) {
+    let s = Command::new(args[0]).args(&args[1..]).status().unwrap();
+    assert!(s.success(), "{args:?} failed");
+}
+
+/// Two namespaces joined by a veth pair, removed on drop.
+struct Net {
+    server: String,
+    client: String,
+}
+
+impl Net {
+    fn new() -> Net {
+        let id = std::process::id() % 100_000;
+        let (server, client) = (format!("rkd-s-{id}"), format!("rkd-c-{id}"));
+        let (vs, vc) = (format!("rkds{id}"), format!("rkdc{id}"));
+        sh(&["ip", "netns", "add", &server]);
+        sh(&["ip", "netns", "add", &client]);
+        let net = Net { server, client };
+        sh(&[
+            "ip", "link", "add", &vs, "type", "veth", "peer", "name", &vc,
+        ]);
+        sh(&["ip", "link", "set", &vs, "netns", &net.server]);
+        sh(&["ip", "link", "set", &vc, "netns", &net.client]);
+        for (ns, dev, addr) in [
+            (&net.server, &vs, "10.199.0.2/24"),
+            (&net.client, &vc, "10.199.0.10/24"),
+        ] {
+            sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        net
+    }
+
+    fn server_if(&self) -> String {
+        format!("rkds{}", std::process::id() % 100_000)
+    }
+
+    fn client_if(&self) -> String {
+        format!("rkdc{}", std::process::id() % 100_000)
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.server])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.client])
+            .status();
+    }
+}
+
+struct Bootd(Child);
+
+impl Drop for Bootd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn discover(mac: [u8; 6], class: &[u8], arch: u16) -> Vec<u8> {
+    let mut m = Message::new_with_id(
+        u32::from_be_bytes([mac[2], mac[3], mac[4], mac[5]]),
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        &mac,
+    );
+    m.set_flags(dhcproto::v4::Flags::default().set_broadcast());
+    m.opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Discover));
+    m.opts_mut()
+        .insert(DhcpOption::ClassIdentifier(class.to_vec()));
+    m.opts_mut()
+        .insert(DhcpOption::ClientSystemArchitecture(arch.into()));
+    let mut b = Vec::new();
+    m.encode(&mut Encoder::new(&mut b)).unwrap();
+    // Real firmware pads to the BOOTP minimum of 300 bytes.
+    b.resize(b.len().max(300), 0);
+    b
+}
+
+/// Sends packets from the client namespace, returns the replies.
+fn exchange(net: &Net, packets: &[Vec<u8>], seconds: f64) -> Vec<Message> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dhcp_client.py");
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.client,
+            "python3",
+            script,
+            &net.client_if(),
+        ])
+        .arg(seconds.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        for p in packets {
+            writeln!(stdin, "{}", hex::encode(p)).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| Message::decode(&mut Decoder::new(&hex::decode(l).unwrap())).unwrap())
+        .collect()
+}
+
+const UNIT2: [u8; 6] = [0x02, 0x72, 0x6b, 0, 0, 2];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_this_racks_uefi_http_clients_get_an_answer_over_real_sockets() {
+    if !is_root() || missing("ip") || missing("python3") || missing("curl") {
+        return;
+    }
+    let net = Net::new();
+    let f = Fixture::new();
+    f.release("1.0.0", &[("os.img", b"dhcp test", "os")]);
+    // Inside its own namespace bootd can have a fixed port.
+    let text = std::fs::read_to_string(&f.config_path)
+        .unwrap()
+        .replace("127.0.0.1:0", "127.0.0.1:8443")
+        + &format!(
+            "proxy_dhcp:\n  interface: {}\n  server_ip: {SERVER_IP}\n  boot_urls:\n    x86_64: {URL}\n",
+            net.server_if()
+        );
+    std::fs::write(&f.config_path, text).unwrap();
+    let exe = assert_cmd::cargo::cargo_bin("bootd");
+    let _bootd = Bootd(
+        Command::new("ip")
+            .args(["netns", "exec", &net.server])
+            .arg(&exe)
+            .arg("--config")
+            .arg(&f.config_path)
+            .arg("serve")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Until bootd is up, nothing answers: retry a known client for a while.
+    let mut offers = Vec::new();
+    for _ in 0..40 {
+        offers = exchange(
+            &net,
+            &[discover(UNIT2, b"HTTPClient:Arch:00016:UNDI:003001", 0x10)],
+            0.5,
+        );
+        if !offers.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        offers.len(),
+        1,
+        "a known UEFI HTTP client gets exactly one offer"
+    );
+    let o = &offers[0];
+    assert_eq!(o.opts().msg_type(), Some(MessageType::Offer));
+    assert_eq!(o.yiaddr(), Ipv4Addr::UNSPECIFIED, "never an address");
+    assert_eq!(o.chaddr()[..6], UNIT2);
+    assert_eq!(
+        o.opts().get(OptionCode::BootfileName),
+        Some(&DhcpOption::BootfileName(URL.as_bytes().to_vec()))
+    );
+    assert_eq!(
+        o.opts().get(OptionCode::ClassIdentifier),
+        Some(&DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()))
+    );
+    assert_eq!(
+        o.opts().get(OptionCode::ServerIdentifier),
+        Some(&DhcpOption::ServerIdentifier(SERVER_IP))
+    );
+
+    // Everyone else: silence (unknown MAC, PXE, a plain DHCP client, the
+    // wrong architecture for this node, garbage, a truncated packet).
+    let mut truncated = discover(UNIT2, b"HTTPClient", 0x10);
+    truncated.truncate(250);
+    let silent = exchange(
+        &net,
+        &[
+            discover([0x02, 0, 0, 0, 0, 0x99], b"HTTPClient", 0x10),
+            discover(UNIT2, b"PXEClient:Arch:00007:UNDI:003016", 0x07),
+            discover(UNIT2, b"MSFT 5.0", 0x10),
+            discover(UNIT2, b"HTTPClient", 0x13),
+            vec![0xff; 400],
+            truncated,
+        ],
+        1.5,
+    );
+    assert!(
+        silent.is_empty(),
+        "answered someone it should not: {silent:?}"
+    );
+
+    // A flood from one MAC gets at most the burst, and bootd keeps serving.
+    let flood: Vec<Vec<u8>> = (0..200)
+        .map(|_| discover(UNIT2, b"HTTPClient", 0x10))
+        .collect();
+    let answered = exchange(&net, &flood, 1.0);
+    assert!(
+        !answered.is_empty() && answered.len() <= 4,
+        "{} answers to a flood",
+        answered.len()
+    );
+
+    // Every packet was counted, answered or not, by reason.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &net.server, "curl", "-sS", "--cacert"])
+        .arg(&f.pki.ca_cert)
+        .arg("https://127.0.0.1:8443/metrics")
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    for label in [
+        "offer",
+        "unknown_mac",
+        "pxe_needs_tftp",
+        "not_a_boot_client",
+        "arch_mismatch",
+        "malformed",
+        "rate_limited",
+    ] {
+        let line = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("bootd_dhcp_packets_total")
+                    && l.contains(&format!("result=\"{label}\""))
+            })
+            .unwrap_or_else(|| panic!("no count for {label} in:\n{metrics}"));
+        let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(n >= 1.0, "{line}");
+    }
+}
+
+/// Network namespaces need root; without it say so (CI runs as root and
+/// sets RACKLET_REQUIRE_ALL=1, which makes this a failure).
+fn is_root() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !root {
+        if std::env::var("RACKLET_REQUIRE_ALL").as_deref() == Ok("1") {
+            panic!("root is required (RACKLET_REQUIRE_ALL=1)");
+        }
+        println!("skipped: needs root");
+    }
+    root
+}
