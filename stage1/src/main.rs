@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // As PID 1 the kernel passes no arguments: read them from a file.
     let program = if std::process::id() == 1 && std::env::args().len() <= 1 {

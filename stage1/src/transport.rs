@@ -224,8 +224,18 @@ impl HttpsTransport {
             .map_err(|_| fetch_err(url, format!("connect timed out after {timeout:?}")))?
             .map_err(|e| fetch_err(url, format!("connect: {e}")))?;
         let _ = tcp.set_nodelay(true);
-        let mut req = Request::get(url.as_str())
-            .header(hyper::header::HOST, host)
+        // Origin-form request target and a Host with the port, as any
+        // HTTP/1.1 server (bootd, nginx, an object store) expects.
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let host_header = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_owned(),
+        };
+        let mut req = Request::get(target)
+            .header(hyper::header::HOST, host_header)
             .header(hyper::header::USER_AGENT, "racklet-stage1");
         if from > 0 {
             req = req.header(hyper::header::RANGE, format!("bytes={from}-"));
