@@ -320,7 +320,8 @@ pub async fn confirm(cfg: &BootConfig) -> Result<Confirmed> {
     let mut bmc = Bmc::connect(&cfg.bmc_addr, cfg.smbus)?;
     let facts = bmc.facts()?;
     let slot = facts.plan.slot;
-    bmc.confirm(slot)?;
+    // The disk must say what runs before the BMC is told it is good: the
+    // rollback minimum is raised to that record's security version.
     let store = open_disk(&cfg.disk)?;
     let image = store
         .state()
@@ -328,6 +329,7 @@ pub async fn confirm(cfg: &BootConfig) -> Result<Confirmed> {
         .valid_image()
         .cloned()
         .ok_or_else(|| Error::Refused(format!("slot {slot:?} holds no valid image")))?;
+    bmc.confirm(slot)?;
     let min = if image.security_version > facts.plan.rollback_min {
         bmc.raise_min(image.security_version)?
     } else {

@@ -178,6 +178,9 @@ impl HttpsTransport {
     /// Records the body of every file fetched under `base` (metadata).
     pub fn recording(mut self, base: Url) -> HttpsTransport {
         self.record_under = Some(base);
+        // A fresh record: nothing from an earlier load can be mistaken
+        // for this one's bytes.
+        self.recorded = Arc::default();
         self
     }
 
