@@ -64,7 +64,7 @@ fn power_cut_at_every_write_and_fsync_of_an_update_leaves_a_verified_slot() {
     let mut points = 0;
     let (mut saw_old, mut saw_new) = (0, 0);
     for n in 0..total {
-        for seed in 0..2u64 {
+        for seed in 0..3u64 {
             let mut d = base.clone();
             d.cut_power_after(n);
             let mut store = SlotStore::open(d).unwrap();
