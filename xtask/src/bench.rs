@@ -16,7 +16,7 @@ use crate::util::{cargo, root, sh};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Which benchmark: imgsign, bootd or all.
+    /// Which benchmark: imgsign, bootd, stage1 or all.
     #[arg(default_value = "all")]
     pub which: String,
     /// Runs per measurement (the median is reported).
@@ -34,12 +34,29 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.which.as_str() {
         "imgsign" => imgsign(&args),
         "bootd" => bootd(),
+        "stage1" => stage1(&args),
         "all" => {
             imgsign(&args)?;
-            bootd()
+            bootd()?;
+            stage1(&args)
         }
-        other => bail!("unknown benchmark `{other}` (want imgsign, bootd or all)"),
+        other => bail!("unknown benchmark `{other}` (want imgsign, bootd, stage1 or all)"),
     }
+}
+
+/// stage1's install throughput from bootd on loopback vs `curl | tee |
+/// sha256sum`, and against the hash and disk limits (stage1's own harness).
+fn stage1(args: &BenchArgs) -> Result<()> {
+    eprintln!("building stage1 and stage1-bench (release)…");
+    sh(cargo().args(["build", "--release", "--locked", "-p", "stage1"]))?;
+    sh(
+        Command::new(root().join("target/release/stage1-bench")).args([
+            "--size-mib",
+            &args.big_mib.to_string(),
+            "--small-mib",
+            "64",
+        ]),
+    )
 }
 
 /// bootd vs nginx: bootd's own harness (`bootd-bench`) starts both on the

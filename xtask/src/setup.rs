@@ -50,6 +50,10 @@ pub const APT: &[(&str, &str)] = &[
     ("python3-pip", "installs the python-tuf reference client"),
     ("g++", "libfuzzer-sys compiles libFuzzer (C++)"),
     (
+        "binutils",
+        "strip for the stage1 initramfs in the PID-1 QEMU test",
+    ),
+    (
         "busybox-static",
         "a static shell for the initramfs that checks a UKI boots under OVMF",
     ),
