@@ -10,6 +10,7 @@
 pub mod client;
 pub mod control;
 pub mod flash;
+pub mod harness;
 pub mod metrics;
 pub mod server;
 pub mod unit;
