@@ -70,6 +70,13 @@ fn sign_release(dir: &Path) -> Command {
     c
 }
 
+/// `new_repo`, then one `stable` release of a 5000-byte image of `fill`s.
+fn repo_with_release(dir: &Path, image: &str, fill: u8) {
+    new_repo(dir);
+    std::fs::write(dir.join(image), vec![fill; 5000]).unwrap();
+    release(dir, image, "stable", &["tg.pem", "sn.pem", "ts.pem"]).success();
+}
+
 fn release(dir: &Path, image: &str, channel: &str, keys: &[&str]) -> assert_cmd::assert::Assert {
     let mut c = sign_release(dir);
     c.args(["--channel", channel, "--group", "workers"]);
@@ -163,15 +170,7 @@ fn init_release_verify_status() {
 #[test]
 fn verify_fails_naming_the_tampered_target() {
     let d = tempfile::tempdir().unwrap();
-    new_repo(d.path());
-    std::fs::write(d.path().join("os.uki"), vec![7u8; 5000]).unwrap();
-    release(
-        d.path(),
-        "os.uki",
-        "stable",
-        &["tg.pem", "sn.pem", "ts.pem"],
-    )
-    .success();
+    repo_with_release(d.path(), "os.uki", 7);
     let targets = d.path().join("repo/targets");
     let f = std::fs::read_dir(&targets)
         .unwrap()
@@ -276,15 +275,7 @@ fn bad_target_name_and_unknown_arch_are_refused() {
 #[test]
 fn root_rotation_ceremony_on_separate_machines() {
     let d = tempfile::tempdir().unwrap();
-    new_repo(d.path());
-    std::fs::write(d.path().join("os.uki"), vec![7u8; 5000]).unwrap();
-    release(
-        d.path(),
-        "os.uki",
-        "stable",
-        &["tg.pem", "sn.pem", "ts.pem"],
-    )
-    .success();
+    repo_with_release(d.path(), "os.uki", 7);
 
     // A client trusts root v1 and has loaded the repository once.
     let root_v1 = std::fs::read(d.path().join("repo/metadata/1.root.json")).unwrap();
@@ -674,15 +665,7 @@ fn hex_lower(b: &[u8]) -> String {
 fn a_swapped_root_chain_cannot_get_its_target_signed() {
     // The release manager's repository, pinned on this machine at init.
     let d = tempfile::tempdir().unwrap();
-    new_repo(d.path());
-    std::fs::write(d.path().join("os.uki"), vec![7u8; 5000]).unwrap();
-    release(
-        d.path(),
-        "os.uki",
-        "stable",
-        &["tg.pem", "sn.pem", "ts.pem"],
-    )
-    .success();
+    repo_with_release(d.path(), "os.uki", 7);
     // Someone who can write the folder builds a root chain of their own
     // (it could also trust the real targets key: only its public half is
     // needed for that), with their own target in it.
@@ -738,15 +721,7 @@ fn a_swapped_root_chain_cannot_get_its_target_signed() {
 #[test]
 fn a_rolled_back_repository_folder_is_refused() {
     let d = tempfile::tempdir().unwrap();
-    new_repo(d.path());
-    std::fs::write(d.path().join("v1.uki"), vec![1u8; 5000]).unwrap();
-    release(
-        d.path(),
-        "v1.uki",
-        "stable",
-        &["tg.pem", "sn.pem", "ts.pem"],
-    )
-    .success();
+    repo_with_release(d.path(), "v1.uki", 1);
     let snapshot_copy = d.path().join("old-repo");
     copy_dir(&d.path().join("repo"), &snapshot_copy);
     std::fs::write(d.path().join("v2.uki"), vec![2u8; 5000]).unwrap();
