@@ -260,6 +260,20 @@ fn check_options_terminated(bytes: &[u8]) -> Result<(), Silence> {
                 let Some(&len) = bytes.get(i + 1) else {
                     return Err(Silence::Malformed(format!("option {code} has no length")));
                 };
+                // Options whose length the RFCs fix: a wrong one is
+                // malformed (and trips dhcproto's debug assertions).
+                let fixed = match code {
+                    80 => Some(len == 0),        // Rapid Commit
+                    81 => Some(len >= 3),        // Client FQDN
+                    94 => Some(len == 3),        // Client Network Interface
+                    152..=155 => Some(len == 4), // Bulk leasequery times
+                    _ => None,
+                };
+                if fixed == Some(false) {
+                    return Err(Silence::Malformed(format!(
+                        "option {code} cannot be {len} bytes long"
+                    )));
+                }
                 i += 2 + usize::from(len);
                 if i > bytes.len() {
                     return Err(Silence::Malformed(format!(
@@ -581,11 +595,23 @@ mod tests {
         b[1] = 1;
         b[2] = 6;
         b[236..240].copy_from_slice(&[99, 130, 83, 99]);
-        b.extend_from_slice(&[81, 0, 255]);
-        let mut lim = RateLimiter::default();
-        let r = decide_bytes(&b, Port::Dhcp, &policy(), &mut lim, Instant::now());
-        assert!(matches!(r, Err(Silence::Malformed(_))), "{r:?}");
-        fuzz_decide(&b);
+        for bad in [
+            &[81u8, 0][..],
+            &[80, 1, 0],
+            &[94, 2, 1, 2],
+            &[152, 3, 0, 0, 0],
+        ] {
+            let mut p = b.clone();
+            p.extend_from_slice(bad);
+            p.push(255);
+            let mut lim = RateLimiter::default();
+            let r = decide_bytes(&p, Port::Dhcp, &policy(), &mut lim, Instant::now());
+            assert!(matches!(r, Err(Silence::Malformed(_))), "{bad:?}: {r:?}");
+            fuzz_decide(&p);
+        }
+        // And if the decoder panics on something else, it is still only
+        // a malformed packet.
+        assert!(decode(&[0u8; 10]).is_err());
     }
 
     #[test]
