@@ -35,6 +35,23 @@ pub struct RootSpec {
     pub timestamp: RoleSpec,
 }
 
+impl RootSpec {
+    /// One key per role, each a 1-of-1 threshold (tests, benchmarks, small
+    /// labs; real roots want k-of-n root keys).
+    pub fn one_key_each(root: Key, targets: Key, snapshot: Key, timestamp: Key) -> RootSpec {
+        let one = |key: Key| RoleSpec {
+            keys: vec![key],
+            threshold: NonZeroU64::MIN,
+        };
+        RootSpec {
+            root: one(root),
+            targets: one(targets),
+            snapshot: one(snapshot),
+            timestamp: one(timestamp),
+        }
+    }
+}
+
 /// Builds an unsigned root (version 1) from a spec; checks that every role
 /// has at least as many distinct keys as its threshold.
 pub fn build_root(spec: &RootSpec, expires: jiff::Timestamp) -> Result<Root> {

@@ -65,24 +65,12 @@ fn a_root_key_in_softhsm_signs_a_repository_that_tough_accepts() {
 
     let k = |n: &str| key_file(d.path(), n).1;
     let (tg, sn, ts) = (k("tg.pem"), k("sn.pem"), k("ts.pem"));
-    let spec = imgsign::init::RootSpec {
-        root: imgsign::init::RoleSpec {
-            keys: vec![again.public()],
-            threshold: std::num::NonZeroU64::MIN,
-        },
-        targets: imgsign::init::RoleSpec {
-            keys: vec![tg.public()],
-            threshold: std::num::NonZeroU64::MIN,
-        },
-        snapshot: imgsign::init::RoleSpec {
-            keys: vec![sn.public()],
-            threshold: std::num::NonZeroU64::MIN,
-        },
-        timestamp: imgsign::init::RoleSpec {
-            keys: vec![ts.public()],
-            threshold: std::num::NonZeroU64::MIN,
-        },
-    };
+    let spec = imgsign::init::RootSpec::one_key_each(
+        again.public(),
+        tg.public(),
+        sn.public(),
+        ts.public(),
+    );
     let repo = d.path().join("repo");
     imgsign::init::init(
         &repo,

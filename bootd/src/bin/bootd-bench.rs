@@ -14,7 +14,6 @@
 //! private temporary directory).
 #![forbid(unsafe_code)]
 
-use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -274,16 +273,12 @@ fn main() -> Result<()> {
     // A repository signed with imgsign, fresh keys.
     let k = || imgsign::keys::SigningKeyPair::generate();
     let (root, targets, snapshot, timestamp) = (k(), k(), k(), k());
-    let role = |key: &imgsign::keys::SigningKeyPair| imgsign::init::RoleSpec {
-        keys: vec![key.public()],
-        threshold: NonZeroU64::MIN,
-    };
-    let spec = imgsign::init::RootSpec {
-        root: role(&root),
-        targets: role(&targets),
-        snapshot: role(&snapshot),
-        timestamp: role(&timestamp),
-    };
+    let spec = imgsign::init::RootSpec::one_key_each(
+        root.public(),
+        targets.public(),
+        snapshot.public(),
+        timestamp.public(),
+    );
     let repo = d.join("repo");
     let expiries = imgsign::repo::Expiries::default();
     imgsign::init::init(
