@@ -9,7 +9,10 @@
 //! Rules, in order:
 //! 1. The slot the BMC boots now (`bmc.slot`) is never written.
 //! 2. A forced-B boot (button) or a BMC fallback boots the BMC's slot if it
-//!    checks out ([`Plan::Fallback`]) — never installs.
+//!    checks out ([`Plan::Fallback`]) — never installs. Only if it cannot
+//!    boot and the other slot holds no valid image (a blank node whose BMC
+//!    ran out of tries before any image arrived) is there nothing to
+//!    preserve, and the rules below apply.
 //! 3. Every target is filtered: kind `os`, the node's architecture, the
 //!    node's channel, assigned to the node (by name, group or `all`),
 //!    `security_version` ≥ the BMC's rollback minimum, fits a slot.
@@ -364,6 +367,7 @@ pub fn plan(
         reason: Refusal::NoBootableSlot { slot: req, why },
     };
 
+    let mut fallthrough = None;
     if bmc.forced_b || bmc.fallback {
         let why = if bmc.forced_b {
             FallbackReason::ForcedB
@@ -375,22 +379,39 @@ pub fn plan(
             && slots.slot(other).status == SlotStatus::Valid
             && slots.active == Some(other))
         .then_some(other);
-        let plan = match bootable(req) {
-            Ok(image) => Plan::Fallback {
-                slot: req,
-                image,
-                why,
-                mark_failed,
-            },
-            Err(e) => refuse(e),
-        };
-        return Decision {
-            plan,
-            refused,
-            no_update: Some(format!(
-                "{why:?}: the BMC's choice is booted, nothing is written"
-            )),
-        };
+        match bootable(req) {
+            Ok(image) => {
+                return Decision {
+                    plan: Plan::Fallback {
+                        slot: req,
+                        image,
+                        why,
+                        mark_failed,
+                    },
+                    refused,
+                    no_update: Some(format!(
+                        "{why:?}: the BMC's choice is booted, nothing is written"
+                    )),
+                };
+            }
+            // Nothing to preserve in the other slot (a blank node whose BMC
+            // used up its tries before any image arrived): the ordinary
+            // rules below apply. They never write the BMC's slot. With a
+            // valid image in the other slot (the one the button or the
+            // fallback moved away from), that slot is never written here.
+            Err(e) if slots.slot(other).valid_image().is_none() => {
+                fallthrough = Some(format!("{why:?} to slot {req:?}, which cannot boot: {e}"));
+            }
+            Err(e) => {
+                return Decision {
+                    plan: refuse(e),
+                    refused,
+                    no_update: Some(format!(
+                        "{why:?}: the BMC's choice is booted, nothing is written"
+                    )),
+                };
+            }
+        }
     }
 
     let best = admitted
@@ -461,9 +482,10 @@ pub fn plan(
     }
     let plan = match bootable(req) {
         Ok(image) => Plan::BootActive { slot: req, image },
-        Err(e) => refuse(match &no_update {
-            Some(n) => format!("{e}; no update possible: {n}"),
-            None => e,
+        Err(e) => refuse(match (&no_update, fallthrough) {
+            (Some(n), _) => format!("{e}; no update possible: {n}"),
+            (None, Some(f)) => f,
+            (None, None) => e,
         }),
     };
     Decision {

@@ -347,6 +347,42 @@ fn admitted_image(img: &SlotImage, r: Option<&Release>, b: &BmcFacts) -> bool {
         }),
     }
 }
+#[test]
+fn a_blank_node_whose_bmc_fell_back_still_gets_its_first_image() {
+    // Powered on before bootd was reachable: the BMC used up slot A's tries
+    // and fell back to B. Both slots are empty; nothing to preserve.
+    let v1 = target(1, 1, Arch::X86_64, workers(), ImageKind::Os, "stable");
+    let r = fresh(vec![v1.clone()]);
+    let slots = slots_with(None, None, None);
+    for (forced_b, fallback) in [(false, true), (true, false)] {
+        let mut f = bmc(Slot::B, 0);
+        f.forced_b = forced_b;
+        f.fallback = fallback;
+        let d = plan(Some(&r), &slots, &f, &node(), now());
+        assert_eq!(
+            d.plan,
+            Plan::Install {
+                target: v1.clone(),
+                into: Slot::A
+            }
+        );
+    }
+    // A forced B that is empty never overwrites the good image in A.
+    let slots_a = slots_with(Some(&v1), None, Some(Slot::A));
+    let mut f = bmc(Slot::B, 1);
+    f.forced_b = true;
+    let d = plan(Some(&r), &slots_a, &f, &node(), now());
+    assert!(matches!(d.plan, Plan::Refuse { .. }), "{:?}", d.plan);
+    // Without fresh metadata it still refuses, naming the fallback.
+    let mut f = bmc(Slot::B, 0);
+    f.fallback = true;
+    let d = plan(None, &slots, &f, &node(), now());
+    assert!(
+        matches!(&d.plan, Plan::Refuse { reason } if reason.to_string().contains("slot is Empty")),
+        "{:?}",
+        d.plan
+    );
+}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
@@ -371,10 +407,13 @@ proptest! {
         let d = plan(rel, &slots, &f, &node(), if has_time { now() } else { None });
         match &d.plan {
             Plan::Install { target, into } => {
-                // Never the BMC's slot, never on a forced/fallback boot,
-                // only with fresh metadata and trusted time.
+                // Never the BMC's slot; on a forced/fallback boot only when
+                // neither slot can boot; only with fresh metadata and
+                // trusted time
                 prop_assert_ne!(*into, slot);
-                prop_assert!(!forced && !fallback);
+                // (the slot written held no valid image to preserve).
+                let empty = slots.slot(*into).valid_image().is_none();
+                prop_assert!(!forced && !fallback || empty);
                 prop_assert!(has_release && is_fresh && has_time);
                 prop_assert_eq!(target.info.arch, Arch::X86_64);
                 prop_assert_eq!(target.info.kind, ImageKind::Os);
