@@ -211,15 +211,32 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
     tracing::info!(plan = ?d.plan, "boot plan");
     // 6. Carry it out.
     match d.plan {
-        Plan::Install { target, into } => {
+        Plan::Install {
+            target,
+            into,
+            otherwise,
+        } => {
             let url = tuf::target_url(&tcfg.targets_url, &target, consistent)?;
-            let done =
-                fetch::install_target(&mut store, into, &target, &url, &transport, &cfg.backoff)
-                    .await?;
-            tracing::info!(slot = ?into, image = ?done.image, resumed = done.resumed, "installed");
-            bmc.report_installed(into, target.info.security_version)?;
-            bmc.restart()?;
-            Ok(Outcome::Restarting { slot: into })
+            match fetch::install_target(&mut store, into, &target, &url, &transport, &cfg.backoff)
+                .await
+            {
+                Ok(done) => {
+                    tracing::info!(slot = ?into, image = ?done.image, resumed = done.resumed, "installed");
+                    bmc.report_installed(into, target.info.security_version)?;
+                    bmc.restart()?;
+                    Ok(Outcome::Restarting { slot: into })
+                }
+                // The slot written is left invalid; the BMC's slot was never
+                // touched and checked out before the install began.
+                Err(e) => match otherwise {
+                    Some(image) => {
+                        tracing::warn!(target = %target.name, error = %e, slot = ?facts.plan.slot, image = ?image,
+                            "update not installed; booting the installed image");
+                        hand_off(cfg, &mut store, facts.plan.slot).map(Outcome::HandedOff)
+                    }
+                    None => Err(e),
+                },
+            }
         }
         Plan::Report { slot, image } => {
             bmc.report_installed(slot, image.security_version)?;

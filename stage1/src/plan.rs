@@ -212,6 +212,10 @@ pub enum Plan {
         target: ReleaseTarget,
         /// The inactive slot.
         into: Slot,
+        /// What the BMC's slot holds, if it can boot: booted instead when
+        /// the install fails (a tampered or truncated download, bootd
+        /// gone), so a bad update never keeps a good node down.
+        otherwise: Option<SlotImage>,
     },
     /// The disk's active slot holds a verified update the BMC was never
     /// told about (a power cut between the flip and the report): report it
@@ -475,6 +479,7 @@ pub fn plan(
             plan: Plan::Install {
                 target: best.clone(),
                 into: other,
+                otherwise: bootable(req).ok(),
             },
             refused,
             no_update,

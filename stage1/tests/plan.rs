@@ -105,7 +105,8 @@ fn an_update_is_installed_into_the_other_slot_then_booted() {
         d.plan,
         Plan::Install {
             target: new.clone(),
-            into: Slot::B
+            into: Slot::B,
+            otherwise: Some(old.slot_image()),
         }
     );
     let d = plan(
@@ -279,13 +280,14 @@ fn a_bmc_fallback_boots_the_old_slot_marks_the_new_failed_and_never_reinstalls_i
     );
     // A newer release is installed again.
     let newer = target(3, 3, Arch::X86_64, workers(), ImageKind::Os, "stable");
-    let r = fresh(vec![old, new, newer.clone()]);
+    let r = fresh(vec![old.clone(), new, newer.clone()]);
     let d = plan(Some(&r), &slots, &bmc(Slot::A, 1), &node(), now());
     assert_eq!(
         d.plan,
         Plan::Install {
             target: newer,
-            into: Slot::B
+            into: Slot::B,
+            otherwise: Some(old.slot_image()),
         }
     );
 }
@@ -363,7 +365,8 @@ fn a_blank_node_whose_bmc_fell_back_still_gets_its_first_image() {
             d.plan,
             Plan::Install {
                 target: v1.clone(),
-                into: Slot::A
+                into: Slot::A,
+                otherwise: None,
             }
         );
     }
@@ -406,7 +409,13 @@ proptest! {
         let rel = has_release.then_some(&r);
         let d = plan(rel, &slots, &f, &node(), if has_time { now() } else { None });
         match &d.plan {
-            Plan::Install { target, into } => {
+            Plan::Install { target, into, otherwise } => {
+                // What is booted if the install fails checks out like a
+                // BootActive would.
+                if let Some(img) = otherwise {
+                    prop_assert_eq!(slots.slot(slot).image.as_ref(), Some(img));
+                    prop_assert!(admitted_image(img, rel, &f));
+                }
                 // Never the BMC's slot; on a forced/fallback boot only when
                 // neither slot can boot; only with fresh metadata and
                 // trusted time

@@ -249,3 +249,38 @@ async fn the_button_forces_slot_b_but_never_below_the_rollback_minimum() {
     let e = boot::boot_once(&w.cfg).await.unwrap_err();
     assert!(e.to_string().contains("below the rollback minimum"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_update_is_never_installed_and_the_node_boots_what_it_has() {
+    let w = World::new().await;
+    let rec = w.boot().await;
+    assert_eq!((rec.slot, rec.image.as_str()), ('B', "os-1.uki"));
+    boot::confirm(&w.cfg).await.unwrap();
+    let v2 = uki(Arch::X86_64, "console=ttyS0 v2", 2);
+    w.fx.release("os-2.uki", &v2, "2.0.0", 2, Arch::X86_64, workers());
+    // The server (compromised) serves the signed metadata, but other bytes
+    // of the same length for os-2: the digest differs.
+    let mut evil = v2.clone();
+    let at = evil.len() / 2;
+    evil[at] ^= 0xff;
+    let server = w.server.as_ref().unwrap();
+    let name = format!(
+        "{}.os-2.uki",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&v2))
+    );
+    server.attack(
+        &format!("/targets/{name}"),
+        common::server::Attack::Replace(evil),
+    );
+    let b_before = w.slots().slot(Slot::B).clone();
+    let rec = w.boot().await;
+    // Booted the installed os-1 from B, verified again; A holds nothing valid.
+    assert_eq!((rec.slot, rec.image.as_str()), ('B', "os-1.uki"));
+    assert_ne!(w.slots().slot(Slot::A).status, SlotStatus::Valid);
+    assert_eq!(w.slots().slot(Slot::B), &b_before);
+    assert_eq!(w.slots().active, Some(Slot::B));
+    // The honest server again: os-2 installs.
+    server.clear();
+    let rec = w.boot().await;
+    assert_eq!((rec.slot, rec.image.as_str()), ('A', "os-2.uki"));
+}
