@@ -339,7 +339,7 @@ pub async fn confirm(cfg: &BootConfig) -> Result<Confirmed> {
     let slot = facts.plan.slot;
     // The disk must say what runs before the BMC is told it is good: the
     // rollback minimum is raised to that record's security version.
-    let store = open_disk(&cfg.disk)?;
+    let mut store = open_disk(&cfg.disk)?;
     let image = store
         .state()
         .slot(slot)
@@ -347,6 +347,15 @@ pub async fn confirm(cfg: &BootConfig) -> Result<Confirmed> {
         .cloned()
         .ok_or_else(|| Error::Refused(format!("slot {slot:?} holds no valid image")))?;
     bmc.confirm(slot)?;
+    // The BMC makes a confirmed slot its choice (a forced B that confirms
+    // stays B); the disk's active slot follows, so the next update goes
+    // into the other one. Only the header changes (two copies, atomic).
+    if store.state().active != Some(slot) {
+        let mut next = store.state().clone();
+        next.flip(slot)?;
+        store.commit(&next)?;
+        tracing::info!(?slot, "the confirmed slot is now the disk's active slot");
+    }
     let min = if image.security_version > facts.plan.rollback_min {
         bmc.raise_min(image.security_version)?
     } else {

@@ -284,3 +284,35 @@ async fn a_tampered_update_is_never_installed_and_the_node_boots_what_it_has() {
     let rec = w.boot().await;
     assert_eq!((rec.slot, rec.image.as_str()), ('A', "os-2.uki"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_b_that_confirms_becomes_active_and_the_next_update_goes_to_a() {
+    let w = World::new().await;
+    assert_eq!(w.boot().await.slot, 'B');
+    boot::confirm(&w.cfg).await.unwrap();
+    let v2 = uki(Arch::X86_64, "v2", 2);
+    w.fx.release("os-2.uki", &v2, "2.0.0", 1, Arch::X86_64, workers());
+    assert_eq!(w.boot().await.slot, 'A');
+    boot::confirm(&w.cfg).await.unwrap();
+    // The button: B (os-1) boots and confirms; the BMC keeps B.
+    let addr = w.cfg.bmc_addr.clone();
+    w.sim.control("press unit-2 long").unwrap();
+    wait_plan(&addr, |p| p.slot == Slot::B && p.forced_by_button);
+    let rec = w.boot().await;
+    assert_eq!((rec.slot, rec.image.as_str()), ('B', "os-1.uki"));
+    boot::confirm(&w.cfg).await.unwrap();
+    assert_eq!(w.slots().active, Some(Slot::B));
+    // The next release goes into A, the slot the node no longer runs.
+    w.fx.release(
+        "os-3.uki",
+        &uki(Arch::X86_64, "v3", 3),
+        "3.0.0",
+        1,
+        Arch::X86_64,
+        workers(),
+    );
+    w.sim.control("reset unit-2 force-restart").unwrap();
+    wait_plan(&addr, |p| p.slot == Slot::B && !p.forced_by_button);
+    let rec = w.boot().await;
+    assert_eq!((rec.slot, rec.image.as_str()), ('A', "os-3.uki"));
+}
