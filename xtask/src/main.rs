@@ -6,9 +6,11 @@
 //! - `cargo xtask setup`: only the installation step.
 //! - `cargo xtask bench`: benchmarks against peers measured in the same run.
 //! - `cargo xtask build-image RECIPE`: a reproducible boot image.
+//! - `cargo xtask demo`: the demo rack, end to end (the main job).
 
 mod bench;
 mod build_image;
+mod demo;
 mod kernel;
 mod setup;
 mod test;
@@ -35,6 +37,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Build a boot image (a Unified Kernel Image) from a recipe in images/.
     BuildImage(Box<build_image::BuildImageArgs>),
+    /// The demo rack: build, sign, serve and boot five simulated nodes
+    /// through the real chain, with the example keys (`-- --help` for options).
+    Demo(demo::DemoArgs),
     /// Download and unpack Debian's kernel into target/kernel/ (for QEMU
     /// boots); prints the vmlinuz path.
     FetchKernel,
@@ -47,6 +52,7 @@ fn main() -> std::process::ExitCode {
         Command::Setup => setup::run().map(|_| ()),
         Command::Bench(a) => bench::run(a),
         Command::BuildImage(a) => build_image::run(&a).map(|_| ()),
+        Command::Demo(a) => demo::run(&a),
         Command::FetchKernel => kernel::ensure().map(|k| println!("{}", k.display())),
     };
     match result {

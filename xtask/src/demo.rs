@@ -1,0 +1,84 @@
+//! `cargo xtask demo`: build the binaries and the demo's four images, then
+//! run the scripted rack (`racklet-demo`, in `xtask/demo/`).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::build_image::{self, BuildImageArgs};
+use crate::util::{cargo, root, sh};
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Passed to the demo: --reset (class reset), --keep-running,
+    /// --fresh-keys, --workdir DIR, --watchdog-s N, --port-offset N, --help.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+/// The binaries the demo runs, built in the profile the tests use (one
+/// build serves both).
+const PACKAGES: &[&str] = &[
+    "racklet-demo",
+    "imgsign",
+    "bootd",
+    "stage1",
+    "racklet-bmc-sim",
+];
+
+/// (recipe, version, security version) of v1 to v4.
+const IMAGES: [(&str, &str, u64); 4] = [
+    ("demo-os.yaml", "1.0.0", 1),
+    ("demo-os.yaml", "2.0.0", 1),
+    ("demo-os-hangs.yaml", "3.0.0", 2),
+    ("demo-os.yaml", "4.0.0", 2),
+];
+
+pub fn images() -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for (recipe, version, sv) in IMAGES {
+        let args = BuildImageArgs {
+            recipe: root().join("images/recipes").join(recipe),
+            out: root().join("target/demo-images"),
+            kernel: None,
+            add_files: Vec::new(),
+            stub: "auto".into(),
+            version: Some(version.parse().context("demo image version")?),
+            security_version: Some(sv),
+            sign_into: None,
+            keys: Vec::new(),
+            channel: None,
+            nodes: Vec::new(),
+            groups: Vec::new(),
+            all_nodes: false,
+        };
+        out.push(build_image::run(&args)?);
+    }
+    Ok(out)
+}
+
+pub fn run(a: &DemoArgs) -> Result<()> {
+    let mut build = cargo();
+    build.args(["build", "--locked", "--bins"]);
+    for p in PACKAGES {
+        build.args(["-p", p]);
+    }
+    sh(&mut build).context("building the demo's binaries")?;
+    let images = images()?;
+    let bin = root().join("target/debug");
+    let mut demo = Command::new(bin.join("racklet-demo"));
+    demo.current_dir(root())
+        .arg("--workspace")
+        .arg(root())
+        .arg("--bin")
+        .arg(&bin)
+        .arg("--image")
+        .args(&images)
+        .args(&a.args);
+    let status = demo.status().context("starting racklet-demo")?;
+    if !status.success() {
+        bail!("the demo did not go as expected ({status})");
+    }
+    Ok(())
+}
