@@ -64,6 +64,16 @@ pub fn run_all(args: &TestArgs, steps: &mut Steps) -> Result<()> {
             .env("RACKLET_KERNEL", &kernel))
     })?;
     steps.step(
+        "demo: the simulated rack end to end (cargo xtask demo)",
+        || {
+            crate::demo::run(&crate::demo::DemoArgs {
+                args: ["--reset", "--workdir", "target/demo-test"]
+                    .map(String::from)
+                    .to_vec(),
+            })
+        },
+    )?;
+    steps.step(
         "build-image: the same recipe twice gives the same bytes",
         reproducible_image,
     )?;
