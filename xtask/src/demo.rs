@@ -78,7 +78,7 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         .args(&a.args);
     let status = demo.status().context("starting racklet-demo")?;
     if !status.success() {
-        bail!("the demo did not go as expected ({status})");
+        bail!("racklet-demo failed ({status})");
     }
     Ok(())
 }

@@ -102,11 +102,7 @@ pub fn run(o: Options) -> Result<()> {
     let ports = Ports::new(o.port_offset)?;
     ports.check_free(rack.nodes.len())?;
     let w = Workdir::prepare(&o.workdir, o.reset)?;
-    let result = scenario(o, w, &rack);
-    if let Err(e) = &result {
-        eprintln!("\ndemo FAILED: {e:#}");
-    }
-    result
+    scenario(o, w, &rack)
 }
 
 fn scenario(o: Options, w: Workdir, rack: &racklet_hardware::Rack) -> Result<()> {
@@ -827,6 +823,7 @@ impl Demo {
             self.ports.bootd, self.ports.bmc_control
         );
         self.rt.block_on(tokio::signal::ctrl_c())?;
+        println!("stopping the rack (target/demo stays for exploring)");
         Ok(())
     }
 

@@ -65,7 +65,10 @@ fn main() -> std::process::ExitCode {
     };
     match racklet_demo::run(o) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(_) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("\nracklet-demo: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

@@ -246,11 +246,14 @@ fn boot(
         use std::io::Write;
         let _ = writeln!(log, "{line}");
         if let Some(msg) = narrate(&line) {
-            if msg.contains("not assigned to this node") && !shown.insert(msg.clone()) {
+            // A target that is not for this node is said once, not per boot.
+            let per_target =
+                msg.contains("not assigned to this node") || msg.starts_with("refused demo-");
+            if per_target && !shown.insert(msg.clone()) {
                 continue;
             }
             r.ui.node(&spec.name, &msg);
-            if msg.starts_with("refused") || msg.contains("not installed") {
+            if msg.starts_with("refused bootd") || msg.contains("not installed") {
                 state.lock().expect("node state").notes.push(msg.clone());
             }
         }
@@ -445,7 +448,7 @@ fn narrate(line: &str) -> Option<String> {
         m if m.starts_with("no update") => {
             let why = f("why");
             if why.contains("failed to confirm") {
-                format!("{why}")
+                why
             } else {
                 return None;
             }

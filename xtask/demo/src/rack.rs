@@ -51,7 +51,7 @@ impl Ports {
         for i in 0..units {
             v.push((
                 self.bmc_units + i as u16,
-                format!("BMC of unit {} (protocol socket)", i + 1),
+                format!("unit-{}'s BMC protocol socket", i + 1),
             ));
         }
         v

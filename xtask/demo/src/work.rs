@@ -72,11 +72,15 @@ impl Workdir {
             } else if !reset {
                 bail!(
                     "{} holds the rack of an earlier run (started {}, {}); explore it \
-                     (see its README), or `cargo xtask demo --reset` wipes it for a fresh \
+                     (docs/src/demo.md says how), or `cargo xtask demo --reset` wipes it for a fresh \
                      run — the class reset: fresh PKI, node identities, disks and BMC counters",
                     path.display(),
                     marker_field(&marker, "started").unwrap_or("?"),
-                    marker_field(&marker, "state").unwrap_or("state unknown"),
+                    match marker_field(&marker, "state") {
+                        // Not locked, yet never finished: stopped half-way.
+                        Some("running") | None => "interrupted",
+                        Some(s) => s,
+                    },
                 );
             }
             std::fs::remove_dir_all(path).with_context(|| format!("wiping {}", path.display()))?;
@@ -124,13 +128,11 @@ impl Workdir {
     }
 }
 
-/// Seconds since the epoch, as UTC text (`date -u` style, no extra crate).
+/// Now, as RFC 3339 UTC to the second.
 pub fn now_utc() -> String {
-    let s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!("unix time {s}")
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string())
 }
 
 /// write-temp, fsync, rename.
