@@ -60,6 +60,9 @@ pub struct BootConfig {
     pub default_cmdline: String,
     /// Set the system clock to trusted time (PID 1 only).
     pub set_clock: bool,
+    /// Keep the state directory on the slot disk too
+    /// ([`crate::statearea`]): for a state directory in RAM (PID 1).
+    pub state_on_disk: bool,
 }
 
 /// How a boot attempt ended.
@@ -143,6 +146,17 @@ fn open_disk(path: &std::path::Path) -> Result<SlotStore<std::fs::File>> {
     }
 }
 
+fn disk_file(path: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })
+}
+
 /// One boot attempt, start to hand-off.
 pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
     // 1. The BMC's facts.
@@ -156,7 +170,14 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
     if let Some(why) = store.health().refused.iter().flatten().next() {
         tracing::warn!(%why, "one slot header copy refused; using the other");
     }
-    // 3. Trusted time.
+    // 3. Trusted time (and the rest of the trusted state, from the disk
+    //    when the state directory does not survive a reboot).
+    if cfg.state_on_disk {
+        let n = crate::statearea::restore(&disk_file(&cfg.disk)?, &cfg.state_dir)?;
+        if n > 0 {
+            tracing::info!(files = n, "trusted state restored from the disk");
+        }
+    }
     let floor = tuf::time_floor(&cfg.state_dir)?;
     let time = match TrustedTime::resolve(facts.time, floor) {
         Ok(t) => {
@@ -194,6 +215,13 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
         },
         _ => stored(&tcfg).await,
     };
+    if cfg.state_on_disk {
+        match crate::statearea::save(&disk_file(&cfg.disk)?, &cfg.state_dir) {
+            Ok(generation) => tracing::debug!(generation, "trusted state saved to the disk"),
+            // The boot goes on; the next one starts from the previous state.
+            Err(e) => tracing::warn!(error = %e, "trusted state NOT saved to the disk"),
+        }
+    }
     // 5. The plan.
     let d = plan::plan(
         release.as_ref(),

@@ -35,6 +35,9 @@ pub enum Error {
     /// A slot transition that would break an invariant.
     #[error("refused slot transition: {0}")]
     Transition(String),
+    /// The trusted state kept on the slot disk ([`crate::statearea`]).
+    #[error("trusted state on the disk: {0}")]
+    State(String),
     /// An attempt to write the active slot (never allowed).
     #[error("slot {0:?} is the active slot and is never written")]
     ActiveSlot(Slot),

@@ -29,6 +29,7 @@ pub mod handoff;
 pub mod install;
 pub mod plan;
 pub mod slots;
+pub mod statearea;
 pub mod sys;
 pub mod transport;
 pub mod tuf;

@@ -54,8 +54,13 @@ fn the_disk_table_matches_the_code() {
     assert_eq!(num(&rows[0].0) as u64, COPY_OFFSETS[0]);
     assert_eq!(num(&rows[0].1), HEADER_LEN);
     assert_eq!(num(&rows[1].0) as u64, COPY_OFFSETS[1]);
-    assert_eq!(num(&rows[2].0) as u64, SLOTS_OFFSET);
-    assert!(rows[2].2.contains("slot A") && rows[3].2.contains("slot B"));
+    for (i, row) in rows[2..4].iter().enumerate() {
+        assert_eq!(num(&row.0) as u64, stage1::statearea::OFFSETS[i]);
+        assert_eq!(num(&row.1) as u64, stage1::statearea::COPY_LEN);
+        assert!(row.2.contains(&format!("trusted state, copy {i}")));
+    }
+    assert_eq!(num(&rows[4].0) as u64, SLOTS_OFFSET);
+    assert!(rows[4].2.contains("slot A") && rows[5].2.contains("slot B"));
     let g = Geometry::for_disk(64 << 20).unwrap();
     assert_eq!(g.capacity, ((64 << 20) - SLOTS_OFFSET) / 2 / 4096 * 4096);
     assert_eq!(g.offsets[1], g.offsets[0] + g.capacity);
@@ -133,4 +138,48 @@ fn the_record_table_matches_the_encoder() {
     assert!(b[RECORD_OFFSETS[0]..RECORD_OFFSETS[0] + RECORD_LEN]
         .iter()
         .all(|&x| x == 0));
+}
+
+#[test]
+fn the_state_copy_table_matches_the_writer() {
+    let rows = table("### Trusted state copy");
+    let t = tempfile::tempdir().unwrap();
+    let disk = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(t.path().join("disk"))
+        .unwrap();
+    disk.set_len(SLOTS_OFFSET).unwrap();
+    let dir = t.path().join("state");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("trusted-time"), "2026-11-25T00:00:00Z").unwrap();
+    stage1::statearea::save(&disk, &dir).unwrap();
+    let mut b = vec![0u8; 4096];
+    std::os::unix::fs::FileExt::read_exact_at(&disk, &mut b, stage1::statearea::OFFSETS[0])
+        .unwrap();
+    let payload = stage1::statearea::encode_dir(&dir).unwrap();
+    let at = |r: usize| num(&rows[r].0);
+    assert_eq!(&b[at(0)..at(0) + 8], b"RKLSTAT1");
+    assert_eq!(
+        u64::from_le_bytes(b[at(1)..at(1) + 8].try_into().unwrap()),
+        1
+    );
+    assert_eq!(
+        u32::from_le_bytes(b[at(2)..at(2) + 4].try_into().unwrap()) as usize,
+        payload.len()
+    );
+    let mut h = crc32fast::Hasher::new();
+    h.update(&b[..20]);
+    h.update(&payload);
+    assert_eq!(
+        u32::from_le_bytes(b[at(3)..at(3) + 4].try_into().unwrap()),
+        h.finalize()
+    );
+    assert_eq!(&b[at(4)..at(4) + payload.len()], &payload[..]);
+    // The entry encoding: u16 length, path, u32 length, data.
+    assert_eq!(&payload[..2], &12u16.to_le_bytes());
+    assert_eq!(&payload[2..14], b"trusted-time");
+    assert_eq!(&payload[14..18], &20u32.to_le_bytes());
 }

@@ -109,6 +109,7 @@ impl World {
             },
             default_cmdline: String::new(),
             set_clock: false,
+            state_on_disk: false,
         };
         World {
             _dir: dir,
@@ -315,4 +316,49 @@ async fn a_forced_b_that_confirms_becomes_active_and_the_next_update_goes_to_a()
     wait_plan(&addr, |p| p.slot == Slot::B && !p.forced_by_button);
     let rec = w.boot().await;
     assert_eq!((rec.slot, rec.image.as_str()), ('A', "os-3.uki"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_state_kept_on_the_disk_survives_a_ram_state_dir_and_stops_a_replay() {
+    // As PID 1 the state directory is RAM: wiped at every boot. With
+    // --state-on-disk the slot disk keeps it.
+    let mut w = World::new().await;
+    w.cfg.state_on_disk = true;
+    assert_eq!(w.boot().await.slot, 'B');
+    boot::confirm(&w.cfg).await.unwrap();
+    let old = tempfile::tempdir().unwrap();
+    common::repo::copy_dir(&w.fx.repo(), old.path());
+    w.fx.release(
+        "os-2.uki",
+        &uki(Arch::X86_64, "console=ttyS0 v2", 2),
+        "2.0.0",
+        2,
+        Arch::X86_64,
+        workers(),
+    );
+    let wipe = |dir: &std::path::Path| {
+        let _ = std::fs::remove_dir_all(dir);
+    };
+    wipe(&w.cfg.state_dir);
+    let rec = w.boot().await;
+    assert_eq!((rec.slot, rec.image.as_str()), ('A', "os-2.uki"));
+    boot::confirm(&w.cfg).await.unwrap();
+    // Reboot (RAM state gone), and a compromised server replays the old,
+    // unexpired repository: the restored state refuses it, and the node
+    // boots os-2 against the stored metadata.
+    wipe(&w.cfg.state_dir);
+    let evil = Server::start(old.path().to_owned(), &w.pki, None).await;
+    w.cfg.bootd = Some(evil.base());
+    let rec = w.boot().await;
+    assert_eq!((rec.slot, rec.image.as_str()), ('A', "os-2.uki"));
+    let stored = std::fs::read_dir(w.cfg.state_dir.join("trusted"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect::<Vec<_>>();
+    assert!(
+        stored
+            .iter()
+            .any(|n| n.ends_with(".targets.json") && !n.starts_with("2.")),
+        "{stored:?}"
+    );
 }

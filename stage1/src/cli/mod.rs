@@ -82,6 +82,10 @@ pub struct NodeArgs {
     /// State directory (TUF store, trusted time).
     #[arg(long, env = "STAGE1_STATE")]
     pub state: PathBuf,
+    /// Also keep the state directory on the slot disk (for a state
+    /// directory that does not survive a reboot, as under PID 1).
+    #[arg(long, env = "STAGE1_STATE_ON_DISK")]
+    pub state_on_disk: bool,
     /// Simulation: record the hand-off in this JSON file instead of kexec.
     #[arg(long, env = "STAGE1_SIMULATE")]
     pub simulate: Option<PathBuf>,
@@ -159,6 +163,7 @@ impl NodeArgs {
             backoff: Backoff::default(),
             default_cmdline: self.cmdline.clone(),
             set_clock,
+            state_on_disk: self.state_on_disk,
         })
     }
 }
