@@ -110,7 +110,14 @@ impl BootConfig {
             .bootd
             .clone()
             .unwrap_or_else(|| Url::parse("https://offline.invalid/").expect("valid URL"));
-        TufConfig::at(&base, &self.state_dir)
+        let mut t = TufConfig::at(&base, &self.state_dir)?;
+        if self.state_on_disk {
+            // Restored from the disk: anyone holding the disk could have
+            // written it. The pinned root (in the signed stage1 image) is
+            // the only anchor.
+            t.pinned_anchor = Some(self.root.clone());
+        }
+        Ok(t)
     }
 }
 
@@ -375,20 +382,26 @@ pub async fn confirm(cfg: &BootConfig) -> Result<Confirmed> {
         .cloned()
         .ok_or_else(|| Error::Refused(format!("slot {slot:?} holds no valid image")))?;
     bmc.confirm(slot)?;
-    // The BMC makes a confirmed slot its choice (a forced B that confirms
-    // stays B); the disk's active slot follows, so the next update goes
-    // into the other one. Only the header changes (two copies, atomic).
-    if store.state().active != Some(slot) {
-        let mut next = store.state().clone();
-        next.flip(slot)?;
-        store.commit(&next)?;
-        tracing::info!(?slot, "the confirmed slot is now the disk's active slot");
-    }
     let min = if image.security_version > facts.plan.rollback_min {
         bmc.raise_min(image.security_version)?
     } else {
         facts.plan.rollback_min
     };
+    // The BMC makes a confirmed slot its choice (a forced B that confirms
+    // stays B); the disk's active slot follows, so the next update goes
+    // into the other one. Only the header changes (two copies, atomic).
+    // Last, and not fatal: the BMC already holds the confirmation, and a
+    // header left behind heals itself (the next install into this slot is
+    // refused, the installed image boots, the next confirm flips).
+    if store.state().active != Some(slot) {
+        let mut next = store.state().clone();
+        match next.flip(slot).and_then(|()| store.commit(&next)) {
+            Ok(()) => tracing::info!(?slot, "the confirmed slot is now the disk's active slot"),
+            Err(e) => {
+                tracing::warn!(?slot, error = %e, "confirmed, but the disk header still names the other slot active")
+            }
+        }
+    }
     if let (Some(base), Some(ca), Some((cert, key))) = (&cfg.bootd, &cfg.ca, &cfg.identity) {
         let id = bootd::client::Identity {
             node: cfg.node.name.to_string(),

@@ -217,9 +217,10 @@ pub enum Plan {
         /// gone), so a bad update never keeps a good node down.
         otherwise: Option<SlotImage>,
     },
-    /// The disk's active slot holds a verified update the BMC was never
-    /// told about (a power cut between the flip and the report): report it
-    /// and restart.
+    /// The other slot already holds the wanted image and it checks out (a
+    /// power cut between the flip and the report, or a node the button
+    /// moved to this slot): report it to the BMC and restart into it,
+    /// without downloading it again.
     Report {
         /// The slot to report.
         slot: Slot,
@@ -449,7 +450,10 @@ pub fn plan(
         }
         let there = slots.slot(other);
         let there_sha = there.image.as_ref().map(|i| i.sha256);
-        if slots.active == Some(other) && there_sha == Some(best.sha256) {
+        // The other slot already holds it, verified: after a power cut
+        // between the flip and the report, or on a node the button moved
+        // to this slot. Report it; no download, nothing overwritten.
+        if there_sha == Some(best.sha256) {
             if let Ok(image) = bootable(other) {
                 return Decision {
                     plan: Plan::Report { slot: other, image },

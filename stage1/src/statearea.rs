@@ -3,11 +3,19 @@
 //! directory is RAM).
 //!
 //! Without it a node forgets, at every boot, which metadata versions it has
-//! seen and the newest trusted time — so a compromised server could replay
-//! metadata that is old but not yet expired (TUF 5.3–5.6's rollback checks
-//! need a persistent store). The state directory (`trusted/`, `tough/`,
-//! `trusted-time`, a few KiB) is therefore also kept in the unused gap
-//! between the slot headers and slot A:
+//! seen — so a compromised server could replay metadata that is old but not
+//! yet expired (TUF 5.3–5.6's rollback checks need a persistent store). The
+//! state directory (`trusted/`, `tough/`, a few KiB) is therefore also kept
+//! in the unused gap between the slot headers and slot A.
+//!
+//! The disk is not trusted storage: whoever holds it (or any OS booted on
+//! the node) can rewrite this area. So what comes back from it can only ever
+//! make stage1 *stricter*: root walks start from the pinned root, never from
+//! a stored one ([`crate::tuf::TufConfig::pinned_anchor`]); stored metadata
+//! is verified again from that root; time is never kept ([`NOT_KEPT`]: the
+//! BMC's clock is the time). The worst a forged area can do is what wiping
+//! the disk does: forget versions seen, or make the node refuse updates
+//! until the area is rewritten.
 //!
 //! | offset | length | what |
 //! |---|---|---|
@@ -53,6 +61,12 @@ fn err(what: impl Into<String>) -> Error {
     Error::State(what.into())
 }
 
+/// Files never kept on the disk: time. The BMC is the time authority for a
+/// node whose state comes off the disk — a planted far-future floor would
+/// otherwise expire every piece of metadata and, pushed to the BMC's clock,
+/// outlive a wiped disk.
+pub const NOT_KEPT: [&str; 2] = ["trusted-time", "tough/latest_known_time.json"];
+
 /// Every regular file below `dir`, as (relative path, bytes), sorted.
 fn collect(dir: &Path, rel: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir.join(rel))
@@ -72,6 +86,9 @@ fn collect(dir: &Path, rel: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<(
                 .to_str()
                 .ok_or_else(|| err(format!("{} is not UTF-8", name.display())))?
                 .to_owned();
+            if NOT_KEPT.contains(&path.as_str()) {
+                continue;
+            }
             let data = std::fs::read(dir.join(&name))
                 .map_err(|e| err(format!("reading {}: {e}", name.display())))?;
             out.push((path, data));
@@ -214,7 +231,10 @@ pub fn restore(disk: &File, dir: &Path) -> Result<usize> {
     let Some((_, payload)) = load(disk) else {
         return Ok(0);
     };
-    let entries = decode(&payload)?;
+    let entries: Vec<_> = decode(&payload)?
+        .into_iter()
+        .filter(|(p, _)| !NOT_KEPT.iter().any(|n| p == Path::new(n)))
+        .collect();
     for (path, data) in &entries {
         let to = dir.join(path);
         if let Some(parent) = to.parent() {
@@ -256,7 +276,11 @@ mod tests {
     #[test]
     fn a_saved_directory_comes_back_into_an_empty_one_only() {
         let (_t, d) = disk();
-        let s = state(&[("trusted/5.targets.json", "t5"), ("trusted-time", "2026")]);
+        let s = state(&[
+            ("trusted/5.targets.json", "t5"),
+            ("tough/timestamp.json", "ts"),
+            ("trusted-time", "2099-01-01T00:00:00Z"),
+        ]);
         assert_eq!(save(&d, s.path()).unwrap(), 1);
         assert_eq!(save(&d, s.path()).unwrap(), 1, "unchanged: not rewritten");
         let empty = tempfile::tempdir().unwrap();
@@ -265,19 +289,21 @@ mod tests {
             std::fs::read_to_string(empty.path().join("trusted/5.targets.json")).unwrap(),
             "t5"
         );
-        let busy = state(&[("trusted-time", "2027")]);
+        // Time is never kept: the BMC is the clock.
+        assert!(!empty.path().join("trusted-time").exists());
+        let busy = state(&[("trusted/1.root.json", "mine")]);
         assert_eq!(restore(&d, busy.path()).unwrap(), 0);
         assert_eq!(
-            std::fs::read_to_string(busy.path().join("trusted-time")).unwrap(),
-            "2027"
+            std::fs::read_to_string(busy.path().join("trusted/1.root.json")).unwrap(),
+            "mine"
         );
     }
 
     #[test]
     fn a_torn_save_leaves_the_previous_copy() {
         let (_t, d) = disk();
-        save(&d, state(&[("trusted-time", "old")]).path()).unwrap();
-        let g = save(&d, state(&[("trusted-time", "new")]).path()).unwrap();
+        save(&d, state(&[("trusted/timestamp.json", "old")]).path()).unwrap();
+        let g = save(&d, state(&[("trusted/timestamp.json", "new")]).path()).unwrap();
         assert_eq!(g, 2);
         // Tear the newest copy (copy 1) in its payload: copy 0 wins.
         d.write_all_at(b"XX", OFFSETS[1] + HEAD as u64 + 3).unwrap();

@@ -44,6 +44,12 @@ pub struct TufConfig {
     pub targets_url: Url,
     /// The state directory (see the module docs).
     pub state_dir: PathBuf,
+    /// Start every root walk from this pinned root, never from a root
+    /// found in the state directory: for a state directory restored from
+    /// untrusted storage (`--state-on-disk`), where a planted
+    /// `trusted/99.root.json` must not become the anchor. The stored
+    /// intermediate roots are still walked, each checked by its predecessor.
+    pub pinned_anchor: Option<PathBuf>,
 }
 
 impl TufConfig {
@@ -57,6 +63,7 @@ impl TufConfig {
             metadata_url: j("metadata/")?,
             targets_url: j("targets/")?,
             state_dir: state_dir.to_owned(),
+            pinned_anchor: None,
         })
     }
 
@@ -145,6 +152,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// The root to start from: the latest persisted verified root, else the
 /// pinned one.
 pub fn trusted_root(cfg: &TufConfig, pinned: Option<&Path>) -> Result<Vec<u8>> {
+    if let Some(p) = &cfg.pinned_anchor {
+        return std::fs::read(p).map_err(|source| Error::Read {
+            path: p.clone(),
+            source,
+        });
+    }
     let dir = cfg.trusted();
     let mut best: Option<(u64, PathBuf)> = None;
     if let Ok(rd) = std::fs::read_dir(&dir) {

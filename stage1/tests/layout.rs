@@ -154,7 +154,7 @@ fn the_state_copy_table_matches_the_writer() {
     disk.set_len(SLOTS_OFFSET).unwrap();
     let dir = t.path().join("state");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("trusted-time"), "2026-11-25T00:00:00Z").unwrap();
+    std::fs::write(dir.join("timestamp.json"), "2026-11-25T00:00:00Z").unwrap();
     stage1::statearea::save(&disk, &dir).unwrap();
     let mut b = vec![0u8; 4096];
     std::os::unix::fs::FileExt::read_exact_at(&disk, &mut b, stage1::statearea::OFFSETS[0])
@@ -179,7 +179,7 @@ fn the_state_copy_table_matches_the_writer() {
     );
     assert_eq!(&b[at(4)..at(4) + payload.len()], &payload[..]);
     // The entry encoding: u16 length, path, u32 length, data.
-    assert_eq!(&payload[..2], &12u16.to_le_bytes());
-    assert_eq!(&payload[2..14], b"trusted-time");
-    assert_eq!(&payload[14..18], &20u32.to_le_bytes());
+    assert_eq!(&payload[..2], &14u16.to_le_bytes());
+    assert_eq!(&payload[2..16], b"timestamp.json");
+    assert_eq!(&payload[16..20], &20u32.to_le_bytes());
 }

@@ -422,7 +422,7 @@ proptest! {
                 prop_assert_ne!(*into, slot);
                 // (the slot written held no valid image to preserve).
                 let empty = slots.slot(*into).valid_image().is_none();
-                prop_assert!(!forced && !fallback || empty);
+                prop_assert!(!forced && !fallback || (empty && otherwise.is_none()));
                 prop_assert!(has_release && is_fresh && has_time);
                 prop_assert_eq!(target.info.arch, Arch::X86_64);
                 prop_assert_eq!(target.info.kind, ImageKind::Os);
@@ -437,7 +437,7 @@ proptest! {
             }
             Plan::Report { slot: s, image } => {
                 prop_assert_ne!(*s, slot);
-                prop_assert_eq!(slots.active, Some(*s));
+                prop_assert_eq!(slots.slot(*s).image.as_ref(), Some(image));
                 prop_assert!(admitted_image(image, rel, &f));
             }
             Plan::Refuse { .. } => {

@@ -362,3 +362,109 @@ async fn trusted_state_kept_on_the_disk_survives_a_ram_state_dir_and_stops_a_rep
         "{stored:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_planted_in_the_disk_state_area_is_never_an_anchor() {
+    // Whoever holds the disk (or an OS booted on the node) can rewrite the
+    // state area. They plant their own root, metadata signed by their own
+    // keys, and their image in the BMC's slot; bootd is unreachable.
+    let mut w = World::new().await;
+    w.cfg.state_on_disk = true;
+    assert_eq!(w.boot().await.slot, 'B');
+    boot::confirm(&w.cfg).await.unwrap();
+    let evil = Fixture::new();
+    let bad = uki(Arch::X86_64, "console=ttyS0 evil", 9);
+    evil.release("evil.uki", &bad, "9.0.0", 9, Arch::X86_64, workers());
+    // Their state directory: their root as `trusted/99.root.json`.
+    let planted = tempfile::tempdir().unwrap();
+    let t = planted.path().join("trusted");
+    std::fs::create_dir_all(&t).unwrap();
+    let md = evil.repo().join("metadata");
+    for e in std::fs::read_dir(&md).unwrap() {
+        let n = e.unwrap().file_name().into_string().unwrap();
+        let to = if n == "1.root.json" {
+            "99.root.json".to_owned()
+        } else {
+            n.clone()
+        };
+        if n != "root.json" {
+            std::fs::copy(md.join(&n), t.join(to)).unwrap();
+        }
+    }
+    let disk = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&w.cfg.disk)
+        .unwrap();
+    stage1::statearea::save(&disk, planted.path()).unwrap();
+    // Their image in slot B (the BMC's), header record to match.
+    let store = SlotStore::open(disk.try_clone().unwrap()).unwrap();
+    let mut next = store.state().clone();
+    let off = next.geometry.offsets[Slot::B.index()];
+    std::os::unix::fs::FileExt::write_all_at(&disk, &bad, off).unwrap();
+    next.slots[Slot::B.index()] = stage1::slots::SlotRecord {
+        status: SlotStatus::Valid,
+        image: Some(stage1::slots::SlotImage {
+            name: imgsign::release::ImageName::new("evil.uki").unwrap(),
+            version: "9.0.0".parse().unwrap(),
+            security_version: imgsign::release::SecurityVersion(9),
+            sha256: <sha2::Sha256 as sha2::Digest>::digest(&bad).into(),
+            length: bad.len() as u64,
+        }),
+    };
+    // Raw header writes: an attacker does not go through SlotStore.
+    next.generation += 1;
+    for at in stage1::slots::COPY_OFFSETS {
+        std::os::unix::fs::FileExt::write_all_at(&disk, &next.encode(), at).unwrap();
+    }
+    drop(store);
+    // Reboot: RAM state gone, bootd gone. stage1 restores the planted
+    // state but anchors at the pinned root: their metadata does not
+    // verify, so nothing is booted.
+    let _ = std::fs::remove_dir_all(&w.cfg.state_dir);
+    w.server.take();
+    let e = boot::boot_once(&w.cfg).await.unwrap_err().to_string();
+    assert!(
+        e.contains("cannot boot") && e.contains("evil.uki"),
+        "refused for the wrong reason: {e}"
+    );
+    assert!(
+        !std::path::Path::new(&w.record_path()).exists() || {
+            let r: Record =
+                serde_json::from_slice(&std::fs::read(w.record_path()).unwrap()).unwrap();
+            r.image != "evil.uki"
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_button_the_newest_image_is_reported_back_not_downloaded_again() {
+    let w = World::new().await;
+    assert_eq!(w.boot().await.slot, 'B');
+    boot::confirm(&w.cfg).await.unwrap();
+    let v2 = uki(Arch::X86_64, "v2", 2);
+    w.fx.release("os-2.uki", &v2, "2.0.0", 1, Arch::X86_64, workers());
+    assert_eq!(w.boot().await.slot, 'A');
+    boot::confirm(&w.cfg).await.unwrap();
+    let addr = w.cfg.bmc_addr.clone();
+    w.sim.control("press unit-2 long").unwrap();
+    wait_plan(&addr, |p| p.slot == Slot::B && p.forced_by_button);
+    assert_eq!(w.boot().await.slot, 'B');
+    boot::confirm(&w.cfg).await.unwrap();
+    // An ordinary reboot: the release still wants os-2, which slot A holds.
+    let a_before = w.slots().slot(Slot::A).clone();
+    let server = w.server.as_ref().unwrap();
+    let downloads = |s: &Server| {
+        s.requests()
+            .iter()
+            .filter(|(p, _)| p.starts_with("/targets/"))
+            .count()
+    };
+    let before = downloads(server);
+    w.sim.control("reset unit-2 force-restart").unwrap();
+    wait_plan(&addr, |p| p.slot == Slot::B && !p.forced_by_button);
+    let rec = w.boot().await;
+    assert_eq!((rec.slot, rec.image.as_str()), ('A', "os-2.uki"));
+    assert_eq!(downloads(server), before, "os-2 was downloaded again");
+    assert_eq!(w.slots().slot(Slot::A), &a_before);
+}

@@ -98,6 +98,7 @@ async fn refresh(r: &Remote) -> anyhow::Result<tuf::Refreshed> {
         metadata_url: dir_url(&r.metadata_url),
         targets_url: dir_url(&r.targets_url),
         state_dir: r.state.clone(),
+        pinned_anchor: None,
     };
     let time = TrustedTime::resolve(Some(jiff::Timestamp::now()), tuf::time_floor(&r.state)?)?;
     Ok(tuf::refresh(&cfg, &t, None, &time).await?)
