@@ -67,9 +67,19 @@ pub fn run_all(args: &TestArgs, steps: &mut Steps) -> Result<()> {
         "demo: the simulated rack end to end (cargo xtask demo)",
         || {
             crate::demo::run(&crate::demo::DemoArgs {
-                args: ["--reset", "--workdir", "target/demo-test"]
-                    .map(String::from)
-                    .to_vec(),
+                // Its own ports (a developer's demo may be running) and a
+                // roomier watchdog on a busy CI machine.
+                args: [
+                    "--reset",
+                    "--workdir",
+                    "target/demo-test",
+                    "--port-offset",
+                    "1000",
+                    "--watchdog-s",
+                    "5",
+                ]
+                .map(String::from)
+                .to_vec(),
             })
         },
     )?;

@@ -45,3 +45,12 @@ pub fn version(json: &[u8]) -> Result<u64> {
         .as_u64()
         .context("no signed.version in the metadata")
 }
+
+/// The timestamp version in bootd's `/healthz` answer (`ok timestamp=N`).
+pub fn healthz_timestamp(body: &[u8]) -> Result<u64> {
+    let text = String::from_utf8_lossy(body);
+    text.split("timestamp=")
+        .nth(1)
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("unexpected /healthz answer {text:?}"))
+}

@@ -69,8 +69,11 @@ pub struct Options {
 
 const CHANNEL: &str = "demo";
 const STEPS: u32 = 7;
-/// How long any one expectation may take before the demo calls it a failure.
-const PATIENCE: Duration = Duration::from_secs(60);
+/// How long any one expectation may take before the demo calls it a
+/// failure: a minute, plus three watchdog rounds (step 4 needs them).
+fn patience(watchdog: Duration) -> Duration {
+    Duration::from_secs(60) + 3 * (watchdog + Duration::from_secs(2))
+}
 
 struct Demo {
     o: Options,
@@ -125,6 +128,7 @@ fn scenario(o: Options, w: Workdir, rack: &racklet_hardware::Rack) -> Result<()>
         .worker_threads(2)
         .enable_all()
         .build()?;
+    rack::stop_all_on_signal(&rt)?;
     let mut d = Demo {
         keys: Keys::example(&o.workspace),
         o,
@@ -148,7 +152,11 @@ fn scenario(o: Options, w: Workdir, rack: &racklet_hardware::Rack) -> Result<()>
     );
     let r = d.steps(rack);
     d.w.set_state(if r.is_ok() { "complete" } else { "failed" })?;
-    if r.is_ok() && d.o.keep_running {
+    if d.o.keep_running {
+        if let Err(e) = &r {
+            // A teacher debugging a failed run wants the rack up most.
+            eprintln!("\nnot as expected: {e:#}\n(the rack stays up for a look)");
+        }
         d.explore_until_ctrl_c()?;
     }
     d.stop_all();
@@ -202,6 +210,12 @@ impl Demo {
              targets key (releases), the snapshot key and the timestamp key (freshness).\n\
              bootd serves only what verifies from the root it pins.",
         );
+        if self.w.wiped {
+            self.ui.op(
+                "class reset: the earlier rack is gone; new rack CA, server and node keys, \
+                 blank disks, BMC counters at zero",
+            );
+        }
         if self.o.fresh_keys {
             self.generate_keys()?;
         } else {
@@ -338,22 +352,20 @@ impl Demo {
             if let Some(b) = &mut self.bootd {
                 b.check()?;
             }
+            // /healthz says which timestamp version bootd verified and
+            // serves (metadata itself needs a node's client certificate).
             let got = self
                 .rt
-                .block_on(https::get(
-                    self.ports.bootd,
-                    "/metadata/timestamp.json",
-                    &ca,
-                ))
-                .and_then(|b| https::version(&b));
+                .block_on(https::get(self.ports.bootd, "/healthz", &ca))
+                .and_then(|b| https::healthz_timestamp(&b));
             if let Ok(got) = got {
                 if got >= v {
                     return Ok(());
                 }
             }
-            if start.elapsed() > PATIENCE {
+            if start.elapsed() > patience(self.o.watchdog) {
                 bail!(
-                    "bootd did not serve timestamp v{v} within {PATIENCE:?} (last: {got:?}); \
+                    "bootd did not serve timestamp v{v} in time (last: {got:?}); \
                      see logs/bootd.log"
                 );
             }
@@ -392,11 +404,11 @@ impl Demo {
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .context("starting bootd client enroll")?;
-            asking.push((n.name.to_string(), child));
+            asking.push((n.name.to_string(), rack::KillOnDrop(child)));
         }
         let mut fingerprints = std::collections::BTreeMap::new();
         for (name, child) in &mut asking {
-            let out = child.stdout.as_mut().expect("piped");
+            let out = child.0.stdout.as_mut().expect("piped");
             let mut line = String::new();
             std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)?;
             let fp = line
@@ -444,16 +456,16 @@ impl Demo {
                 ));
                 fingerprints.remove(node);
             }
-            if start.elapsed() > PATIENCE {
+            if start.elapsed() > patience(self.o.watchdog) {
                 bail!("enrollment requests never arrived for {fingerprints:?}");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         for (name, mut child) in asking {
-            let status = child.wait()?;
+            let status = child.0.wait()?;
             if !status.success() {
                 let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
+                if let Some(mut e) = child.0.stderr.take() {
                     let _ = std::io::Read::read_to_string(&mut e, &mut err);
                 }
                 bail!("{name}: enrollment failed: {err}");
@@ -486,8 +498,10 @@ impl Demo {
         )?;
         self.sim = Some(sim);
         self.ui.op(&format!(
-            "bmc-sim: five BMCs power their units on, 250 ms apart; each boot must confirm \
-             within {} s or the BMC power-cycles it",
+            "bmc-sim: {} BMCs power their units on, {} ms apart (as a backplane limits \
+             inrush); each boot must confirm within {} s or the BMC power-cycles it",
+            rack.nodes.len(),
+            rack.power.stagger.as_millis(),
             self.o.watchdog.as_secs()
         ));
         // A Pi has no clock: the BMC keeps the rack's time, and stage1 checks
@@ -509,6 +523,7 @@ impl Demo {
             channel: CHANNEL.into(),
             ui: self.ui.clone(),
             stop: self.stop.clone(),
+            watchdog: self.o.watchdog,
         };
         for (i, n) in rack.nodes.iter().enumerate() {
             let dir = self.w.join("nodes").join(n.name.as_str());
@@ -566,7 +581,10 @@ impl Demo {
         let v2 = self.o.images.v2.clone();
         let ts = self.release(&v2, "2.0.0", 1, &["--all-nodes"])?;
         self.wait_release(ts)?;
-        self.ui.op("bootd verified the new release and serves it");
+        self.ui.op(
+            "bootd verified the new release and serves it (v2 is a feature release: same \
+             security version, so the rollback minimum stays 1; v4 raises it in step 6)",
+        );
         let before =
             self.reboot_all("reboots every node (`bmc-sim reset unit-N force-restart`)")?;
         self.expect(
@@ -610,11 +628,35 @@ impl Demo {
             .iter()
             .filter(|h| h.version == "3.0.0")
             .count();
+        let mut show = self.tools.cmd("stage1");
+        show.args(["slots", "show", "nodes/unit-5/disk.img"]);
+        let out = self.tools.run(show)?;
+        let shown = String::from_utf8_lossy(&out.stdout);
+        if !shown
+            .lines()
+            .any(|l| l.starts_with("slot B: Failed") && l.contains("3.0.0"))
+        {
+            bail!("unit-5's disk does not record v3's slot as failed:\n{shown}");
+        }
         self.ui.op(&format!(
-            "unit-5 booted v3 {tried} times without a confirmation; the BMC fell back to v2, \
-             stage1 marked v3's slot failed and will not install v3 again; rollback minimum \
-             still 1"
+            "unit-5 booted v3 {tried} times without a confirmation; the BMC fell back to v2 \
+             and stage1 recorded slot B (v3) as failed (`stage1 slots show`); the rollback \
+             minimum is still 1"
         ));
+        // v3 is still the newest release for unit-5: it must not try again.
+        let notes = self.notes_len();
+        let before = self.nodes[canary].state().handoffs.len();
+        self.reboot(
+            &["unit-5"],
+            "reboots unit-5 while v3 is still its newest release",
+        )?;
+        self.expect("unit-5 does not install v3 again and boots v2", |i, s| {
+            i != canary || (s.handoffs.len() > before && confirmed_on(s, "2.0.0"))
+        })?;
+        let said = &self.nodes[canary].state().notes[notes[canary]..];
+        if !said.iter().any(|l| l.contains("not installed again")) {
+            bail!("unit-5 did not say why it skipped v3: {said:?}");
+        }
         Ok(())
     }
 
@@ -682,7 +724,8 @@ impl Demo {
             let srv = self.compromised(&evil)?;
             self.ui.op(&format!(
                 "attack 1, a tampered image: {target} now carries a changed kernel command \
-                 line (same size); the metadata is the real, signed one"
+                 line (same size); the metadata is the real, signed one. Without TUF every \
+                 node would boot it"
             ));
             let before = self.reboot_all("reboots every node")?;
             self.expect(
@@ -696,6 +739,10 @@ impl Demo {
             self.rt.block_on(srv.shutdown());
         }
         self.expect_note(&notes, "not installed", "sha256")?;
+        self.ui.op(
+            "the attack cost each node its second image (the half-written slot stays \
+             invalid), never its running one",
+        );
 
         // (b) A rolled-back repository: old, validly signed metadata.
         {
@@ -703,7 +750,8 @@ impl Demo {
             let notes = self.notes_len();
             self.ui.op(
                 "attack 2, a rollback: the attacker serves the repository as it was at v1 \
-                 — every file validly signed and unexpired, just old (hiding v4's fix)",
+                 — every file validly signed and unexpired, just old. Without TUF's version \
+                 checks nodes would never learn of v4's fix (a freeze)",
             );
             let before = self.reboot_all("reboots every node")?;
             self.expect(
@@ -715,7 +763,7 @@ impl Demo {
                 },
             )?;
             self.rt.block_on(srv.shutdown());
-            self.expect_note(&notes, "refused bootd's metadata", "version")?;
+            self.expect_note(&notes, "refused bootd's metadata", "previously fetched")?;
         }
 
         self.start_bootd()?;
@@ -776,6 +824,22 @@ impl Demo {
             let s = n.state();
             let b = status.get(&n.spec.name).cloned().unwrap_or_default();
             let h = s.last();
+            // What the BMC says must be what the node booted.
+            let agrees = h.is_some_and(|h| {
+                b.get("slot") == h.slot.to_string()
+                    && h.version == "4.0.0"
+                    && h.security_version == 2
+            }) && b.get("confirmed") == "true"
+                && b.get("min.boot_image") == "2";
+            if !agrees {
+                bail!(
+                    "{}: the BMC says slot {} confirmed {} minimum {}, the node last booted {h:?}",
+                    n.spec.name,
+                    b.get("slot"),
+                    b.get("confirmed"),
+                    b.get("min.boot_image")
+                );
+            }
             println!(
                 "  {:<8} {:>4}  {:<8} {:>8}  {:<9} {:>8} {:>6}",
                 n.spec.name,
@@ -794,18 +858,26 @@ impl Demo {
              \x20 less nodes/unit-5/stage1.log           # stage1's own log for one node\n\
              \x20 {bin}/stage1 slots show nodes/unit-5/disk.img\n\
              \x20 {bin}/imgsign status --repo repo\n\
-             With the rack running (`cargo xtask demo --reset --keep-running`):\n\
+             {running}\n\
              \x20 {bin}/bootd --config bootd/bootd.yaml nodes list\n\
              \x20 curl --cacert bootd/pki/ca.pem https://localhost:{port}/metrics\n\
              \x20 {bin}/bmc-sim status --control 127.0.0.1:{ctl}\n\
              \x20 curl http://127.0.0.1:{met}/metrics     # the BMCs' power metrics\n\
-             \x20 {bin}/bmc-sim press unit-3 --long --control 127.0.0.1:{ctl}",
+             \x20 {bin}/bmc-sim press unit-2 --long --control 127.0.0.1:{ctl}\n\
+             \x20   # unit-2's slot B holds v1 (security version 1, below the minimum 2):\n\
+             \x20   # stage1 refuses it and the node comes back on A — the button cannot\n\
+             \x20   # undo a security fix",
             self.ui.elapsed(),
             dir = self.w.path().display(),
             bin = self.tools.bin().display(),
             port = self.ports.bootd,
             ctl = self.ports.bmc_control,
             met = self.ports.bmc_metrics,
+            running = if self.o.keep_running {
+                "The rack is still running; try:"
+            } else {
+                "With the rack running (`cargo xtask demo --reset --keep-running`):"
+            },
         );
         if self.keys.example {
             println!(
@@ -823,7 +895,10 @@ impl Demo {
             self.ports.bootd, self.ports.bmc_control
         );
         self.rt.block_on(tokio::signal::ctrl_c())?;
-        println!("stopping the rack (target/demo stays for exploring)");
+        println!(
+            "stopping the rack ({} stays for exploring)",
+            self.w.path().display()
+        );
         Ok(())
     }
 
@@ -867,8 +942,9 @@ impl Demo {
                 self.ui.op(&format!("as expected: {what}"));
                 return Ok(());
             }
-            if start.elapsed() > PATIENCE {
-                let mut msg = format!("not as expected after {PATIENCE:?}: {what}\n");
+            let limit = patience(self.o.watchdog);
+            if start.elapsed() > limit {
+                let mut msg = format!("not as expected after {limit:?}: {what}\n");
                 for (i, s) in states.iter().enumerate() {
                     msg.push_str(&format!(
                         "  {}: {} (last hand-off {:?}, confirmed {})\n",
@@ -941,6 +1017,8 @@ fn bootd_config(port: u16) -> String {
          \x20 trusted_root: ../root.json\n\
          \x20 local: ../repo\n\
          \x20 poll_interval_ms: 100\n\
+         \x20 # Metadata and images for enrolled nodes only (mTLS).\n\
+         \x20 require_client_cert: true\n\
          reload_interval_ms: 500\n"
     )
 }

@@ -27,7 +27,7 @@ struct Args {
     keep_running: bool,
     /// The BMCs' confirmation window, in seconds (the rack file says 120;
     /// short, so the watchdog scene takes seconds).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(2..=120))]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(2..=120))]
     watchdog_s: u64,
     /// Move every port (8443, 7700-7705, 9700) by this much.
     #[arg(long, default_value_t = 0)]

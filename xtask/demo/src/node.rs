@@ -140,6 +140,8 @@ pub struct Runner {
     pub ui: Ui,
     /// Set to stop every runner.
     pub stop: Arc<AtomicBool>,
+    /// The BMCs' confirmation window (for the hint when it was too short).
+    pub watchdog: Duration,
 }
 
 impl Node {
@@ -187,8 +189,12 @@ fn run(spec: NodeSpec, r: Runner, state: Arc<Mutex<NodeState>>) {
             std::thread::sleep(Duration::from_millis(50));
             continue;
         }
-        // The BMC released the CPU for a new boot: stage1 starts.
-        if let Err(e) = boot(&spec, &r, &state, &mut shown) {
+        // The BMC released the CPU for a new boot: stage1 starts. `seen`
+        // becomes the count when stage1 finished (its own restarts
+        // included), read before the OS confirms: a reboot the operator
+        // asks for after the confirmation is then always a new boot.
+        seen = count;
+        if let Err(e) = boot(&spec, &r, &state, &mut shown, &mut seen) {
             r.ui.node(&spec.name, &format!("demo error: {e:#}"));
             state
                 .lock()
@@ -196,11 +202,6 @@ fn run(spec: NodeSpec, r: Runner, state: Arc<Mutex<NodeState>>) {
                 .failures
                 .push(format!("{e:#}"));
         }
-        seen = r
-            .bmc
-            .unit(&spec.name)
-            .map(|s| s.num("boot_count"))
-            .unwrap_or(count);
     }
 }
 
@@ -211,6 +212,7 @@ fn boot(
     r: &Runner,
     state: &Mutex<NodeState>,
     shown: &mut std::collections::BTreeSet<String>,
+    seen: &mut u64,
 ) -> Result<()> {
     state.lock().expect("node state").boots += 1;
     let handoff = spec.dir.join("handoff.json");
@@ -263,6 +265,9 @@ fn boot(
     }
     let status = child.wait()?;
     let _ = out_thread.join();
+    if let Ok(st) = r.bmc.unit(&spec.name) {
+        *seen = st.num("boot_count");
+    }
     if !status.success() {
         r.ui.node(&spec.name, &format!("stage1 gave up: {last_error}"));
         state.lock().expect("node state").failures.push(last_error);
@@ -299,8 +304,15 @@ fn boot(
     let mut c = r.tools.cmd("stage1");
     c.arg("confirm")
         .args(spec.stage1_args(&r.bootd, &r.channel));
-    let out = r.tools.run(c).context("stage1 confirm")?;
+    let out = r.tools.run(c).with_context(|| {
+        format!(
+            "stage1 confirm (if the BMC had already power-cycled the node, this boot took \
+             longer than the watchdog window of {} s: on a busy machine try --watchdog-s 8)",
+            r.watchdog.as_secs()
+        )
+    })?;
     let said = String::from_utf8_lossy(&out.stdout);
+    let reported = !String::from_utf8_lossy(&out.stderr).contains("report to bootd failed");
     let min = said
         .split("rollback minimum ")
         .nth(1)
@@ -313,10 +325,14 @@ fn boot(
     r.ui.node(
         &spec.name,
         &format!(
-            "demo-os {} is up and confirms: the BMC stops its watchdog, rollback minimum {}; \
-             reported to bootd",
+            "demo-os {} is up and confirms: the BMC stops its watchdog, rollback minimum {}; {}",
             h.version,
-            min.map_or("?".into(), |m| m.to_string())
+            min.map_or("?".into(), |m| m.to_string()),
+            if reported {
+                "reported to bootd over mTLS"
+            } else {
+                "could not report to bootd (it is down)"
+            }
         ),
     );
     Ok(())
@@ -396,16 +412,17 @@ fn narrate(line: &str) -> Option<String> {
                      the inactive slot {into}, hashing as it streams"
                 )
             } else if p.starts_with("BootActive") {
-                "the BMC's slot holds the newest image for this node and checks out against \
-                 the signed metadata"
-                    .into()
+                "boots the BMC's slot: its image checks out against the signed metadata".into()
             } else if p.starts_with("Fallback") {
-                "boots the BMC's choice, checked against signed metadata; nothing is written".into()
+                "boots the BMC's choice after checking it against the signed metadata; \
+                 installs nothing"
+                    .into()
             } else if p.starts_with("Report") {
-                "the disk holds a verified update the BMC was not told about: reporting it".into()
-            } else if let Some(r) = p.strip_prefix("Refuse") {
-                format!("refuses to boot: {r}")
+                "the other slot already holds the wanted image, verified: tells the BMC and \
+                 restarts into it (no download)"
+                    .into()
             } else {
+                // Refuse: the "boot failed" line that follows says why.
                 return None;
             }
         }

@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -71,6 +72,58 @@ impl Ports {
     }
 }
 
+/// Services running now, by pid: stopped by [`stop_all_on_signal`] when
+/// the demo itself is told to stop (SIGTERM, SIGHUP), so no bootd or
+/// bmc-sim is left holding the demo's ports.
+static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn term(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
+/// On SIGTERM or SIGHUP: stop every service, then exit (143). (Ctrl-C in a
+/// terminal reaches the services directly: they share the foreground
+/// process group.)
+pub fn stop_all_on_signal(rt: &tokio::runtime::Runtime) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut t = {
+        let _g = rt.enter();
+        signal(SignalKind::terminate())?
+    };
+    let mut h = {
+        let _g = rt.enter();
+        signal(SignalKind::hangup())?
+    };
+    rt.spawn(async move {
+        tokio::select! {
+            _ = t.recv() => {}
+            _ = h.recv() => {}
+        }
+        let pids = RUNNING.lock().map(|v| v.clone()).unwrap_or_default();
+        for pid in pids {
+            term(pid);
+        }
+        eprintln!("racklet-demo: stopped by a signal; services stopped");
+        std::process::exit(143);
+    });
+    Ok(())
+}
+
+/// A short-lived child (an enrollment) killed if the demo gives up on it.
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// A child process that is stopped (SIGTERM, then SIGKILL) when dropped.
 #[derive(Debug)]
 pub struct Service {
@@ -93,6 +146,9 @@ impl Service {
             .stderr(out)
             .spawn()
             .with_context(|| format!("starting {name}"))?;
+        if let Ok(mut r) = RUNNING.lock() {
+            r.push(child.id());
+        }
         Ok(Service {
             name,
             child: Some(child),
@@ -115,9 +171,10 @@ impl Service {
         let Some(mut c) = self.child.take() else {
             return;
         };
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
+        if let Ok(mut r) = RUNNING.lock() {
+            r.retain(|p| *p != c.id());
+        }
+        term(c.id());
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
             if let Ok(Some(_)) = c.try_wait() {

@@ -23,6 +23,8 @@ const MARKER: &str = "RACKLET-DEMO";
 pub struct Workdir {
     path: PathBuf,
     _lock: File,
+    /// An earlier run was wiped (`--reset`).
+    pub wiped: bool,
 }
 
 fn read_marker(path: &Path) -> Option<String> {
@@ -42,6 +44,7 @@ impl Workdir {
         let nonempty = std::fs::read_dir(path)
             .map(|mut d| d.next().is_some())
             .unwrap_or(false);
+        let wiped = nonempty;
         if nonempty {
             let Some(marker) = read_marker(path) else {
                 bail!(
@@ -97,6 +100,7 @@ impl Workdir {
         let w = Workdir {
             path: path.to_owned(),
             _lock: lock,
+            wiped,
         };
         w.set_state("running")?;
         Ok(w)
@@ -167,11 +171,22 @@ impl Tools {
                 );
             }
         }
-        let log = OpenOptions::new()
+        let mut log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(cwd.join("commands.log"))
             .context("opening commands.log")?;
+        // Replayable as a script from the working directory.
+        writeln!(
+            log,
+            "# Every command the demo ran, in order. To replay one by hand:\n\
+             # cd {}; then set what the demo set:",
+            cwd.display()
+        )?;
+        writeln!(log, "export PATH=\"{}:$PATH\"", bin.display())?;
+        for (k, v) in &env {
+            writeln!(log, "export {k}='{v}'")?;
+        }
         Ok(Tools {
             bin: bin.to_owned(),
             env,
