@@ -122,14 +122,7 @@ impl BootConfig {
 }
 
 fn open_disk(path: &std::path::Path) -> Result<SlotStore<std::fs::File>> {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|source| Error::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+    let f = disk_file(path)?;
     match SlotStore::open(f.try_clone().map_err(crate::error::disk("dup"))?) {
         Ok(s) => Ok(s),
         Err(e @ Error::NoValidHeader { .. }) => {

@@ -286,22 +286,28 @@ async fn a_tampered_update_is_never_installed_and_the_node_boots_what_it_has() {
     assert_eq!((rec.slot, rec.image.as_str()), ('A', "os-2.uki"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_forced_b_that_confirms_becomes_active_and_the_next_update_goes_to_a() {
-    let w = World::new().await;
+/// os-1 in B, os-2 (same security version) in A, both confirmed; then the
+/// button: os-1 boots from B and confirms. Returns the BMC's address.
+async fn forced_b_confirmed(w: &World) -> String {
     assert_eq!(w.boot().await.slot, 'B');
     boot::confirm(&w.cfg).await.unwrap();
     let v2 = uki(Arch::X86_64, "v2", 2);
     w.fx.release("os-2.uki", &v2, "2.0.0", 1, Arch::X86_64, workers());
     assert_eq!(w.boot().await.slot, 'A');
     boot::confirm(&w.cfg).await.unwrap();
-    // The button: B (os-1) boots and confirms; the BMC keeps B.
     let addr = w.cfg.bmc_addr.clone();
     w.sim.control("press unit-2 long").unwrap();
     wait_plan(&addr, |p| p.slot == Slot::B && p.forced_by_button);
     let rec = w.boot().await;
     assert_eq!((rec.slot, rec.image.as_str()), ('B', "os-1.uki"));
     boot::confirm(&w.cfg).await.unwrap();
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_b_that_confirms_becomes_active_and_the_next_update_goes_to_a() {
+    let w = World::new().await;
+    let addr = forced_b_confirmed(&w).await;
     assert_eq!(w.slots().active, Some(Slot::B));
     // The next release goes into A, the slot the node no longer runs.
     w.fx.release(
@@ -440,17 +446,7 @@ async fn a_root_planted_in_the_disk_state_area_is_never_an_anchor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_button_the_newest_image_is_reported_back_not_downloaded_again() {
     let w = World::new().await;
-    assert_eq!(w.boot().await.slot, 'B');
-    boot::confirm(&w.cfg).await.unwrap();
-    let v2 = uki(Arch::X86_64, "v2", 2);
-    w.fx.release("os-2.uki", &v2, "2.0.0", 1, Arch::X86_64, workers());
-    assert_eq!(w.boot().await.slot, 'A');
-    boot::confirm(&w.cfg).await.unwrap();
-    let addr = w.cfg.bmc_addr.clone();
-    w.sim.control("press unit-2 long").unwrap();
-    wait_plan(&addr, |p| p.slot == Slot::B && p.forced_by_button);
-    assert_eq!(w.boot().await.slot, 'B');
-    boot::confirm(&w.cfg).await.unwrap();
+    let addr = forced_b_confirmed(&w).await;
     // An ordinary reboot: the release still wants os-2, which slot A holds.
     let a_before = w.slots().slot(Slot::A).clone();
     let server = w.server.as_ref().unwrap();

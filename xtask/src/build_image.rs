@@ -55,6 +55,27 @@ pub struct BuildImageArgs {
     pub all_nodes: bool,
 }
 
+impl BuildImageArgs {
+    /// A recipe built into `out` as it is: no overrides, no signing.
+    pub fn plain(recipe: PathBuf, out: PathBuf) -> BuildImageArgs {
+        BuildImageArgs {
+            recipe,
+            out,
+            kernel: None,
+            add_files: Vec::new(),
+            stub: "auto".into(),
+            version: None,
+            security_version: None,
+            sign_into: None,
+            keys: Vec::new(),
+            channel: None,
+            nodes: Vec::new(),
+            groups: Vec::new(),
+            all_nodes: false,
+        }
+    }
+}
+
 /// The Rust target triple for building binaries that go into an image of
 /// `arch`.
 pub fn triple(arch: Arch) -> Result<&'static str> {

@@ -39,19 +39,12 @@ pub fn images() -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for (recipe, version, sv) in IMAGES {
         let args = BuildImageArgs {
-            recipe: root().join("images/recipes").join(recipe),
-            out: root().join("target/demo-images"),
-            kernel: None,
-            add_files: Vec::new(),
-            stub: "auto".into(),
             version: Some(version.parse().context("demo image version")?),
             security_version: Some(sv),
-            sign_into: None,
-            keys: Vec::new(),
-            channel: None,
-            nodes: Vec::new(),
-            groups: Vec::new(),
-            all_nodes: false,
+            ..BuildImageArgs::plain(
+                root().join("images/recipes").join(recipe),
+                root().join("target/demo-images"),
+            )
         };
         out.push(build_image::run(&args)?);
     }

@@ -103,21 +103,8 @@ const FUZZ_SECONDS: u32 = 30;
 fn reproducible_image() -> Result<()> {
     let mut hashes = Vec::new();
     for out in ["target/repro/a", "target/repro/b"] {
-        let args = BuildImageArgs {
-            recipe: root().join("images/recipes/demo-os.yaml"),
-            out: root().join(out),
-            kernel: None,
-            add_files: Vec::new(),
-            stub: "auto".into(),
-            version: None,
-            security_version: None,
-            sign_into: None,
-            keys: Vec::new(),
-            channel: None,
-            nodes: Vec::new(),
-            groups: Vec::new(),
-            all_nodes: false,
-        };
+        let args =
+            BuildImageArgs::plain(root().join("images/recipes/demo-os.yaml"), root().join(out));
         let path = build_image::run(&args)?;
         hashes.push(std::fs::read(&path)?);
     }

@@ -187,3 +187,29 @@ pub fn parse_status_line(line: &str) -> (String, std::collections::BTreeMap<Stri
         .collect();
     (name, kv)
 }
+
+/// Sends one request line to a running simulator's control socket (what
+/// `bmc-sim status|press|power|reset` do) and returns the reply lines before
+/// `ok`. An `error: …` reply is an error of kind `Other` carrying the reason.
+pub fn request(addr: std::net::SocketAddr, line: &str) -> std::io::Result<Vec<String>> {
+    use std::io::{BufRead, Write};
+    let timeout = std::time::Duration::from_secs(5);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.write_all(format!("{line}\n").as_bytes())?;
+    let mut out = Vec::new();
+    for l in std::io::BufReader::new(s).lines() {
+        let l = l?;
+        if l == "ok" {
+            return Ok(out);
+        }
+        if let Some(e) = l.strip_prefix("error: ") {
+            return Err(std::io::Error::other(e.to_owned()));
+        }
+        out.push(l);
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "the simulator closed the connection before `ok`",
+    ))
+}

@@ -1,6 +1,5 @@
 //! `bmc-sim`: run a simulated rack of BMCs, and talk to it.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -278,27 +277,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Sends one control line, prints the reply; fails on `error:`.
+/// Sends one control line; fails on `error:`.
 fn control_lines(c: &ControlArgs, line: &str) -> anyhow::Result<Vec<String>> {
-    let mut s = TcpStream::connect(c.control).with_context(|| {
+    racklet_bmc_sim::control::request(c.control, line).with_context(|| {
         format!(
-            "connecting to the simulator at {} (is `bmc-sim run` up?)",
+            "simulator at {} (is `bmc-sim run` up?): `{line}`",
             c.control
         )
-    })?;
-    s.write_all(format!("{line}\n").as_bytes())?;
-    let mut out = Vec::new();
-    for l in BufReader::new(s).lines() {
-        let l = l?;
-        if l == "ok" {
-            return Ok(out);
-        }
-        if let Some(e) = l.strip_prefix("error: ") {
-            bail!("{e}");
-        }
-        out.push(l);
-    }
-    bail!("simulator closed the connection")
+    })
 }
 
 fn control(c: &ControlArgs, line: &str) -> anyhow::Result<()> {

@@ -719,52 +719,29 @@ impl Demo {
         let evil = self.w.join("attacks/tampered-repo");
         attacker::copy_tree(&self.w.join("repo"), &evil)?;
         let target = tamper(&evil.join("targets"), "4.0.0.uki")?;
-        let notes = self.notes_len();
-        {
-            let srv = self.compromised(&evil)?;
-            self.ui.op(&format!(
+        self.attack(
+            &evil,
+            &format!(
                 "attack 1, a tampered image: {target} now carries a changed kernel command \
                  line (same size); the metadata is the real, signed one. Without TUF every \
                  node would boot it"
-            ));
-            let before = self.reboot_all("reboots every node")?;
-            self.expect(
-                "every node refuses the tampered v4 and boots what it has",
-                |i, s| {
-                    s.handoffs.len() > before[i]
-                        && s.confirmed
-                        && s.last().is_some_and(|h| h.version != "4.0.0")
-                },
-            )?;
-            self.rt.block_on(srv.shutdown());
-        }
-        self.expect_note(&notes, "not installed", "sha256")?;
+            ),
+            "every node refuses the tampered v4 and boots what it has",
+            ("not installed", "sha256"),
+        )?;
         self.ui.op(
             "the attack cost each node its second image (the half-written slot stays \
              invalid), never its running one",
         );
-
         // (b) A rolled-back repository: old, validly signed metadata.
-        {
-            let srv = self.compromised(&self.w.join("attacks/old-repo"))?;
-            let notes = self.notes_len();
-            self.ui.op(
-                "attack 2, a rollback: the attacker serves the repository as it was at v1 \
-                 — every file validly signed and unexpired, just old. Without TUF's version \
-                 checks nodes would never learn of v4's fix (a freeze)",
-            );
-            let before = self.reboot_all("reboots every node")?;
-            self.expect(
-                "every node refuses the old metadata and boots what it has",
-                |i, s| {
-                    s.handoffs.len() > before[i]
-                        && s.confirmed
-                        && s.last().is_some_and(|h| h.version != "4.0.0")
-                },
-            )?;
-            self.rt.block_on(srv.shutdown());
-            self.expect_note(&notes, "refused bootd's metadata", "previously fetched")?;
-        }
+        self.attack(
+            &self.w.join("attacks/old-repo"),
+            "attack 2, a rollback: the attacker serves the repository as it was at v1 \
+             — every file validly signed and unexpired, just old. Without TUF's version \
+             checks nodes would never learn of v4's fix (a freeze)",
+            "every node refuses the old metadata and boots what it has",
+            ("refused bootd's metadata", "previously fetched"),
+        )?;
 
         self.start_bootd()?;
         self.wait_release(ts)?;
@@ -774,6 +751,24 @@ impl Demo {
         self.expect("every node installs v4 and confirms it", |i, s| {
             s.handoffs.len() > before[i] && confirmed_on(s, "4.0.0") && s.rollback_min == Some(2)
         })
+    }
+
+    /// Serves `dir` as the compromised boot server, reboots every node, and
+    /// expects each to boot what it had (not v4) and to say why it refused
+    /// (a line containing both words of `said`).
+    fn attack(&mut self, dir: &Path, what: &str, expect: &str, said: (&str, &str)) -> Result<()> {
+        let srv = self.compromised(dir)?;
+        let notes = self.notes_len();
+        self.ui.op(what);
+        let before = self.reboot_all("reboots every node")?;
+        let r = self.expect(expect, |i, s| {
+            s.handoffs.len() > before[i]
+                && s.confirmed
+                && s.last().is_some_and(|h| h.version != "4.0.0")
+        });
+        self.rt.block_on(srv.shutdown());
+        r?;
+        self.expect_note(&notes, said.0, said.1)
     }
 
     fn compromised(&self, dir: &Path) -> Result<Compromised> {

@@ -2,7 +2,6 @@
 //! processes, and the BMC simulator's control socket.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -245,22 +244,8 @@ impl BmcControl {
 
     /// Sends one request line; returns the reply lines before `ok`.
     pub fn send(&self, line: &str) -> Result<Vec<String>> {
-        let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2))
-            .with_context(|| format!("BMC simulator control at {}", self.addr))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        s.write_all(format!("{line}\n").as_bytes())?;
-        let mut out = Vec::new();
-        for l in BufReader::new(s).lines() {
-            let l = l?;
-            if l == "ok" {
-                return Ok(out);
-            }
-            if let Some(e) = l.strip_prefix("error: ") {
-                bail!("BMC simulator: `{line}`: {e}");
-            }
-            out.push(l);
-        }
-        bail!("BMC simulator closed the connection during `{line}`")
+        racklet_bmc_sim::control::request(self.addr, line)
+            .with_context(|| format!("BMC simulator at {}: `{line}`", self.addr))
     }
 
     /// Every unit's status by name.
