@@ -42,6 +42,7 @@ fn main() -> std::process::ExitCode {
         Command::Init(a) => cli::init::run(a),
         Command::Tuf(c) => cli::tuf::run(c),
         Command::Slots(c) => cli::slots::run(c),
+        Command::Net(c) => cli::net::run(c),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -13,6 +13,7 @@ pub struct ConfirmArgs {
 
 pub fn run(args: ConfirmArgs) -> anyhow::Result<()> {
     let cfg = args.node.config(false)?;
+    args.node.network()?;
     let c = super::runtime()?.block_on(stage1::boot::confirm(&cfg))?;
     println!(
         "confirmed slot {:?}; rollback minimum {}",

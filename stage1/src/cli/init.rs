@@ -51,7 +51,23 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(500));
     });
     let mut wait = Duration::from_secs(1);
+    let mut network_up = false;
     loop {
+        if !network_up {
+            match args.node.network() {
+                Ok(()) => network_up = true,
+                Err(e) => {
+                    console(&format!("network: {e:#}"));
+                    if !pid1 {
+                        return Err(e);
+                    }
+                    console(&format!("retrying in {wait:?}"));
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(60));
+                    continue;
+                }
+            }
+        }
         match args.node.config(pid1) {
             Ok(cfg) => {
                 let res = super::runtime().and_then(|rt| {

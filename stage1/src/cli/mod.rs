@@ -3,6 +3,7 @@
 pub mod boot;
 pub mod confirm;
 pub mod init;
+pub mod net;
 pub mod slots;
 pub mod tuf;
 
@@ -35,6 +36,9 @@ pub enum Command {
     /// A standalone TUF client (debug any TUF 1.0 repository).
     #[command(subcommand)]
     Tuf(tuf::TufCommand),
+    /// Network set-up on its own (debugging a LAN): `net dhcp IFACE`.
+    #[command(subcommand)]
+    Net(net::NetCommand),
     /// Inspect or format a slot disk.
     #[command(subcommand)]
     Slots(slots::SlotsCommand),
@@ -94,6 +98,13 @@ pub struct NodeArgs {
     /// Per-read timeout in seconds.
     #[arg(long, default_value_t = 10)]
     pub read_timeout_s: u64,
+    /// Bring this interface up and configure it from the LAN's DHCP server
+    /// (address, prefix, default route) before talking to bootd.
+    #[arg(long, value_name = "IFACE", env = "STAGE1_DHCP")]
+    pub dhcp: Option<String>,
+    /// Give up on DHCP after this many seconds (PID 1 then retries).
+    #[arg(long, default_value_t = 60)]
+    pub dhcp_timeout_s: u64,
 }
 
 pub fn parse_u8(s: &str) -> Result<u8, String> {
@@ -113,6 +124,16 @@ pub fn host_arch() -> Arch {
 }
 
 impl NodeArgs {
+    /// With `--dhcp IFACE`: link up, lease, address and route.
+    pub fn network(&self) -> anyhow::Result<()> {
+        if let Some(iface) = &self.dhcp {
+            let mut cfg = stage1::net::DhcpConfig::new(iface);
+            cfg.timeout = std::time::Duration::from_secs(self.dhcp_timeout_s);
+            stage1::net::configure(&cfg).with_context(|| format!("--dhcp {iface}"))?;
+        }
+        Ok(())
+    }
+
     /// The validated configuration (errors name the flag).
     pub fn config(&self, set_clock: bool) -> anyhow::Result<BootConfig> {
         let arch = match &self.arch {
