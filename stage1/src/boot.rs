@@ -36,7 +36,8 @@ pub struct BootConfig {
     pub node: NodeFacts,
     /// The slot disk (block device or file).
     pub disk: PathBuf,
-    /// BMC link (`host:port` of the simulator's unit socket).
+    /// BMC link: `host:port` of the simulator's unit socket, or a device
+    /// path (a UART, a virtio-serial port).
     pub bmc_addr: String,
     /// BMC SMBus address.
     pub smbus: u8,
@@ -146,7 +147,7 @@ fn open_disk(path: &std::path::Path) -> Result<SlotStore<std::fs::File>> {
 /// One boot attempt, start to hand-off.
 pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
     // 1. The BMC's facts.
-    let mut bmc = Bmc::connect(&cfg.bmc_addr, cfg.smbus)?;
+    let mut bmc = Bmc::open(&cfg.bmc_addr, cfg.smbus)?;
     let facts = bmc.facts()?;
     tracing::info!(slot = ?facts.plan.slot, tries_left = facts.plan.tries_left,
         forced_b = facts.plan.forced_b, fallback = facts.plan.fallback,
@@ -267,6 +268,9 @@ fn hand_off(cfg: &BootConfig, store: &mut SlotStore<std::fs::File>, slot: Slot) 
             Ok(record)
         }
         Mode::Kexec => {
+            tracing::info!(?slot, image = %image.name, version = %image.version,
+                kernel_bytes = payload.kernel.len(), initrd_bytes = payload.initrd.len(),
+                cmdline = %payload.cmdline, "kexec: handing off");
             crate::sys::kexec_file_load(&payload.kernel, &payload.initrd, &payload.cmdline)?;
             Err(crate::sys::reboot_kexec())
         }
@@ -291,7 +295,7 @@ pub async fn run(cfg: &BootConfig, retries: u32, pause: Duration) -> Result<Reco
                 failures += 1;
                 tracing::error!(error = %e, attempt = failures, "boot failed");
                 if failures > retries {
-                    if let Ok(mut b) = Bmc::connect(&cfg.bmc_addr, cfg.smbus) {
+                    if let Ok(mut b) = Bmc::open(&cfg.bmc_addr, cfg.smbus) {
                         let _ = b.restart();
                     }
                     if cfg.mode != Mode::Kexec {
@@ -317,7 +321,7 @@ pub struct Confirmed {
 /// The booted OS came up: confirm the boot to the BMC, raise the rollback
 /// minimum to the running image's security version, report to bootd.
 pub async fn confirm(cfg: &BootConfig) -> Result<Confirmed> {
-    let mut bmc = Bmc::connect(&cfg.bmc_addr, cfg.smbus)?;
+    let mut bmc = Bmc::open(&cfg.bmc_addr, cfg.smbus)?;
     let facts = bmc.facts()?;
     let slot = facts.plan.slot;
     // The disk must say what runs before the BMC is told it is good: the

@@ -136,3 +136,19 @@ pub fn reap_children() -> usize {
         n += 1;
     }
 }
+
+/// Flushes file systems and powers the machine off. Returns only on failure.
+pub fn power_off() -> Error {
+    // SAFETY: sync(2) and reboot(2) take no pointers.
+    let rc = unsafe {
+        libc::sync();
+        libc::reboot(libc::LINUX_REBOOT_CMD_POWER_OFF)
+    };
+    match check("reboot(POWER_OFF)", rc.into()) {
+        Err(e) => e,
+        Ok(_) => Error::Sys {
+            call: "reboot(POWER_OFF)",
+            source: io::Error::other("returned"),
+        },
+    }
+}

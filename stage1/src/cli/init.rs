@@ -21,12 +21,14 @@ pub struct InitArgs {
 /// Where PID 1 reads its arguments (one per line) when started without any.
 pub const ARGS_FILE: &str = "/etc/stage1/args";
 
-fn console(msg: &str) {
+pub fn console(msg: &str) {
     eprintln!("stage1: {msg}");
 }
 
-pub fn run(args: InitArgs) -> anyhow::Result<()> {
-    let pid1 = std::process::id() == 1;
+/// As PID 1: mounts /proc, /sys and /dev; then loads `modules` in order.
+/// Each step says on the console what happened; none is fatal (the boot
+/// then fails with its own reason, which is retried).
+pub fn setup(pid1: bool, modules: &[PathBuf]) {
     if pid1 {
         for (src, dst, fs) in [
             ("proc", "/proc", "proc"),
@@ -40,12 +42,17 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
             }
         }
     }
-    for m in &args.modules {
+    for m in modules {
         match stage1::sys::load_module(m) {
             Ok(()) => console(&format!("loaded {}", m.display())),
             Err(e) => console(&format!("module {}: {e}", m.display())),
         }
     }
+}
+
+pub fn run(args: InitArgs) -> anyhow::Result<()> {
+    let pid1 = std::process::id() == 1;
+    setup(pid1, &args.modules);
     std::thread::spawn(|| loop {
         stage1::sys::reap_children();
         std::thread::sleep(Duration::from_millis(500));
