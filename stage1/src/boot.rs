@@ -162,7 +162,13 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
     let time = match TrustedTime::resolve(facts.time, floor) {
         Ok(t) => {
             if cfg.set_clock {
-                crate::sys::set_clock(t.now)?;
+                // Trusted time has whole seconds: setting it when the clock
+                // is already within a second would step the clock back, and
+                // tough refuses a clock earlier than the time it last saw.
+                let drift = (t.now.as_second() - jiff::Timestamp::now().as_second()).abs();
+                if drift > 1 {
+                    crate::sys::set_clock(t.now)?;
+                }
             }
             if t.raised_to_floor {
                 tracing::warn!(bmc = ?facts.time, now = %t.now, "BMC clock behind the persisted trusted time; using the latter");
@@ -213,6 +219,23 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
     // 6. Carry it out.
     match d.plan {
         Plan::Install { target, into } => {
+            // The plan writes the slot the BMC does not boot. After a boot
+            // the disk never chose (a forced-B or fallback boot that then
+            // confirmed), the disk may still call that slot active; make it
+            // agree with the BMC first — one header commit, to a slot that
+            // is valid — or refuse, never overwriting the disk's only
+            // active image while the BMC boots something else.
+            if store.state().active == Some(into) {
+                let booting = into.other();
+                let mut next = store.state().clone();
+                next.flip(booting).map_err(|e| {
+                    Error::Refused(format!(
+                        "the disk's active slot {into:?} is not the BMC's {booting:?}, and {booting:?} cannot become active: {e}"
+                    ))
+                })?;
+                store.commit(&next)?;
+                tracing::warn!(active = ?booting, "disk's active slot set to the one the BMC boots (after a boot the disk did not choose)");
+            }
             let url = tuf::target_url(&tcfg.targets_url, &target, consistent)?;
             let done =
                 fetch::install_target(&mut store, into, &target, &url, &transport, &cfg.backoff)
@@ -260,6 +283,10 @@ fn hand_off(cfg: &BootConfig, store: &mut SlotStore<std::fs::File>, slot: Slot) 
         Ok(())
     })?;
     let payload = handoff::validate(&bytes, cfg.node.arch, &cfg.default_cmdline)?;
+    // The payload holds its own copies of the parts: free the image now. A
+    // node has little RAM, and kexec needs the parts twice more (memfds,
+    // then the kernel's copy).
+    drop(bytes);
     let record = Record::new(slot, &image, cfg.node.arch, &payload);
     match &cfg.mode {
         Mode::Simulate { record: path } => {
@@ -271,7 +298,7 @@ fn hand_off(cfg: &BootConfig, store: &mut SlotStore<std::fs::File>, slot: Slot) 
             tracing::info!(?slot, image = %image.name, version = %image.version,
                 kernel_bytes = payload.kernel.len(), initrd_bytes = payload.initrd.len(),
                 cmdline = %payload.cmdline, "kexec: handing off");
-            crate::sys::kexec_file_load(&payload.kernel, &payload.initrd, &payload.cmdline)?;
+            crate::sys::kexec_file_load(payload)?;
             Err(crate::sys::reboot_kexec())
         }
     }

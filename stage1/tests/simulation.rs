@@ -249,3 +249,52 @@ async fn the_button_forces_slot_b_but_never_below_the_rollback_minimum() {
     let e = boot::boot_once(&w.cfg).await.unwrap_err();
     assert!(e.to_string().contains("below the rollback minimum"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_confirmed_forced_b_boot_the_next_update_goes_into_the_other_slot() {
+    // Found by `cargo xtask e2e`: the BMC then boots B while the disk still
+    // calls A active; the install into A must not be refused as a write to
+    // the active slot.
+    let w = World::new().await;
+    let addr = w.cfg.bmc_addr.clone();
+    let rec = w.boot().await;
+    assert_eq!((rec.slot, rec.image.as_str()), ('B', "os-1.uki"));
+    boot::confirm(&w.cfg).await.unwrap();
+    // A feature release: same security version, so os-1 stays bootable.
+    w.fx.release(
+        "os-2.uki",
+        &uki(Arch::X86_64, "v2", 1),
+        "2.0.0",
+        1,
+        Arch::X86_64,
+        workers(),
+    );
+    let rec = w.boot().await;
+    assert_eq!((rec.slot, rec.image.as_str()), ('A', "os-2.uki"));
+    boot::confirm(&w.cfg).await.unwrap();
+    w.sim.control("press unit-2 long").unwrap();
+    wait_plan(&addr, |p| p.slot == Slot::B && p.forced_by_button);
+    let rec = w.boot().await;
+    assert_eq!((rec.slot, rec.image.as_str()), ('B', "os-1.uki"));
+    boot::confirm(&w.cfg).await.unwrap();
+    assert_eq!(
+        w.slots().active,
+        Some(Slot::A),
+        "a forced boot writes nothing"
+    );
+    w.sim.control("reset unit-2 power-cycle").unwrap();
+    wait_plan(&addr, |p| p.slot == Slot::B && !p.forced_by_button);
+    w.fx.release(
+        "os-3.uki",
+        &uki(Arch::X86_64, "v3", 1),
+        "3.0.0",
+        1,
+        Arch::X86_64,
+        workers(),
+    );
+    let rec = w.boot().await;
+    assert_eq!((rec.slot, rec.image.as_str()), ('A', "os-3.uki"));
+    let s = w.slots();
+    assert_eq!(s.active, Some(Slot::A));
+    assert_eq!(s.slot(Slot::B).status, SlotStatus::Valid);
+}

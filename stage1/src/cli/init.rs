@@ -41,6 +41,13 @@ pub fn setup(pid1: bool, modules: &[PathBuf]) {
                 Err(e) => console(&format!("mount {dst}: {e}")),
             }
         }
+        // Temporary files (the offline re-verification writes some) and
+        // the default state directory live in the initramfs's own RAM.
+        for dir in ["/tmp", "/run"] {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                console(&format!("mkdir {dir}: {e}"));
+            }
+        }
     }
     for m in modules {
         match stage1::sys::load_module(m) {
