@@ -6,9 +6,11 @@
 //! - `cargo xtask setup`: only the installation step.
 //! - `cargo xtask bench`: benchmarks against peers measured in the same run.
 //! - `cargo xtask build-image RECIPE`: a reproducible boot image.
+//! - `cargo xtask e2e`: the whole boot chain under QEMU (root).
 
 mod bench;
 mod build_image;
+mod e2e;
 mod kernel;
 mod setup;
 mod test;
@@ -38,6 +40,9 @@ enum Command {
     /// Download and unpack Debian's kernel into target/kernel/ (for QEMU
     /// boots); prints the vmlinuz path.
     FetchKernel,
+    /// The whole chain under QEMU: UEFI HTTP boot, DHCP, BMC, TUF, A/B
+    /// install, kexec, confirm, update, tampering, button (root).
+    E2e(e2e::E2eArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -48,6 +53,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::BuildImage(a) => build_image::run(&a).map(|_| ()),
         Command::FetchKernel => kernel::ensure().map(|k| println!("{}", k.display())),
+        Command::E2e(a) => e2e::run(&a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -64,6 +64,10 @@ pub fn run_all(args: &TestArgs, steps: &mut Steps) -> Result<()> {
             .env("RACKLET_KERNEL", &kernel))
     })?;
     steps.step(
+        "e2e: UEFI HTTP boot, DHCP, BMC, TUF, install, kexec under QEMU",
+        || crate::e2e::run_checked(&crate::e2e::E2eArgs::default(), require == "1"),
+    )?;
+    steps.step(
         "build-image: the same recipe twice gives the same bytes",
         reproducible_image,
     )?;
