@@ -681,11 +681,12 @@ impl Default for E2eArgs {
 /// `cargo xtask e2e`: without root it prints "skipped: needs root", a
 /// failure under RACKLET_REQUIRE_ALL=1.
 pub fn run(args: &E2eArgs) -> Result<()> {
-    run_checked(args, require_all())
+    run_checked(args, require_all(), true)
 }
 
-/// The e2e; `require` turns a skip (no root) into a failure.
-pub fn run_checked(args: &E2eArgs, require: bool) -> Result<()> {
+/// The e2e; `require` turns a skip (no root, a missing tool) into a
+/// failure; `install` lets it install missing tools (`cargo xtask setup`).
+pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
     let t0 = Instant::now();
     if !is_root() {
         if require {
@@ -699,7 +700,24 @@ pub fn run_checked(args: &E2eArgs, require: bool) -> Result<()> {
         || !Path::new(OVMF_CODE).exists()
         || !Path::new(racklet_images::SYSTEMD_STUB_X64).exists()
     {
-        crate::setup::run()?;
+        if install {
+            crate::setup::run()?;
+        } else if require {
+            bail!("QEMU, OVMF, dnsmasq, curl, iproute2 or systemd-boot-efi is missing");
+        } else {
+            println!("skipped: needs QEMU, OVMF, dnsmasq, curl, iproute2, systemd-boot-efi");
+            return Ok(());
+        }
+    }
+    if !install && !crate::kernel::dir().join("root/boot").exists() {
+        if require {
+            bail!(
+                "no kernel in {} (cargo xtask fetch-kernel)",
+                crate::kernel::dir().display()
+            );
+        }
+        println!("skipped: needs a kernel (cargo xtask fetch-kernel)");
+        return Ok(());
     }
     let kernel = crate::kernel::ensure()?;
     let moddir = std::fs::read_dir(crate::kernel::dir().join("root/lib/modules"))?
