@@ -36,7 +36,8 @@ pub struct BootConfig {
     pub node: NodeFacts,
     /// The slot disk (block device or file).
     pub disk: PathBuf,
-    /// BMC link (`host:port` of the simulator's unit socket).
+    /// BMC link: `host:port` of the simulator's unit socket, or a device
+    /// path (a UART, a virtio-serial port).
     pub bmc_addr: String,
     /// BMC SMBus address.
     pub smbus: u8,
@@ -160,7 +161,7 @@ fn disk_file(path: &std::path::Path) -> Result<std::fs::File> {
 /// One boot attempt, start to hand-off.
 pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
     // 1. The BMC's facts.
-    let mut bmc = Bmc::connect(&cfg.bmc_addr, cfg.smbus)?;
+    let mut bmc = Bmc::open(&cfg.bmc_addr, cfg.smbus)?;
     let facts = bmc.facts()?;
     tracing::info!(slot = ?facts.plan.slot, tries_left = facts.plan.tries_left,
         forced_b = facts.plan.forced_b, fallback = facts.plan.fallback,
@@ -182,7 +183,13 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
     let time = match TrustedTime::resolve(facts.time, floor) {
         Ok(t) => {
             if cfg.set_clock {
-                crate::sys::set_clock(t.now)?;
+                // Trusted time has whole seconds: setting it when the clock
+                // is already within a second would step the clock back, and
+                // tough refuses a clock earlier than the time it last saw.
+                let drift = (t.now.as_second() - jiff::Timestamp::now().as_second()).abs();
+                if drift > 1 {
+                    crate::sys::set_clock(t.now)?;
+                }
             }
             if t.raised_to_floor {
                 tracing::warn!(bmc = ?facts.time, now = %t.now, "BMC clock behind the persisted trusted time; using the latter");
@@ -244,6 +251,23 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
             into,
             otherwise,
         } => {
+            // The plan writes the slot the BMC does not boot. After a boot
+            // the disk never chose (a forced-B or fallback boot that then
+            // confirmed), the disk may still call that slot active; make it
+            // agree with the BMC first — one header commit, to a slot that
+            // is valid — or refuse, never overwriting the disk's only
+            // active image while the BMC boots something else.
+            if store.state().active == Some(into) {
+                let booting = into.other();
+                let mut next = store.state().clone();
+                next.flip(booting).map_err(|e| {
+                    Error::Refused(format!(
+                        "the disk's active slot {into:?} is not the BMC's {booting:?}, and {booting:?} cannot become active: {e}"
+                    ))
+                })?;
+                store.commit(&next)?;
+                tracing::warn!(active = ?booting, "disk's active slot set to the one the BMC boots (after a boot the disk did not choose)");
+            }
             let url = tuf::target_url(&tcfg.targets_url, &target, consistent)?;
             match fetch::install_target(&mut store, into, &target, &url, &transport, &cfg.backoff)
                 .await
@@ -304,6 +328,10 @@ fn hand_off(cfg: &BootConfig, store: &mut SlotStore<std::fs::File>, slot: Slot) 
         Ok(())
     })?;
     let payload = handoff::validate(&bytes, cfg.node.arch, &cfg.default_cmdline)?;
+    // The payload holds its own copies of the parts: free the image now. A
+    // node has little RAM, and kexec needs the parts twice more (memfds,
+    // then the kernel's copy).
+    drop(bytes);
     let record = Record::new(slot, &image, cfg.node.arch, &payload);
     match &cfg.mode {
         Mode::Simulate { record: path } => {
@@ -312,7 +340,10 @@ fn hand_off(cfg: &BootConfig, store: &mut SlotStore<std::fs::File>, slot: Slot) 
             Ok(record)
         }
         Mode::Kexec => {
-            crate::sys::kexec_file_load(&payload.kernel, &payload.initrd, &payload.cmdline)?;
+            tracing::info!(?slot, image = %image.name, version = %image.version,
+                kernel_bytes = payload.kernel.len(), initrd_bytes = payload.initrd.len(),
+                cmdline = %payload.cmdline, "kexec: handing off");
+            crate::sys::kexec_file_load(payload)?;
             Err(crate::sys::reboot_kexec())
         }
     }
@@ -336,7 +367,7 @@ pub async fn run(cfg: &BootConfig, retries: u32, pause: Duration) -> Result<Reco
                 failures += 1;
                 tracing::error!(error = %e, attempt = failures, "boot failed");
                 if failures > retries {
-                    if let Ok(mut b) = Bmc::connect(&cfg.bmc_addr, cfg.smbus) {
+                    if let Ok(mut b) = Bmc::open(&cfg.bmc_addr, cfg.smbus) {
                         let _ = b.restart();
                     }
                     if cfg.mode != Mode::Kexec {
@@ -362,7 +393,7 @@ pub struct Confirmed {
 /// The booted OS came up: confirm the boot to the BMC, raise the rollback
 /// minimum to the running image's security version, report to bootd.
 pub async fn confirm(cfg: &BootConfig) -> Result<Confirmed> {
-    let mut bmc = Bmc::connect(&cfg.bmc_addr, cfg.smbus)?;
+    let mut bmc = Bmc::open(&cfg.bmc_addr, cfg.smbus)?;
     let facts = bmc.facts()?;
     let slot = facts.plan.slot;
     // The disk must say what runs before the BMC is told it is good: the

@@ -142,6 +142,9 @@ pub enum Error {
     /// The boot plan refused to boot anything.
     #[error("refused: {0}")]
     Refused(String),
+    /// No DHCP lease (timeout; the message counts what was tried and ignored).
+    #[error("DHCP: {0}")]
+    Dhcp(String),
     /// bootd's client API failed.
     #[error("bootd: {0}")]
     Bootd(String),

@@ -18,6 +18,7 @@
 //! - [`handoff`]: payload checks, the hand-off record.
 //! - [`sys`]: the only `unsafe`: kexec, reboot, mount, modules, clock.
 //! - [`bmc`]: the BMC protocol client.
+//! - [`net`]: link up, a DHCP lease, address and route (netlink).
 //! - [`boot`]: one boot, start to hand-off; `confirm`; PID-1 mode.
 #![deny(unsafe_code)]
 
@@ -27,6 +28,7 @@ pub mod error;
 pub mod fetch;
 pub mod handoff;
 pub mod install;
+pub mod net;
 pub mod plan;
 pub mod slots;
 pub mod statearea;

@@ -17,14 +17,19 @@ fn main() -> std::process::ExitCode {
     // As PID 1 the kernel passes no arguments: read them from a file.
     let program = if std::process::id() == 1 && std::env::args().len() <= 1 {
         let args = std::fs::read_to_string(cli::init::ARGS_FILE).unwrap_or_default();
-        let argv = std::iter::once("stage1".to_owned())
-            .chain(std::iter::once("init".to_owned()))
-            .chain(
-                args.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_owned),
-            );
+        let lines: Vec<String> = args
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        // A first line that is not a flag names the subcommand (an OS
+        // image's init runs `confirm`); otherwise it is `init`.
+        let sub = match lines.first() {
+            Some(l) if !l.starts_with('-') => None,
+            _ => Some("init".to_owned()),
+        };
+        let argv = std::iter::once("stage1".to_owned()).chain(sub).chain(lines);
         match Program::try_parse_from(argv) {
             Ok(p) => p,
             Err(e) => loop {
@@ -42,6 +47,7 @@ fn main() -> std::process::ExitCode {
         Command::Init(a) => cli::init::run(a),
         Command::Tuf(c) => cli::tuf::run(c),
         Command::Slots(c) => cli::slots::run(c),
+        Command::Net(c) => cli::net::run(c),
     };
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,

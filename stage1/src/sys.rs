@@ -42,15 +42,25 @@ pub fn memfd_with(name: &str, bytes: &[u8]) -> Result<std::fs::File> {
     Ok(f)
 }
 
-/// Loads `kernel` (+ `initrd`, `cmdline`) for the next `reboot(KEXEC)`.
-pub fn kexec_file_load(kernel: &[u8], initrd: &[u8], cmdline: &str) -> Result<()> {
-    let k = memfd_with("kernel", kernel)?;
+/// Loads the payload's kernel (+ initrd, command line) for the next
+/// `reboot(KEXEC)`. Takes the payload by value: each part is freed as soon
+/// as it is in its memfd, so the bytes are never held three times.
+pub fn kexec_file_load(payload: crate::handoff::Payload) -> Result<()> {
+    let crate::handoff::Payload {
+        kernel,
+        initrd,
+        cmdline,
+        ..
+    } = payload;
+    let k = memfd_with("kernel", &kernel)?;
+    drop(kernel);
     let i = if initrd.is_empty() {
         None
     } else {
-        Some(memfd_with("initrd", initrd)?)
+        Some(memfd_with("initrd", &initrd)?)
     };
-    let c = cstr(cmdline)?;
+    drop(initrd);
+    let c = cstr(&cmdline)?;
     let flags: libc::c_ulong = if i.is_none() {
         0x4 // KEXEC_FILE_NO_INITRAMFS
     } else {
@@ -134,5 +144,21 @@ pub fn reap_children() -> usize {
             return n;
         }
         n += 1;
+    }
+}
+
+/// Flushes file systems and powers the machine off. Returns only on failure.
+pub fn power_off() -> Error {
+    // SAFETY: sync(2) and reboot(2) take no pointers.
+    let rc = unsafe {
+        libc::sync();
+        libc::reboot(libc::LINUX_REBOOT_CMD_POWER_OFF)
+    };
+    match check("reboot(POWER_OFF)", rc.into()) {
+        Err(e) => e,
+        Ok(_) => Error::Sys {
+            call: "reboot(POWER_OFF)",
+            source: io::Error::other("returned"),
+        },
     }
 }

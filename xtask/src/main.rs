@@ -7,10 +7,12 @@
 //! - `cargo xtask bench`: benchmarks against peers measured in the same run.
 //! - `cargo xtask build-image RECIPE`: a reproducible boot image.
 //! - `cargo xtask demo`: the demo rack, end to end (the main job).
+//! - `cargo xtask e2e`: the whole boot chain under QEMU (root).
 
 mod bench;
 mod build_image;
 mod demo;
+mod e2e;
 mod kernel;
 mod setup;
 mod test;
@@ -43,6 +45,9 @@ enum Command {
     /// Download and unpack Debian's kernel into target/kernel/ (for QEMU
     /// boots); prints the vmlinuz path.
     FetchKernel,
+    /// The whole chain under QEMU: UEFI HTTP boot, DHCP, BMC, TUF, A/B
+    /// install, kexec, confirm, update, tampering, button (root).
+    E2e(e2e::E2eArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -54,6 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::BuildImage(a) => build_image::run(&a).map(|_| ()),
         Command::Demo(a) => demo::run(&a),
         Command::FetchKernel => kernel::ensure().map(|k| println!("{}", k.display())),
+        Command::E2e(a) => e2e::run(&a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -84,6 +84,16 @@ pub fn run_all(args: &TestArgs, steps: &mut Steps) -> Result<()> {
         },
     )?;
     steps.step(
+        "e2e: UEFI HTTP boot, DHCP, BMC, TUF, install, kexec under QEMU",
+        || {
+            crate::e2e::run_checked(
+                &crate::e2e::E2eArgs::default(),
+                require == "1",
+                !args.no_setup,
+            )
+        },
+    )?;
+    steps.step(
         "build-image: the same recipe twice gives the same bytes",
         reproducible_image,
     )?;

@@ -20,6 +20,7 @@ pub struct BootArgs {
 
 pub fn run(args: BootArgs) -> anyhow::Result<()> {
     let cfg = args.node.config(false)?;
+    args.node.network()?;
     let rt = super::runtime()?;
     let rec = rt.block_on(stage1::boot::run(
         &cfg,

@@ -1,22 +1,58 @@
 //! `stage1 confirm`: the booted OS tells the BMC it came up (tries reset,
 //! rollback minimum raised to the running image) and reports to bootd.
+//!
+//! It can be an OS image's whole `/init` (args file first line `confirm`):
+//! as PID 1 it mounts the kernel file systems and loads `--modules` first,
+//! and with `--power-off` it powers the machine off afterwards (a test
+//! image's way to say "done"); as PID 1 without it, it never exits.
+
+use std::path::PathBuf;
 
 use clap::Args;
 
+use super::init::{console, setup};
 use super::NodeArgs;
 
 #[derive(Debug, Args)]
 pub struct ConfirmArgs {
     #[command(flatten)]
     pub node: NodeArgs,
+    /// Kernel modules to load first, in order (paths to .ko files).
+    #[arg(long, value_delimiter = ',')]
+    pub modules: Vec<PathBuf>,
+    /// Power the machine off afterwards (whether confirmed or not).
+    #[arg(long)]
+    pub power_off: bool,
 }
 
-pub fn run(args: ConfirmArgs) -> anyhow::Result<()> {
+fn confirm(args: &ConfirmArgs) -> anyhow::Result<()> {
     let cfg = args.node.config(false)?;
+    args.node.network()?;
     let c = super::runtime()?.block_on(stage1::boot::confirm(&cfg))?;
     println!(
         "confirmed slot {:?}; rollback minimum {}",
         c.slot, c.rollback_min
     );
     Ok(())
+}
+
+pub fn run(args: ConfirmArgs) -> anyhow::Result<()> {
+    let pid1 = std::process::id() == 1;
+    setup(pid1, &args.modules);
+    let res = confirm(&args);
+    if let Err(e) = &res {
+        console(&format!("confirm failed: {e:#}"));
+    }
+    if args.power_off {
+        console("powering off");
+        let e = stage1::sys::power_off();
+        console(&format!("power off: {e}"));
+    }
+    if pid1 {
+        // PID 1 never exits (that panics the kernel): wait for the BMC.
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+    }
+    res
 }

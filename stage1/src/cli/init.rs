@@ -21,12 +21,14 @@ pub struct InitArgs {
 /// Where PID 1 reads its arguments (one per line) when started without any.
 pub const ARGS_FILE: &str = "/etc/stage1/args";
 
-fn console(msg: &str) {
+pub fn console(msg: &str) {
     eprintln!("stage1: {msg}");
 }
 
-pub fn run(args: InitArgs) -> anyhow::Result<()> {
-    let pid1 = std::process::id() == 1;
+/// As PID 1: mounts /proc, /sys and /dev; then loads `modules` in order.
+/// Each step says on the console what happened; none is fatal (the boot
+/// then fails with its own reason, which is retried).
+pub fn setup(pid1: bool, modules: &[PathBuf]) {
     if pid1 {
         for (src, dst, fs) in [
             ("proc", "/proc", "proc"),
@@ -39,19 +41,47 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
                 Err(e) => console(&format!("mount {dst}: {e}")),
             }
         }
+        // Temporary files (the offline re-verification writes some) and
+        // the default state directory live in the initramfs's own RAM.
+        for dir in ["/tmp", "/run"] {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                console(&format!("mkdir {dir}: {e}"));
+            }
+        }
     }
-    for m in &args.modules {
+    for m in modules {
         match stage1::sys::load_module(m) {
             Ok(()) => console(&format!("loaded {}", m.display())),
             Err(e) => console(&format!("module {}: {e}", m.display())),
         }
     }
+}
+
+pub fn run(args: InitArgs) -> anyhow::Result<()> {
+    let pid1 = std::process::id() == 1;
+    setup(pid1, &args.modules);
     std::thread::spawn(|| loop {
         stage1::sys::reap_children();
         std::thread::sleep(Duration::from_millis(500));
     });
     let mut wait = Duration::from_secs(1);
+    let mut network_up = false;
     loop {
+        if !network_up {
+            match args.node.network() {
+                Ok(()) => network_up = true,
+                Err(e) => {
+                    console(&format!("network: {e:#}"));
+                    if !pid1 {
+                        return Err(e);
+                    }
+                    console(&format!("retrying in {wait:?}"));
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(60));
+                    continue;
+                }
+            }
+        }
         match args.node.config(pid1) {
             Ok(cfg) => {
                 let res = super::runtime().and_then(|rt| {

@@ -3,6 +3,7 @@
 pub mod boot;
 pub mod confirm;
 pub mod init;
+pub mod net;
 pub mod slots;
 pub mod tuf;
 
@@ -35,6 +36,9 @@ pub enum Command {
     /// A standalone TUF client (debug any TUF 1.0 repository).
     #[command(subcommand)]
     Tuf(tuf::TufCommand),
+    /// Network set-up on its own (debugging a LAN): `net dhcp IFACE`.
+    #[command(subcommand)]
+    Net(net::NetCommand),
     /// Inspect or format a slot disk.
     #[command(subcommand)]
     Slots(slots::SlotsCommand),
@@ -43,9 +47,15 @@ pub enum Command {
 /// The node and its links (shared by `boot`, `confirm` and `init`).
 #[derive(Debug, Clone, Args)]
 pub struct NodeArgs {
-    /// This node's name (as in hardware/rack.yaml).
-    #[arg(long, env = "STAGE1_NODE")]
-    pub node: String,
+    /// This node's name (as in hardware/rack.yaml). Without it, `--rack`
+    /// and the MAC of the `--dhcp` interface say who this node is.
+    #[arg(long, env = "STAGE1_NODE", required_unless_present = "rack")]
+    pub node: Option<String>,
+    /// The rack description: name, groups, architecture and BMC address
+    /// of the node whose MAC the `--dhcp` interface has (one stage1 image
+    /// for every node of a rack).
+    #[arg(long, env = "STAGE1_RACK", requires = "dhcp", conflicts_with_all = ["node", "smbus"])]
+    pub rack: Option<PathBuf>,
     /// Its groups (comma separated).
     #[arg(long, value_delimiter = ',', env = "STAGE1_GROUPS")]
     pub groups: Vec<String>,
@@ -58,12 +68,14 @@ pub struct NodeArgs {
     /// The slot disk (block device or file).
     #[arg(long, env = "STAGE1_DISK")]
     pub disk: PathBuf,
-    /// The BMC link: the simulator's unit socket, host:port.
+    /// The BMC link: the simulator's unit socket (host:port), or a device
+    /// path (a UART, or a virtio-serial port: /dev/virtio-ports/NAME is
+    /// found through sysfs when there is no udev to make the link).
     #[arg(long, env = "STAGE1_BMC")]
     pub bmc: String,
     /// The BMC's SMBus address (e.g. 0x21).
-    #[arg(long, value_parser = parse_u8, env = "STAGE1_SMBUS")]
-    pub smbus: u8,
+    #[arg(long, value_parser = parse_u8, env = "STAGE1_SMBUS", required_unless_present = "rack")]
+    pub smbus: Option<u8>,
     /// bootd's base URL (https://host:port/). Without it: offline boot only.
     #[arg(long, env = "STAGE1_BOOTD")]
     pub bootd: Option<url::Url>,
@@ -98,6 +110,13 @@ pub struct NodeArgs {
     /// Per-read timeout in seconds.
     #[arg(long, default_value_t = 10)]
     pub read_timeout_s: u64,
+    /// Bring this interface up and configure it from the LAN's DHCP server
+    /// (address, prefix, default route) before talking to bootd.
+    #[arg(long, value_name = "IFACE", env = "STAGE1_DHCP")]
+    pub dhcp: Option<String>,
+    /// Give up on DHCP after this many seconds (PID 1 then retries).
+    #[arg(long, default_value_t = 60)]
+    pub dhcp_timeout_s: u64,
 }
 
 pub fn parse_u8(s: &str) -> Result<u8, String> {
@@ -117,20 +136,51 @@ pub fn host_arch() -> Arch {
 }
 
 impl NodeArgs {
+    /// With `--dhcp IFACE`: link up, lease, address and route.
+    pub fn network(&self) -> anyhow::Result<()> {
+        if let Some(iface) = &self.dhcp {
+            let mut cfg = stage1::net::DhcpConfig::new(iface);
+            cfg.timeout = std::time::Duration::from_secs(self.dhcp_timeout_s);
+            stage1::net::configure(&cfg).with_context(|| format!("--dhcp {iface}"))?;
+        }
+        Ok(())
+    }
+
     /// The validated configuration (errors name the flag).
+    /// Who this node is: the flags, or the rack entry with this MAC.
+    fn identity(&self) -> anyhow::Result<(NodeName, Vec<String>, Option<Arch>, u8)> {
+        if let (Some(rack), Some(iface)) = (&self.rack, &self.dhcp) {
+            let r = racklet_hardware::Rack::load(rack).context("--rack")?;
+            let (_, mac) = stage1::net::interface(iface).context("--dhcp")?;
+            let n = r
+                .node_by_mac(mac)
+                .with_context(|| format!("--rack: no node has the MAC {mac} of {iface}"))?;
+            return Ok((
+                n.name.clone(),
+                n.groups.iter().cloned().collect(),
+                Some(n.arch),
+                n.smbus_address,
+            ));
+        }
+        let name = NodeName::new(self.node.as_deref().unwrap_or_default())
+            .map_err(anyhow::Error::msg)
+            .context("--node")?;
+        let smbus = self.smbus.context("--smbus is required without --rack")?;
+        Ok((name, self.groups.clone(), None, smbus))
+    }
+
     pub fn config(&self, set_clock: bool) -> anyhow::Result<BootConfig> {
+        let (name, groups, rack_arch, smbus) = self.identity()?;
         let arch = match &self.arch {
             Some(a) => a
                 .parse::<Arch>()
                 .map_err(anyhow::Error::msg)
                 .context("--arch")?,
-            None => host_arch(),
+            None => rack_arch.unwrap_or_else(host_arch),
         };
         let node = NodeFacts {
-            name: NodeName::new(&self.node)
-                .map_err(anyhow::Error::msg)
-                .context("--node")?,
-            groups: self.groups.iter().cloned().collect(),
+            name,
+            groups: groups.into_iter().collect(),
             arch,
             channel: imgsign::release::Channel::new(&self.channel).context("--channel")?,
         };
@@ -149,7 +199,7 @@ impl NodeArgs {
             node,
             disk: self.disk.clone(),
             bmc_addr: self.bmc.clone(),
-            smbus: self.smbus,
+            smbus,
             bootd: self.bootd.clone(),
             ca: self.ca.clone(),
             identity: self.cert.clone().zip(self.key.clone()),
