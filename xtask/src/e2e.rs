@@ -34,6 +34,16 @@
 //! unauthenticated, provided the platform checks the payload's signature
 //! (UEFI Secure Boot), which these VMs do not enable: everything after the
 //! firmware (metadata, OS images) is TLS + TUF.
+//!
+//! Not covered: a rogue proxyDHCP pointing the firmware at another server.
+//! Without Secure Boot the firmware runs whatever that server sends, so a
+//! test could only pass by serving something that is not a program; with
+//! it, the OS kernel kexec'd under lockdown must be signed by a key the
+//! kernel trusts. Both are left for when Secure Boot is set up here.
+//!
+//! About two minutes on 2 cores once built (≈35 s per phase, two nodes in
+//! parallel); each node's progress is printed as it happens and its whole
+//! console kept in `target/e2e/<node>.console.log`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
