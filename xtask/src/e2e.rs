@@ -581,6 +581,8 @@ fn common_args(module_paths: &str) -> String {
         "/etc/stage1/root.json",
         "--state",
         "/run/stage1",
+        // /run is RAM: the metadata versions seen are kept on the disk.
+        "--state-on-disk",
     ]
     .join("\n")
 }
