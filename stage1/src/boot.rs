@@ -57,6 +57,11 @@ pub struct BootConfig {
     pub net: NetConfig,
     /// Download retries.
     pub backoff: Backoff,
+    /// The longest an install may take, retries included. Keep it below
+    /// the BMC's watchdog window minus the boot time: past it the install
+    /// is abandoned and the installed image booted, rather than letting
+    /// the watchdog power-cycle a node mid-download until its tries run out.
+    pub install_deadline: Duration,
     /// Command line for ELF kernels.
     pub default_cmdline: String,
     /// Set the system clock to trusted time (PID 1 only).
@@ -269,9 +274,17 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
                 tracing::warn!(active = ?booting, "disk's active slot set to the one the BMC boots (after a boot the disk did not choose)");
             }
             let url = tuf::target_url(&tcfg.targets_url, &target, consistent)?;
-            match fetch::install_target(&mut store, into, &target, &url, &transport, &cfg.backoff)
-                .await
-            {
+            let install =
+                fetch::install_target(&mut store, into, &target, &url, &transport, &cfg.backoff);
+            let result = match tokio::time::timeout(cfg.install_deadline, install).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::Refused(format!(
+                    "the install of {} took longer than {:?} (--install-deadline-s; keep it \
+                     below the BMC's watchdog window)",
+                    target.name, cfg.install_deadline
+                ))),
+            };
+            match result {
                 Ok(done) => {
                     tracing::info!(slot = ?into, image = ?done.image, resumed = done.resumed, "installed");
                     bmc.report_installed(into, target.info.security_version)?;

@@ -158,6 +158,7 @@ async fn enrolled_node_installs_over_mtls_boots_and_reports_its_confirmation() {
         default_cmdline: String::new(),
         set_clock: false,
         state_on_disk: false,
+        install_deadline: Duration::from_secs(60),
     };
     let rec = boot::run(&bc, 10, Duration::from_millis(300))
         .await

@@ -110,6 +110,7 @@ impl World {
             default_cmdline: String::new(),
             set_clock: false,
             state_on_disk: false,
+            install_deadline: Duration::from_secs(60),
         };
         World {
             _dir: dir,
@@ -463,4 +464,33 @@ async fn after_the_button_the_newest_image_is_reported_back_not_downloaded_again
     assert_eq!((rec.slot, rec.image.as_str()), ('A', "os-2.uki"));
     assert_eq!(downloads(server), before, "os-2 was downloaded again");
     assert_eq!(w.slots().slot(Slot::A), &a_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_install_slower_than_its_deadline_is_abandoned_and_the_installed_image_boots() {
+    // A server (or a link) that trickles: slow enough never to trip the
+    // per-read timeout. Without a deadline the BMC's watchdog would
+    // power-cycle the node mid-download until its tries ran out.
+    let mut w = World::new().await;
+    assert_eq!(w.boot().await.slot, 'B');
+    boot::confirm(&w.cfg).await.unwrap();
+    let v2 = uki(Arch::X86_64, "console=ttyS0 v2", 2);
+    w.fx.release("os-2.uki", &v2, "2.0.0", 2, Arch::X86_64, workers());
+    let name = format!(
+        "{}.os-2.uki",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&v2))
+    );
+    let server = w.server.as_ref().unwrap();
+    server.attack(
+        &format!("/targets/{name}"),
+        common::server::Attack::Slow(Duration::from_millis(50)),
+    );
+    // Only the deadline can end it: no minimum rate here.
+    w.cfg.net.min_bytes_per_sec = 0;
+    w.cfg.install_deadline = Duration::from_millis(1500);
+    let rec = tokio::time::timeout(Duration::from_secs(60), w.boot())
+        .await
+        .expect("the install was never abandoned");
+    assert_eq!((rec.slot, rec.image.as_str()), ('B', "os-1.uki"));
+    assert_ne!(w.slots().slot(Slot::A).status, SlotStatus::Valid);
 }

@@ -110,6 +110,11 @@ pub struct NodeArgs {
     /// Per-read timeout in seconds.
     #[arg(long, default_value_t = 10)]
     pub read_timeout_s: u64,
+    /// The longest an install may take, retries included; then the
+    /// installed image boots. Keep it below the BMC's watchdog window
+    /// (hardware/rack.yaml: 120 s) minus the boot time.
+    #[arg(long, default_value_t = 90)]
+    pub install_deadline_s: u64,
     /// Bring this interface up and configure it from the LAN's DHCP server
     /// (address, prefix, default route) before talking to bootd.
     #[arg(long, value_name = "IFACE", env = "STAGE1_DHCP")]
@@ -211,6 +216,7 @@ impl NodeArgs {
             },
             net,
             backoff: Backoff::default(),
+            install_deadline: std::time::Duration::from_secs(self.install_deadline_s),
             default_cmdline: self.cmdline.clone(),
             set_clock,
             state_on_disk: self.state_on_disk,

@@ -536,6 +536,7 @@ impl Demo {
                 smbus: n.smbus_address,
                 bmc: format!("127.0.0.1:{}", self.ports.bmc_units + i as u16),
                 dir,
+                install_deadline_s: self.o.watchdog.as_secs().saturating_sub(2).max(1),
             };
             self.nodes.push(Node::start(spec, runner.clone()));
         }

@@ -37,6 +37,8 @@ pub struct NodeSpec {
     pub bmc: String,
     /// `nodes/<name>` in the working directory.
     pub dir: PathBuf,
+    /// stage1's `--install-deadline-s` (below the BMC's watchdog window).
+    pub install_deadline_s: u64,
 }
 
 impl NodeSpec {
@@ -72,6 +74,9 @@ impl NodeSpec {
             d("state"),
             "--read-timeout-s".into(),
             "3".into(),
+            // Below the BMC's watchdog window, as a real rack must set it.
+            "--install-deadline-s".into(),
+            self.install_deadline_s.to_string(),
         ]
     }
 }
