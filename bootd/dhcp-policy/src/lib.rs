@@ -22,12 +22,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod wire;
+
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use dhcproto::v4::{self, DhcpOption, Message, MessageType, Opcode, OptionCode};
-use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+use dhcproto::{Encodable, Encoder};
 use racklet_hardware::{Arch, MacAddr};
 
 /// UEFI client architecture numbers (RFC 4578 and the IANA registry) that
@@ -221,69 +223,23 @@ pub fn decide_bytes(
     Ok(reply)
 }
 
-/// Decodes a message. dhcproto 0.15 *panics* on some malformed options
-/// (found by our fuzz target: option 81 shorter than 3 bytes asserts in its
-/// decoder), so the decoder runs under `catch_unwind`: a packet must never
-/// take the proxyDHCP service down.
+/// dhcproto under guard ([`wire::decode`]).
 fn decode(bytes: &[u8]) -> Result<Message, Silence> {
-    // libFuzzer's panic hook aborts on any panic, caught or not: under the
-    // fuzzer, silence it for the decoder alone (single-threaded there), so
-    // that the fuzzer still catches every panic in *our* code.
-    #[cfg(fuzzing)]
-    let hook = std::panic::take_hook();
-    #[cfg(fuzzing)]
-    std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(|| Message::decode(&mut Decoder::new(bytes)));
-    #[cfg(fuzzing)]
-    std::panic::set_hook(hook);
-    match result {
-        Ok(Ok(m)) => Ok(m),
-        Ok(Err(e)) => Err(Silence::Malformed(e.to_string())),
-        Err(_) => Err(Silence::Malformed("the DHCP decoder panicked on it".into())),
-    }
+    wire::decode(bytes).map_err(Silence::Malformed)
 }
 
-/// Walks the options area (after the 236-byte header and the magic cookie)
-/// and requires every option to fit and an END option: a truncated packet,
-/// or one whose option lengths run past the end, is malformed — even where
-/// a lenient decoder would accept the prefix.
+/// The options must fit and end ([`wire::check_options`]); the options whose
+/// length the RFCs fix must have it (a wrong one trips dhcproto's debug
+/// assertions).
 fn check_options_terminated(bytes: &[u8]) -> Result<(), Silence> {
-    if bytes[236..240] != [99, 130, 83, 99] {
-        return Err(Silence::Malformed("no DHCP magic cookie".into()));
-    }
-    let mut i = 240;
-    while i < bytes.len() {
-        match bytes[i] {
-            0 => i += 1,
-            255 => return Ok(()),
-            code => {
-                let Some(&len) = bytes.get(i + 1) else {
-                    return Err(Silence::Malformed(format!("option {code} has no length")));
-                };
-                // Options whose length the RFCs fix: a wrong one is
-                // malformed (and trips dhcproto's debug assertions).
-                let fixed = match code {
-                    80 => Some(len == 0),        // Rapid Commit
-                    81 => Some(len >= 3),        // Client FQDN
-                    94 => Some(len == 3),        // Client Network Interface
-                    152..=155 => Some(len == 4), // Bulk leasequery times
-                    _ => None,
-                };
-                if fixed == Some(false) {
-                    return Err(Silence::Malformed(format!(
-                        "option {code} cannot be {len} bytes long"
-                    )));
-                }
-                i += 2 + usize::from(len);
-                if i > bytes.len() {
-                    return Err(Silence::Malformed(format!(
-                        "option {code} claims {len} bytes past the end"
-                    )));
-                }
-            }
-        }
-    }
-    Err(Silence::Malformed("no END option (truncated?)".into()))
+    wire::check_options(bytes, |code, len| match code {
+        80 => len == 0,        // Rapid Commit
+        81 => len >= 3,        // Client FQDN
+        94 => len == 3,        // Client Network Interface
+        152..=155 => len == 4, // Bulk leasequery times
+        _ => true,
+    })
+    .map_err(Silence::Malformed)
 }
 
 /// The pure decision for one decoded message.
@@ -435,6 +391,7 @@ pub fn fuzz_decide(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dhcproto::{Decodable, Decoder};
 
     const SERVER: Ipv4Addr = Ipv4Addr::new(10, 42, 0, 2);
 

@@ -19,7 +19,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode};
-use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+use dhcproto::{Encodable, Encoder};
 use racklet_hardware::MacAddr;
 
 /// Vendor class stage1 sends (option 60): names the client to the LAN's
@@ -329,65 +329,29 @@ fn fixed_len(code: u8) -> Option<usize> {
     })
 }
 
-/// Walks the options (after the 236-byte header and the magic cookie):
-/// every option must fit, have its fixed length, and an END must come.
+/// The options must fit, end, and have the lengths the RFCs fix
+/// ([`bootd_dhcp_policy::wire::check_options`]).
 fn check_options(bytes: &[u8]) -> Result<(), Ignored> {
-    if bytes.len() < 240 {
-        return Err(Ignored::Malformed(format!(
-            "{} bytes: shorter than a DHCP header",
-            bytes.len()
-        )));
-    }
-    if bytes[236..240] != [99, 130, 83, 99] {
-        return Err(Ignored::Malformed("no DHCP magic cookie".into()));
-    }
-    let mut i = 240;
-    while i < bytes.len() {
-        match bytes[i] {
-            0 => i += 1,
-            255 => return Ok(()),
-            code => {
-                let Some(&len) = bytes.get(i + 1) else {
-                    return Err(Ignored::Malformed(format!("option {code} has no length")));
-                };
-                let len = usize::from(len);
-                let ok = match (code, fixed_len(code)) {
-                    (81, _) => len >= 3,                    // Client FQDN: dhcproto asserts on less
-                    (3 | 6, _) => len >= 4 && len % 4 == 0, // lists of addresses
-                    (_, Some(n)) => len == n,
-                    (_, None) => true,
-                };
-                if !ok {
-                    return Err(Ignored::Malformed(format!(
-                        "option {code} cannot be {len} bytes long"
-                    )));
-                }
-                i += 2 + len;
-                if i > bytes.len() {
-                    return Err(Ignored::Malformed(format!(
-                        "option {code} claims {len} bytes past the end"
-                    )));
-                }
-            }
-        }
-    }
-    Err(Ignored::Malformed("no END option (truncated?)".into()))
+    bootd_dhcp_policy::wire::check_options(bytes, |code, len| match (code, fixed_len(code)) {
+        (81, _) => len >= 3,                    // Client FQDN: dhcproto asserts on less
+        (3 | 6, _) => len >= 4 && len % 4 == 0, // lists of addresses
+        (_, Some(n)) => len == n,
+        (_, None) => true,
+    })
+    .map_err(Ignored::Malformed)
 }
 
+/// Belt and braces: a decoder panic on a packet we did not foresee is an
+/// ignored packet, never a dead PID 1 ([`bootd_dhcp_policy::wire::decode`]).
 fn decode(bytes: &[u8]) -> Result<Message, Ignored> {
     check_options(bytes)?;
-    // Belt and braces: a decoder panic on a packet we did not foresee is an
-    // ignored packet, never a dead PID 1.
-    match std::panic::catch_unwind(|| Message::decode(&mut Decoder::new(bytes))) {
-        Ok(Ok(m)) => Ok(m),
-        Ok(Err(e)) => Err(Ignored::Malformed(e.to_string())),
-        Err(_) => Err(Ignored::Malformed("the DHCP decoder panicked on it".into())),
-    }
+    bootd_dhcp_policy::wire::decode(bytes).map_err(Ignored::Malformed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dhcproto::{Decodable, Decoder};
 
     const MAC: MacAddr = MacAddr([0x02, 0x72, 0x6b, 0, 0, 2]);
     const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
