@@ -10,12 +10,9 @@ use std::time::Duration;
 use common::repo::{uki, workers, Fixture};
 use common::sim::Sim;
 use racklet_bmc_proto::Slot;
-use racklet_hardware::{Arch, NodeName};
+use racklet_hardware::Arch;
 use stage1::bmc::Bmc;
-use stage1::boot::{self, BootConfig, Mode};
-use stage1::fetch::Backoff;
-use stage1::plan::NodeFacts;
-use stage1::transport::NetConfig;
+use stage1::boot::{self, BootConfig};
 
 const CONFIG: &str = r#"
 rack_file: rack.yaml
@@ -132,33 +129,11 @@ async fn enrolled_node_installs_over_mtls_boots_and_reports_its_confirmation() {
         .set_len(16 << 20)
         .unwrap();
     let bc = BootConfig {
-        node: NodeFacts {
-            name: NodeName::new("unit-2").unwrap(),
-            groups: ["workers".to_string()].into(),
-            arch: Arch::X86_64,
-            channel: imgsign::release::Channel::new("stable").unwrap(),
-        },
-        disk,
-        bmc_addr,
-        smbus: 0x21,
         bootd: Some(base.clone()),
         ca: Some(pki.ca_cert.clone()),
         identity: Some((d.join("node.pem"), d.join("node.key"))),
-        root: fx.root_file(),
         state_dir: d.join("unit-2.state"),
-        mode: Mode::Simulate {
-            record: d.join("handoff.json"),
-        },
-        net: NetConfig::default(),
-        backoff: Backoff {
-            initial: Duration::from_millis(200),
-            max: Duration::from_secs(1),
-            retries: 3,
-        },
-        default_cmdline: String::new(),
-        set_clock: false,
-        state_on_disk: false,
-        install_deadline: Duration::from_secs(60),
+        ..common::unit2_config(d, disk, bmc_addr, fx.root_file())
     };
     let rec = boot::run(&bc, 10, Duration::from_millis(300))
         .await

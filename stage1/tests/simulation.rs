@@ -13,12 +13,10 @@ use common::repo::{uki, workers, Fixture};
 use common::server::{Pki, Server};
 use common::sim::Sim;
 use racklet_bmc_proto::{Request, Response, Slot};
-use racklet_hardware::{Arch, NodeName};
+use racklet_hardware::Arch;
 use stage1::bmc::Bmc;
 use stage1::boot::{self, BootConfig, Mode};
-use stage1::fetch::Backoff;
 use stage1::handoff::Record;
-use stage1::plan::NodeFacts;
 use stage1::slots::{SlotStatus, SlotStore};
 use stage1::transport::NetConfig;
 
@@ -81,36 +79,13 @@ impl World {
             .set_len(32 << 20)
             .unwrap();
         let cfg = BootConfig {
-            node: NodeFacts {
-                name: NodeName::new("unit-2").unwrap(),
-                groups: ["workers".to_string()].into(),
-                arch: Arch::X86_64,
-                channel: imgsign::release::Channel::new("stable").unwrap(),
-            },
-            disk,
-            bmc_addr,
-            smbus: 0x21,
             bootd: Some(server.base()),
             ca: Some(ca),
-            identity: None,
-            root: fx.root_file(),
-            state_dir: dir.path().join("state"),
-            mode: Mode::Simulate {
-                record: dir.path().join("handoff.json"),
-            },
             net: NetConfig {
                 read_timeout: Duration::from_secs(3),
                 ..NetConfig::default()
             },
-            backoff: Backoff {
-                initial: Duration::from_millis(200),
-                max: Duration::from_secs(1),
-                retries: 3,
-            },
-            default_cmdline: String::new(),
-            set_clock: false,
-            state_on_disk: false,
-            install_deadline: Duration::from_secs(60),
+            ..common::unit2_config(dir.path(), disk, bmc_addr, fx.root_file())
         };
         World {
             _dir: dir,

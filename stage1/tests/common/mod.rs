@@ -40,3 +40,44 @@ pub fn have(ok: bool, what: &str) -> bool {
     eprintln!("skipped: needs {what}");
     false
 }
+
+/// unit-2 (group workers, x86_64, SMBus 0x21) booting in simulation: its
+/// disk, root, state and hand-off record in `dir`, short test backoff.
+/// Callers set `bootd`, `ca`, `identity` and `net` as their rig needs.
+pub fn unit2_config(
+    dir: &std::path::Path,
+    disk: std::path::PathBuf,
+    bmc_addr: String,
+    root: std::path::PathBuf,
+) -> stage1::boot::BootConfig {
+    use std::time::Duration;
+    stage1::boot::BootConfig {
+        node: stage1::plan::NodeFacts {
+            name: racklet_hardware::NodeName::new("unit-2").unwrap(),
+            groups: ["workers".to_string()].into(),
+            arch: racklet_hardware::Arch::X86_64,
+            channel: imgsign::release::Channel::new("stable").unwrap(),
+        },
+        disk,
+        bmc_addr,
+        smbus: 0x21,
+        bootd: None,
+        ca: None,
+        identity: None,
+        root,
+        state_dir: dir.join("state"),
+        mode: stage1::boot::Mode::Simulate {
+            record: dir.join("handoff.json"),
+        },
+        net: stage1::transport::NetConfig::default(),
+        backoff: stage1::fetch::Backoff {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(1),
+            retries: 3,
+        },
+        default_cmdline: String::new(),
+        set_clock: false,
+        state_on_disk: false,
+        install_deadline: Duration::from_secs(60),
+    }
+}
