@@ -31,12 +31,20 @@ struct World {
     cfg: BootConfig,
 }
 
+/// Waits until the BMC's plan is as wanted *and* it has released the CPU
+/// (power On, out of reset): only then does a real stage1 start. (The plan
+/// is chosen at power-on, a stagger delay before reset is released; a
+/// boot confirmed before that is refused as not fitting the unit's state.)
 fn wait_plan(addr: &str, want: impl Fn(&racklet_bmc_proto::BootPlan) -> bool) {
     let start = Instant::now();
     loop {
         if let Ok(mut b) = Bmc::connect(addr, 0x21) {
             if let Ok(Response::BootPlan(p)) = b.call(Request::GetBootPlan) {
-                if want(&p) {
+                let running = matches!(
+                    b.call(Request::GetPowerStatus),
+                    Ok(Response::PowerStatus(s)) if s.state == racklet_bmc_proto::PowerState::On
+                );
+                if want(&p) && running {
                     return;
                 }
             }
