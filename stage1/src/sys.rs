@@ -106,6 +106,69 @@ pub fn mount(source: &str, target: &str, fstype: &str) -> Result<()> {
     check("mount", rc.into()).map(drop)
 }
 
+/// What the platform enforces below stage1, as the kernel sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformSecurity {
+    /// UEFI Secure Boot: `Some(true)` on, `Some(false)` off, `None` when
+    /// the firmware is not UEFI or its variables cannot be read.
+    pub secure_boot: Option<bool>,
+    /// The kernel's lockdown mode (`none`, `integrity`, `confidentiality`),
+    /// `None` when the kernel has no lockdown support.
+    pub lockdown: Option<String>,
+}
+
+impl std::fmt::Display for PlatformSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sb = match self.secure_boot {
+            Some(true) => "on",
+            Some(false) => "off",
+            None => "unknown (no UEFI variables)",
+        };
+        let lockdown = self.lockdown.as_deref().unwrap_or("unsupported");
+        write!(f, "UEFI Secure Boot {sb}, kernel lockdown {lockdown}")
+    }
+}
+
+/// The `SecureBoot` variable (EFI global variable GUID) as efivarfs shows
+/// it: four attribute bytes, then the value (1 = on).
+const SECURE_BOOT_VAR: &str = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c";
+
+/// Parses an efivarfs `SecureBoot` file.
+pub fn parse_secure_boot(bytes: &[u8]) -> Option<bool> {
+    match bytes {
+        [_, _, _, _, v] => Some(*v == 1),
+        _ => None,
+    }
+}
+
+/// Parses `/sys/kernel/security/lockdown` (`none [integrity]
+/// confidentiality`): the bracketed mode.
+pub fn parse_lockdown(text: &str) -> Option<String> {
+    let start = text.find('[')? + 1;
+    let len = text[start..].find(']')?;
+    Some(text[start..start + len].to_owned())
+}
+
+/// Mounts efivarfs and securityfs (PID 1 only; already-mounted is fine)
+/// and reads what the platform enforces. Under Secure Boot with lockdown,
+/// `kexec_file_load` only takes a kernel signed by a key the kernel trusts
+/// (its own, or the firmware's `db`).
+pub fn platform_security() -> PlatformSecurity {
+    let efivars = "/sys/firmware/efi/efivars";
+    if std::path::Path::new("/sys/firmware/efi").exists() {
+        let _ = mount("efivarfs", efivars, "efivarfs");
+    }
+    let _ = mount("securityfs", "/sys/kernel/security", "securityfs");
+    PlatformSecurity {
+        secure_boot: std::fs::read(format!("{efivars}/{SECURE_BOOT_VAR}"))
+            .ok()
+            .and_then(|b| parse_secure_boot(&b)),
+        lockdown: std::fs::read_to_string("/sys/kernel/security/lockdown")
+            .ok()
+            .and_then(|t| parse_lockdown(&t)),
+    }
+}
+
 /// Loads a kernel module from a file (`finit_module`).
 pub fn load_module(path: &std::path::Path) -> Result<()> {
     let f = std::fs::File::open(path).map_err(|source| Error::Read {
@@ -160,5 +223,36 @@ pub fn power_off() -> Error {
             call: "reboot(POWER_OFF)",
             source: io::Error::other("returned"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secure_boot_variable() {
+        // Attributes (NV|BS|RT = 0x07) then the value.
+        assert_eq!(parse_secure_boot(&[7, 0, 0, 0, 1]), Some(true));
+        assert_eq!(parse_secure_boot(&[7, 0, 0, 0, 0]), Some(false));
+        assert_eq!(parse_secure_boot(&[7, 0, 0, 0]), None);
+        assert_eq!(parse_secure_boot(&[7, 0, 0, 0, 1, 0]), None);
+    }
+
+    #[test]
+    fn lockdown_mode() {
+        let on = "none [integrity] confidentiality\n";
+        assert_eq!(parse_lockdown(on).as_deref(), Some("integrity"));
+        let off = "[none] integrity confidentiality\n";
+        assert_eq!(parse_lockdown(off).as_deref(), Some("none"));
+        assert_eq!(parse_lockdown("none integrity"), None);
+        let shown = PlatformSecurity {
+            secure_boot: Some(true),
+            lockdown: parse_lockdown(on),
+        };
+        assert_eq!(
+            shown.to_string(),
+            "UEFI Secure Boot on, kernel lockdown integrity"
+        );
     }
 }

@@ -25,7 +25,8 @@ pub fn console(msg: &str) {
     eprintln!("stage1: {msg}");
 }
 
-/// As PID 1: mounts /proc, /sys and /dev; then loads `modules` in order.
+/// As PID 1: mounts /proc, /sys and /dev; then loads `modules` in order
+/// and says what the platform enforces (Secure Boot, lockdown).
 /// Each step says on the console what happened; none is fatal (the boot
 /// then fails with its own reason, which is retried).
 pub fn setup(pid1: bool, modules: &[PathBuf]) {
@@ -54,6 +55,10 @@ pub fn setup(pid1: bool, modules: &[PathBuf]) {
             Ok(()) => console(&format!("loaded {}", m.display())),
             Err(e) => console(&format!("module {}: {e}", m.display())),
         }
+    }
+    if pid1 {
+        // After the modules: efivarfs may be one of them.
+        console(&format!("platform: {}", stage1::sys::platform_security()));
     }
 }
 
