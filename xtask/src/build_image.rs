@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use racklet_hardware::Arch;
 use racklet_images::{Recipe, Source};
 
+use crate::secureboot::{self, SigningKey};
 use crate::util::{cargo, root, sh};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -53,6 +54,14 @@ pub struct BuildImageArgs {
     /// Every node may run it (when signing).
     #[arg(long)]
     pub all_nodes: bool,
+    /// UEFI Secure Boot: sign the kernel (so a kernel under lockdown may
+    /// kexec it) and the finished UKI (so the firmware runs it) with this
+    /// `db` key (PEM, RSA), before any TUF signing. Needs `sbsign`.
+    #[arg(long, requires = "secure_boot_cert", value_name = "KEY")]
+    pub secure_boot_key: Option<PathBuf>,
+    /// The certificate of `--secure-boot-key` (PEM), as enrolled in `db`.
+    #[arg(long, requires = "secure_boot_key", value_name = "CERT")]
+    pub secure_boot_cert: Option<PathBuf>,
 }
 
 impl BuildImageArgs {
@@ -72,7 +81,17 @@ impl BuildImageArgs {
             nodes: Vec::new(),
             groups: Vec::new(),
             all_nodes: false,
+            secure_boot_key: None,
+            secure_boot_cert: None,
         }
+    }
+
+    /// The Secure Boot signing key, when both halves were given.
+    fn secure_boot(&self) -> Option<SigningKey> {
+        Some(SigningKey {
+            key: self.secure_boot_key.clone()?,
+            cert: self.secure_boot_cert.clone()?,
+        })
     }
 }
 
@@ -186,6 +205,25 @@ pub fn run(args: &BuildImageArgs) -> Result<PathBuf> {
     }
     let built = build_binaries(&recipe.builds(), recipe.arch)?;
     let stub = stub(&args.stub, recipe.arch)?;
+    let out_dir = if args.out.is_absolute() {
+        args.out.clone()
+    } else {
+        root().join(&args.out)
+    };
+    std::fs::create_dir_all(&out_dir)?;
+    let sb = args.secure_boot();
+    if let Some(key) = &sb {
+        if stub.is_none() {
+            bail!("--secure-boot-key: the image has no EFI stub, so no firmware would run it");
+        }
+        let Source::Path(kernel) = &recipe.kernel else {
+            bail!("--secure-boot-key: the recipe's kernel must be a file");
+        };
+        let signed = out_dir.join(format!(".{}-kernel.signed", recipe.name));
+        secureboot::sign(kernel, &signed, key)
+            .with_context(|| format!("signing the kernel {}", kernel.display()))?;
+        recipe.kernel = Source::Path(signed);
+    }
     let mtime = racklet_images::initramfs::source_date_epoch()?;
     let resolve = |s: &Source| -> racklet_images::Result<PathBuf> {
         match s {
@@ -196,15 +234,20 @@ pub fn run(args: &BuildImageArgs) -> Result<PathBuf> {
                 .ok_or_else(|| racklet_images::Error::NotBuilt(b.clone())),
         }
     };
-    let image = racklet_images::build(&recipe, &resolve, stub.as_deref(), mtime)?;
-    let out_dir = if args.out.is_absolute() {
-        args.out.clone()
-    } else {
-        root().join(&args.out)
-    };
-    std::fs::create_dir_all(&out_dir)?;
+    let image = racklet_images::build(&recipe, &resolve, stub.as_deref(), mtime);
+    if sb.is_some() {
+        if let Source::Path(signed) = &recipe.kernel {
+            let _ = std::fs::remove_file(signed);
+        }
+    }
+    let image = image?;
     let out = out_dir.join(&image.name);
     racklet_images::write_image(&out, &image.bytes)?;
+    if let Some(key) = &sb {
+        secureboot::sign(&out, &out, key)
+            .with_context(|| format!("signing {} for Secure Boot", out.display()))?;
+        println!("signed {} for UEFI Secure Boot", out.display());
+    }
     println!(
         "built {} ({} bytes, {}{})",
         out.display(),

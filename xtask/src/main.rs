@@ -14,6 +14,7 @@ mod build_image;
 mod demo;
 mod e2e;
 mod kernel;
+mod secureboot;
 mod setup;
 mod test;
 mod util;

@@ -21,6 +21,10 @@ pub const APT: &[(&str, &str)] = &[
     ),
     ("ovmf", "UEFI HTTP boot firmware for the QEMU nodes"),
     (
+        "sbsigntool",
+        "sbsign: Secure Boot signatures on the e2e's UKIs and kernels",
+    ),
+    (
         "dnsmasq-base",
         "the LAN's DHCP server in the end-to-end test",
     ),
@@ -68,6 +72,9 @@ pub const PIP: &[&str] = &[
     "securesystemslib[crypto]",
     // bootd checks its /metrics with the reference OpenMetrics parser.
     "prometheus-client",
+    // virt-fw-vars enrolls the e2e rack's Secure Boot keys into OVMF's
+    // variable store.
+    "virt-firmware",
 ];
 
 fn apt_missing() -> Vec<&'static str> {
@@ -100,7 +107,7 @@ fn python_tuf_ok() -> bool {
     Command::new("python3")
         .args([
             "-c",
-            "import tuf.ngclient, securesystemslib, cryptography, prometheus_client",
+            "import tuf.ngclient, securesystemslib, cryptography, prometheus_client, virt.firmware",
         ])
         .output()
         .map(|o| o.status.success())
@@ -172,7 +179,10 @@ pub fn run() -> Result<bool> {
             sh(&mut cmd)?;
         }
         if !python_tuf_ok() {
-            bail!("python-tuf is still not importable after pip install");
+            bail!(
+                "the Python packages ({}) are still not importable after pip install",
+                PIP.join(", ")
+            );
         }
     }
     Ok(true)
