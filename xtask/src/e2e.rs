@@ -10,9 +10,10 @@
 //!   answers the firmware's DHCPDISCOVER with proxyDHCP (the URL, no address);
 //! - the BMC simulator (`bmc-sim`) is each node's BMC, reached from the VM
 //!   through a virtio-serial port wired to its unit socket;
-//! - each node is `qemu-system-x86_64` (q35, TCG, 256 MiB) with OVMF doing
-//!   UEFI HTTP boot of stage1 (`images/recipes/stage1.yaml` around Debian's
-//!   kernel), which gets an address from dnsmasq, asks its BMC, verifies the
+//! - each node is `qemu-system-x86_64` (q35 with SMM, TCG, 384 MiB) with
+//!   OVMF, Secure Boot on and only this run's own PK, KEK and `db` enrolled
+//!   (`virt-fw-vars`), doing UEFI HTTP boot of stage1
+//!   (`images/recipes/stage1.yaml` around Debian's kernel), which gets an address from dnsmasq, asks its BMC, verifies the
 //!   release with TUF over HTTPS, installs it into a slot of its virtio disk
 //!   and kexecs into the OS (`images/recipes/confirm-os.yaml`), whose init
 //!   confirms the boot to the BMC and powers off.
@@ -23,8 +24,23 @@
 //! 2. v2 (same security version) is installed into slot A;
 //! 3. v3 is published and one node's button is held: that node boots
 //!    slot B (v1) and installs nothing, the others install v3 into B;
-//! 4. v4 is published but bootd serves it tampered: every node refuses it
+//! 4. a rogue proxyDHCP on another host of the LAN wins the race (bootd's
+//!    proxyDHCP is off) and points each node at its own HTTP server, which
+//!    serves our stage1 unsigned to one node and signed with another key to
+//!    the other: each firmware downloads it and refuses it (Secure Boot), and
+//!    no line of stage1 appears;
+//! 5. the rogue is gone and bootd answers again: the same nodes boot;
+//! 6. v4 is published but bootd serves it tampered: every node refuses it
 //!    (signed hash), hands nothing off, and its active slot is untouched.
+//!
+//! Both images are signed for Secure Boot with the run's `db` key (`cargo
+//! xtask build-image --secure-boot-key`): the UKI for the firmware, and the
+//! kernel inside it for `kexec_file_load`, which a kernel under Secure
+//! Boot's lockdown only accepts signed by a key it trusts (the firmware's
+//! `db` is in its platform keyring). Each stage1 prints what the platform
+//! enforces, and every phase checks it says `UEFI Secure Boot on, kernel
+//! lockdown integrity`. `--no-secure-boot` runs the same nodes without it
+//! and fails at phase 4, showing the rogue's payload running.
 //!
 //! Why plain HTTP for the first stage: with the rack CA enrolled
 //! (`--https-first-stage`), OVMF 2022.11 (Debian 12) reaches bootd's HTTPS
@@ -32,17 +48,11 @@
 //! firmware's TLS offers no elliptic-curve group, and rustls has no other
 //! key exchange. The design allows exactly this first fetch
 //! unauthenticated, provided the platform checks the payload's signature
-//! (UEFI Secure Boot), which these VMs do not enable: everything after the
-//! firmware (metadata, OS images) is TLS + TUF.
+//! (UEFI Secure Boot, phase 4): everything after the firmware (metadata, OS
+//! images) is TLS + TUF.
 //!
-//! Not covered: a rogue proxyDHCP pointing the firmware at another server.
-//! Without Secure Boot the firmware runs whatever that server sends, so a
-//! test could only pass by serving something that is not a program; with
-//! it, the OS kernel kexec'd under lockdown must be signed by a key the
-//! kernel trusts. Both are left for when Secure Boot is set up here.
-//!
-//! About two minutes on 2 cores once built (≈35 s per phase, two nodes in
-//! parallel); each node's progress is printed as it happens and its whole
+//! About three minutes on 2 cores once built (≈35 s per boot phase, two
+//! nodes in parallel); each node's progress is printed as it happens and its whole
 //! console kept in `target/e2e/<node>.console.log`.
 
 use std::io::{BufRead, BufReader, Write};
@@ -54,6 +64,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::build_image::{self, BuildImageArgs};
+use crate::secureboot::{self, SigningKey};
 use crate::util::{cargo, have, is_root, root, sh};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -69,10 +80,17 @@ pub struct E2eArgs {
     /// signature list), and stop after the first phase.
     #[arg(long)]
     pub https_first_stage: bool,
+    /// Exploration: firmware without UEFI Secure Boot. Phase 4 then shows
+    /// what a rogue proxyDHCP does to such a node (its payload runs), and
+    /// the e2e fails there.
+    #[arg(long)]
+    pub no_secure_boot: bool,
 }
 
 const SERVER: &str = "10.197.0.1";
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+/// OVMF built with Secure Boot (and SMM, which guards its variables).
+const OVMF_CODE_SECBOOT: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
 const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 /// The virtio modules the initramfs loads, dependencies first (Debian's
 /// kernel builds all of them as modules; its package has no modules.dep,
@@ -88,6 +106,8 @@ const MODULES: &[&str] = &[
     "drivers/net/virtio_net.ko",
     "drivers/block/virtio_blk.ko",
     "drivers/char/virtio_console.ko",
+    // stage1 reads the SecureBoot variable through efivarfs.
+    "fs/efivarfs/efivarfs.ko",
 ];
 
 /// A console line without terminal escapes (colours, cursor moves) or
@@ -135,23 +155,26 @@ fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-/// The LAN: two network namespaces and every process in them; all of it
-/// goes on drop, whatever happened.
+/// The LAN: network namespaces and every process in them; all of it goes
+/// on drop, whatever happened.
 ///
 /// - `rk-e2e-PID` is the rack: bridge `br0` with bootd's address
 ///   ([`SERVER`]), one tap per node, bootd, the BMC simulator, QEMU;
-/// - `rk-e2e-PID-lan` is the LAN's own DHCP server at [`LAN_DHCP`], joined to
-///   the bridge by a veth pair. It must be another host: a proxyDHCP server
-///   on the DHCP server's own address would take the clients' REQUESTs
-///   (whose server identifier is that address) as its own.
+/// - every other host on the LAN is a namespace `rk-e2e-PID-NAME` joined to
+///   the bridge by a veth pair: `lan`, the LAN's own DHCP server at
+///   [`LAN_DHCP`] (it must be another host: a proxyDHCP server on the DHCP
+///   server's own address would take the clients' REQUESTs, whose server
+///   identifier is that address, as its own), and later `rogue`.
 struct Lab {
     ns: String,
-    lan: String,
+    hosts: Vec<String>,
     procs: Vec<(String, Child)>,
 }
 
 /// The LAN's DHCP server (dnsmasq), also its router.
 const LAN_DHCP: &str = "10.197.0.2";
+/// A rogue host: its own proxyDHCP and an HTTP server.
+const ROGUE: &str = "10.197.0.66";
 
 /// Removes what an interrupted run left (a kill skips `Drop`): namespaces
 /// named `rk-e2e-PID…` whose PID is no longer running, with the processes
@@ -187,16 +210,13 @@ fn remove_stale_labs() -> Result<()> {
 impl Lab {
     fn new(taps: &[String]) -> Result<Lab> {
         let ns = format!("rk-e2e-{}", std::process::id());
-        let lan = format!("{ns}-lan");
         sh(Command::new("ip").args(["netns", "add", &ns]))?;
-        let lab = Lab {
+        let mut lab = Lab {
             ns,
-            lan,
+            hosts: Vec::new(),
             procs: Vec::new(),
         };
-        sh(Command::new("ip").args(["netns", "add", &lab.lan]))?;
         let ip = |args: &[&str]| sh(Command::new("ip").arg("-n").arg(&lab.ns).args(args));
-        let lan = |args: &[&str]| sh(Command::new("ip").arg("-n").arg(&lab.lan).args(args));
         ip(&["link", "set", "lo", "up"])?;
         ip(&["link", "add", "br0", "type", "bridge"])?;
         ip(&["addr", "add", &format!("{SERVER}/24"), "dev", "br0"])?;
@@ -206,14 +226,27 @@ impl Lab {
             ip(&["link", "set", t, "master", "br0"])?;
             ip(&["link", "set", t, "up"])?;
         }
-        ip(&["link", "add", "up0", "type", "veth", "peer", "name", "lan0"])?;
-        ip(&["link", "set", "lan0", "netns", &lab.lan])?;
-        ip(&["link", "set", "up0", "master", "br0"])?;
-        ip(&["link", "set", "up0", "up"])?;
-        lan(&["link", "set", "lo", "up"])?;
-        lan(&["addr", "add", &format!("{LAN_DHCP}/24"), "dev", "lan0"])?;
-        lan(&["link", "set", "lan0", "up"])?;
+        lab.add_host("lan", LAN_DHCP)?;
         Ok(lab)
+    }
+
+    /// Another host on the LAN: namespace `rk-e2e-PID-NAME`, its interface
+    /// `NAME0` at `addr`/24, bridged to the rack.
+    fn add_host(&mut self, name: &str, addr: &str) -> Result<()> {
+        let host = format!("{}-{name}", self.ns);
+        sh(Command::new("ip").args(["netns", "add", &host]))?;
+        self.hosts.push(host.clone());
+        let (up, dev) = (format!("up{}", self.hosts.len() - 1), format!("{name}0"));
+        let ip = |args: &[&str]| sh(Command::new("ip").arg("-n").arg(&self.ns).args(args));
+        ip(&["link", "add", &up, "type", "veth", "peer", "name", &dev])?;
+        ip(&["link", "set", &dev, "netns", &host])?;
+        ip(&["link", "set", &up, "master", "br0"])?;
+        ip(&["link", "set", &up, "up"])?;
+        let h = |args: &[&str]| sh(Command::new("ip").arg("-n").arg(&host).args(args));
+        h(&["link", "set", "lo", "up"])?;
+        h(&["addr", "add", &format!("{addr}/24"), "dev", &dev])?;
+        h(&["link", "set", &dev, "up"])?;
+        Ok(())
     }
 
     /// A command run inside the rack's namespace.
@@ -223,10 +256,11 @@ impl Lab {
         c
     }
 
-    /// A command run on the LAN's DHCP server.
-    fn lan_cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    /// A command run on the host `name` (see [`Lab::add_host`]).
+    fn host_cmd(&self, name: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.lan]).arg(program);
+        c.args(["netns", "exec", &format!("{}-{name}", self.ns)])
+            .arg(program);
         c
     }
 
@@ -240,6 +274,28 @@ impl Lab {
             .spawn()
             .with_context(|| format!("starting {name}"))?;
         self.procs.push((name.to_owned(), child));
+        Ok(())
+    }
+
+    /// Stops the process `name` with SIGTERM (SIGKILL after 10 s).
+    fn stop(&mut self, name: &str) -> Result<()> {
+        let i = self
+            .procs
+            .iter()
+            .position(|(n, _)| n == name)
+            .with_context(|| format!("no process {name}"))?;
+        let (_, mut c) = self.procs.remove(i);
+        // `ip netns exec` execs the program: the child's pid is its pid.
+        let _ = Command::new("kill").arg(c.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while c.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         Ok(())
     }
 
@@ -260,7 +316,7 @@ impl Drop for Lab {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for ns in [&self.ns, &self.lan] {
+        for ns in self.hosts.iter().chain([&self.ns]) {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
@@ -277,6 +333,8 @@ struct Node {
     log: PathBuf,
     /// Extra QEMU arguments (the HTTPS experiment's CA).
     extra: Vec<String>,
+    /// Secure Boot firmware (its keys are enrolled in `vars`).
+    secure_boot: bool,
     qemu: Option<Child>,
     rx: Option<Receiver<String>>,
     started: Instant,
@@ -289,11 +347,21 @@ impl Node {
         let mut cmd = lab.cmd("qemu-system-x86_64");
         // 384 MiB: stage1's initramfs, the 23 MiB OS image read into memory to
         // be hashed, and kexec's copies of its parts all live in RAM at once.
-        cmd.args(["-machine", "q35", "-m", "384", "-smp", "1"])
+        let code = if self.secure_boot {
+            // SMM keeps the variable store (and so db) out of reach of
+            // anything the firmware runs.
+            cmd.args(["-machine", "q35,smm=on"])
+                .args(["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+            OVMF_CODE_SECBOOT
+        } else {
+            cmd.args(["-machine", "q35"]);
+            OVMF_CODE
+        };
+        cmd.args(["-m", "384", "-smp", "1"])
             .args(["-nographic", "-no-reboot"])
             .arg("-drive")
             .arg(format!(
-                "if=pflash,format=raw,unit=0,file={OVMF_CODE},readonly=on"
+                "if=pflash,format=raw,unit=0,file={code},readonly=on"
             ))
             .arg("-drive")
             .arg(format!(
@@ -494,6 +562,21 @@ fn run_phase(
     timeout: Duration,
     power_off: bool,
 ) -> Result<()> {
+    run_phase_forbidding(lab, nodes, phase, timeout, power_off, &[])
+}
+
+/// [`run_phase`], failing also on any console line containing one of
+/// `forbidden`.
+fn run_phase_forbidding(
+    lab: &Lab,
+    nodes: &mut [(&mut Node, Vec<StepSpec>)],
+    phase: &str,
+    timeout: Duration,
+    power_off: bool,
+    forbidden: &[&str],
+) -> Result<()> {
+    let forbidden: Vec<&str> = FORBIDDEN.iter().chain(forbidden).copied().collect();
+    let forbidden = &forbidden;
     eprintln!("\n--- {phase}");
     let t = Instant::now();
     for (n, _) in nodes.iter_mut() {
@@ -507,7 +590,7 @@ fn run_phase(
                 let steps = steps.clone();
                 s.spawn(move || -> Result<()> {
                     for st in &steps {
-                        n.expect(st.what, st.needle, st.also, FORBIDDEN, deadline)?;
+                        n.expect(st.what, st.needle, st.also, forbidden, deadline)?;
                     }
                     if power_off {
                         n.expect_power_off(deadline)?;
@@ -593,6 +676,8 @@ struct Built {
     kernel: PathBuf,
     add_files: Vec<String>,
     os_args: PathBuf,
+    /// The platform's db key, when the nodes run Secure Boot.
+    secure_boot: Option<SigningKey>,
 }
 
 impl Built {
@@ -614,9 +699,31 @@ impl Built {
             nodes: Vec::new(),
             groups: vec!["workers".into()],
             all_nodes: false,
+            secure_boot_key: self.secure_boot.as_ref().map(|k| k.key.clone()),
+            secure_boot_cert: self.secure_boot.as_ref().map(|k| k.cert.clone()),
         };
         build_image::run(&args)
     }
+}
+
+/// Starts bootd (process `bootd`, its log `log` in the work directory) and
+/// waits until it serves the repository; returns the timestamp version.
+fn start_bootd(lab: &mut Lab, bootd: &Path, config: &Path, ca: &Path, log: &str) -> Result<u64> {
+    let mut cmd = lab.cmd(bootd);
+    cmd.arg("--config")
+        .arg(config)
+        .arg("serve")
+        .env("RUST_LOG", "info");
+    let log = config.with_file_name(log);
+    lab.spawn("bootd", cmd, &log)?;
+    for _ in 0..100 {
+        lab.check_alive()?;
+        if let Ok(v) = timestamp_version(lab, ca) {
+            return Ok(v);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("bootd never served the repository (log: {})", log.display())
 }
 
 fn timestamp_version(lab: &Lab, ca: &Path) -> Result<u64> {
@@ -717,6 +824,7 @@ impl Default for E2eArgs {
             nodes: 2,
             phase_timeout_s: 300,
             https_first_stage: false,
+            no_secure_boot: false,
         }
     }
 }
@@ -738,17 +846,32 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
         println!("skipped: needs root (network namespaces, tap devices)");
         return Ok(());
     }
-    let tools = ["qemu-system-x86_64", "dnsmasq", "curl", "ip"];
+    let tools = [
+        "qemu-system-x86_64",
+        "dnsmasq",
+        "curl",
+        "ip",
+        "python3",
+        "sbsign",
+        "virt-fw-vars",
+    ];
     if tools.iter().any(|t| !have(t))
         || !Path::new(OVMF_CODE).exists()
+        || !Path::new(OVMF_CODE_SECBOOT).exists()
         || !Path::new(racklet_images::SYSTEMD_STUB_X64).exists()
     {
         if install {
             crate::setup::run()?;
         } else if require {
-            bail!("QEMU, OVMF, dnsmasq, curl, iproute2 or systemd-boot-efi is missing");
+            bail!(
+                "QEMU, OVMF, dnsmasq, curl, iproute2, python3, sbsigntool, virt-firmware or \
+                 systemd-boot-efi is missing"
+            );
         } else {
-            println!("skipped: needs QEMU, OVMF, dnsmasq, curl, iproute2, systemd-boot-efi");
+            println!(
+                "skipped: needs QEMU, OVMF, dnsmasq, curl, iproute2, python3, sbsigntool, \
+                 virt-firmware, systemd-boot-efi"
+            );
             return Ok(());
         }
     }
@@ -815,6 +938,18 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
     let root_json = work.join("root.json");
     std::fs::copy(repo.join("metadata/1.root.json"), &root_json)?;
 
+    // The nodes' platform keys (PK, KEK, db): the firmware runs only what
+    // db signed, and a kernel under lockdown kexecs only what db signed.
+    let secure_boot = if args.no_secure_boot {
+        None
+    } else {
+        Some(secureboot::platform_keys(
+            &work.join("secureboot"),
+            "Racklet e2e rack",
+        )?)
+    };
+    let db = secure_boot.as_ref().map(|k| k.db.clone());
+
     // bootd: configuration and rack PKI.
     let rack_yaml = root().join("hardware/rack.yaml");
     let bootd_yaml = work.join("bootd.yaml");
@@ -823,19 +958,29 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
     } else {
         format!("http://{SERVER}:8080/net_install/stage1-x86_64.efi")
     };
-    std::fs::write(
-        &bootd_yaml,
+    let bootd_config = |proxy: bool| {
         format!(
             "rack_file: {rack}\nstate_dir: state\nlisten:\n  https: [\"{SERVER}:8443\"]\n  \
              plain_http: [\"{SERVER}:8080\"]\ntls:\n  ca_cert: pki/ca.pem\n  ca_key: pki/ca.key\n  \
              server_cert: pki/server.pem\n  server_key: pki/server.key\n  server_names: [\"{SERVER}\"]\n\
              repository:\n  trusted_root: root.json\n  local: repo\n  poll_interval_ms: 500\n\
              first_stage:\n  path: net_install\n  files:\n    stage1-x86_64.efi: stage1-x86_64-1.0.0.uki\n\
-             proxy_dhcp:\n  interface: br0\n  server_ip: {SERVER}\n  boot_urls:\n    \
-             x86_64: {first_stage_url}\n",
-            rack = rack_yaml.display()
-        ),
-    )?;
+             {proxy}",
+            rack = rack_yaml.display(),
+            proxy = if proxy {
+                format!(
+                    "proxy_dhcp:\n  interface: br0\n  server_ip: {SERVER}\n  boot_urls:\n    \
+                     x86_64: {first_stage_url}\n"
+                )
+            } else {
+                String::new()
+            }
+        )
+    };
+    std::fs::write(&bootd_yaml, bootd_config(true))?;
+    // Phase 4's bootd: the same, without its proxyDHCP (a rogue wins).
+    let bootd_no_proxy = work.join("bootd-no-proxy.yaml");
+    std::fs::write(&bootd_no_proxy, bootd_config(false))?;
     sh(Command::new(bin("bootd"))
         .arg("--config")
         .arg(&bootd_yaml)
@@ -888,6 +1033,7 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
         kernel: kernel.clone(),
         add_files,
         os_args,
+        secure_boot: db.clone(),
     };
 
     eprintln!("==> building and signing the stage1 UKI and the OS v1");
@@ -907,7 +1053,10 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
         nodes: Vec::new(),
         groups: Vec::new(),
         all_nodes: true,
+        secure_boot_key: db.as_ref().map(|k| k.key.clone()),
+        secure_boot_cert: db.as_ref().map(|k| k.cert.clone()),
     })?;
+    let stage1_uki = work.join("images/stage1-x86_64-1.0.0.uki");
     built.publish_os("1.0.0", 1)?;
 
     // The nodes: unit-2, unit-3, … of the reference rack.
@@ -917,7 +1066,10 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
         let disk = work.join(format!("{}.disk", n.name));
         std::fs::File::create(&disk)?.set_len(128 << 20)?;
         let vars = work.join(format!("{}.vars.fd", n.name));
-        std::fs::copy(OVMF_VARS, &vars)?;
+        match &secure_boot {
+            Some(keys) => secureboot::enroll(Path::new(OVMF_VARS), &vars, keys)?,
+            None => drop(std::fs::copy(OVMF_VARS, &vars)?),
+        }
         nodes.push(Node {
             name: n.name.to_string(),
             mac: n.mac.to_string(),
@@ -927,6 +1079,7 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
             vars,
             log: work.join(format!("{}.console.log", n.name)),
             extra: extra.clone(),
+            secure_boot: secure_boot.is_some(),
             qemu: None,
             rx: None,
             started: Instant::now(),
@@ -940,7 +1093,7 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
     eprintln!("==> the LAN: namespace, bridge, taps; dnsmasq, bmc-sim, bootd");
     let taps: Vec<String> = nodes.iter().map(|n| n.tap.clone()).collect();
     let mut lab = Lab::new(&taps)?;
-    let mut dnsmasq = lab.lan_cmd("dnsmasq");
+    let mut dnsmasq = lab.host_cmd("lan", "dnsmasq");
     dnsmasq
         .args(["--no-daemon", "--conf-file=/dev/null", "--port=0"])
         .args(["--interface=lan0", "--bind-interfaces", "--log-dhcp"])
@@ -960,23 +1113,7 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
         .arg(work.join("bmc-sim-state"))
         .args(["--watchdog-s", "900"]);
     lab.spawn("bmc-sim", sim, &work.join("bmc-sim.log"))?;
-    let mut bootd = lab.cmd(bin("bootd"));
-    bootd
-        .arg("--config")
-        .arg(&bootd_yaml)
-        .arg("serve")
-        .env("RUST_LOG", "info");
-    lab.spawn("bootd", bootd, &work.join("bootd.log"))?;
-    let mut ready = None;
-    for _ in 0..100 {
-        lab.check_alive()?;
-        if let Ok(v) = timestamp_version(&lab, &ca) {
-            ready = Some(v);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let mut ts = ready.context("bootd never served the repository")?;
+    let mut ts = start_bootd(&mut lab, &bin("bootd"), &bootd_yaml, &ca, "bootd.log")?;
     // A Pi has no RTC: the BMC keeps the time stage1 trusts.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -999,16 +1136,35 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
     };
     let timeout = Duration::from_secs(args.phase_timeout_s);
 
+    let platform = if secure_boot.is_some() {
+        step(
+            "Secure Boot on, kernel locked down",
+            "platform: UEFI Secure Boot on, kernel lockdown integrity",
+            &[],
+        )
+    } else {
+        step(
+            "no Secure Boot (--no-secure-boot)",
+            "platform: UEFI Secure Boot off",
+            &[],
+        )
+    };
+    let first_stage = [
+        step("firmware: UEFI HTTP boot", "Start HTTP Boot over IPv4", &[]),
+        step("stage1 fetched from bootd", "URI: http", &["//10.197.0.1:"]),
+        step("stage1 is /init", "stage1: mounted /proc", &[]),
+        platform,
+    ];
     let fresh = |slot: &'static [&'static str], confirmed: &'static str| {
-        vec![
-            step("firmware: UEFI HTTP boot", "Start HTTP Boot over IPv4", &[]),
-            step("stage1 is /init", "stage1: mounted /proc", &[]),
+        let mut steps = first_stage.to_vec();
+        steps.extend([
             step("DHCP lease from dnsmasq", "DHCP lease configured", &[]),
             step("BMC facts over virtio-serial", "BMC facts", &[]),
             step("verified with TUF, installed", "installed", slot),
             step("kexec into the OS", "kexec: handing off", slot),
             step("the OS confirmed the boot", confirmed, &[]),
-        ]
+        ]);
+        steps
     };
     new_boots(&lab, &nodes)?;
     // Phase 1: a fresh install of v1. A fresh BMC boots slot A, which is
@@ -1092,7 +1248,149 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
         bail!("{first}: installed although slot B was forced");
     }
 
-    // Phase 4: v4 is published, but bootd's copy is tampered with (a
+    // Phase 4: a rogue proxyDHCP. Another host on the LAN answers the
+    // firmware's DHCPDISCOVER first (bootd's proxyDHCP is off: the worst
+    // case of the race) and points each node at its own HTTP server, which
+    // serves our stage1 with its signature stripped to one node and re-signed
+    // with the attacker's own key to the other: programs that would run and
+    // print if the firmware let them. Secure Boot refuses both; no line of
+    // stage1 may appear.
+    let rogue_www = work.join("rogue/www");
+    std::fs::create_dir_all(&rogue_www)?;
+    let attacker = secureboot::platform_keys(&work.join("rogue/keys"), "not the rack")?;
+    secureboot::sign(&stage1_uki, &rogue_www.join("attacker.efi"), &attacker.db)?;
+    secureboot::unsign(&stage1_uki, &rogue_www.join("unsigned.efi"))?;
+    const PAYLOADS: [&str; 2] = ["unsigned.efi", "attacker.efi"];
+    lab.add_host("rogue", ROGUE)?;
+    let mut http = lab.host_cmd("rogue", "python3");
+    http.args(["-m", "http.server", "8081", "--bind", ROGUE, "--directory"])
+        .arg(&rogue_www);
+    lab.spawn("rogue-http", http, &work.join("rogue/http.log"))?;
+    let mut rogue_dhcp = lab.host_cmd("rogue", "dnsmasq");
+    rogue_dhcp
+        .args(["--no-daemon", "--conf-file=/dev/null", "--port=0"])
+        .args(["--interface=rogue0", "--bind-interfaces", "--log-dhcp"])
+        .arg("--dhcp-range=10.197.0.0,proxy,255.255.255.0")
+        .arg("--dhcp-pxe-vendor=PXEClient,HTTPClient")
+        .arg(format!(
+            "--dhcp-leasefile={}",
+            work.join("rogue/leases").display()
+        ))
+        .arg("--pid-file=");
+    for (i, n) in nodes.iter().enumerate() {
+        let url = format!("http://{ROGUE}:8081/{}", PAYLOADS[i % 2]);
+        rogue_dhcp
+            .arg(format!("--dhcp-host={},set:n{i}", n.mac))
+            .arg(format!("--pxe-service=tag:n{i},X86-64_EFI,rogue,{url}"))
+            .arg(format!("--dhcp-boot=tag:n{i},{url}"));
+    }
+    lab.spawn("rogue-dhcp", rogue_dhcp, &work.join("rogue/dhcp.log"))?;
+    lab.stop("bootd")?;
+    start_bootd(
+        &mut lab,
+        &bin("bootd"),
+        &bootd_no_proxy,
+        &ca,
+        "bootd-no-proxy.log",
+    )?;
+    new_boots(&lab, &nodes)?;
+    {
+        let mut set: Vec<(&mut Node, Vec<StepSpec>)> = nodes
+            .iter_mut()
+            .enumerate()
+            .map(|(i, n)| {
+                let mut steps = vec![
+                    step("firmware: UEFI HTTP boot", "Start HTTP Boot over IPv4", &[]),
+                    step(
+                        "the rogue's offer: its server and payload",
+                        "URI: http://10.197.0.66:8081/",
+                        if i % 2 == 0 {
+                            &["unsigned.efi"]
+                        } else {
+                            &["attacker.efi"]
+                        },
+                    ),
+                ];
+                if secure_boot.is_some() {
+                    steps.push(step(
+                        "Secure Boot refused to run it",
+                        "BdsDxe: failed to load",
+                        &["Access Denied"],
+                    ));
+                }
+                (n, steps)
+            })
+            .collect();
+        // Anything from stage1 means the rogue's payload ran.
+        let forbidden: &[&str] = if secure_boot.is_some() {
+            &["stage1:"]
+        } else {
+            // --no-secure-boot: show it happen.
+            &[]
+        };
+        run_phase_forbidding(
+            &lab,
+            &mut set,
+            "4: a rogue proxyDHCP points the nodes at its own server",
+            timeout,
+            false,
+            forbidden,
+        )?;
+    }
+    if secure_boot.is_none() {
+        let deadline = Instant::now() + timeout;
+        for n in nodes.iter_mut() {
+            n.expect("the rogue's payload runs", "stage1:", &[], &[], deadline)?;
+        }
+        bail!(
+            "without Secure Boot the firmware ran the rogue server's unsigned payload \
+             (--no-secure-boot shows the attack; consoles in {})",
+            work.display()
+        );
+    }
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
+    let served = std::fs::read_to_string(work.join("rogue/http.log"))?;
+    for p in PAYLOADS.iter().take(nodes.len()) {
+        if !served.contains(&format!("\"GET /{p} HTTP/1.1\" 200")) {
+            bail!("the rogue HTTP server never served {p}:\n{served}");
+        }
+    }
+    eprintln!("  the rogue served {PAYLOADS:?}; the firmware ran neither");
+
+    // Phase 5: the rogue is gone and bootd's proxyDHCP is back: the nodes
+    // were delayed, and now boot what the rack signed.
+    lab.stop("rogue-dhcp")?;
+    lab.stop("rogue-http")?;
+    lab.stop("bootd")?;
+    let restarted = start_bootd(&mut lab, &bin("bootd"), &bootd_yaml, &ca, "bootd-2.log")?;
+    ts = ts.max(restarted);
+    new_boots(&lab, &nodes)?;
+    {
+        let mut set: Vec<(&mut Node, Vec<StepSpec>)> = nodes
+            .iter_mut()
+            .map(|n| {
+                let mut steps = first_stage.to_vec();
+                steps.extend([
+                    step("DHCP lease", "DHCP lease configured", &[]),
+                    step("BMC facts", "BMC facts", &[]),
+                    step("kexec into the OS", "kexec: handing off", &[]),
+                    step("the OS confirmed the boot", "confirmed slot", &[]),
+                ]);
+                (n, steps)
+            })
+            .collect();
+        run_phase(
+            &lab,
+            &mut set,
+            "5: the rogue is gone: the same nodes boot the rack's stage1",
+            timeout,
+            true,
+        )?;
+    }
+
+    // Phase 6: v4 is published, but bootd's copy is tampered with (a
     // compromised server): the download fails its signed hash, nothing is
     // handed off, and the slot each node's BMC boots is untouched on disk.
     let slots_show = |n: &Node| {
@@ -1127,7 +1425,7 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
         run_phase(
             &lab,
             &mut set,
-            "4: a tampered v4 is refused",
+            "6: a tampered v4 is refused",
             timeout,
             false,
         )?;
