@@ -64,6 +64,20 @@ pub mod wire {
         pub boot_urls: BTreeMap<String, String>,
         #[serde(default)]
         pub answer_port_4011: Option<bool>,
+        #[serde(default)]
+        pub full_dhcp: Option<FullDhcp>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct FullDhcp {
+        pub first: String,
+        pub last: String,
+        pub prefix_len: u8,
+        #[serde(default)]
+        pub router: Option<String>,
+        #[serde(default)]
+        pub lease_s: Option<u32>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -195,6 +209,10 @@ pub struct ProxyDhcpConfig {
     pub boot_urls: BTreeMap<racklet_hardware::Arch, String>,
     /// Also answer on UDP 4011 (the PXE follow-up port). Default on.
     pub answer_port_4011: bool,
+    /// Opt-in full-DHCP mode (a rack on a switch of its own): bootd also
+    /// hands the rack's nodes their addresses, from this pool, and keeps
+    /// the leases in `state_dir/dhcp-leases.json`.
+    pub full_dhcp: Option<bootd_dhcp_policy::lease::Pool>,
 }
 
 /// Where the repository comes from.
@@ -344,12 +362,107 @@ fn proxy_dhcp(p: wire::ProxyDhcp) -> Result<ProxyDhcpConfig> {
         }
         boot_urls.insert(a, u);
     }
+    let full_dhcp = match p.full_dhcp {
+        None => None,
+        Some(f) => Some(full_dhcp(f, server_ip)?),
+    };
     Ok(ProxyDhcpConfig {
         interface: p.interface,
         server_ip,
         boot_urls,
         answer_port_4011: p.answer_port_4011.unwrap_or(true),
+        full_dhcp,
     })
+}
+
+/// Lease times bootd accepts: a minute to a week.
+const LEASE_S: std::ops::RangeInclusive<u32> = 60..=7 * 24 * 3600;
+
+fn full_dhcp(
+    f: wire::FullDhcp,
+    server_ip: std::net::Ipv4Addr,
+) -> Result<bootd_dhcp_policy::lease::Pool> {
+    let addr = |field: &str, v: &str| -> Result<std::net::Ipv4Addr> {
+        v.parse().map_err(|_| {
+            invalid(
+                format!("proxy_dhcp.full_dhcp.{field}"),
+                format!("`{v}` is not an IPv4 address"),
+            )
+        })
+    };
+    let (first, last) = (addr("first", &f.first)?, addr("last", &f.last)?);
+    if !(1..=30).contains(&f.prefix_len) {
+        return Err(invalid(
+            "proxy_dhcp.full_dhcp.prefix_len",
+            format!("{} is not a prefix length from 1 to 30", f.prefix_len),
+        ));
+    }
+    let router = f.router.as_deref().map(|r| addr("router", r)).transpose()?;
+    let pool = bootd_dhcp_policy::lease::Pool {
+        first,
+        last,
+        prefix_len: f.prefix_len,
+        router,
+        lease_s: f.lease_s.unwrap_or(3600),
+    };
+    let mask = u32::from(pool.netmask());
+    let net = |ip: std::net::Ipv4Addr| u32::from(ip) & mask;
+    if u32::from(first) > u32::from(last) {
+        return Err(invalid(
+            "proxy_dhcp.full_dhcp.last",
+            format!("{last} comes before first ({first})"),
+        ));
+    }
+    for (field, ip) in [("first", first), ("last", last)] {
+        if net(ip) != net(server_ip) {
+            return Err(invalid(
+                format!("proxy_dhcp.full_dhcp.{field}"),
+                format!(
+                    "{ip} is not on the server's network ({server_ip}/{})",
+                    f.prefix_len
+                ),
+            ));
+        }
+        let host = u32::from(ip) & !mask;
+        if host == 0 || host == !mask {
+            return Err(invalid(
+                format!("proxy_dhcp.full_dhcp.{field}"),
+                format!("{ip} is the network's or its broadcast address"),
+            ));
+        }
+    }
+    if u32::from(last) - u32::from(first) >= 4096 {
+        return Err(invalid(
+            "proxy_dhcp.full_dhcp.last",
+            format!("{first}–{last} is more than 4096 addresses (a rack has a handful of nodes)"),
+        ));
+    }
+    if pool.contains(server_ip) {
+        return Err(invalid(
+            "proxy_dhcp.full_dhcp",
+            format!("the pool {first}–{last} contains the server's own address {server_ip}"),
+        ));
+    }
+    if let Some(r) = router {
+        if net(r) != net(server_ip) {
+            return Err(invalid(
+                "proxy_dhcp.full_dhcp.router",
+                format!("{r} is not on the server's network"),
+            ));
+        }
+    }
+    if !LEASE_S.contains(&pool.lease_s) {
+        return Err(invalid(
+            "proxy_dhcp.full_dhcp.lease_s",
+            format!(
+                "{} s: want {} to {} s",
+                pool.lease_s,
+                LEASE_S.start(),
+                LEASE_S.end()
+            ),
+        ));
+    }
+    Ok(pool)
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
@@ -817,5 +930,89 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("repository.mirror.url"), "{err}");
+    }
+
+    #[test]
+    fn full_dhcp_pools_are_checked() {
+        let proxy = "proxy_dhcp:\n  interface: br0\n  server_ip: 10.0.0.1\n  boot_urls:\n    \
+                     x86_64: http://10.0.0.1:8080/s.efi\n  full_dhcp:\n    first: 10.0.0.100\n    \
+                     last: 10.0.0.120\n    prefix_len: 24\n    router: 10.0.0.1\n";
+        let text = format!("{EXAMPLE}{proxy}");
+        let c = Config::parse(&text, Path::new("/"), None).unwrap();
+        let pool = c.proxy_dhcp.unwrap().full_dhcp.unwrap();
+        assert_eq!(pool.lease_s, 3600, "the default lease time");
+        assert_eq!(
+            pool.netmask(),
+            "255.255.255.0".parse::<std::net::Ipv4Addr>().unwrap()
+        );
+
+        for (from, to, field, why) in [
+            (
+                "first: 10.0.0.100",
+                "first: 10.0.0",
+                "first",
+                "not an IPv4 address",
+            ),
+            (
+                "last: 10.0.0.120",
+                "last: 10.0.0.90",
+                "last",
+                "comes before first",
+            ),
+            (
+                "last: 10.0.0.120",
+                "last: 10.0.1.120",
+                "last",
+                "not on the server's network",
+            ),
+            (
+                "first: 10.0.0.100",
+                "first: 10.0.0.1",
+                "full_dhcp",
+                "server's own address",
+            ),
+            ("last: 10.0.0.120", "last: 10.0.0.255", "last", "broadcast"),
+            (
+                "prefix_len: 24",
+                "prefix_len: 31",
+                "prefix_len",
+                "prefix length",
+            ),
+            (
+                "router: 10.0.0.1",
+                "router: 10.9.0.1",
+                "router",
+                "not on the server's network",
+            ),
+            (
+                "router: 10.0.0.1",
+                "router: 10.0.0.1\n    lease_s: 5",
+                "lease_s",
+                "want 60",
+            ),
+            ("prefix_len: 24", "prefix_len: 16", "last", "4096"),
+        ] {
+            let bad = text.replace(from, to);
+            assert_ne!(bad, text, "{from}");
+            let bad = if field == "last" && why == "4096" {
+                bad.replace("last: 10.0.0.120", "last: 10.0.32.0")
+            } else {
+                bad
+            };
+            let err = Config::parse(&bad, Path::new("/"), None).unwrap_err();
+            let Error::ConfigInvalid {
+                field: f, reason, ..
+            } = &err
+            else {
+                panic!("{err}")
+            };
+            let want = if field == "full_dhcp" {
+                "proxy_dhcp.full_dhcp".to_owned()
+            } else {
+                format!("proxy_dhcp.full_dhcp.{field}")
+            };
+            assert_eq!(f, &want, "{err}");
+            assert!(reason.contains(why), "{field}: {err}");
+        }
     }
 }

@@ -52,10 +52,10 @@ pub struct BootedLabels {
     pub confirmed: String,
 }
 
-/// Labels of proxyDHCP packets: `offer`, `ack`, or why it got no answer.
+/// Labels of DHCP packets: `offer`, `ack`, `nak`, or why it got no answer.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DhcpLabels {
-    /// `offer`, `ack`, `send_failed` or a reason for silence
+    /// `offer`, `ack`, `nak`, `send_failed` or a reason for silence
     /// (`unknown_mac`, `malformed`, `rate_limited`, …).
     pub result: &'static str,
 }
@@ -146,7 +146,7 @@ impl Metrics {
         );
         registry.register(
             "dhcp_packets",
-            "proxyDHCP packets: answered (offer, ack) or why not",
+            "DHCP packets: answered (offer, ack, nak) or why not",
             m.dhcp_packets.clone(),
         );
         registry.register(

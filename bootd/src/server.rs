@@ -170,6 +170,21 @@ pub async fn run(
              which the platform firmware must verify itself"
         );
     }
+    let leases = match &config.proxy_dhcp {
+        Some(p) => {
+            let store = crate::proxydhcp::LeaseStore::open(&config.state_dir)?;
+            if let Some(pool) = &p.full_dhcp {
+                tracing::warn!(
+                    first = %pool.first,
+                    last = %pool.last,
+                    "full-DHCP mode: bootd hands out addresses to the rack's nodes; \
+                     only on a switch with no other DHCP server"
+                );
+            }
+            Some(store)
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared {
         live: RwLock::new(Arc::new(Live {
             config: Arc::new(config),
@@ -247,19 +262,23 @@ pub async fn run(
     ));
     for (socket, port) in listeners.dhcp {
         let (shared, stop) = (shared.clone(), stop_rx.clone());
+        let leases = leases
+            .clone()
+            .expect("DHCP sockets exist only with proxy_dhcp");
         info!(port = ?port, "serving proxyDHCP (UEFI HTTP boot clients of this rack only)");
         tasks.spawn(async move {
             let policy = || {
                 let live = shared.live();
                 let p = live.config.proxy_dhcp.as_ref()?;
-                Some(crate::proxydhcp::policy::Policy::new(
+                let policy = crate::proxydhcp::policy::Policy::new(
                     p.server_ip,
                     &live.rack,
                     p.boot_urls.iter().map(|(a, u)| (*a, u.clone())).collect(),
-                ))
+                );
+                Some((policy, p.full_dhcp.clone()))
             };
             if let Err(e) =
-                crate::proxydhcp::serve(socket, port, policy, &shared.metrics, stop).await
+                crate::proxydhcp::serve(socket, port, policy, leases, &shared.metrics, stop).await
             {
                 tracing::error!(error = %e, "proxyDHCP stopped");
             }

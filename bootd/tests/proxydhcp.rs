@@ -1,6 +1,7 @@
-//! proxyDHCP over real sockets: bootd in one network namespace, a DHCP
-//! client in another, joined by a veth pair the test creates (root only;
-//! all addresses are inside the namespaces).
+//! proxyDHCP (and opt-in full-DHCP mode) over real sockets: bootd in one
+//! network namespace, a DHCP client in another (our own packets through
+//! `dhcp_client.py`, or BusyBox's `udhcpc`), joined by a veth pair the test
+//! creates (root only; all addresses are inside the namespaces).
 
 mod common;
 
@@ -23,16 +24,22 @@ fn sh(args: &[&str]) {
 struct Net {
     server: String,
     client: String,
+    id: String,
 }
 
 impl Net {
-    fn new() -> Net {
-        let id = std::process::id() % 100_000;
+    /// `tag` tells apart the tests of this process.
+    fn new(tag: char) -> Net {
+        let id = format!("{tag}{}", std::process::id() % 100_000);
         let (server, client) = (format!("rkd-s-{id}"), format!("rkd-c-{id}"));
         let (vs, vc) = (format!("rkds{id}"), format!("rkdc{id}"));
         sh(&["ip", "netns", "add", &server]);
         sh(&["ip", "netns", "add", &client]);
-        let net = Net { server, client };
+        let net = Net {
+            server,
+            client,
+            id: id.clone(),
+        };
         sh(&[
             "ip", "link", "add", &vs, "type", "veth", "peer", "name", &vc,
         ]);
@@ -50,11 +57,11 @@ impl Net {
     }
 
     fn server_if(&self) -> String {
-        format!("rkds{}", std::process::id() % 100_000)
+        format!("rkds{}", self.id)
     }
 
     fn client_if(&self) -> String {
-        format!("rkdc{}", std::process::id() % 100_000)
+        format!("rkdc{}", self.id)
     }
 }
 
@@ -140,7 +147,7 @@ async fn only_this_racks_uefi_http_clients_get_an_answer_over_real_sockets() {
     if !is_root() || missing("ip") || missing("python3") || missing("curl") {
         return;
     }
-    let net = Net::new();
+    let net = Net::new('p');
     let f = Fixture::new();
     f.release("1.0.0", &[("os.img", b"dhcp test", "os")]);
     // Inside its own namespace bootd can have a fixed port.
@@ -274,4 +281,167 @@ fn is_root() -> bool {
         println!("skipped: needs root");
     }
     root
+}
+
+/// What `udhcpc` was given: address, mask, router, lease time.
+#[derive(Debug, PartialEq, Eq)]
+struct Bound {
+    ip: String,
+    subnet: String,
+    router: String,
+    lease: String,
+}
+
+/// Runs BusyBox's DHCP client once in the client namespace with `mac`;
+/// `None` if it got no lease within `tries` DISCOVERs a second apart.
+fn udhcpc(net: &Net, mac: &str, tries: u32) -> Option<Bound> {
+    sh(&[
+        "ip",
+        "-n",
+        &net.client,
+        "link",
+        "set",
+        "dev",
+        &net.client_if(),
+        "address",
+        mac,
+    ]);
+    // The script only reports: nothing in the namespace is reconfigured.
+    let script = std::env::temp_dir().join(format!("rkd-udhcpc-{}.sh", net.id));
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n[ \"$1\" = bound ] && echo \"bound $ip $subnet $router $lease\"\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &net.client, "busybox", "udhcpc"])
+        .args(["-i", &net.client_if(), "-f", "-q", "-n"])
+        .args(["-t", &tries.to_string(), "-T", "1", "-A", "1", "-s"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("bound "))?;
+    let f: Vec<&str> = line.split(' ').collect();
+    Some(Bound {
+        ip: f[1].into(),
+        subnet: f[2].into(),
+        router: f[3].into(),
+        lease: f[4].into(),
+    })
+}
+
+fn start_bootd(net: &Net, f: &Fixture) -> Bootd {
+    let exe = assert_cmd::cargo::cargo_bin("bootd");
+    Bootd(
+        Command::new("ip")
+            .args(["netns", "exec", &net.server])
+            .arg(&exe)
+            .arg("--config")
+            .arg(&f.config_path)
+            .arg("serve")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_dhcp_leases_addresses_to_rack_nodes_only_and_keeps_them() {
+    if !is_root() || missing("ip") || missing("busybox") || missing("curl") {
+        return;
+    }
+    let net = Net::new('f');
+    let f = Fixture::new();
+    f.release("1.0.0", &[("os.img", b"full dhcp test", "os")]);
+    let text = std::fs::read_to_string(&f.config_path)
+        .unwrap()
+        .replace("127.0.0.1:0", "127.0.0.1:8443")
+        + &format!(
+            "proxy_dhcp:\n  interface: {}\n  server_ip: {SERVER_IP}\n  boot_urls:\n    x86_64: {URL}\n  \
+             full_dhcp:\n    first: 10.199.0.100\n    last: 10.199.0.101\n    prefix_len: 24\n    \
+             router: 10.199.0.1\n    lease_s: 120\n",
+            net.server_if()
+        );
+    std::fs::write(&f.config_path, text).unwrap();
+    let leases_file = f.state.join("dhcp-leases.json");
+    let mut bootd = start_bootd(&net, &f);
+
+    // A rack node (unit-2) gets the pool's first address, with its mask,
+    // router and lease time; the lease is on disk.
+    let unit2 = udhcpc(&net, "02:72:6b:00:00:02", 15).expect("unit-2 got no lease");
+    let want = |ip: &str| Bound {
+        ip: ip.into(),
+        subnet: "255.255.255.0".into(),
+        router: "10.199.0.1".into(),
+        lease: "120".into(),
+    };
+    assert_eq!(unit2, want("10.199.0.100"));
+    let on_disk = std::fs::read_to_string(&leases_file).unwrap();
+    assert!(
+        on_disk.contains("\"02:72:6b:00:00:02\"") && on_disk.contains("10.199.0.100"),
+        "{on_disk}"
+    );
+    // unit-3 gets the other one; asked again, unit-2 keeps its own.
+    assert_eq!(
+        udhcpc(&net, "02:72:6b:00:00:03", 5),
+        Some(want("10.199.0.101"))
+    );
+    assert_eq!(
+        udhcpc(&net, "02:72:6b:00:00:02", 5),
+        Some(want("10.199.0.100"))
+    );
+    // A stranger gets nothing; a third rack node neither (the pool is full).
+    assert_eq!(udhcpc(&net, "02:00:00:00:00:99", 2), None);
+    assert_eq!(udhcpc(&net, "02:72:6b:00:00:04", 2), None);
+
+    // Counted by outcome.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &net.server, "curl", "-sS", "--cacert"])
+        .arg(&f.pki.ca_cert)
+        .arg("https://127.0.0.1:8443/metrics")
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    for label in ["offer", "ack", "unknown_mac", "pool_exhausted"] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("bootd_dhcp_packets_total")
+                    && l.contains(&format!("result=\"{label}\""))),
+            "no count for {label} in:\n{metrics}"
+        );
+    }
+
+    // A restart keeps the table: unit-3 asks first and still gets .101
+    // (with the table lost it would get .100, unit-2's).
+    drop(bootd);
+    bootd = start_bootd(&net, &f);
+    assert_eq!(
+        udhcpc(&net, "02:72:6b:00:00:03", 15),
+        Some(want("10.199.0.101"))
+    );
+    let dir: Vec<String> = std::fs::read_dir(&f.state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("dhcp-leases"))
+        .collect();
+    assert_eq!(dir, ["dhcp-leases.json"], "a temporary file was left");
+
+    // A lease table that does not parse: bootd refuses to start and names
+    // it, rather than hand a node's address to another.
+    drop(bootd);
+    std::fs::write(&leases_file, "{\"version\": 1, \"leases\": {").unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &net.server])
+        .arg(assert_cmd::cargo::cargo_bin("bootd"))
+        .arg("--config")
+        .arg(&f.config_path)
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dhcp-leases.json"), "{err}");
 }

@@ -22,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod lease;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -82,6 +83,12 @@ pub enum Silence {
     NoImage(Arch),
     /// Too many requests from this MAC.
     RateLimited(MacAddr),
+    /// Full-DHCP mode: no free address left in the pool.
+    PoolExhausted(MacAddr),
+    /// Full-DHCP mode: a RELEASE (no reply is due).
+    Released(MacAddr),
+    /// Full-DHCP mode: a DECLINE (the address is set aside; no reply).
+    Declined(MacAddr),
 }
 
 impl Silence {
@@ -99,6 +106,9 @@ impl Silence {
             Silence::ArchMismatch { .. } => "arch_mismatch",
             Silence::NoImage(_) => "no_image",
             Silence::RateLimited(_) => "rate_limited",
+            Silence::PoolExhausted(_) => "pool_exhausted",
+            Silence::Released(_) => "released",
+            Silence::Declined(_) => "declined",
         }
     }
 }
@@ -157,7 +167,7 @@ pub struct Reply {
     pub node: String,
     /// Its MAC.
     pub mac: MacAddr,
-    /// OFFER or ACK.
+    /// OFFER or ACK (or, in full-DHCP mode, NAK).
     pub kind: MessageType,
     /// The message.
     pub message: Message,
@@ -242,9 +252,8 @@ fn check_options_terminated(bytes: &[u8]) -> Result<(), Silence> {
     .map_err(Silence::Malformed)
 }
 
-/// The pure decision for one decoded message.
-pub fn reply(msg: &Message, port: Port, policy: &Policy) -> Result<Reply, Silence> {
-    // 1. BOOTREQUEST from Ethernet.
+/// Step 1: a BOOTREQUEST from Ethernet; its MAC.
+fn ethernet_request(msg: &Message) -> Result<MacAddr, Silence> {
     if msg.opcode() != Opcode::BootRequest
         || msg.htype() != v4::HType::Eth
         || msg.hlen() != 6
@@ -254,24 +263,16 @@ pub fn reply(msg: &Message, port: Port, policy: &Policy) -> Result<Reply, Silenc
     }
     let mut mac = [0u8; 6];
     mac.copy_from_slice(&msg.chaddr()[..6]);
-    let mac = MacAddr(mac);
+    Ok(MacAddr(mac))
+}
 
-    // 2. DISCOVER, or a REQUEST for us.
-    let kind = match msg.opts().msg_type() {
-        Some(MessageType::Discover) => MessageType::Offer,
-        Some(MessageType::Request) => {
-            let for_us = match msg.opts().get(OptionCode::ServerIdentifier) {
-                Some(DhcpOption::ServerIdentifier(ip)) => *ip == policy.server_ip,
-                _ => port == Port::Proxy,
-            };
-            if !for_us {
-                return Err(Silence::RequestForAnotherServer);
-            }
-            MessageType::Ack
-        }
-        _ => return Err(Silence::OtherMessageType),
-    };
-
+/// Steps 3 to 5: a UEFI HTTP boot client that is a node of this rack and
+/// claims its own architecture; its node name and boot URL.
+fn boot_client<'p>(
+    msg: &Message,
+    mac: MacAddr,
+    policy: &'p Policy,
+) -> Result<(&'p str, &'p str), Silence> {
     // 3. A UEFI HTTP boot client.
     let class = match msg.opts().get(OptionCode::ClassIdentifier) {
         Some(DhcpOption::ClassIdentifier(c)) => c.as_slice(),
@@ -303,12 +304,15 @@ pub fn reply(msg: &Message, port: Port, policy: &Policy) -> Result<Reply, Silenc
         });
     }
     let url = policy.boot_urls.get(&arch).ok_or(Silence::NoImage(arch))?;
+    Ok((node, url))
+}
 
-    // The reply.
+/// A reply to `msg` of type `kind` offering `yiaddr` (0.0.0.0: none).
+fn base_reply(msg: &Message, kind: MessageType, yiaddr: Ipv4Addr, policy: &Policy) -> Message {
     let mut out = Message::new_with_id(
         msg.xid(),
         Ipv4Addr::UNSPECIFIED,
-        Ipv4Addr::UNSPECIFIED,
+        yiaddr,
         policy.server_ip,
         msg.giaddr(),
         msg.chaddr(),
@@ -316,19 +320,166 @@ pub fn reply(msg: &Message, port: Port, policy: &Policy) -> Result<Reply, Silenc
     out.set_opcode(Opcode::BootReply)
         .set_htype(v4::HType::Eth)
         .set_flags(msg.flags());
+    let opts = out.opts_mut();
+    opts.insert(DhcpOption::MessageType(kind));
+    opts.insert(DhcpOption::ServerIdentifier(policy.server_ip));
+    out
+}
+
+/// The boot URL (`file` and option 67), `HTTPClient` echoed, and the
+/// client's UUID (option 97: PXE/UEFI clients match the reply to it).
+fn add_boot(out: &mut Message, url: &str, msg: &Message) {
     if url.len() < 128 {
         out.set_fname(url.as_bytes());
     }
     let opts = out.opts_mut();
-    opts.insert(DhcpOption::MessageType(kind));
-    opts.insert(DhcpOption::ServerIdentifier(policy.server_ip));
     opts.insert(DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()));
     opts.insert(DhcpOption::BootfileName(url.as_bytes().to_vec()));
-    // PXE/UEFI clients match the reply to their UUID (option 97).
     if let Some(uuid @ DhcpOption::ClientMachineIdentifier(_)) =
         msg.opts().get(OptionCode::ClientMachineIdentifier)
     {
         opts.insert(uuid.clone());
+    }
+}
+
+/// The pure decision for one decoded message.
+pub fn reply(msg: &Message, port: Port, policy: &Policy) -> Result<Reply, Silence> {
+    // 1. BOOTREQUEST from Ethernet.
+    let mac = ethernet_request(msg)?;
+
+    // 2. DISCOVER, or a REQUEST for us.
+    let kind = match msg.opts().msg_type() {
+        Some(MessageType::Discover) => MessageType::Offer,
+        Some(MessageType::Request) => {
+            let for_us = match msg.opts().get(OptionCode::ServerIdentifier) {
+                Some(DhcpOption::ServerIdentifier(ip)) => *ip == policy.server_ip,
+                _ => port == Port::Proxy,
+            };
+            if !for_us {
+                return Err(Silence::RequestForAnotherServer);
+            }
+            MessageType::Ack
+        }
+        _ => return Err(Silence::OtherMessageType),
+    };
+
+    // 3 to 5.
+    let (node, url) = boot_client(msg, mac, policy)?;
+
+    // The reply: no address.
+    let mut out = base_reply(msg, kind, Ipv4Addr::UNSPECIFIED, policy);
+    add_boot(&mut out, url, msg);
+    Ok(Reply {
+        node: node.to_owned(),
+        mac,
+        kind,
+        message: out,
+    })
+}
+
+/// Full-DHCP mode, bytes in: [`decide_bytes`]'s checks and rate limit, then
+/// [`full_reply`]. `unix_now` is the wall-clock time leases expire by.
+#[allow(clippy::too_many_arguments)]
+pub fn decide_full_bytes(
+    bytes: &[u8],
+    policy: &Policy,
+    pool: &lease::Pool,
+    leases: &mut lease::Leases,
+    limiter: &mut RateLimiter,
+    now: Instant,
+    unix_now: u64,
+) -> Result<Reply, Silence> {
+    if bytes.len() < 240 || bytes.len() > 1500 {
+        return Err(Silence::Malformed(format!("{} bytes", bytes.len())));
+    }
+    check_options_terminated(bytes)?;
+    let msg = decode(bytes)?;
+    let mac = ethernet_request(&msg)?;
+    if policy.nodes.contains_key(&mac) && !limiter.allow(mac, now, policy.burst, policy.refill) {
+        return Err(Silence::RateLimited(mac));
+    }
+    full_reply(&msg, policy, pool, leases, unix_now)
+}
+
+/// Full-DHCP mode (opt-in, a rack on a switch of its own): bootd is the
+/// network's DHCP server, for the rack's nodes only. Every node gets an
+/// address from `pool` (its firmware, stage1's client and its OS alike);
+/// UEFI HTTP boot clients also get their boot URL as in proxy mode. A
+/// REQUEST for an address the node may not have gets a NAK. `leases`
+/// changes as a result: persist it before sending an ACK (see
+/// [`lease::Leases::generation`]).
+pub fn full_reply(
+    msg: &Message,
+    policy: &Policy,
+    pool: &lease::Pool,
+    leases: &mut lease::Leases,
+    unix_now: u64,
+) -> Result<Reply, Silence> {
+    let mac = ethernet_request(msg)?;
+    let (node, _) = policy.nodes.get(&mac).ok_or(Silence::UnknownMac(mac))?;
+    let server = policy.server_ip;
+    let requested = || match msg.opts().get(OptionCode::RequestedIpAddress) {
+        Some(DhcpOption::RequestedIpAddress(ip)) => *ip,
+        _ => msg.ciaddr(),
+    };
+    let kind = match msg.opts().msg_type() {
+        Some(MessageType::Discover) => MessageType::Offer,
+        Some(MessageType::Request) => MessageType::Ack,
+        Some(MessageType::Release) => {
+            leases.release(mac, msg.ciaddr());
+            return Err(Silence::Released(mac));
+        }
+        Some(MessageType::Decline) => {
+            leases.decline(mac, requested(), pool, unix_now);
+            return Err(Silence::Declined(mac));
+        }
+        _ => return Err(Silence::OtherMessageType),
+    };
+    if let Some(DhcpOption::ServerIdentifier(id)) = msg.opts().get(OptionCode::ServerIdentifier) {
+        if *id != server {
+            return Err(Silence::RequestForAnotherServer);
+        }
+    }
+    // A boot client gets its URL; any other client of the rack (stage1's
+    // own DHCP client, the OS) just an address. PXE would need TFTP.
+    let boot = match boot_client(msg, mac, policy) {
+        Ok((_, url)) => Some(url),
+        Err(Silence::NotABootClient) => None,
+        Err(other) => return Err(other),
+    };
+    let ip = if kind == MessageType::Offer {
+        leases
+            .choose(mac, pool, server, unix_now)
+            .ok_or(Silence::PoolExhausted(mac))?
+    } else {
+        let want = requested();
+        if want.is_unspecified() {
+            return Err(Silence::Malformed("a REQUEST naming no address".into()));
+        }
+        if let Err(why) = leases.bind(mac, want, pool, server, unix_now) {
+            let mut nak = base_reply(msg, MessageType::Nak, Ipv4Addr::UNSPECIFIED, policy);
+            nak.opts_mut()
+                .insert(DhcpOption::Message(format!("{want}: {why}")));
+            return Ok(Reply {
+                node: node.clone(),
+                mac,
+                kind: MessageType::Nak,
+                message: nak,
+            });
+        }
+        want
+    };
+    let mut out = base_reply(msg, kind, ip, policy);
+    let opts = out.opts_mut();
+    opts.insert(DhcpOption::SubnetMask(pool.netmask()));
+    if let Some(r) = pool.router {
+        opts.insert(DhcpOption::Router(vec![r]));
+    }
+    opts.insert(DhcpOption::AddressLeaseTime(pool.lease_s));
+    opts.insert(DhcpOption::Renewal(pool.lease_s / 2));
+    opts.insert(DhcpOption::Rebinding(pool.lease_s / 8 * 7));
+    if let Some(url) = boot {
+        add_boot(&mut out, url, msg);
     }
     Ok(Reply {
         node: node.clone(),
@@ -385,6 +536,49 @@ pub fn fuzz_decide(data: &[u8]) {
         );
         // The reply encodes.
         let _ = reply.to_bytes();
+    }
+    // Full-DHCP mode on the same bytes: only rack nodes, only pool
+    // addresses (never the server's), and NAKs carry none.
+    let pool = lease::Pool {
+        first: Ipv4Addr::new(10, 0, 0, 1),
+        last: Ipv4Addr::new(10, 0, 0, 3),
+        prefix_len: 24,
+        router: None,
+        lease_s: 60,
+    };
+    let mut leases = lease::Leases::default();
+    let mut limiter = RateLimiter::default();
+    let full = decide_full_bytes(
+        data,
+        policy,
+        &pool,
+        &mut leases,
+        &mut limiter,
+        Instant::now(),
+        1_000,
+    );
+    if let Ok(reply) = full {
+        let m = &reply.message;
+        assert!(
+            policy.nodes.contains_key(&reply.mac),
+            "a stranger got an answer"
+        );
+        assert_eq!(m.opcode(), Opcode::BootReply);
+        match reply.kind {
+            MessageType::Nak => assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED),
+            _ => {
+                assert!(
+                    pool.contains(m.yiaddr()),
+                    "{} is not in the pool",
+                    m.yiaddr()
+                );
+                assert_ne!(m.yiaddr(), policy.server_ip);
+            }
+        }
+        let _ = reply.to_bytes();
+    }
+    for (_, l) in leases.iter() {
+        assert!(pool.contains(l.ip));
     }
 }
 
@@ -625,5 +819,164 @@ mod tests {
             decide_bytes(&huge, Port::Dhcp, &p, &mut lim, now),
             Err(Silence::Malformed(_))
         ));
+    }
+
+    fn pool() -> lease::Pool {
+        lease::Pool {
+            first: Ipv4Addr::new(10, 42, 0, 100),
+            last: Ipv4Addr::new(10, 42, 0, 101),
+            prefix_len: 24,
+            router: Some(SERVER),
+            lease_s: 3600,
+        }
+    }
+
+    /// A message of `kind` from `mac` with a vendor class.
+    fn from(mac: [u8; 6], kind: MessageType, class: &[u8]) -> Message {
+        let mut m = uefi_discover(mac, ARCH_X64_HTTP, class);
+        m.opts_mut().insert(DhcpOption::MessageType(kind));
+        m
+    }
+
+    fn request(mac: [u8; 6], ip: Ipv4Addr, class: &[u8]) -> Message {
+        let mut m = from(mac, MessageType::Request, class);
+        m.opts_mut().insert(DhcpOption::RequestedIpAddress(ip));
+        m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
+        m
+    }
+
+    #[test]
+    fn full_mode_gives_rack_nodes_addresses_and_boot_clients_their_url() {
+        let (p, pool) = (policy(), pool());
+        let mut leases = lease::Leases::default();
+        let http = b"HTTPClient:Arch:00016:UNDI:003001".as_slice();
+
+        // The firmware: an address and its URL.
+        let offer = full_reply(
+            &from(UNIT3, MessageType::Discover, http),
+            &p,
+            &pool,
+            &mut leases,
+            0,
+        )
+        .unwrap();
+        assert_eq!(offer.kind, MessageType::Offer);
+        let ip = offer.message.yiaddr();
+        assert!(pool.contains(ip), "{ip}");
+        let o = offer.message.opts();
+        assert_eq!(
+            o.get(OptionCode::SubnetMask),
+            Some(&DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)))
+        );
+        assert_eq!(
+            o.get(OptionCode::Router),
+            Some(&DhcpOption::Router(vec![SERVER]))
+        );
+        assert_eq!(
+            o.get(OptionCode::AddressLeaseTime),
+            Some(&DhcpOption::AddressLeaseTime(3600))
+        );
+        assert!(o.get(OptionCode::BootfileName).is_some());
+        assert_eq!(
+            o.get(OptionCode::ClassIdentifier),
+            Some(&DhcpOption::ClassIdentifier(b"HTTPClient".to_vec()))
+        );
+        // Nothing is promised before the REQUEST.
+        assert_eq!(leases.generation(), 0);
+        let ack = full_reply(&request(UNIT3, ip, http), &p, &pool, &mut leases, 1).unwrap();
+        assert_eq!((ack.kind, ack.message.yiaddr()), (MessageType::Ack, ip));
+        assert_eq!(leases.generation(), 1);
+
+        // stage1's own client (another vendor class): the same address, no URL.
+        let stage1 = b"racklet-stage1".as_slice();
+        let again = full_reply(
+            &from(UNIT3, MessageType::Discover, stage1),
+            &p,
+            &pool,
+            &mut leases,
+            2,
+        )
+        .unwrap();
+        assert_eq!(again.message.yiaddr(), ip);
+        assert_eq!(again.message.opts().get(OptionCode::BootfileName), None);
+
+        // Another node asking for that address: NAK, saying why.
+        const UNIT4: [u8; 6] = [0x02, 0x72, 0x6b, 0, 0, 4];
+        let nak = full_reply(&request(UNIT4, ip, stage1), &p, &pool, &mut leases, 3).unwrap();
+        assert_eq!(
+            (nak.kind, nak.message.yiaddr()),
+            (MessageType::Nak, Ipv4Addr::UNSPECIFIED)
+        );
+        assert_eq!(
+            nak.message.opts().get(OptionCode::Message),
+            Some(&DhcpOption::Message(format!("{ip}: held by another node")))
+        );
+        // The pool's other address goes to it; then the pool is empty.
+        let other = full_reply(
+            &from(UNIT4, MessageType::Discover, stage1),
+            &p,
+            &pool,
+            &mut leases,
+            3,
+        )
+        .unwrap();
+        assert_ne!(other.message.yiaddr(), ip);
+        const UNIT5: [u8; 6] = [0x02, 0x72, 0x6b, 0, 0, 5];
+        assert_eq!(
+            full_reply(
+                &from(UNIT5, MessageType::Discover, stage1),
+                &p,
+                &pool,
+                &mut leases,
+                3
+            )
+            .unwrap_err(),
+            Silence::PoolExhausted(MacAddr(UNIT5))
+        );
+
+        // Silence: strangers, PXE, a REQUEST for another server.
+        let stranger = [0x02, 0, 0, 0, 0, 0x99];
+        assert_eq!(
+            full_reply(
+                &from(stranger, MessageType::Discover, stage1),
+                &p,
+                &pool,
+                &mut leases,
+                4
+            )
+            .unwrap_err(),
+            Silence::UnknownMac(MacAddr(stranger))
+        );
+        let pxe = b"PXEClient:Arch:00007:UNDI:003016".as_slice();
+        assert_eq!(
+            full_reply(
+                &from(UNIT3, MessageType::Discover, pxe),
+                &p,
+                &pool,
+                &mut leases,
+                4
+            )
+            .unwrap_err(),
+            Silence::PxeNeedsTftp
+        );
+        let mut elsewhere = request(UNIT3, ip, stage1);
+        elsewhere
+            .opts_mut()
+            .insert(DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 42, 0, 9)));
+        assert_eq!(
+            full_reply(&elsewhere, &p, &pool, &mut leases, 4).unwrap_err(),
+            Silence::RequestForAnotherServer
+        );
+        let g = leases.generation();
+
+        // RELEASE gives the address back.
+        let mut release = from(UNIT3, MessageType::Release, stage1);
+        release.set_ciaddr(ip);
+        assert_eq!(
+            full_reply(&release, &p, &pool, &mut leases, 5).unwrap_err(),
+            Silence::Released(MacAddr(UNIT3))
+        );
+        assert!(leases.generation() > g);
+        assert_eq!(leases.get(&MacAddr(UNIT3)), None);
     }
 }

@@ -7,10 +7,17 @@
 //! module is the thin socket shell: UDP port 67 (and 4011) bound to one
 //! interface, a reply to the broadcast address (the client has no address
 //! yet), and a metric for every packet, answered or not.
+//!
+//! In opt-in full-DHCP mode (`proxy_dhcp.full_dhcp`, a rack on a switch of
+//! its own) port 67 also hands the rack's nodes their addresses; the lease
+//! table ([`LeaseStore`]) is written atomically to the state directory
+//! before any ACK that promises an address goes out.
 
 pub use bootd_dhcp_policy as policy;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::net::UdpSocket;
@@ -18,7 +25,82 @@ use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::metrics::{DhcpLabels, Metrics};
+use policy::lease::{Leases, Pool};
 use policy::{Policy, Port, RateLimiter, Silence};
+
+/// The lease table of full-DHCP mode and the file it lives in.
+#[derive(Debug, Clone)]
+pub struct LeaseStore {
+    path: PathBuf,
+    leases: Arc<Mutex<Leases>>,
+}
+
+impl LeaseStore {
+    /// The file under a state directory.
+    pub const FILE: &'static str = "dhcp-leases.json";
+
+    /// Loads `state_dir/dhcp-leases.json` (none yet: no leases). A file
+    /// that does not parse is an error naming it: starting with an empty
+    /// table could hand a node's address to another.
+    pub fn open(state_dir: &Path) -> Result<LeaseStore> {
+        let path = state_dir.join(Self::FILE);
+        let leases = match std::fs::read(&path) {
+            Ok(bytes) => Leases::from_json(&bytes).map_err(|why| {
+                Error::Dhcp(format!(
+                    "the lease table {}: {why} (move it away to start with no leases)",
+                    path.display()
+                ))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Leases::default(),
+            Err(e) => {
+                return Err(Error::Dhcp(format!(
+                    "reading the lease table {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        Ok(LeaseStore {
+            path,
+            leases: Arc::new(Mutex::new(leases)),
+        })
+    }
+
+    /// Decides in full-DHCP mode; persists the table when it changed. A
+    /// change that cannot be written is undone and gets no reply.
+    fn decide(
+        &self,
+        bytes: &[u8],
+        policy: &Policy,
+        pool: &Pool,
+        limiter: &mut RateLimiter,
+    ) -> std::result::Result<policy::Reply, Silence> {
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let before = leases.clone();
+        let r = policy::decide_full_bytes(
+            bytes,
+            policy,
+            pool,
+            &mut leases,
+            limiter,
+            Instant::now(),
+            unix_now,
+        );
+        if leases.generation() != before.generation() {
+            let json = leases.to_json();
+            if let Err(e) = crate::fsio::write_atomic(&self.path, &json, crate::fsio::Mode::Public)
+            {
+                *leases = before;
+                tracing::error!(error = %e, "the lease table could not be written: no reply");
+                return Err(Silence::Malformed(format!("lease table not written: {e}")));
+            }
+        }
+        r
+    }
+}
 
 /// The DHCP server port.
 pub const DHCP_PORT: u16 = 67;
@@ -59,19 +141,24 @@ fn destination(msg: &dhcproto::v4::Message, port: Port, from: SocketAddr) -> Soc
     if !msg.giaddr().is_unspecified() {
         return SocketAddr::V4(SocketAddrV4::new(msg.giaddr(), DHCP_PORT));
     }
-    if !msg.ciaddr().is_unspecified() {
+    // A NAK goes to everyone (RFC 2131 4.1): the client's address is the
+    // one being refused.
+    let nak = msg.opts().msg_type() == Some(dhcproto::v4::MessageType::Nak);
+    if !msg.ciaddr().is_unspecified() && !nak {
         return SocketAddr::V4(SocketAddrV4::new(msg.ciaddr(), CLIENT_PORT));
     }
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT))
 }
 
 /// Serves one socket until `shutdown` flips. `policy` is asked for the
-/// current policy on every packet, so a reloaded config or rack applies at
-/// once; `None` means proxyDHCP was switched off.
+/// current policy (and full-DHCP pool, if that mode is on) on every
+/// packet, so a reloaded config or rack applies at once; `None` means
+/// proxyDHCP was switched off. Full-DHCP mode answers on port 67 only.
 pub async fn serve(
     socket: UdpSocket,
     port: Port,
-    policy: impl Fn() -> Option<Policy>,
+    policy: impl Fn() -> Option<(Policy, Option<Pool>)>,
+    leases: LeaseStore,
     metrics: &Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
@@ -88,8 +175,14 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return Ok(()),
         };
-        let Some(pol) = policy() else { continue };
-        match policy::decide_bytes(&buf[..n], port, &pol, &mut limiter, Instant::now()) {
+        let Some((pol, pool)) = policy() else {
+            continue;
+        };
+        let decision = match pool {
+            Some(pool) if port == Port::Dhcp => leases.decide(&buf[..n], &pol, &pool, &mut limiter),
+            _ => policy::decide_bytes(&buf[..n], port, &pol, &mut limiter, Instant::now()),
+        };
+        match decision {
             Ok(reply) => {
                 let bytes = reply.to_bytes();
                 let to = destination(&reply.message, port, from);
@@ -98,14 +191,15 @@ pub async fn serve(
                         metrics
                             .dhcp_packets
                             .get_or_create(&DhcpLabels {
-                                result: if reply.kind == dhcproto::v4::MessageType::Ack {
-                                    "ack"
-                                } else {
-                                    "offer"
+                                result: match reply.kind {
+                                    dhcproto::v4::MessageType::Ack => "ack",
+                                    dhcproto::v4::MessageType::Nak => "nak",
+                                    _ => "offer",
                                 },
                             })
                             .inc();
-                        tracing::info!(node = %reply.node, mac = %reply.mac, kind = ?reply.kind, %to, "proxyDHCP answered a boot client");
+                        let address = reply.message.yiaddr();
+                        tracing::info!(node = %reply.node, mac = %reply.mac, kind = ?reply.kind, %address, %to, "DHCP answered a node");
                     }
                     Err(e) => {
                         metrics
