@@ -142,25 +142,26 @@ fn exchange(net: &Net, packets: &[Vec<u8>], seconds: f64) -> Vec<Message> {
 
 const UNIT2: [u8; 6] = [0x02, 0x72, 0x6b, 0, 0, 2];
 
-#[tokio::test(flavor = "multi_thread")]
-async fn only_this_racks_uefi_http_clients_get_an_answer_over_real_sockets() {
-    if !is_root() || missing("ip") || missing("python3") || missing("curl") {
-        return;
-    }
-    let net = Net::new('p');
+/// A repository and a config with proxyDHCP on the server's end of `net`,
+/// plus `more` lines of the `proxy_dhcp` section. Inside its own namespace
+/// bootd can have a fixed HTTPS port.
+fn fixture(net: &Net, more: &str) -> Fixture {
     let f = Fixture::new();
     f.release("1.0.0", &[("os.img", b"dhcp test", "os")]);
-    // Inside its own namespace bootd can have a fixed port.
     let text = std::fs::read_to_string(&f.config_path)
         .unwrap()
         .replace("127.0.0.1:0", "127.0.0.1:8443")
         + &format!(
-            "proxy_dhcp:\n  interface: {}\n  server_ip: {SERVER_IP}\n  boot_urls:\n    x86_64: {URL}\n",
+            "proxy_dhcp:\n  interface: {}\n  server_ip: {SERVER_IP}\n  boot_urls:\n    x86_64: {URL}\n{more}",
             net.server_if()
         );
     std::fs::write(&f.config_path, text).unwrap();
+    f
+}
+
+fn start_bootd(net: &Net, f: &Fixture) -> Bootd {
     let exe = assert_cmd::cargo::cargo_bin("bootd");
-    let _bootd = Bootd(
+    Bootd(
         Command::new("ip")
             .args(["netns", "exec", &net.server])
             .arg(&exe)
@@ -170,7 +171,28 @@ async fn only_this_racks_uefi_http_clients_get_an_answer_over_real_sockets() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-    );
+    )
+}
+
+/// bootd's `/metrics`, from inside the server's namespace.
+fn metrics(net: &Net, f: &Fixture) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &net.server, "curl", "-sS", "--cacert"])
+        .arg(&f.pki.ca_cert)
+        .arg("https://127.0.0.1:8443/metrics")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_this_racks_uefi_http_clients_get_an_answer_over_real_sockets() {
+    if !is_root() || missing("ip") || missing("python3") || missing("curl") {
+        return;
+    }
+    let net = Net::new('p');
+    let f = fixture(&net, "");
+    let _bootd = start_bootd(&net, &f);
     // Until bootd is up, nothing answers: retry a known client for a while.
     let mut offers = Vec::new();
     for _ in 0..40 {
@@ -238,13 +260,7 @@ async fn only_this_racks_uefi_http_clients_get_an_answer_over_real_sockets() {
     );
 
     // Every packet was counted, answered or not, by reason.
-    let out = Command::new("ip")
-        .args(["netns", "exec", &net.server, "curl", "-sS", "--cacert"])
-        .arg(&f.pki.ca_cert)
-        .arg("https://127.0.0.1:8443/metrics")
-        .output()
-        .unwrap();
-    let metrics = String::from_utf8_lossy(&out.stdout);
+    let metrics = metrics(&net, &f);
     for label in [
         "offer",
         "unknown_mac",
@@ -332,39 +348,17 @@ fn udhcpc(net: &Net, mac: &str, tries: u32) -> Option<Bound> {
     })
 }
 
-fn start_bootd(net: &Net, f: &Fixture) -> Bootd {
-    let exe = assert_cmd::cargo::cargo_bin("bootd");
-    Bootd(
-        Command::new("ip")
-            .args(["netns", "exec", &net.server])
-            .arg(&exe)
-            .arg("--config")
-            .arg(&f.config_path)
-            .arg("serve")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn full_dhcp_leases_addresses_to_rack_nodes_only_and_keeps_them() {
     if !is_root() || missing("ip") || missing("busybox") || missing("curl") {
         return;
     }
     let net = Net::new('f');
-    let f = Fixture::new();
-    f.release("1.0.0", &[("os.img", b"full dhcp test", "os")]);
-    let text = std::fs::read_to_string(&f.config_path)
-        .unwrap()
-        .replace("127.0.0.1:0", "127.0.0.1:8443")
-        + &format!(
-            "proxy_dhcp:\n  interface: {}\n  server_ip: {SERVER_IP}\n  boot_urls:\n    x86_64: {URL}\n  \
-             full_dhcp:\n    first: 10.199.0.100\n    last: 10.199.0.101\n    prefix_len: 24\n    \
-             router: 10.199.0.1\n    lease_s: 120\n",
-            net.server_if()
-        );
-    std::fs::write(&f.config_path, text).unwrap();
+    let f = fixture(
+        &net,
+        "  full_dhcp:\n    first: 10.199.0.100\n    last: 10.199.0.101\n    prefix_len: 24\n    \
+         router: 10.199.0.1\n    lease_s: 120\n",
+    );
     let leases_file = f.state.join("dhcp-leases.json");
     let mut bootd = start_bootd(&net, &f);
 
@@ -397,13 +391,7 @@ async fn full_dhcp_leases_addresses_to_rack_nodes_only_and_keeps_them() {
     assert_eq!(udhcpc(&net, "02:72:6b:00:00:04", 2), None);
 
     // Counted by outcome.
-    let out = Command::new("ip")
-        .args(["netns", "exec", &net.server, "curl", "-sS", "--cacert"])
-        .arg(&f.pki.ca_cert)
-        .arg("https://127.0.0.1:8443/metrics")
-        .output()
-        .unwrap();
-    let metrics = String::from_utf8_lossy(&out.stdout);
+    let metrics = metrics(&net, &f);
     for label in ["offer", "ack", "unknown_mac", "pool_exhausted"] {
         assert!(
             metrics

@@ -219,18 +219,23 @@ pub fn decide_bytes(
     limiter: &mut RateLimiter,
     now: Instant,
 ) -> Result<Reply, Silence> {
+    let msg = checked_decode(bytes)?;
+    let reply = reply(&msg, port, policy)?;
+    if !limiter.allow(reply.mac, now, policy.burst, policy.refill) {
+        return Err(Silence::RateLimited(reply.mac));
+    }
+    Ok(reply)
+}
+
+/// A datagram's size and options checked, then decoded.
+fn checked_decode(bytes: &[u8]) -> Result<Message, Silence> {
     // A DHCP message is at least the 236-byte BOOTP header and the 4-byte
     // magic cookie; Ethernet's MTU bounds it from above.
     if bytes.len() < 240 || bytes.len() > 1500 {
         return Err(Silence::Malformed(format!("{} bytes", bytes.len())));
     }
     check_options_terminated(bytes)?;
-    let msg = decode(bytes)?;
-    let reply = reply(&msg, port, policy)?;
-    if !limiter.allow(reply.mac, now, policy.burst, policy.refill) {
-        return Err(Silence::RateLimited(reply.mac));
-    }
-    Ok(reply)
+    decode(bytes)
 }
 
 /// dhcproto under guard ([`wire::decode`]).
@@ -389,11 +394,7 @@ pub fn decide_full_bytes(
     now: Instant,
     unix_now: u64,
 ) -> Result<Reply, Silence> {
-    if bytes.len() < 240 || bytes.len() > 1500 {
-        return Err(Silence::Malformed(format!("{} bytes", bytes.len())));
-    }
-    check_options_terminated(bytes)?;
-    let msg = decode(bytes)?;
+    let msg = checked_decode(bytes)?;
     let mac = ethernet_request(&msg)?;
     if policy.nodes.contains_key(&mac) && !limiter.allow(mac, now, policy.burst, policy.refill) {
         return Err(Silence::RateLimited(mac));
@@ -850,16 +851,18 @@ mod tests {
         let (p, pool) = (policy(), pool());
         let mut leases = lease::Leases::default();
         let http = b"HTTPClient:Arch:00016:UNDI:003001".as_slice();
+        let discover = |mac, class, leases: &mut lease::Leases, t| {
+            full_reply(
+                &from(mac, MessageType::Discover, class),
+                &p,
+                &pool,
+                leases,
+                t,
+            )
+        };
 
         // The firmware: an address and its URL.
-        let offer = full_reply(
-            &from(UNIT3, MessageType::Discover, http),
-            &p,
-            &pool,
-            &mut leases,
-            0,
-        )
-        .unwrap();
+        let offer = discover(UNIT3, http, &mut leases, 0).unwrap();
         assert_eq!(offer.kind, MessageType::Offer);
         let ip = offer.message.yiaddr();
         assert!(pool.contains(ip), "{ip}");
@@ -889,14 +892,7 @@ mod tests {
 
         // stage1's own client (another vendor class): the same address, no URL.
         let stage1 = b"racklet-stage1".as_slice();
-        let again = full_reply(
-            &from(UNIT3, MessageType::Discover, stage1),
-            &p,
-            &pool,
-            &mut leases,
-            2,
-        )
-        .unwrap();
+        let again = discover(UNIT3, stage1, &mut leases, 2).unwrap();
         assert_eq!(again.message.yiaddr(), ip);
         assert_eq!(again.message.opts().get(OptionCode::BootfileName), None);
 
@@ -912,51 +908,23 @@ mod tests {
             Some(&DhcpOption::Message(format!("{ip}: held by another node")))
         );
         // The pool's other address goes to it; then the pool is empty.
-        let other = full_reply(
-            &from(UNIT4, MessageType::Discover, stage1),
-            &p,
-            &pool,
-            &mut leases,
-            3,
-        )
-        .unwrap();
+        let other = discover(UNIT4, stage1, &mut leases, 3).unwrap();
         assert_ne!(other.message.yiaddr(), ip);
         const UNIT5: [u8; 6] = [0x02, 0x72, 0x6b, 0, 0, 5];
         assert_eq!(
-            full_reply(
-                &from(UNIT5, MessageType::Discover, stage1),
-                &p,
-                &pool,
-                &mut leases,
-                3
-            )
-            .unwrap_err(),
+            discover(UNIT5, stage1, &mut leases, 3).unwrap_err(),
             Silence::PoolExhausted(MacAddr(UNIT5))
         );
 
         // Silence: strangers, PXE, a REQUEST for another server.
         let stranger = [0x02, 0, 0, 0, 0, 0x99];
         assert_eq!(
-            full_reply(
-                &from(stranger, MessageType::Discover, stage1),
-                &p,
-                &pool,
-                &mut leases,
-                4
-            )
-            .unwrap_err(),
+            discover(stranger, stage1, &mut leases, 4).unwrap_err(),
             Silence::UnknownMac(MacAddr(stranger))
         );
         let pxe = b"PXEClient:Arch:00007:UNDI:003016".as_slice();
         assert_eq!(
-            full_reply(
-                &from(UNIT3, MessageType::Discover, pxe),
-                &p,
-                &pool,
-                &mut leases,
-                4
-            )
-            .unwrap_err(),
+            discover(UNIT3, pxe, &mut leases, 4).unwrap_err(),
             Silence::PxeNeedsTftp
         );
         let mut elsewhere = request(UNIT3, ip, stage1);
