@@ -1,10 +1,10 @@
 //! Atomic file writes: write a temporary file beside the target, fsync it,
 //! rename it over the target, fsync the directory. A crash at any point leaves
-//! either the old file or the new one, never a torn one.
+//! either the old file or the new one, never a torn one. The writing itself
+//! is `imgsign::fsio`'s (one implementation for the whole chain); this module
+//! gives it bootd's modes and errors.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -18,52 +18,46 @@ pub enum Mode {
     Secret,
 }
 
-/// Atomically replaces `path` with `bytes`.
+/// Atomically replaces `path` with `bytes` (creating its directory).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: Mode) -> Result<()> {
-    let err = |source| Error::WriteFile {
-        path: path.to_owned(),
-        source,
-    };
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(err)?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{file_name}.tmp-{}-{}",
-        std::process::id(),
-        unique()
-    ));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(match mode {
-                Mode::Public => 0o644,
-                Mode::Secret => 0o600,
-            })
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ignored = fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+    fs::create_dir_all(dir).map_err(|source| Error::WriteFile {
+        path: dir.to_owned(),
+        source,
+    })?;
+    imgsign::fsio::write_atomic(path, bytes, mode.bits()).map_err(|e| from_imgsign(path, e))
 }
 
-/// Like [`write_atomic`], but refuses to replace an existing file.
+/// Like [`write_atomic`], but never replaces an existing file, even one
+/// that appears meanwhile (a key is never overwritten).
 pub fn write_new(path: &Path, bytes: &[u8], mode: Mode) -> Result<()> {
-    if path.exists() {
-        return Err(Error::AlreadyExists {
-            path: path.to_owned(),
-        });
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|source| Error::WriteFile {
+        path: dir.to_owned(),
+        source,
+    })?;
+    imgsign::fsio::write_new(path, bytes, mode.bits()).map_err(|e| from_imgsign(path, e))
+}
+
+impl Mode {
+    fn bits(self) -> u32 {
+        match self {
+            Mode::Public => 0o644,
+            Mode::Secret => 0o600,
+        }
     }
-    write_atomic(path, bytes, mode)
+}
+
+/// imgsign's write errors as bootd's, naming the same file.
+fn from_imgsign(path: &Path, e: imgsign::Error) -> Error {
+    match e {
+        imgsign::Error::AlreadyExists { path } => Error::AlreadyExists { path },
+        imgsign::Error::Write { path, source } => Error::WriteFile { path, source },
+        other => Error::WriteFile {
+            path: path.to_owned(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    }
 }
 
 /// Reads a whole file, naming it on error.
@@ -80,12 +74,6 @@ pub fn read_to_string(path: &Path) -> Result<String> {
         path: path.to_owned(),
         source,
     })
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
 }
 
 #[cfg(test)]
