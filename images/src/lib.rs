@@ -10,6 +10,7 @@
 //! images with [`uki::parse`] and [`check_payload`].
 #![forbid(unsafe_code)]
 
+pub mod console;
 pub mod initramfs;
 pub mod recipe;
 pub mod uki;

@@ -2,13 +2,12 @@
 //! Debian kernel: the stub hands over our initramfs and command line, and our
 //! `/init` runs. (The end-to-end test goes further, with stage1 as `/init`.)
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use racklet_hardware::Arch;
-use racklet_images::{initramfs::Initramfs, uki, SYSTEMD_STUB_X64};
+use racklet_images::{console::Console, initramfs::Initramfs, uki, SYSTEMD_STUB_X64};
 
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
@@ -74,67 +73,34 @@ fn a_uki_built_on_the_systemd_stub_boots_under_ovmf() {
     std::fs::write(&uki_path, &image).unwrap();
     let vars = d.path().join("vars.fd");
     std::fs::copy(OVMF_VARS, &vars).unwrap();
-    let mut qemu = Command::new("qemu-system-x86_64")
-        .args([
-            "-machine",
-            "q35",
-            "-m",
-            "256",
-            "-nographic",
-            "-no-reboot",
-            "-net",
-            "none",
-        ])
-        .arg("-drive")
-        .arg(format!(
-            "if=pflash,format=raw,unit=0,file={OVMF_CODE},readonly=on"
-        ))
-        .arg("-drive")
-        .arg(format!(
-            "if=pflash,format=raw,unit=1,file={}",
-            vars.display()
-        ))
-        .arg("-kernel")
-        .arg(&uki_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = qemu.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.args([
+        "-machine",
+        "q35",
+        "-m",
+        "256",
+        "-nographic",
+        "-no-reboot",
+        "-net",
+        "none",
+    ])
+    .arg("-drive")
+    .arg(format!(
+        "if=pflash,format=raw,unit=0,file={OVMF_CODE},readonly=on"
+    ))
+    .arg("-drive")
+    .arg(format!(
+        "if=pflash,format=raw,unit=1,file={}",
+        vars.display()
+    ))
+    .arg("-kernel")
+    .arg(&uki_path);
+    let mut console = Console::spawn(&mut qemu, None).unwrap();
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut seen = Vec::new();
-    let mut ok = None;
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(line) => {
-                if line.contains("racklet-uki-ok") {
-                    ok = Some(line.clone());
-                }
-                seen.push(line);
-                if ok.is_some() {
-                    break;
-                }
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if qemu.try_wait().unwrap().is_some() {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    let _ = qemu.kill();
-    let _ = qemu.wait();
+    console.read_until(deadline, &mut seen, |l| l.contains("racklet-uki-ok"));
+    console.kill();
+    let ok = seen.iter().find(|l| l.contains("racklet-uki-ok")).cloned();
     let tail: Vec<&String> = seen.iter().rev().take(15).collect();
     let line = ok.unwrap_or_else(|| panic!("our /init never ran; last console lines: {tail:#?}"));
     assert!(line.contains("racklet.test=yes"), "{line}");

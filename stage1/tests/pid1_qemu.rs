@@ -9,11 +9,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use racklet_images::console::Console;
 use racklet_images::initramfs::Initramfs;
 
 fn tool(name: &str) -> bool {
@@ -70,52 +70,25 @@ fn stage1_as_pid_1_mounts_reports_retries_and_never_exits() {
     }
     let initrd = d.path().join("initrd.cpio");
     std::fs::write(&initrd, rd.to_bytes(0).unwrap()).unwrap();
-    let mut qemu = Command::new("qemu-system-x86_64")
-        .args(["-m", "256", "-nographic", "-no-reboot", "-net", "none"])
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.args(["-m", "256", "-nographic", "-no-reboot", "-net", "none"])
         .arg("-kernel")
         .arg(&kernel)
         .arg("-initrd")
         .arg(&initrd)
-        .args(["-append", "console=ttyS0 panic=-1 quiet"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = qemu.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+        .args(["-append", "console=ttyS0 panic=-1 quiet"]);
+    let mut console = Console::spawn(&mut qemu, None).unwrap();
     let deadline = Instant::now() + Duration::from_secs(240);
     let mut seen: Vec<String> = Vec::new();
     // Each failed attempt is logged; after 3 retries stage1 asks the BMC for
     // a new attempt and starts over: 6 failures span more than one round.
     let mut failures = 0;
-    while Instant::now() < deadline && failures < 6 {
-        match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(line) => {
-                if line.contains("boot failed") {
-                    failures += 1;
-                }
-                seen.push(line);
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if qemu.try_wait().unwrap().is_some() {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    let alive = qemu.try_wait().unwrap().is_none();
-    let _ = qemu.kill();
-    let _ = qemu.wait();
+    console.read_until(deadline, &mut seen, |l| {
+        failures += usize::from(l.contains("boot failed"));
+        failures >= 6
+    });
+    let alive = !console.exited();
+    console.kill();
     let all = seen.join("\n");
     let tail: Vec<&String> = seen.iter().rev().take(20).collect();
     assert!(all.contains("stage1: mounted /proc"), "{tail:#?}");

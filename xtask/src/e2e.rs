@@ -55,13 +55,14 @@
 //! nodes in parallel); each node's progress is printed as it happens and its whole
 //! console kept in `target/e2e/<node>.console.log`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
+use racklet_images::console::{Console, Next};
 
 use crate::build_image::{self, BuildImageArgs};
 use crate::secureboot::{self, SigningKey};
@@ -109,31 +110,6 @@ const MODULES: &[&str] = &[
     // stage1 reads the SecureBoot variable through efivarfs.
     "fs/efivarfs/efivarfs.ko",
 ];
-
-/// A console line without terminal escapes (colours, cursor moves) or
-/// other control characters: stage1 as PID 1 logs to a terminal.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut it = s.chars().peekable();
-    while let Some(c) = it.next() {
-        if c == '\u{1b}' {
-            if it.peek() == Some(&'[') {
-                it.next();
-                // CSI: parameters and intermediates, then one final byte.
-                for d in it.by_ref() {
-                    if ('@'..='~').contains(&d) {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        if !c.is_control() {
-            out.push(c);
-        }
-    }
-    out
-}
 
 fn require_all() -> bool {
     std::env::var("RACKLET_REQUIRE_ALL").as_deref() == Ok("1")
@@ -335,8 +311,7 @@ struct Node {
     extra: Vec<String>,
     /// Secure Boot firmware (its keys are enrolled in `vars`).
     secure_boot: bool,
-    qemu: Option<Child>,
-    rx: Option<Receiver<String>>,
+    console: Option<Console>,
     started: Instant,
     seen: Vec<String>,
 }
@@ -398,53 +373,14 @@ impl Node {
                 "-device",
                 "virtserialport,bus=vs0.0,chardev=bmc,name=racklet.bmc",
             ])
-            .args(&self.extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
-        let (tx, rx) = mpsc::channel();
+            .args(&self.extra);
         let mut log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)?;
         writeln!(log, "===== {phase} =====")?;
-        let stdout = child.stdout.take().context("qemu stdout")?;
-        let stderr = child.stderr.take().context("qemu stderr")?;
-        let tx2 = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx2.send(format!("qemu: {line}")).is_err() {
-                    break;
-                }
-            }
-        });
-        std::thread::spawn(move || {
-            // Firmware output has no newline discipline: split on \n and \r.
-            let mut r = BufReader::new(stdout);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match r.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                let text = String::from_utf8_lossy(&buf);
-                for part in text.split(['\r', '\n']) {
-                    let clean = strip_ansi(part);
-                    if clean.trim().is_empty() {
-                        continue;
-                    }
-                    let _ = writeln!(log, "{clean}");
-                    if tx.send(clean).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        self.qemu = Some(child);
-        self.rx = Some(rx);
+        self.console =
+            Some(Console::spawn(&mut cmd, Some(log)).context("starting qemu-system-x86_64")?);
         self.started = Instant::now();
         self.seen.clear();
         Ok(())
@@ -468,7 +404,7 @@ impl Node {
         forbidden: &[&str],
         deadline: Instant,
     ) -> Result<String> {
-        let rx = self.rx.as_ref().context("the node is not running")?;
+        let console = self.console.as_ref().context("the node is not running")?;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -478,8 +414,8 @@ impl Node {
                     self.log.display()
                 );
             }
-            match rx.recv_timeout(left.min(Duration::from_secs(1))) {
-                Ok(line) => {
+            match console.next_line(left.min(Duration::from_secs(1))) {
+                Next::Line(line) => {
                     self.seen.push(line.clone());
                     if let Some(f) = forbidden.iter().find(|f| line.contains(**f)) {
                         bail!("{}: `{f}` on the console: {line}", self.name);
@@ -489,8 +425,8 @@ impl Node {
                         return Ok(line);
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => bail!(
+                Next::Quiet => {}
+                Next::Closed => bail!(
                     "{}: the VM stopped before: {what} (console: {})",
                     self.name,
                     self.log.display()
@@ -502,17 +438,13 @@ impl Node {
     /// Waits for QEMU to exit (the OS powered off).
     fn expect_power_off(&mut self, deadline: Instant) -> Result<()> {
         while Instant::now() < deadline {
-            if let Some(q) = self.qemu.as_mut() {
-                if let Some(st) = q.try_wait()? {
-                    self.qemu = None;
-                    self.say(&format!("ok: powered off ({st})"));
-                    return Ok(());
-                }
+            let console = self.console.as_mut().context("the node is not running")?;
+            while let Next::Line(l) = console.next_line(Duration::ZERO) {
+                self.seen.push(l);
             }
-            if let Some(rx) = &self.rx {
-                while let Ok(l) = rx.try_recv() {
-                    self.seen.push(l);
-                }
+            if let Some(st) = console.try_wait()? {
+                self.say(&format!("ok: powered off ({st})"));
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -524,11 +456,8 @@ impl Node {
     }
 
     fn stop(&mut self) {
-        if let Some(mut q) = self.qemu.take() {
-            let _ = q.kill();
-            let _ = q.wait();
-        }
-        self.rx = None;
+        // Dropping the console stops the VM.
+        self.console = None;
     }
 }
 
@@ -1080,8 +1009,7 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
             log: work.join(format!("{}.console.log", n.name)),
             extra: extra.clone(),
             secure_boot: secure_boot.is_some(),
-            qemu: None,
-            rx: None,
+            console: None,
             started: Instant::now(),
             seen: Vec::new(),
         });
