@@ -30,7 +30,10 @@
 //!    the other: each firmware downloads it and refuses it (Secure Boot), and
 //!    no line of stage1 appears;
 //! 5. the rogue is gone and bootd answers again: the same nodes boot;
-//! 6. v4 is published but bootd serves it tampered: every node refuses it
+//! 6. the LAN's DHCP server goes away and bootd runs in full-DHCP mode (a
+//!    rack on a switch of its own): the firmware, stage1 and the OS each
+//!    get an address from bootd's pool, and bootd's lease table holds them;
+//! 7. v4 is published but bootd serves it tampered: every node refuses it
 //!    (signed hash), hands nothing off, and its active slot is untouched.
 //!
 //! Both images are signed for Secure Boot with the run's `db` key (`cargo
@@ -887,7 +890,15 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
     } else {
         format!("http://{SERVER}:8080/net_install/stage1-x86_64.efi")
     };
-    let bootd_config = |proxy: bool| {
+    // What bootd does with DHCP: nothing, proxyDHCP, or also hand out
+    // addresses (full-DHCP mode, a rack on a switch of its own).
+    #[derive(PartialEq)]
+    enum Dhcp {
+        Off,
+        Proxy,
+        Full,
+    }
+    let bootd_config = |dhcp: Dhcp| {
         format!(
             "rack_file: {rack}\nstate_dir: state\nlisten:\n  https: [\"{SERVER}:8443\"]\n  \
              plain_http: [\"{SERVER}:8080\"]\ntls:\n  ca_cert: pki/ca.pem\n  ca_key: pki/ca.key\n  \
@@ -896,20 +907,29 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
              first_stage:\n  path: net_install\n  files:\n    stage1-x86_64.efi: stage1-x86_64-1.0.0.uki\n\
              {proxy}",
             rack = rack_yaml.display(),
-            proxy = if proxy {
-                format!(
+            proxy = match dhcp {
+                Dhcp::Off => String::new(),
+                Dhcp::Proxy | Dhcp::Full => format!(
                     "proxy_dhcp:\n  interface: br0\n  server_ip: {SERVER}\n  boot_urls:\n    \
-                     x86_64: {first_stage_url}\n"
-                )
-            } else {
-                String::new()
+                     x86_64: {first_stage_url}\n{}",
+                    if dhcp == Dhcp::Full {
+                        "  full_dhcp:\n    first: 10.197.0.150\n    last: 10.197.0.159\n    \
+                         prefix_len: 24\n    router: 10.197.0.1\n    lease_s: 600\n"
+                    } else {
+                        ""
+                    }
+                ),
             }
         )
     };
-    std::fs::write(&bootd_yaml, bootd_config(true))?;
+    std::fs::write(&bootd_yaml, bootd_config(Dhcp::Proxy))?;
     // Phase 4's bootd: the same, without its proxyDHCP (a rogue wins).
     let bootd_no_proxy = work.join("bootd-no-proxy.yaml");
-    std::fs::write(&bootd_no_proxy, bootd_config(false))?;
+    std::fs::write(&bootd_no_proxy, bootd_config(Dhcp::Off))?;
+    // Phases 6 and 7: the LAN's DHCP server is gone; bootd hands out the
+    // addresses too.
+    let bootd_full = work.join("bootd-full-dhcp.yaml");
+    std::fs::write(&bootd_full, bootd_config(Dhcp::Full))?;
     sh(Command::new(bin("bootd"))
         .arg("--config")
         .arg(&bootd_yaml)
@@ -1318,7 +1338,65 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
         )?;
     }
 
-    // Phase 6: v4 is published, but bootd's copy is tampered with (a
+    // Phase 6: the rack on a switch of its own. The LAN's DHCP server is
+    // gone and bootd runs in full-DHCP mode: the firmware, stage1 and the
+    // OS each get their address from bootd's pool, and the nodes boot.
+    lab.stop("dnsmasq")?;
+    lab.stop("bootd")?;
+    let restarted = start_bootd(
+        &mut lab,
+        &bin("bootd"),
+        &bootd_full,
+        &ca,
+        "bootd-full-dhcp.log",
+    )?;
+    ts = ts.max(restarted);
+    new_boots(&lab, &nodes)?;
+    {
+        let mut set: Vec<(&mut Node, Vec<StepSpec>)> = nodes
+            .iter_mut()
+            .map(|n| {
+                let mut steps = vec![step(
+                    "firmware: an address from bootd's pool",
+                    "Station IP address is 10.197.0.15",
+                    &[],
+                )];
+                steps.extend(first_stage[1..].iter().copied());
+                steps.extend([
+                    step(
+                        "stage1: a lease from bootd",
+                        "DHCP lease configured",
+                        &["address=10.197.0.15", "server=10.197.0.1"],
+                    ),
+                    step("BMC facts", "BMC facts", &[]),
+                    step("kexec into the OS", "kexec: handing off", &[]),
+                    step(
+                        "the OS: a lease from bootd",
+                        "DHCP lease configured",
+                        &["address=10.197.0.15", "server=10.197.0.1"],
+                    ),
+                    step("the OS confirmed the boot", "confirmed slot", &[]),
+                ]);
+                (n, steps)
+            })
+            .collect();
+        run_phase(
+            &lab,
+            &mut set,
+            "6: no LAN DHCP server: bootd's full-DHCP mode gives the addresses",
+            timeout,
+            true,
+        )?;
+    }
+    let leases = std::fs::read_to_string(work.join("state/dhcp-leases.json"))?;
+    for n in &nodes {
+        if !leases.contains(&n.mac.to_lowercase()) {
+            bail!("bootd's lease table has no lease for {}:\n{leases}", n.name);
+        }
+    }
+    eprintln!("  bootd's lease table holds both nodes");
+
+    // Phase 7: v4 is published, but bootd's copy is tampered with (a
     // compromised server): the download fails its signed hash, nothing is
     // handed off, and the slot each node's BMC boots is untouched on disk.
     let slots_show = |n: &Node| {
@@ -1353,7 +1431,7 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
         run_phase(
             &lab,
             &mut set,
-            "6: a tampered v4 is refused",
+            "7: a tampered v4 is refused",
             timeout,
             false,
         )?;
