@@ -188,8 +188,10 @@ impl Leases {
         if self.held_by_other(ip, &mac, now) {
             return Err(Refusal::InUse);
         }
-        // Anything else `mac` held is given up: one address per node.
+        // Anything else `mac` held is given up: one address per node. A
+        // lapsed lease of another node on this address ends here.
         self.offered.remove(&mac);
+        self.bound.retain(|m, l| *m == mac || l.ip != ip);
         let lease = Lease {
             ip,
             expires: now + u64::from(pool.lease_s),
@@ -344,8 +346,15 @@ mod tests {
         l.bind(mac(3), b, &p, SERVER, 10_000).unwrap();
         let c = l.choose(mac(4), &p, SERVER, 10_000).unwrap();
         l.bind(mac(4), c, &p, SERVER, 10_000).unwrap();
-        // Now only the expired one is left.
+        // Now only the expired one is left. Taking it ends mac(2)'s lease,
+        // and the table still reads back (one node per address).
         assert_eq!(l.choose(mac(5), &p, SERVER, 10_000), Some(a));
+        l.bind(mac(5), a, &p, SERVER, 10_000).unwrap();
+        assert_eq!(l.get(&mac(2)), None);
+        assert_eq!(
+            Leases::from_json(&l.to_json()).unwrap().get(&mac(5)),
+            l.get(&mac(5))
+        );
     }
 
     #[test]
@@ -403,5 +412,37 @@ mod tests {
         assert_eq!(p.netmask(), Ipv4Addr::UNSPECIFIED);
         p.prefix_len = 30;
         assert_eq!(p.netmask(), Ipv4Addr::new(255, 255, 255, 252));
+    }
+
+    proptest::proptest! {
+        /// Whatever nodes ask, in whatever order and at whatever times: no
+        /// address is bound to two nodes, none outside the pool or the
+        /// server's, and the table always reads back as it was.
+        #[test]
+        fn any_sequence_keeps_one_node_per_address(
+            ops in proptest::collection::vec((0u8..4, 0u8..5, 0u8..6, 0u64..2000), 1..60)
+        ) {
+            let mut p = pool();
+            p.first = Ipv4Addr::new(10, 0, 0, 1); // the pool holds the server's address
+            let mut l = Leases::default();
+            let mut now = 0;
+            for (op, m, host, dt) in ops {
+                now += dt;
+                let ip = Ipv4Addr::new(10, 0, 0, 98 + host);
+                match op {
+                    0 => { l.choose(mac(m), &p, SERVER, now); }
+                    1 => { let _ = l.bind(mac(m), ip, &p, SERVER, now); }
+                    2 => { l.release(mac(m), ip); }
+                    _ => { l.decline(mac(m), ip, &p, now); }
+                }
+                let mut seen = std::collections::BTreeSet::new();
+                for (_, lease) in l.iter() {
+                    proptest::prop_assert!(seen.insert(lease.ip), "{} bound twice", lease.ip);
+                    proptest::prop_assert!(p.contains(lease.ip) && lease.ip != SERVER);
+                }
+                let back = Leases::from_json(&l.to_json()).unwrap();
+                proptest::prop_assert_eq!(back.to_json(), l.to_json());
+            }
+        }
     }
 }
