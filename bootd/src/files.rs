@@ -4,12 +4,14 @@
 //! built, and files are opened with `O_NOFOLLOW`, so neither `..` (plain or
 //! encoded: `%` is not a name character) nor a symlink can lead out of the
 //! snapshot. The body streams from disk in fixed-size chunks: memory does
-//! not grow with file size.
+//! not grow with file size. Files up to 64 KiB (metadata, small targets)
+//! are kept in memory per snapshot after their first read ([`SmallFiles`]).
 //!
 //! Reads are synchronous on the worker thread, on purpose: see [`serve`].
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -135,15 +137,215 @@ fn etag_matches(list: &str, etag: &str) -> bool {
     })
 }
 
-/// Serves `dir/name` (name already checked to be flat) for GET or HEAD.
+/// Small files of one verified snapshot directory, kept in memory after
+/// their first read: a request for a cached file costs no open, fstat,
+/// read or close (together about 15% of bootd's CPU time per 1 KiB request
+/// in profiles).
+///
+/// Safe because a snapshot directory never changes once verified (a new
+/// publish is a new directory with a new cache), and what is cached is
+/// read from that directory exactly as it would be served. Bounded by
+/// [`CACHE_MAX_BYTES`] and [`CACHE_MAX_FILES`]; beyond those, files are
+/// served from disk.
+#[derive(Debug, Default)]
+pub struct SmallFiles {
+    files: std::sync::RwLock<std::collections::HashMap<String, Arc<Cached>>>,
+}
+
+/// At most this many bytes of file content per [`SmallFiles`].
+pub const CACHE_MAX_BYTES: usize = 32 << 20;
+/// At most this many files per [`SmallFiles`].
+pub const CACHE_MAX_FILES: usize = 4096;
+
+impl SmallFiles {
+    fn get(&self, name: &str) -> Option<Arc<Cached>> {
+        self.files.read().ok()?.get(name).cloned()
+    }
+
+    fn insert(&self, name: &str, file: &Arc<Cached>) {
+        let Ok(mut files) = self.files.write() else {
+            return;
+        };
+        let bytes: usize = files.values().map(|c| c.body.len()).sum();
+        if files.len() < CACHE_MAX_FILES && bytes + file.body.len() <= CACHE_MAX_BYTES {
+            files.entry(name.to_owned()).or_insert_with(|| file.clone());
+        }
+    }
+}
+
+/// What a response needs to know about a file.
+#[derive(Debug)]
+struct Validators {
+    len: u64,
+    mtime: i64,
+    etag: HeaderValue,
+    last_modified: HeaderValue,
+    content_type: &'static str,
+}
+
+impl Validators {
+    fn of(meta: &std::fs::Metadata, name: &str) -> Validators {
+        let len = meta.len();
+        let mtime = DateTime::from_timestamp(meta.mtime(), 0).unwrap_or_default();
+        let etag = format!(
+            "\"{:x}-{:x}-{:x}\"",
+            len,
+            meta.mtime() as u64 ^ ((meta.mtime_nsec() as u64) << 32),
+            meta.ino()
+        );
+        Validators {
+            len,
+            mtime: mtime.timestamp(),
+            // Hex digits and quotes; an IMF-fixdate: both always valid.
+            etag: HeaderValue::try_from(etag).unwrap_or(HeaderValue::from_static("\"\"")),
+            last_modified: HeaderValue::try_from(http_date(mtime))
+                .unwrap_or(HeaderValue::from_static("")),
+            content_type: content_type(name),
+        }
+    }
+}
+
+/// A small file's validators and content.
+#[derive(Debug)]
+struct Cached {
+    validators: Validators,
+    body: Bytes,
+}
+
+/// What to answer, from the validators and the request's conditional and
+/// Range headers.
+enum Answer {
+    NotModified,
+    Unsatisfiable,
+    Send {
+        status: StatusCode,
+        start: u64,
+        count: u64,
+    },
+}
+
+fn answer(v: &Validators, headers: &HeaderMap) -> Answer {
+    let etag = v.etag.to_str().unwrap_or_default();
+    // RFC 9110 13.2.2: If-None-Match first; If-Modified-Since only without it.
+    let not_modified = match headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(list) => etag_matches(list, etag),
+        None => headers
+            .get(header::IF_MODIFIED_SINCE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
+            .is_some_and(|since| v.mtime <= since.timestamp()),
+    };
+    if not_modified {
+        return Answer::NotModified;
+    }
+    let mut range = headers
+        .get(header::RANGE)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| parse_range(h, v.len))
+        .unwrap_or(Range::Full);
+    if let Some(if_range) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+        if if_range.trim() != etag {
+            range = Range::Full;
+        }
+    }
+    match range {
+        Range::Full => Answer::Send {
+            status: StatusCode::OK,
+            start: 0,
+            count: v.len,
+        },
+        Range::Part(s, e) => Answer::Send {
+            status: StatusCode::PARTIAL_CONTENT,
+            start: s,
+            count: e - s + 1,
+        },
+        Range::Unsatisfiable => Answer::Unsatisfiable,
+    }
+}
+
+/// The response for `v` and `headers`, its body from `body(start, count)`
+/// when there is one to send (an error there is a 500 saying what failed).
+fn respond(
+    v: &Validators,
+    method: &Method,
+    headers: &HeaderMap,
+    cache_control: &'static str,
+    body: impl FnOnce(u64, u64) -> Result<Body, &'static str>,
+) -> Response<Body> {
+    let mut resp = Response::builder()
+        .header(header::ETAG, v.etag.clone())
+        .header(header::LAST_MODIFIED, v.last_modified.clone())
+        .header(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"))
+        .header(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(cache_control),
+        );
+    let (status, start, count) = match answer(v, headers) {
+        Answer::NotModified => {
+            return resp
+                .status(StatusCode::NOT_MODIFIED)
+                .body(full(Bytes::new()))
+                .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response"));
+        }
+        Answer::Unsatisfiable => {
+            return resp
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{}", v.len))
+                .body(full(Bytes::new()))
+                .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response"));
+        }
+        Answer::Send {
+            status,
+            start,
+            count,
+        } => (status, start, count),
+    };
+    if status == StatusCode::PARTIAL_CONTENT {
+        resp = resp.header(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{}", start + count - 1, v.len),
+        );
+    }
+    resp = resp
+        .status(status)
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(v.content_type),
+        )
+        .header(header::CONTENT_LENGTH, count);
+    if method == Method::HEAD || count == 0 {
+        return resp
+            .body(full(Bytes::new()))
+            .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response"));
+    }
+    match body(start, count) {
+        Ok(b) => resp
+            .body(b)
+            .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response")),
+        Err(what) => text(StatusCode::INTERNAL_SERVER_ERROR, what),
+    }
+}
+
+/// Serves `root/sub/name` (name already checked to be flat) for GET or
+/// HEAD; `cache` holds that directory's small files.
 pub async fn serve(
-    dir: &Path,
+    root: &Path,
+    sub: &str,
+    cache: &SmallFiles,
     name: &str,
     method: &Method,
     headers: &HeaderMap,
     cache_control: &'static str,
 ) -> Response<Body> {
-    let path = dir.join(name);
+    if let Some(c) = cache.get(name) {
+        return respond(&c.validators, method, headers, cache_control, |s, n| {
+            Ok(full(c.body.slice(s as usize..(s + n) as usize)))
+        });
+    }
+    let path = root.join(sub).join(name);
     // Synchronous open/fstat/read: the files are bootd's own verified
     // snapshot, normally in the page cache, where a read is a memcpy; a
     // thread hand-off per call (tokio::fs) costs more than the read itself.
@@ -159,93 +361,40 @@ pub async fn serve(
         Ok(m) if m.is_file() => m,
         _ => return text(StatusCode::NOT_FOUND, "not found"),
     };
-    let len = meta.len();
-    let mtime = DateTime::from_timestamp(meta.mtime(), 0).unwrap_or_default();
-    let etag = format!(
-        "\"{:x}-{:x}-{:x}\"",
-        len,
-        meta.mtime() as u64 ^ ((meta.mtime_nsec() as u64) << 32),
-        meta.ino()
-    );
-    let mut resp = Response::builder()
-        .header(header::ETAG, &etag)
-        .header(header::LAST_MODIFIED, http_date(mtime))
-        .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CACHE_CONTROL, cache_control);
-    // RFC 9110 13.2.2: If-None-Match first; If-Modified-Since only without it.
-    let not_modified = match headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(list) => etag_matches(list, &etag),
-        None => headers
-            .get(header::IF_MODIFIED_SINCE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
-            .is_some_and(|since| mtime.timestamp() <= since.timestamp()),
-    };
-    if not_modified {
-        return resp
-            .status(StatusCode::NOT_MODIFIED)
-            .body(full(Bytes::new()))
-            .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response"));
-    }
-    let mut range = headers
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| parse_range(v, len))
-        .unwrap_or(Range::Full);
-    if let Some(if_range) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
-        if if_range.trim() != etag {
-            range = Range::Full;
+    let validators = Validators::of(&meta, name);
+    if validators.len <= SMALL {
+        let mut body = vec![0; validators.len as usize];
+        if file.read_exact(&mut body).is_err() {
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "read failed");
         }
+        let c = Arc::new(Cached {
+            validators,
+            body: Bytes::from(body),
+        });
+        cache.insert(name, &c);
+        return respond(&c.validators, method, headers, cache_control, |s, n| {
+            Ok(full(c.body.slice(s as usize..(s + n) as usize)))
+        });
     }
-    let (status, start, count) = match range {
-        Range::Full => (StatusCode::OK, 0, len),
-        Range::Part(s, e) => {
-            resp = resp.header(header::CONTENT_RANGE, format!("bytes {s}-{e}/{len}"));
-            (StatusCode::PARTIAL_CONTENT, s, e - s + 1)
-        }
-        Range::Unsatisfiable => {
-            return resp
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_RANGE, format!("bytes */{len}"))
-                .body(full(Bytes::new()))
-                .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response"));
-        }
-    };
-    resp = resp
-        .status(status)
-        .header(header::CONTENT_TYPE, content_type(name))
-        .header(header::CONTENT_LENGTH, count);
-    if method == Method::HEAD || count == 0 {
-        return resp
-            .body(full(Bytes::new()))
-            .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response"));
-    }
-    if start > 0 && file.seek(std::io::SeekFrom::Start(start)).is_err() {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, "seek failed");
-    }
-    if count <= SMALL {
-        let mut buf = vec![0u8; count as usize];
-        return match file.read_exact(&mut buf) {
-            Ok(()) => resp
-                .body(full(buf))
-                .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response")),
-            Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "read failed"),
-        };
-    }
-    resp.body(
-        FileBody {
-            file,
-            remaining: count,
-        }
-        .boxed_unsync(),
+    respond(
+        &validators,
+        method,
+        headers,
+        cache_control,
+        |start, count| {
+            if start > 0 && file.seek(std::io::SeekFrom::Start(start)).is_err() {
+                return Err("seek failed");
+            }
+            Ok(FileBody {
+                file,
+                remaining: count,
+            }
+            .boxed_unsync())
+        },
     )
-    .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response"))
 }
 
-/// Files up to this size are read in one go.
+/// Files up to this size are read in one go (and cached, see [`SmallFiles`]).
 const SMALL: u64 = 64 * 1024;
 
 /// Streams `remaining` bytes of a file in [`CHUNK`]-sized frames: memory
@@ -378,6 +527,69 @@ mod tests {
             let back = DateTime::parse_from_rfc2822(&http_date(t)).unwrap();
             assert_eq!(back.timestamp(), secs);
         }
+    }
+
+    async fn get(
+        root: &Path,
+        cache: &SmallFiles,
+        name: &str,
+        headers: &[(header::HeaderName, &str)],
+    ) -> (StatusCode, HeaderMap, Bytes) {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(k, HeaderValue::from_str(v).unwrap());
+        }
+        let r = serve(root, "metadata", cache, name, &Method::GET, &h, "no-cache").await;
+        let (parts, body) = r.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        (parts.status, parts.headers, body)
+    }
+
+    #[test]
+    fn a_cached_file_answers_like_the_file_on_disk() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("metadata")).unwrap();
+            std::fs::write(dir.path().join("metadata/a.json"), b"0123456789").unwrap();
+            let big = vec![7u8; SMALL as usize + 1];
+            std::fs::write(dir.path().join("metadata/big.json"), &big).unwrap();
+            let cache = SmallFiles::default();
+            let first = get(dir.path(), &cache, "a.json", &[]).await;
+            assert_eq!(first.0, StatusCode::OK);
+            assert!(cache.get("a.json").is_some());
+            let again = get(dir.path(), &cache, "a.json", &[]).await;
+            assert_eq!((first.0, &first.1, &first.2), (again.0, &again.1, &again.2));
+            let etag = first.1[header::ETAG].to_str().unwrap().to_owned();
+            let part = get(
+                dir.path(),
+                &cache,
+                "a.json",
+                &[(header::RANGE, "bytes=2-4")],
+            )
+            .await;
+            assert_eq!(part.0, StatusCode::PARTIAL_CONTENT);
+            assert_eq!(&part.2[..], b"234");
+            assert_eq!(part.1[header::CONTENT_RANGE], "bytes 2-4/10");
+            let cond = get(
+                dir.path(),
+                &cache,
+                "a.json",
+                &[(header::IF_NONE_MATCH, &etag)],
+            )
+            .await;
+            assert_eq!(cond.0, StatusCode::NOT_MODIFIED);
+            // Larger files stream from disk and are not cached.
+            let b = get(dir.path(), &cache, "big.json", &[]).await;
+            assert_eq!((b.0, b.2.len()), (StatusCode::OK, big.len()));
+            assert!(cache.get("big.json").is_none());
+            assert_eq!(
+                get(dir.path(), &cache, "missing.json", &[]).await.0,
+                StatusCode::NOT_FOUND
+            );
+        });
     }
 
     #[test]

@@ -50,6 +50,15 @@ pub struct Snapshot {
     pub expires: Vec<(&'static str, i64)>,
     /// Every target by name.
     pub targets: BTreeMap<String, TargetInfo>,
+    /// Small files of `metadata/` and `targets/`, cached as they are served.
+    pub(crate) cache: Arc<SnapshotCache>,
+}
+
+/// The in-memory copies of a snapshot's small files, one per directory.
+#[derive(Debug, Default)]
+pub(crate) struct SnapshotCache {
+    pub(crate) metadata: crate::files::SmallFiles,
+    pub(crate) targets: crate::files::SmallFiles,
 }
 
 /// Role versions of a snapshot.
@@ -435,6 +444,7 @@ impl Publisher {
             versions,
             expires,
             targets,
+            cache: Arc::default(),
         })
     }
 }

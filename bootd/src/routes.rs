@@ -88,10 +88,14 @@ pub(crate) async fn route(
             } else {
                 "public, max-age=31536000, immutable"
             };
-            let dir = snap.dir.join(sub);
+            let files = if sub == "metadata" {
+                &snap.cache.metadata
+            } else {
+                &snap.cache.targets
+            };
             (
                 route,
-                files::serve(&dir, name, &method, req.headers(), cache).await,
+                files::serve(&snap.dir, sub, files, name, &method, req.headers(), cache).await,
             )
         }
         ("metrics", None) if is_get => {
@@ -148,7 +152,9 @@ async fn serve_first_stage(
     match snap.targets.get(target) {
         Some(t) if t.kind() == Some("stage1") => {
             files::serve(
-                &snap.dir.join("targets"),
+                &snap.dir,
+                "targets",
+                &snap.cache.targets,
                 &t.file,
                 req.method(),
                 req.headers(),
