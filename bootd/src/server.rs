@@ -491,7 +491,10 @@ async fn serve_connection(
             tls: true,
             client_cert,
         };
-        let io = TokioIo::new(crate::io::IdleTimeout::new(stream, limits.idle_timeout));
+        let io = TokioIo::new(crate::io::IdleTimeout::new(
+            crate::io::Batched::new(stream),
+            limits.idle_timeout,
+        ));
         let svc = service(shared.clone(), info);
         let conn = builder.serve_connection(io, svc).into_owned();
         if let Err(e) = watcher.watch(conn).await {

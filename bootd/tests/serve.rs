@@ -255,6 +255,68 @@ async fn http2_is_negotiated_by_alpn() {
     s.stop().await;
 }
 
+/// Large bodies over HTTP/2 go out in batches (`io::Batched`): several
+/// interleaved streams and a small request on the same connection must
+/// all arrive whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_http2_downloads_arrive_whole_alongside_small_ones() {
+    use http_body_util::BodyExt;
+    let big: Vec<u8> = (0..3_000_017u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let f = Fixture::new();
+    f.release("1.0.0", &[("big.img", &big, "os"), ("os.img", IMG, "os")]);
+    let s = f.start().await;
+    let ca = f.ca_der();
+    wait_for_timestamp(s.addr, &ca, 2).await;
+    let cfg = client_config(&ca, &[b"h2"], &[&rustls::version::TLS13], None);
+    let tls = tls_connect(s.addr, cfg).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let file = |n: &str| {
+        f.target_file(n)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let mut fetches = Vec::new();
+    for name in [
+        file("big.img"),
+        file("big.img"),
+        file("os.img"),
+        file("big.img"),
+    ] {
+        let mut send = send.clone();
+        let uri = format!("https://localhost:{}/targets/{name}", s.addr.port());
+        fetches.push(tokio::spawn(async move {
+            let req = hyper::Request::get(uri)
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let resp = send.send_request(req).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            resp.into_body().collect().await.unwrap().to_bytes()
+        }));
+    }
+    let mut got = Vec::new();
+    for fetch in fetches {
+        got.push(
+            tokio::time::timeout(Duration::from_secs(30), fetch)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert_eq!(got[0].as_ref(), &big[..]);
+    assert_eq!(got[1].as_ref(), &big[..]);
+    assert_eq!(got[2].as_ref(), IMG);
+    assert_eq!(got[3].as_ref(), &big[..]);
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tampered_publish_is_refused_and_the_last_good_one_kept() {
     let f = Fixture::new();
