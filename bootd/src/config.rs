@@ -450,6 +450,14 @@ fn full_dhcp(
                 format!("{r} is not on the server's network"),
             ));
         }
+        if pool.contains(r) {
+            return Err(invalid(
+                "proxy_dhcp.full_dhcp.router",
+                format!(
+                    "{r} is inside the pool {first}–{last}: a node would get the gateway's address"
+                ),
+            ));
+        }
     }
     if !LEASE_S.contains(&pool.lease_s) {
         return Err(invalid(
@@ -983,6 +991,12 @@ mod tests {
                 "router: 10.9.0.1",
                 "router",
                 "not on the server's network",
+            ),
+            (
+                "router: 10.0.0.1",
+                "router: 10.0.0.110",
+                "router",
+                "inside the pool",
             ),
             (
                 "router: 10.0.0.1",

@@ -172,7 +172,16 @@ pub async fn run(
     }
     let leases = match &config.proxy_dhcp {
         Some(p) => {
-            let store = crate::proxydhcp::LeaseStore::open(&config.state_dir)?;
+            let store = match crate::proxydhcp::LeaseStore::open(&config.state_dir) {
+                Ok(s) => s,
+                // Proxy mode hands out no address: an unreadable table
+                // left from full-DHCP mode is not a reason to stay down.
+                Err(e) if p.full_dhcp.is_none() => {
+                    warn!(error = %e, "ignoring the lease table (proxy mode)");
+                    crate::proxydhcp::LeaseStore::empty(&config.state_dir)
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(pool) = &p.full_dhcp {
                 tracing::warn!(
                     first = %pool.first,

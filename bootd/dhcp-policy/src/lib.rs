@@ -314,9 +314,16 @@ fn boot_client<'p>(
 
 /// A reply to `msg` of type `kind` offering `yiaddr` (0.0.0.0: none).
 fn base_reply(msg: &Message, kind: MessageType, yiaddr: Ipv4Addr, policy: &Policy) -> Message {
+    // RFC 2131 table 3: an ACK carries the request's ciaddr (a renewing
+    // client, which gets its answer unicast there); OFFER and NAK carry 0.
+    let ciaddr = if kind == MessageType::Ack {
+        msg.ciaddr()
+    } else {
+        Ipv4Addr::UNSPECIFIED
+    };
     let mut out = Message::new_with_id(
         msg.xid(),
-        Ipv4Addr::UNSPECIFIED,
+        ciaddr,
         yiaddr,
         policy.server_ip,
         msg.giaddr(),
@@ -423,6 +430,13 @@ pub fn full_reply(
         Some(DhcpOption::RequestedIpAddress(ip)) => *ip,
         _ => msg.ciaddr(),
     };
+    // A message naming another server (a REQUEST after choosing its offer,
+    // a RELEASE or DECLINE of its lease) is not ours.
+    if let Some(DhcpOption::ServerIdentifier(id)) = msg.opts().get(OptionCode::ServerIdentifier) {
+        if *id != server {
+            return Err(Silence::RequestForAnotherServer);
+        }
+    }
     let kind = match msg.opts().msg_type() {
         Some(MessageType::Discover) => MessageType::Offer,
         Some(MessageType::Request) => MessageType::Ack,
@@ -436,11 +450,6 @@ pub fn full_reply(
         }
         _ => return Err(Silence::OtherMessageType),
     };
-    if let Some(DhcpOption::ServerIdentifier(id)) = msg.opts().get(OptionCode::ServerIdentifier) {
-        if *id != server {
-            return Err(Silence::RequestForAnotherServer);
-        }
-    }
     // A boot client gets its URL; any other client of the rack (stage1's
     // own DHCP client, the OS) just an address. PXE would need TFTP.
     let boot = match boot_client(msg, mac, policy) {
@@ -889,6 +898,16 @@ mod tests {
         let ack = full_reply(&request(UNIT3, ip, http), &p, &pool, &mut leases, 1).unwrap();
         assert_eq!((ack.kind, ack.message.yiaddr()), (MessageType::Ack, ip));
         assert_eq!(leases.generation(), 1);
+
+        // A renewal (RENEWING: ciaddr, no server identifier, no option 50):
+        // the ACK carries the client's address back in ciaddr (RFC 2131
+        // table 3), which is where the reply is then sent.
+        let mut renew = from(UNIT3, MessageType::Request, http);
+        renew.set_ciaddr(ip);
+        let ack = full_reply(&renew, &p, &pool, &mut leases, 100).unwrap();
+        assert_eq!(ack.kind, MessageType::Ack);
+        assert_eq!((ack.message.ciaddr(), ack.message.yiaddr()), (ip, ip));
+        assert_eq!(offer.message.ciaddr(), Ipv4Addr::UNSPECIFIED);
 
         // stage1's own client (another vendor class): the same address, no URL.
         let stage1 = b"racklet-stage1".as_slice();

@@ -65,6 +65,14 @@ impl LeaseStore {
         })
     }
 
+    /// An empty table that will be written to `state_dir/dhcp-leases.json`.
+    pub fn empty(state_dir: &Path) -> LeaseStore {
+        LeaseStore {
+            path: state_dir.join(Self::FILE),
+            leases: Arc::default(),
+        }
+    }
+
     /// Decides in full-DHCP mode; persists the table when it changed. A
     /// change that cannot be written is undone and gets no reply.
     fn decide(
@@ -231,5 +239,52 @@ pub async fn serve(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dhcproto::v4::{DhcpOption, Message, MessageType};
+
+    fn reply(kind: MessageType, ciaddr: Ipv4Addr, giaddr: Ipv4Addr) -> Message {
+        let mut m = Message::new_with_id(
+            1,
+            ciaddr,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            giaddr,
+            &[2, 0, 0, 0, 0, 1],
+        );
+        m.opts_mut().insert(DhcpOption::MessageType(kind));
+        m
+    }
+
+    #[test]
+    fn replies_go_to_the_relay_the_client_or_everyone() {
+        let from: SocketAddr = "10.0.0.7:4011".parse().unwrap();
+        let any = Ipv4Addr::UNSPECIFIED;
+        let client = Ipv4Addr::new(10, 0, 0, 100);
+        let relay = Ipv4Addr::new(10, 0, 9, 1);
+        let bcast: SocketAddr = "255.255.255.255:68".parse().unwrap();
+        // A renewing client (its address in ciaddr) is answered there.
+        let ack = reply(MessageType::Ack, client, any);
+        assert_eq!(
+            destination(&ack, Port::Dhcp, from),
+            "10.0.0.100:68".parse::<SocketAddr>().unwrap()
+        );
+        // A NAK goes to everyone: the client's address is what is refused.
+        let nak = reply(MessageType::Nak, client, any);
+        assert_eq!(destination(&nak, Port::Dhcp, from), bcast);
+        // No address yet: broadcast. Through a relay: to the relay.
+        let offer = reply(MessageType::Offer, any, any);
+        assert_eq!(destination(&offer, Port::Dhcp, from), bcast);
+        let relayed = reply(MessageType::Offer, any, relay);
+        assert_eq!(
+            destination(&relayed, Port::Dhcp, from),
+            "10.0.9.1:67".parse::<SocketAddr>().unwrap()
+        );
+        // Port 4011: back to the sender.
+        assert_eq!(destination(&offer, Port::Proxy, from), from);
     }
 }
