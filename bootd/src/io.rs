@@ -160,12 +160,27 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
         self.inner.is_write_vectored()
     }
 
+    // A peer that stops reading shows up as a flush or shutdown that stays
+    // Pending (with write batching, the last bytes of a response are sent
+    // there): the idle timer is checked then too.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Pending => match self.check(cx) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            },
+            r => r,
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        match Pin::new(&mut self.inner).poll_shutdown(cx) {
+            Poll::Pending => match self.check(cx) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            },
+            r => r,
+        }
     }
 }
 
