@@ -27,15 +27,26 @@ pub struct SigningKey {
     pub cert: PathBuf,
 }
 
-/// Whether the PE file at `p` carries an Authenticode signature.
-fn is_signed(p: &Path) -> Result<bool> {
+/// How many Authenticode signatures the PE file at `p` carries.
+fn signatures(p: &Path) -> Result<usize> {
     let o = Command::new("sbverify")
         .arg("--list")
         .arg(p)
         .output()
         .context("running sbverify (Debian sbsigntool)")?;
     let text = String::from_utf8_lossy(&o.stdout);
-    Ok(text.contains("signature 1"))
+    Ok(text.lines().filter(|l| l.starts_with("signature ")).count())
+}
+
+/// Removes every signature `p` carries (`sbattach --remove` takes one).
+fn strip(p: &Path) -> Result<()> {
+    for _ in 0..16 {
+        if signatures(p)? == 0 {
+            return Ok(());
+        }
+        sh(Command::new("sbattach").arg("--remove").arg(p))?;
+    }
+    bail!("{} still carries signatures after 16 removals", p.display())
 }
 
 /// Signs the PE file `input` into `output` with `key`, replacing any
@@ -48,20 +59,26 @@ pub fn sign(input: &Path, output: &Path, key: &SigningKey) -> Result<()> {
     let tmp = output.with_extension("sb-tmp");
     std::fs::copy(input, &tmp)
         .with_context(|| format!("copying {} to sign it", input.display()))?;
-    if is_signed(&tmp)? {
-        sh(Command::new("sbattach").arg("--remove").arg(&tmp))?;
-    }
     let signed = output.with_extension("sb-signed");
-    let r = sh(Command::new("sbsign")
-        .arg("--key")
-        .arg(&key.key)
-        .arg("--cert")
-        .arg(&key.cert)
-        .arg("--output")
-        .arg(&signed)
-        .arg(&tmp));
+    let r = strip(&tmp).and_then(|()| {
+        sh(Command::new("sbsign")
+            .arg("--key")
+            .arg(&key.key)
+            .arg("--cert")
+            .arg(&key.cert)
+            .arg("--output")
+            .arg(&signed)
+            .arg(&tmp))
+    });
     let _ = std::fs::remove_file(&tmp);
-    r?;
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(&signed);
+        return Err(e);
+    }
+    if signatures(&signed)? != 1 {
+        let _ = std::fs::remove_file(&signed);
+        bail!("{}: signing left more than one signature", input.display());
+    }
     std::fs::File::open(&signed)?.sync_all()?;
     std::fs::rename(&signed, output)?;
     Ok(())
@@ -138,10 +155,7 @@ pub fn enroll(template: &Path, out: &Path, keys: &PlatformKeys) -> Result<()> {
 pub fn unsign(input: &Path, output: &Path) -> Result<()> {
     std::fs::copy(input, output)
         .with_context(|| format!("copying {} to {}", input.display(), output.display()))?;
-    if is_signed(output)? {
-        sh(Command::new("sbattach").arg("--remove").arg(output))?;
-    }
-    Ok(())
+    strip(output)
 }
 
 #[cfg(test)]
@@ -175,18 +189,6 @@ mod tests {
             .is_ok_and(|o| o.status.success())
     }
 
-    fn signatures(p: &Path) -> usize {
-        let o = Command::new("sbverify")
-            .arg("--list")
-            .arg(p)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter(|l| l.starts_with("signature "))
-            .count()
-    }
-
     #[test]
     fn signing_replaces_the_signature_it_finds() {
         if !tools() {
@@ -209,18 +211,36 @@ mod tests {
         // the first.
         let theirs = dir.path().join("theirs.efi");
         sign(&ours, &theirs, &other.db).unwrap();
-        assert_eq!(signatures(&theirs), 1);
+        assert_eq!(signatures(&theirs).unwrap(), 1);
         assert!(verifies(&theirs, &other.db));
         assert!(!verifies(&theirs, &rack.db));
 
+        // A file with two signatures (sbsign appends to a signed file, as
+        // a distribution might): both go, ours is the only one.
+        let twice = dir.path().join("twice.efi");
+        sh(Command::new("sbsign")
+            .arg("--key")
+            .arg(&other.db.key)
+            .arg("--cert")
+            .arg(&other.db.cert)
+            .arg("--output")
+            .arg(&twice)
+            .arg(&theirs))
+        .unwrap();
+        assert_eq!(signatures(&twice).unwrap(), 2);
+        sign(&twice, &twice, &rack.db).unwrap();
+        assert_eq!(signatures(&twice).unwrap(), 1);
+        assert!(verifies(&twice, &rack.db));
+        std::fs::remove_file(&twice).unwrap();
+
         // In place, as build-image signs the finished UKI.
         sign(&theirs, &theirs, &rack.db).unwrap();
-        assert_eq!(signatures(&theirs), 1);
+        assert_eq!(signatures(&theirs).unwrap(), 1);
         assert!(verifies(&theirs, &rack.db));
 
         let bare = dir.path().join("bare.efi");
         unsign(&theirs, &bare).unwrap();
-        assert_eq!(signatures(&bare), 0);
+        assert_eq!(signatures(&bare).unwrap(), 0);
         assert!(!verifies(&bare, &rack.db));
         // No temporary files left beside the outputs.
         let mut names: Vec<String> = std::fs::read_dir(dir.path())
