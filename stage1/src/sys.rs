@@ -99,10 +99,25 @@ pub fn reboot_kexec() -> Error {
 
 /// `mount(source, target, fstype)` with no flags or data.
 pub fn mount(source: &str, target: &str, fstype: &str) -> Result<()> {
+    mount_with(source, target, fstype, 0)
+}
+
+/// Mounts read-only, with no devices, set-uid or executables: for
+/// filesystems stage1 only reads (the UEFI variables, securityfs).
+pub fn mount_read_only(source: &str, target: &str, fstype: &str) -> Result<()> {
+    mount_with(
+        source,
+        target,
+        fstype,
+        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+    )
+}
+
+fn mount_with(source: &str, target: &str, fstype: &str, flags: libc::c_ulong) -> Result<()> {
     let (s, t, f) = (cstr(source)?, cstr(target)?, cstr(fstype)?);
     // SAFETY: three valid NUL-terminated strings that outlive the call; a
     // null data pointer is allowed.
-    let rc = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) };
+    let rc = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, std::ptr::null()) };
     check("mount", rc.into()).map(drop)
 }
 
@@ -149,16 +164,17 @@ pub fn parse_lockdown(text: &str) -> Option<String> {
     Some(text[start..start + len].to_owned())
 }
 
-/// Mounts efivarfs and securityfs (PID 1 only; already-mounted is fine)
-/// and reads what the platform enforces. Under Secure Boot with lockdown,
+/// Mounts efivarfs and securityfs read-only (PID 1 only; already-mounted
+/// is fine: stage1 never writes a UEFI variable) and reads what the
+/// platform enforces. Under Secure Boot with lockdown,
 /// `kexec_file_load` only takes a kernel signed by a key the kernel trusts
 /// (its own, or the firmware's `db`).
 pub fn platform_security() -> PlatformSecurity {
     let efivars = "/sys/firmware/efi/efivars";
     if std::path::Path::new("/sys/firmware/efi").exists() {
-        let _ = mount("efivarfs", efivars, "efivarfs");
+        let _ = mount_read_only("efivarfs", efivars, "efivarfs");
     }
-    let _ = mount("securityfs", "/sys/kernel/security", "securityfs");
+    let _ = mount_read_only("securityfs", "/sys/kernel/security", "securityfs");
     PlatformSecurity {
         secure_boot: std::fs::read(format!("{efivars}/{SECURE_BOOT_VAR}"))
             .ok()
