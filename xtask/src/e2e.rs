@@ -1269,9 +1269,9 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
                 (n, steps)
             })
             .collect();
-        // Anything from stage1 means the rogue's payload ran.
+        // Anything from the payload's kernel or stage1 means it ran.
         let forbidden: &[&str] = if secure_boot.is_some() {
-            &["stage1:"]
+            &["stage1:", "EFI stub:", "Linux version"]
         } else {
             // --no-secure-boot: show it happen.
             &[]
@@ -1388,13 +1388,46 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
             true,
         )?;
     }
-    let leases = std::fs::read_to_string(work.join("state/dhcp-leases.json"))?;
+    // bootd's table on disk: one pool address per node, the one its
+    // stage1 and its OS configured.
+    let table = std::fs::read_to_string(work.join("state/dhcp-leases.json"))?;
+    let leases: serde_json::Value = serde_json::from_str(&table)?;
+    let mut given = Vec::new();
     for n in &nodes {
-        if !leases.contains(&n.mac.to_lowercase()) {
-            bail!("bootd's lease table has no lease for {}:\n{leases}", n.name);
+        let ip = leases["leases"][n.mac.to_lowercase()]["ip"]
+            .as_str()
+            .with_context(|| format!("bootd's lease table has no lease for {}:\n{table}", n.name))?
+            .to_owned();
+        let last: u8 = ip
+            .strip_prefix("10.197.0.")
+            .and_then(|h| h.parse().ok())
+            .with_context(|| format!("{}: leased {ip}, outside 10.197.0.0/24", n.name))?;
+        if !(150..=159).contains(&last) || given.contains(&ip) {
+            bail!(
+                "{}: leased {ip}: outside the pool or given twice:\n{table}",
+                n.name
+            );
         }
+        let configured: Vec<&String> = n
+            .seen
+            .iter()
+            .filter(|l| l.contains("DHCP lease configured"))
+            .collect();
+        if configured.len() < 2
+            || !configured
+                .iter()
+                .all(|l| l.contains(&format!("address={ip}/24")))
+        {
+            bail!(
+                "{}: bootd leased {ip}, but stage1 and the OS configured: {configured:#?}",
+                n.name
+            );
+        }
+        n.say(&format!(
+            "ok: bootd's lease table: {ip}, as stage1 and the OS configured"
+        ));
+        given.push(ip);
     }
-    eprintln!("  bootd's lease table holds both nodes");
 
     // Phase 7: v4 is published, but bootd's copy is tampered with (a
     // compromised server): the download fails its signed hash, nothing is
