@@ -20,23 +20,24 @@ pub enum Mode {
 
 /// Atomically replaces `path` with `bytes` (creating its directory).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: Mode) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|source| Error::WriteFile {
-        path: dir.to_owned(),
-        source,
-    })?;
+    create_parent(path)?;
     imgsign::fsio::write_atomic(path, bytes, mode.bits()).map_err(|e| from_imgsign(path, e))
 }
 
 /// Like [`write_atomic`], but never replaces an existing file, even one
 /// that appears meanwhile (a key is never overwritten).
 pub fn write_new(path: &Path, bytes: &[u8], mode: Mode) -> Result<()> {
+    create_parent(path)?;
+    imgsign::fsio::write_new(path, bytes, mode.bits()).map_err(|e| from_imgsign(path, e))
+}
+
+/// The directory `path` goes in, created if missing.
+fn create_parent(path: &Path) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|source| Error::WriteFile {
         path: dir.to_owned(),
         source,
-    })?;
-    imgsign::fsio::write_new(path, bytes, mode.bits()).map_err(|e| from_imgsign(path, e))
+    })
 }
 
 impl Mode {
