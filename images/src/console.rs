@@ -96,12 +96,20 @@ impl Console {
         seen: &mut Vec<String>,
         mut done: impl FnMut(&str) -> bool,
     ) -> bool {
+        // Once the VM has stopped, what it printed before is still queued:
+        // read on without waiting until nothing is left.
+        let mut stopped = false;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
             }
-            match self.next_line(left.min(Duration::from_secs(1))) {
+            let wait = if stopped {
+                Duration::ZERO
+            } else {
+                left.min(Duration::from_secs(1))
+            };
+            match self.next_line(wait) {
                 Next::Line(l) => {
                     let hit = done(&l);
                     seen.push(l);
@@ -109,19 +117,8 @@ impl Console {
                         return true;
                     }
                 }
-                Next::Quiet => {
-                    if self.exited() {
-                        // What it printed before stopping is still queued.
-                        while let Next::Line(l) = self.next_line(Duration::ZERO) {
-                            let hit = done(&l);
-                            seen.push(l);
-                            if hit {
-                                return true;
-                            }
-                        }
-                        return false;
-                    }
-                }
+                Next::Quiet if stopped => return false,
+                Next::Quiet => stopped = self.exited(),
                 Next::Closed => return false,
             }
         }
