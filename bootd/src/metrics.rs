@@ -55,7 +55,8 @@ pub struct BootedLabels {
 /// Labels of DHCP packets: `offer`, `ack`, `nak`, or why it got no answer.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DhcpLabels {
-    /// `offer`, `ack`, `nak`, `send_failed` or a reason for silence
+    /// `offer`, `ack`, `nak`, `send_failed`, `lease_write_failed` or a
+    /// reason for silence
     /// (`unknown_mac`, `malformed`, `rate_limited`, …).
     pub result: &'static str,
 }

@@ -390,9 +390,24 @@ async fn full_dhcp_leases_addresses_to_rack_nodes_only_and_keeps_them() {
     assert_eq!(udhcpc(&net, "02:00:00:00:00:99", 2), None);
     assert_eq!(udhcpc(&net, "02:72:6b:00:00:04", 2), None);
 
+    // A lease that cannot be written is never promised: with the table's
+    // path taken by a directory, unit-2's renewed REQUEST gets no ACK.
+    let saved = std::fs::read(&leases_file).unwrap();
+    std::fs::remove_file(&leases_file).unwrap();
+    std::fs::create_dir(&leases_file).unwrap();
+    assert_eq!(udhcpc(&net, "02:72:6b:00:00:02", 2), None);
+    std::fs::remove_dir(&leases_file).unwrap();
+    std::fs::write(&leases_file, saved).unwrap();
+
     // Counted by outcome.
     let metrics = metrics(&net, &f);
-    for label in ["offer", "ack", "unknown_mac", "pool_exhausted"] {
+    for label in [
+        "offer",
+        "ack",
+        "unknown_mac",
+        "pool_exhausted",
+        "lease_write_failed",
+    ] {
         assert!(
             metrics
                 .lines()

@@ -43,26 +43,24 @@ impl LeaseStore {
     /// that does not parse is an error naming it: starting with an empty
     /// table could hand a node's address to another.
     pub fn open(state_dir: &Path) -> Result<LeaseStore> {
-        let path = state_dir.join(Self::FILE);
-        let leases = match std::fs::read(&path) {
-            Ok(bytes) => Leases::from_json(&bytes).map_err(|why| {
-                Error::Dhcp(format!(
-                    "the lease table {}: {why} (move it away to start with no leases)",
-                    path.display()
-                ))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Leases::default(),
-            Err(e) => {
-                return Err(Error::Dhcp(format!(
-                    "reading the lease table {}: {e}",
-                    path.display()
-                )))
+        let store = Self::empty(state_dir);
+        let path = store.path.display();
+        match std::fs::read(&store.path) {
+            Ok(bytes) => {
+                *store.table() = Leases::from_json(&bytes).map_err(|why| {
+                    Error::Dhcp(format!(
+                        "the lease table {path}: {why} (move it away to start with no leases)"
+                    ))
+                })?;
             }
-        };
-        Ok(LeaseStore {
-            path,
-            leases: Arc::new(Mutex::new(leases)),
-        })
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::Dhcp(format!("reading the lease table {path}: {e}"))),
+        }
+        Ok(store)
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Leases> {
+        self.leases.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// An empty table that will be written to `state_dir/dhcp-leases.json`.
@@ -74,19 +72,20 @@ impl LeaseStore {
     }
 
     /// Decides in full-DHCP mode; persists the table when it changed. A
-    /// change that cannot be written is undone and gets no reply.
+    /// change that cannot be written is undone, and is the error: that
+    /// packet gets no reply.
     fn decide(
         &self,
         bytes: &[u8],
         policy: &Policy,
         pool: &Pool,
         limiter: &mut RateLimiter,
-    ) -> std::result::Result<policy::Reply, Silence> {
+    ) -> Result<std::result::Result<policy::Reply, Silence>> {
         let unix_now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let mut leases = self.table();
         let before = leases.clone();
         let r = policy::decide_full_bytes(
             bytes,
@@ -102,11 +101,10 @@ impl LeaseStore {
             if let Err(e) = crate::fsio::write_atomic(&self.path, &json, crate::fsio::Mode::Public)
             {
                 *leases = before;
-                tracing::error!(error = %e, "the lease table could not be written: no reply");
-                return Err(Silence::Malformed(format!("lease table not written: {e}")));
+                return Err(e);
             }
         }
-        r
+        Ok(r)
     }
 }
 
@@ -187,7 +185,21 @@ pub async fn serve(
             continue;
         };
         let decision = match pool {
-            Some(pool) if port == Port::Dhcp => leases.decide(&buf[..n], &pol, &pool, &mut limiter),
+            Some(pool) if port == Port::Dhcp => {
+                match leases.decide(&buf[..n], &pol, &pool, &mut limiter) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        metrics
+                            .dhcp_packets
+                            .get_or_create(&DhcpLabels {
+                                result: "lease_write_failed",
+                            })
+                            .inc();
+                        tracing::error!(error = %e, "the lease table could not be written: no reply");
+                        continue;
+                    }
+                }
+            }
             _ => policy::decide_bytes(&buf[..n], port, &pol, &mut limiter, Instant::now()),
         };
         match decision {
