@@ -17,7 +17,7 @@ use racklet_bmc_proto::{ImageKind, ResetType, Slot};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::unit::{LONG_PRESS, SHORT_PRESS};
 
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {

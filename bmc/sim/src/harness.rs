@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::control::parse_status_line;
-use crate::{Listeners, SimConfig};
+use crate::server::{run, Listeners, SimConfig};
 
 /// A running in-process simulator; stopped on drop (flash files stay).
 #[derive(Debug)]
@@ -65,7 +65,7 @@ impl InProcess {
                     let ok = addrs.is_ok();
                     let _ = tx.send(addrs);
                     if ok {
-                        if let Err(e) = crate::run(cfg, l, async {
+                        if let Err(e) = run(cfg, l, async {
                             let _ = stopped.await;
                         })
                         .await

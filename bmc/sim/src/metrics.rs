@@ -27,7 +27,7 @@ use racklet_bmc_proto::{ImageKind, Slot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::server::Shared;
+use crate::shared::Shared;
 
 type Labels = Vec<(String, String)>;
 

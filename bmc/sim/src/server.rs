@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use racklet_bmc_core::{Config, Instant, Millis};
@@ -13,6 +13,7 @@ use racklet_hardware::Rack;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::shared::{Shared, SimClock};
 use crate::unit::{SimUnit, UnitError};
 
 /// What to simulate, and how.
@@ -121,43 +122,6 @@ impl Listeners {
     }
 }
 
-/// Simulated time.
-#[derive(Debug, Clone, Copy)]
-pub struct SimClock {
-    start: std::time::Instant,
-    speed: f64,
-}
-
-impl SimClock {
-    /// Simulated milliseconds since the simulator started.
-    pub fn now(&self) -> Instant {
-        Instant((self.start.elapsed().as_secs_f64() * 1000.0 * self.speed) as u64)
-    }
-}
-
-/// What the tasks share.
-#[derive(Debug)]
-pub struct Shared {
-    /// Units in rack order.
-    pub units: Vec<Mutex<SimUnit>>,
-    /// Protocol socket of each unit.
-    pub sockets: Vec<SocketAddr>,
-    /// Simulated time.
-    pub clock: SimClock,
-}
-
-impl Shared {
-    /// Locks a unit (a poisoned lock means a unit panicked: propagate).
-    pub fn unit(&self, i: usize) -> MutexGuard<'_, SimUnit> {
-        self.units[i].lock().expect("unit lock poisoned")
-    }
-
-    /// Index of the unit called `name`.
-    pub fn find(&self, name: &str) -> Option<usize> {
-        (0..self.units.len()).find(|&i| self.unit(i).name == name)
-    }
-}
-
 /// Runs the simulator until `shutdown` completes.
 pub async fn run(
     cfg: SimConfig,
@@ -188,10 +152,7 @@ pub async fn run(
         );
         units.push(Mutex::new(u));
     }
-    let clock = SimClock {
-        start: std::time::Instant::now(),
-        speed: cfg.speed,
-    };
+    let clock = SimClock::start(cfg.speed);
     let sockets = listeners
         .units
         .iter()
