@@ -1,0 +1,118 @@
+//! Step 6: an attacker holds the boot server (its address and TLS key) and
+//! serves a tampered image, then a rolled-back repository; every node
+//! refuses both, and installs v4 once the operator rebuilds bootd.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use super::{confirmed_on, Demo, STEPS};
+use crate::attacker::{self, Compromised};
+
+impl Demo {
+    pub(super) fn step6_attacks(&mut self) -> Result<()> {
+        self.ui.step(
+            6,
+            STEPS,
+            "An attacker takes over the boot server",
+            "v4 (the fixed security fix) is signed. Then someone breaks into the bootd host:\n\
+             they hold its address and TLS key, so TLS alone cannot help. Only the\n\
+             signatures can, and the attacker has no signing key.",
+        );
+        let v4 = self.o.images.v4.clone();
+        let ts = self.release(&v4, "4.0.0", 2, &["--all-nodes"])?;
+        self.wait_release(ts)?;
+        if let Some(mut b) = self.bootd.take() {
+            b.stop();
+        }
+        self.ui
+            .op("the attacker stops bootd and serves files of their own on its address");
+
+        // (a) A tampered image: the signed metadata, other bytes.
+        let evil = self.w.join("attacks/tampered-repo");
+        attacker::copy_tree(&self.w.join("repo"), &evil)?;
+        let target = tamper(&evil.join("targets"), "4.0.0.uki")?;
+        self.attack(
+            &evil,
+            &format!(
+                "attack 1, a tampered image: {target} now carries a changed kernel command \
+                 line (same size); the metadata is the real, signed one. Without TUF every \
+                 node would boot it"
+            ),
+            "every node refuses the tampered v4 and boots what it has",
+            ("not installed", "sha256"),
+        )?;
+        self.ui.op(
+            "the attack cost each node its second image (the half-written slot stays \
+             invalid), never its running one",
+        );
+        // (b) A rolled-back repository: old, validly signed metadata.
+        self.attack(
+            &self.w.join("attacks/old-repo"),
+            "attack 2, a rollback: the attacker serves the repository as it was at v1 \
+             — every file validly signed and unexpired, just old. Without TUF's version \
+             checks nodes would never learn of v4's fix (a freeze)",
+            "every node refuses the old metadata and boots what it has",
+            ("refused bootd's metadata", "previously fetched"),
+        )?;
+
+        self.start_bootd()?;
+        self.wait_release(ts)?;
+        self.ui
+            .op("the operator rebuilds the bootd host; bootd verifies the repository again");
+        let before = self.reboot_all("reboots every node")?;
+        self.expect("every node installs v4 and confirms it", |i, s| {
+            s.handoffs.len() > before[i] && confirmed_on(s, "4.0.0") && s.rollback_min == Some(2)
+        })
+    }
+
+    /// Serves `dir` as the compromised boot server, reboots every node, and
+    /// expects each to boot what it had (not v4) and to say why it refused
+    /// (a line containing both words of `said`).
+    fn attack(&mut self, dir: &Path, what: &str, expect: &str, said: (&str, &str)) -> Result<()> {
+        let srv = self.compromised(dir)?;
+        let notes = self.notes_len();
+        self.ui.op(what);
+        let before = self.reboot_all("reboots every node")?;
+        let r = self.expect(expect, |i, s| {
+            s.handoffs.len() > before[i]
+                && s.confirmed
+                && s.last().is_some_and(|h| h.version != "4.0.0")
+        });
+        self.rt.block_on(srv.shutdown());
+        r?;
+        self.expect_note(&notes, said.0, said.1)
+    }
+
+    fn compromised(&self, dir: &Path) -> Result<Compromised> {
+        let _g = self.rt.enter();
+        self.rt.block_on(Compromised::start(
+            ([127, 0, 0, 1], self.ports.bootd).into(),
+            dir.to_owned(),
+            &self.w.join("bootd/pki/server.pem"),
+            &self.w.join("bootd/pki/server.key"),
+        ))
+    }
+}
+
+/// Changes the kernel command line inside the image whose name ends in
+/// `suffix` (same length, so only the digest gives it away). Returns its name.
+fn tamper(targets: &Path, suffix: &str) -> Result<String> {
+    for e in std::fs::read_dir(targets)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(suffix) {
+            continue;
+        }
+        let mut bytes = std::fs::read(e.path())?;
+        let needle = b"console=ttyS0";
+        let at = bytes
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .context("no command line to tamper with")?;
+        bytes[at..at + needle.len()].copy_from_slice(b"init=/evil.sh");
+        std::fs::write(e.path(), bytes)?;
+        return Ok(name);
+    }
+    bail!("no target ending in {suffix} in {}", targets.display())
+}
