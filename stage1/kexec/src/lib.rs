@@ -1,0 +1,13 @@
+//! The sans-IO core of stage1's arm64 hand-off with `kexec_load(2)`, for
+//! kernels without `KEXEC_FILE` (Debian's arm64 kernel has none).
+//!
+//! Bytes in, decisions out; no file, syscall or clock is touched here.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`image`] | the arm64 `Image` header; `Image.gz` and EFI zboot inflated |
+//! | [`memmap`] | `/proc/iomem` → usable RAM (never anything reserved) |
+#![forbid(unsafe_code)]
+
+pub mod image;
+pub mod memmap;
