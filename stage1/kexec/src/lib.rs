@@ -7,7 +7,10 @@
 //! |---|---|
 //! | [`image`] | the arm64 `Image` header; `Image.gz` and EFI zboot inflated |
 //! | [`memmap`] | `/proc/iomem` → usable RAM (never anything reserved) |
+//! | [`fdt`] | a strict DTB reader/writer (fuzzed: `fuzz/fuzz_targets/kexec_fdt.rs`) |
 #![forbid(unsafe_code)]
 
+pub mod fdt;
+pub mod fuzz;
 pub mod image;
 pub mod memmap;
