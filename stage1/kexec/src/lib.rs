@@ -8,9 +8,11 @@
 //! | [`image`] | the arm64 `Image` header; `Image.gz` and EFI zboot inflated |
 //! | [`memmap`] | `/proc/iomem` → usable RAM (never anything reserved) |
 //! | [`fdt`] | a strict DTB reader/writer (fuzzed: `fuzz/fuzz_targets/kexec_fdt.rs`) |
+//! | [`trampoline`] | the entry code: x0 = DTB, x1–x3 = 0, branch to the kernel |
 #![forbid(unsafe_code)]
 
 pub mod fdt;
 pub mod fuzz;
 pub mod image;
 pub mod memmap;
+pub mod trampoline;
