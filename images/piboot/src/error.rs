@@ -22,12 +22,6 @@ pub enum Error {
         /// The second spelling seen.
         path: String,
     },
-    /// A path is used both as a file and as a directory.
-    #[error("boot.img: {path:?} is both a file and a directory")]
-    FileIsDirectory {
-        /// The path.
-        path: String,
-    },
     /// A volume label that FAT cannot hold.
     #[error("volume label {label:?}: {reason}")]
     BadVolumeLabel {

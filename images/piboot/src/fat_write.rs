@@ -9,7 +9,7 @@
 //! | volume id (BPB offset 39 on FAT12/16, 67 on FAT32) | [`BootImgOptions::volume_id`] |
 //! | volume label (BPB and root-directory label entry) | [`BootImgOptions::volume_label`] |
 //! | created / modified / accessed time of every entry | [`BootImgOptions::timestamp`] (a `SOURCE_DATE_EPOCH`) |
-//! | order of directory entries and clusters | files sorted by path (ASCII, case folded), parents first |
+//! | order of directory entries and clusters | files sorted by name (ASCII, case folded), all in the root directory |
 //! | volume size | the smallest multiple of 64 KiB that holds the files with [`MIN_FREE_CLUSTERS`] to spare |
 //! | FAT type and cluster size | chosen by `fatfs` from the volume size (FAT12 below ~16 MiB, then FAT16, FAT32) |
 //! | free space | zero bytes |
@@ -147,16 +147,17 @@ impl BootImgOptions {
     }
 }
 
-/// Writes a `boot.img` holding `files`. The order of `files` does not
-/// matter; two files whose paths differ only in case are refused.
+/// Writes a `boot.img` holding `files`, all in its root directory (what
+/// the firmware reads; subdirectories are refused, see [`Error::BadBootPath`]).
+/// The order of `files` does not matter; two names that differ only in
+/// case are refused.
 pub fn write_boot_img(files: &[BootFile<'_>], options: &BootImgOptions) -> Result<Vec<u8>> {
     let plan = Plan::new(files)?;
     let payload: u64 = plan
         .files
         .iter()
         .map(|f| round_up(f.data.len() as u64, 4096))
-        .sum::<u64>()
-        + plan.dirs.len() as u64 * 4096;
+        .sum::<u64>();
     let mut size = round_up(payload + payload / 32 + 128 * 1024, SIZE_STEP);
     loop {
         if size > MAX_BOOT_IMG_BYTES {
@@ -178,10 +179,8 @@ fn round_up(n: u64, step: u64) -> u64 {
     n.div_ceil(step) * step
 }
 
-/// The validated, sorted entries.
+/// The validated entries, sorted by case-folded name.
 struct Plan<'a> {
-    /// Directories to create, parents first.
-    dirs: Vec<String>,
     files: Vec<BootFile<'a>>,
 }
 
@@ -189,28 +188,20 @@ impl<'a> Plan<'a> {
     fn new(files: &[BootFile<'a>]) -> Result<Self> {
         let mut by_fold: BTreeMap<String, BootFile<'a>> = BTreeMap::new();
         for f in files {
+            if f.path.components().count() > 1 {
+                return Err(Error::BadBootPath {
+                    path: f.path.to_string(),
+                    reason: "the writer puts every file in the root directory: fatfs 0.3.6 gives \
+                             a new directory's '.' and '..' long names, which fsck.fat refuses",
+                });
+            }
             if by_fold.insert(f.path.fold(), *f).is_some() {
                 return Err(Error::DuplicateBootPath {
                     path: f.path.to_string(),
                 });
             }
         }
-        let mut dirs: Vec<String> = Vec::new();
-        for f in by_fold.values() {
-            let parts: Vec<&str> = f.path.components().collect();
-            for depth in 1..parts.len() {
-                let dir = parts[..depth].join("/");
-                if by_fold.contains_key(&dir.to_ascii_lowercase()) {
-                    return Err(Error::FileIsDirectory { path: dir });
-                }
-                if !dirs.iter().any(|d| d.eq_ignore_ascii_case(&dir)) {
-                    dirs.push(dir);
-                }
-            }
-        }
-        dirs.sort_by_key(|d| d.to_ascii_lowercase());
         Ok(Self {
-            dirs,
             files: by_fold.into_values().collect(),
         })
     }
@@ -242,13 +233,6 @@ impl<'a> Plan<'a> {
 
     fn write_entries<T: fatfs::ReadWriteSeek>(&self, fs: &fatfs::FileSystem<T>) -> Result<()> {
         let root = fs.root_dir();
-        for dir in &self.dirs {
-            root.create_dir(dir)
-                .map_err(|source| Error::WriteFatEntry {
-                    path: dir.clone(),
-                    source,
-                })?;
-        }
         for f in &self.files {
             let fail = |source| Error::WriteFatEntry {
                 path: f.path.to_string(),

@@ -105,7 +105,7 @@ fn refusals_as_a_table() {
                     data: b"2",
                 },
             ],
-            "file-is-dir",
+            "nested",
         ),
         (
             vec![BootFile {
@@ -119,7 +119,7 @@ fn refusals_as_a_table() {
         let err = write_boot_img(&entries, &options()).unwrap_err();
         let ok = match name {
             "duplicate" => matches!(err, Error::DuplicateBootPath { .. }),
-            "file-is-dir" => matches!(err, Error::FileIsDirectory { .. }),
+            "nested" => matches!(err, Error::BadBootPath { .. }),
             _ => matches!(err, Error::BootImgTooLarge { .. }),
         };
         assert!(ok, "{name}: {err}");

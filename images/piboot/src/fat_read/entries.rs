@@ -38,7 +38,9 @@ pub(super) fn parse_directory(
         }
         let short = &raw[..11];
         if sub && (short == b".          " || short == b"..         ") {
-            lfn.reset();
+            if lfn.active() {
+                return Err(FatProblem::Entry("a long name on a '.' or '..' entry"));
+            }
             continue;
         }
         if attr & 0x08 != 0 {

@@ -80,7 +80,6 @@ pub fn pi4_files() -> Vec<(BootPath, Vec<u8>)> {
         (files.initramfs.clone(), filler(400_000, 4)),
         (files.device_tree.clone(), filler(27_386, 5)),
         (p("bl31.bin"), filler(57_459, 6)),
-        (p("overlays/README"), b"no overlays\n".to_vec()),
     ]
 }
 
