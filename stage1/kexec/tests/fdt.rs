@@ -5,6 +5,8 @@ mod common;
 
 use proptest::prelude::*;
 use racklet_kexec::fdt::{DeviceTree, Error, Node, Reservation};
+use racklet_kexec::memmap::PhysRange;
+use racklet_kexec::{tree, Error as KexecError};
 
 fn count(n: &Node) -> (usize, usize) {
     n.children
@@ -370,6 +372,54 @@ fn tree_shape_refusals() {
     assert!(matches!(bad.to_blob(), Err(Error::BadName { .. })));
 }
 
+#[test]
+fn reserved_memory_is_read() {
+    let r = |s: u64, l: u64| PhysRange::at(s, l).unwrap();
+    let mut t = sample();
+    t.root
+        .set_property("#address-cells", 2u32.to_be_bytes().to_vec());
+    let mut rm = Node::new("reserved-memory");
+    rm.set_property("#address-cells", 2u32.to_be_bytes().to_vec());
+    rm.set_property("#size-cells", 1u32.to_be_bytes().to_vec());
+    let mut a = Node::new("tee@48000000");
+    a.set_property(
+        "reg",
+        [0u32, 0x4800_0000, 0x10_0000, 0x1, 0x0, 0x1000]
+            .iter()
+            .flat_map(|c| c.to_be_bytes())
+            .collect(),
+    );
+    let dynamic = Node::new("cma"); // no reg: placed at boot, shown in /proc/iomem
+    rm.children = vec![a, dynamic];
+    t.root.children.push(rm);
+    let t = DeviceTree::parse(&t.to_blob().unwrap()).unwrap();
+    assert_eq!(
+        tree::reserved_ranges(&t).unwrap(),
+        [
+            r(0x1000, 0x2000),
+            r(0x4800_0000, 0x10_0000),
+            r(0x1_0000_0000, 0x1000)
+        ]
+    );
+
+    let mut bad_reg = t.clone();
+    let rm = bad_reg.root.child_or_insert("reserved-memory");
+    rm.children[0].set_property("reg", vec![0; 8]);
+    assert!(matches!(
+        tree::reserved_ranges(&bad_reg),
+        Err(KexecError::BadReg { len: 8, .. })
+    ));
+    let mut bad_cells = t.clone();
+    bad_cells
+        .root
+        .child_or_insert("reserved-memory")
+        .set_property("#size-cells", 3u32.to_be_bytes().to_vec());
+    assert!(matches!(
+        tree::reserved_ranges(&bad_cells),
+        Err(KexecError::BadCells { value: 3, .. })
+    ));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -389,4 +439,47 @@ proptest! {
     fn random_bytes(b in prop::collection::vec(any::<u8>(), 0..256)) {
         racklet_kexec::fuzz::device_tree(&b);
     }
+}
+
+/// Every `.dtb` under RACKLET_DTB_DIR (e.g. a kernel package's
+/// `usr/lib/linux-image-*/`): read, written back, read again equal.
+#[test]
+fn a_directory_of_real_blobs_when_present() {
+    let Ok(dir) = std::env::var("RACKLET_DTB_DIR") else {
+        println!("skipped: needs RACKLET_DTB_DIR=/path/to/dtbs");
+        return;
+    };
+    let (mut n, mut long_names) = (0, 0);
+    let mut stack = vec![std::path::PathBuf::from(dir)];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "dtb") {
+                let blob = std::fs::read(&p).unwrap();
+                let t = DeviceTree::parse(&blob).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                assert_eq!(
+                    DeviceTree::parse(&t.to_blob().unwrap()).unwrap(),
+                    t,
+                    "{}",
+                    p.display()
+                );
+                fn longest(n: &Node) -> usize {
+                    let own = n
+                        .properties
+                        .iter()
+                        .map(|p| p.name.len())
+                        .chain([n.name.len()])
+                        .max()
+                        .unwrap_or(0);
+                    n.children.iter().map(longest).fold(own, usize::max)
+                }
+                long_names += usize::from(longest(&t.root) > 31);
+                n += 1;
+            }
+        }
+    }
+    println!("{n} blobs read and rewritten; {long_names} with a name over 31 characters");
+    assert!(n > 0);
 }

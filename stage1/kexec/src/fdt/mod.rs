@@ -4,12 +4,16 @@
 //! Why not a crate: the next kernel must get back every node and property
 //! of the running tree, byte for byte, with `/chosen` edited. dtoolkit 0.4
 //! (the one maintained crate that both reads and writes) refuses names over
-//! 31 characters — which firmware emits and the kernel's libfdt accepts —
-//! and always writes `boot_cpuid_phys` as 0; `fdt`, `flat_device_tree` and
-//! `fdt-rs` only read, `vm-fdt` only writes. The format is small, so this
-//! module reads it into a [`DeviceTree`], refuses anything malformed with a
-//! typed [`Error`] (never a panic: `fuzz::device_tree` checks that), and
-//! writes it back packed.
+//! 31 characters — 319 of the 577 device trees in Debian 12's arm64 kernel
+//! package have one (`snps,dis-del-phy-power-chg-quirk`,
+//! `interrupt-controller@400,d0080000`, …), and dtc and the kernel take
+//! them — and always writes `boot_cpuid_phys` as 0; `fdt`,
+//! `flat_device_tree` and `fdt-rs` only read, `vm-fdt` only writes. The
+//! format is small, so this module reads it into a [`DeviceTree`], refuses
+//! anything malformed with a typed [`Error`] (never a panic:
+//! [`crate::fuzz::device_tree`] states that), and writes it back packed.
+//! All 577 of those trees read and write back equal
+//! (`tests/fdt.rs`, `RACKLET_DTB_DIR`).
 //!
 //! ## Header (all fields big-endian u32)
 //!
