@@ -27,9 +27,10 @@ use crate::path::BootPath;
 use crate::MAX_BOOT_IMG_BYTES;
 
 /// Free clusters left at the end of every image. Bootloaders before
-/// 2024-01-22 mishandled a file that used the last cluster of the volume
-/// (rpi-eeprom release notes, "Fix handling of files that use the last
-/// cluster in the partition"), so the writer never fills the volume.
+/// 2024-01-18 (Pi 4) / 2024-01-22 (Pi 5) mishandled a file that used the
+/// last cluster of the volume (rpi-eeprom release notes, "Fix handling of
+/// files that use the last cluster in the partition"), so the writer
+/// never fills the volume.
 pub const MIN_FREE_CLUSTERS: u32 = 8;
 
 const SIZE_STEP: u64 = 64 * 1024;
