@@ -2,8 +2,11 @@
 
 use crate::Error;
 
-/// One of the two boot slots of a compute unit.
+/// One of the two boot slots of a compute unit: the one `Slot` of the
+/// whole tree (stage1's slot disk, bootd's node reports and the BMC all use
+/// it). With the `serde` feature it is `"A"` or `"B"` in JSON.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Slot {
     /// Slot A (wire value 0).
     A,
@@ -90,9 +93,30 @@ impl ImageKind {
     }
 }
 
-/// An image's anti-rollback `security_version` (TUF target custom metadata).
+/// An image's anti-rollback `security_version`: the one type of the whole
+/// tree, 32 bits wide because that is what the BMC keeps in flash. The
+/// release schema (`racklet-release`) re-exports it for the signed TUF
+/// target metadata, where it is a plain JSON number (with the `serde`
+/// feature); a value over `u32::MAX` does not parse.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
 pub struct SecurityVersion(pub u32);
+
+impl core::fmt::Display for SecurityVersion {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl core::fmt::Display for Slot {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Slot::A => "A",
+            Slot::B => "B",
+        })
+    }
+}
 
 /// Seconds since the Unix epoch, UTC.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -23,7 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod lease;
-pub mod wire;
+use bootd_dhcp_wire as wire;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;

@@ -6,6 +6,7 @@
 //! options are walked first — every option must fit, satisfy the caller's
 //! length rule, and an END must come — and the decoder still runs under
 //! `catch_unwind`: a packet must never take a service or PID 1 down.
+#![forbid(unsafe_code)]
 
 use dhcproto::v4::Message;
 use dhcproto::{Decodable, Decoder};

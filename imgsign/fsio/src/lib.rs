@@ -1,7 +1,22 @@
-//! Crash-safe file writing: every file imgsign publishes is written to a
-//! temporary file in the same directory, fsynced, renamed over its final
-//! name, and the directory is fsynced. A reader (or a power cut) sees the old
-//! file or the new one, never a mix.
+//! Crash-safe file writing, one implementation for the whole chain: every
+//! file imgsign publishes, every record bootd keeps and every piece of
+//! trusted state stage1 persists is written to a temporary file in the same
+//! directory, fsynced, renamed over its final name, and the directory is
+//! fsynced. A reader (or a power cut) sees the old file or the new one,
+//! never a mix.
+//!
+//! Owned by `imgsign/` (publishing a repository atomically is its concept);
+//! a crate of its own so that the node's code (stage1) writes the same way
+//! without linking the signer.
+//!
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! let p = dir.path().join("state/trusted-time");
+//! racklet_fsio::write_atomic(&p, b"2026-12-03T12:00:00Z", racklet_fsio::Mode::Public)?;
+//! assert_eq!(std::fs::read(&p).unwrap(), b"2026-12-03T12:00:00Z");
+//! # Ok::<(), racklet_fsio::Error>(())
+//! ```
+#![forbid(unsafe_code)]
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -10,7 +25,55 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+/// A file operation that failed, naming the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading a file failed.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Creating, writing, syncing or renaming a file (or its directory) failed.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// [`write_new`] found the file already there.
+    #[error("{path} already exists; refusing to overwrite it")]
+    AlreadyExists {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// This crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Who may read a file written here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// 0644: metadata, certificates, state records.
+    Public,
+    /// 0600: private keys and other secrets.
+    Secret,
+}
+
+impl Mode {
+    /// The permission bits.
+    pub const fn bits(self) -> u32 {
+        match self {
+            Mode::Public => 0o644,
+            Mode::Secret => 0o600,
+        }
+    }
+}
 
 /// A temporary file next to its destination, removed on drop unless
 /// [`TempFile::persist`] moved it into place.
@@ -22,7 +85,7 @@ pub struct TempFile {
 
 impl TempFile {
     /// Creates `.<name>.tmp-<pid>-<n>` beside `dest` with the given mode.
-    pub fn beside(dest: &Path, mode: u32) -> Result<TempFile> {
+    pub fn beside(dest: &Path, mode: Mode) -> Result<TempFile> {
         let dir = parent(dest);
         let name = dest
             .file_name()
@@ -33,7 +96,7 @@ impl TempFile {
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(mode)
+                .mode(mode.bits())
                 .open(&path)
             {
                 Ok(file) => {
@@ -107,8 +170,19 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         })
 }
 
-/// Atomically replaces (or creates) `dest` with `bytes`.
-pub fn write_atomic(dest: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+/// Creates the directory `dest` goes in, if missing.
+fn create_parent(dest: &Path) -> Result<()> {
+    let dir = parent(dest);
+    fs::create_dir_all(dir).map_err(|source| Error::Write {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+/// Atomically replaces (or creates) `dest` with `bytes`, creating its
+/// directory if missing.
+pub fn write_atomic(dest: &Path, bytes: &[u8], mode: Mode) -> Result<()> {
+    create_parent(dest)?;
     let mut tmp = TempFile::beside(dest, mode)?;
     let tmp_path = tmp.path().to_owned();
     tmp.file().write_all(bytes).map_err(|source| Error::Write {
@@ -118,10 +192,11 @@ pub fn write_atomic(dest: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     tmp.persist(dest)
 }
 
-/// Creates `dest` with `bytes`, failing if it exists; atomic like
-/// [`write_atomic`] (used for secrets: a key is never half-written and never
-/// overwritten).
-pub fn write_new(dest: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+/// Creates `dest` with `bytes`, failing if it exists (even if it appears
+/// while this runs); atomic like [`write_atomic`] (used for secrets: a key
+/// is never half-written and never overwritten).
+pub fn write_new(dest: &Path, bytes: &[u8], mode: Mode) -> Result<()> {
+    create_parent(dest)?;
     if dest.exists() {
         return Err(Error::AlreadyExists {
             path: dest.to_owned(),
@@ -154,9 +229,17 @@ pub fn write_new(dest: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     sync_dir(parent(dest))
 }
 
-/// Reads a whole (small) file.
+/// Reads a whole (small) file, naming it on error.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads a whole UTF-8 file, naming it on error.
+pub fn read_to_string(path: &Path) -> Result<String> {
+    fs::read_to_string(path).map_err(|source| Error::Read {
         path: path.to_owned(),
         source,
     })
@@ -310,9 +393,9 @@ mod tests {
     fn write_new_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k");
-        write_new(&p, b"one", 0o600).unwrap();
+        write_new(&p, b"one", Mode::Secret).unwrap();
         assert!(matches!(
-            write_new(&p, b"two", 0o600),
+            write_new(&p, b"two", Mode::Secret),
             Err(Error::AlreadyExists { .. })
         ));
         assert_eq!(fs::read(&p).unwrap(), b"one");
@@ -321,11 +404,34 @@ mod tests {
     }
 
     #[test]
+    fn secret_files_are_0600_and_parents_are_created() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a/b/k.pem");
+        write_new(&p, b"one", Mode::Secret).unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        write_atomic(&p, b"two", Mode::Secret).unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let q = dir.path().join("c/pub.pem");
+        write_atomic(&q, b"x", Mode::Public).unwrap();
+        assert_eq!(
+            fs::metadata(&q).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+    }
+
+    #[test]
     fn write_atomic_replaces() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
-        write_atomic(&p, b"one", 0o644).unwrap();
-        write_atomic(&p, b"two", 0o644).unwrap();
+        write_atomic(&p, b"one", Mode::Public).unwrap();
+        write_atomic(&p, b"two", Mode::Public).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }

@@ -13,15 +13,57 @@
 //! can withhold a release but never change which nodes may run an image, its
 //! security version or its architecture: Uptane's "director" decision, made by
 //! the release signer instead of an online server.
+//!
+//! A contract crate: imgsign writes these facts, bootd serves and shows them,
+//! `images` stamps recipes with them and stage1 enforces them. It holds
+//! types and their encoding only — no IO, no TUF library — so the node's
+//! code can read a release without linking the signer.
+#![forbid(unsafe_code)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::str::FromStr;
 
+pub use racklet_bmc_proto::SecurityVersion;
 use racklet_hardware::{Arch, NodeName};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+/// Why a release value was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value that fails its validation rule.
+    #[error("invalid {what} `{value}`: {reason}")]
+    InvalidValue {
+        /// What it is (e.g. "target name").
+        what: &'static str,
+        /// The value given.
+        value: String,
+        /// The rule it breaks.
+        reason: String,
+    },
+    /// A target whose `racklet` custom metadata is missing.
+    #[error("target `{name}` has no `{CUSTOM_KEY}` custom metadata")]
+    MissingCustom {
+        /// Target name.
+        name: String,
+    },
+    /// A target whose `racklet` custom metadata does not parse.
+    #[error("target `{name}`: bad `{CUSTOM_KEY}` custom metadata: {source}")]
+    BadCustom {
+        /// Target name.
+        name: String,
+        /// What is wrong with it.
+        source: serde_json::Error,
+    },
+}
+
+/// This crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The only channel the published example keys may sign: the tools refuse
+/// the example keys for any other.
+pub const DEMO_CHANNEL: &str = "demo";
 
 /// The custom-metadata key under which a target's [`ReleaseInfo`] lives.
 pub const CUSTOM_KEY: &str = "racklet";
@@ -71,19 +113,6 @@ impl FromStr for ImageKind {
     }
 }
 
-/// The anti-rollback version of an image. A node never installs an image
-/// whose security version is below the minimum its BMC holds; the minimum is
-/// raised once an image with a higher one has booted successfully.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SecurityVersion(pub u64);
-
-impl fmt::Display for SecurityVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
 /// A release channel: a label such as `stable`, `beta` or `demo`.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
@@ -113,7 +142,7 @@ impl Channel {
 
     /// True for the `demo` channel, the only one the example keys may sign.
     pub fn is_demo(&self) -> bool {
-        self.0 == crate::keys::danger::DEMO_CHANNEL
+        self.0 == DEMO_CHANNEL
     }
 }
 
@@ -246,7 +275,9 @@ pub struct ReleaseInfo {
     pub kind: ImageKind,
     /// Its version (semantic versioning).
     pub version: semver::Version,
-    /// Its anti-rollback version.
+    /// Its anti-rollback version. A node never installs an image whose
+    /// security version is below the minimum its BMC holds; the minimum is
+    /// raised once an image with a higher one has booted successfully.
     pub security_version: SecurityVersion,
     /// The architecture it runs on.
     pub arch: Arch,
@@ -257,24 +288,24 @@ pub struct ReleaseInfo {
 }
 
 impl ReleaseInfo {
-    /// Reads the release facts from a TUF target's custom metadata.
-    pub fn from_target(name: &str, target: &tough::schema::Target) -> Result<ReleaseInfo> {
-        let value = target
-            .custom
+    /// Reads the release facts of target `name` from its TUF custom
+    /// metadata (the target's `custom` object).
+    pub fn from_custom(
+        name: &str,
+        custom: &HashMap<String, serde_json::Value>,
+    ) -> Result<ReleaseInfo> {
+        let value = custom
             .get(CUSTOM_KEY)
-            .ok_or_else(|| Error::TargetMismatch {
-                name: name.into(),
-                reason: format!("has no `{CUSTOM_KEY}` custom metadata"),
-            })?;
-        serde_json::from_value(value.clone()).map_err(|e| Error::TargetMismatch {
+            .ok_or_else(|| Error::MissingCustom { name: name.into() })?;
+        ReleaseInfo::deserialize(value).map_err(|source| Error::BadCustom {
             name: name.into(),
-            reason: format!("bad `{CUSTOM_KEY}` custom metadata: {e}"),
+            source,
         })
     }
 
     /// The custom-metadata map for a TUF target.
-    pub fn to_custom(&self) -> std::collections::HashMap<String, serde_json::Value> {
-        let mut m = std::collections::HashMap::new();
+    pub fn to_custom(&self) -> HashMap<String, serde_json::Value> {
+        let mut m = HashMap::new();
         m.insert(
             CUSTOM_KEY.to_owned(),
             serde_json::to_value(self).expect("ReleaseInfo always serializes"),

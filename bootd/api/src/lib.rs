@@ -1,0 +1,222 @@
+//! The node ↔ bootd API: what a node (stage1, or `bootd client`) and the
+//! boot server say to each other over HTTPS, as types.
+//!
+//! A contract crate: bootd's routes and the client in `bootd/client` both
+//! use these types, so the two cannot drift apart; it holds no server, no
+//! client and no IO. Every path is relative to the server's base URL
+//! (`https://bootd.local:8443/`).
+//!
+//! | method, path | TLS | body → answer |
+//! |---|---|---|
+//! | `POST v1/enroll` | server-authenticated | [`EnrollRequest`] → `202` [`EnrollAnswer::Pending`], `400` refused (unknown node, bad CSR, too many pending) |
+//! | `GET v1/enroll/{id}` | server-authenticated | → `202` [`EnrollAnswer::Pending`], `200` [`EnrollAnswer::Issued`], `403` [`EnrollAnswer::Denied`], `404` unknown id |
+//! | `POST v1/node/report` | mTLS (node certificate) | [`NodeReport`] → `200` [`ReportAck`] |
+//! | `GET v1/node/self` | mTLS (node certificate) | → `200` [`NodeSelf`] |
+//! | `GET metadata/{file}` | server-authenticated or mTLS | the verified TUF metadata |
+//! | `GET targets/{file}` | server-authenticated or mTLS | the verified TUF targets (`Range` supported) |
+//!
+//! On the per-node paths a missing client certificate is `401`, one bootd
+//! did not issue (or revoked, or for a node no longer in the rack) `403`.
+//! The node is always the one its certificate names, never one a body
+//! claims. Every error answer is `text/plain`; every JSON answer is
+//! `application/json`.
+#![forbid(unsafe_code)]
+
+pub use racklet_bmc_proto::{SecurityVersion, Slot};
+use racklet_release::ReleaseInfo;
+use serde::{Deserialize, Serialize};
+
+/// The paths of the API, relative to the server's base URL.
+pub mod paths {
+    /// `POST`: submit an enrollment request.
+    pub const ENROLL: &str = "v1/enroll";
+    /// `POST` (mTLS): what the node installed and booted.
+    pub const NODE_REPORT: &str = "v1/node/report";
+    /// `GET` (mTLS): what bootd knows about the calling node.
+    pub const NODE_SELF: &str = "v1/node/self";
+    /// The TUF metadata directory (`metadata/1.root.json`, `metadata/timestamp.json`, …).
+    pub const METADATA: &str = "metadata/";
+    /// The TUF targets directory.
+    pub const TARGETS: &str = "targets/";
+
+    /// `GET`: the state of enrollment request `id`.
+    pub fn enroll_status(id: &str) -> String {
+        format!("{ENROLL}/{id}")
+    }
+
+    /// The request id in an enrollment-status path (`enroll/{id}` after
+    /// `v1/`), if `rest` is one.
+    pub fn parse_enroll_status(rest: &str) -> Option<&str> {
+        rest.strip_prefix("enroll/").filter(|id| !id.is_empty())
+    }
+}
+
+/// The body of `POST v1/enroll`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The node the request is for (a name from the rack description).
+    pub node: String,
+    /// A PKCS#10 certificate signing request, PEM, for the node's own key.
+    pub csr_pem: String,
+}
+
+/// What bootd answers about an enrollment request (`status` tells which).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum EnrollAnswer {
+    /// Waiting for the operator (`bootd nodes approve`).
+    Pending {
+        /// The request id to poll with.
+        id: String,
+        /// The node (in the answer to the `POST`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+        /// SHA-256 of the requested public key (in the answer to the
+        /// `POST`): the node shows it so the operator can compare.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_fingerprint: Option<String>,
+    },
+    /// Approved: the node's certificate.
+    Issued(IssuedCert),
+    /// Denied by the operator.
+    Denied {
+        /// The request id.
+        id: String,
+    },
+}
+
+/// An approved request's certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedCert {
+    /// The request id.
+    pub id: String,
+    /// The node the certificate names.
+    pub node: String,
+    /// The client certificate, PEM.
+    pub cert_pem: String,
+    /// The rack CA certificate, PEM.
+    pub ca_pem: String,
+    /// SHA-256 of the certificate's DER.
+    pub fingerprint: String,
+    /// End of validity, RFC 3339.
+    pub not_after: String,
+}
+
+/// What a node reports over mTLS: what it installed and booted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeReport {
+    /// The slot it booted.
+    pub slot: Slot,
+    /// The version it booted (`custom.racklet.version`).
+    pub version: String,
+    /// The booted image's security version, if known.
+    #[serde(default)]
+    pub security_version: Option<SecurityVersion>,
+    /// Whether the booted OS confirmed a successful boot.
+    pub confirmed: bool,
+}
+
+/// bootd's answer to a [`NodeReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportAck {
+    /// The node the report was filed under (from its certificate).
+    pub node: String,
+    /// True once it is stored.
+    pub recorded: bool,
+}
+
+/// What bootd knows about the calling node. Informational: the node must
+/// still verify its assignments in the signed targets metadata itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeSelf {
+    /// The node (from its certificate).
+    pub node: String,
+    /// Its groups in the rack description.
+    pub groups: Vec<String>,
+    /// The targets the verified metadata assigns to it.
+    pub assigned: Vec<AssignedTarget>,
+}
+
+/// One target assigned to a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssignedTarget {
+    /// Target name.
+    pub name: String,
+    /// Signed length.
+    pub length: u64,
+    /// Signed SHA-256 (hex).
+    pub sha256: String,
+    /// The signed release facts, if the target carries them.
+    pub racklet: Option<ReleaseInfo>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enroll_answers_are_tagged_by_status() {
+        // The bytes bootd sends and stage1 reads, as a table.
+        let cases = [
+            (
+                EnrollAnswer::Pending {
+                    id: "ab12".into(),
+                    node: Some("unit-2".into()),
+                    key_fingerprint: Some("ff".into()),
+                },
+                r#"{"status":"pending","id":"ab12","node":"unit-2","key_fingerprint":"ff"}"#,
+            ),
+            (
+                EnrollAnswer::Pending {
+                    id: "ab12".into(),
+                    node: None,
+                    key_fingerprint: None,
+                },
+                r#"{"status":"pending","id":"ab12"}"#,
+            ),
+            (
+                EnrollAnswer::Denied { id: "ab12".into() },
+                r#"{"status":"denied","id":"ab12"}"#,
+            ),
+        ];
+        for (value, json) in cases {
+            assert_eq!(serde_json::to_string(&value).unwrap(), json);
+            assert_eq!(serde_json::from_str::<EnrollAnswer>(json).unwrap(), value);
+        }
+        let issued = r#"{"status":"issued","id":"ab12","node":"unit-2","cert_pem":"C","ca_pem":"A","fingerprint":"f","not_after":"2027-01-01T00:00:00Z"}"#;
+        assert!(matches!(
+            serde_json::from_str::<EnrollAnswer>(issued).unwrap(),
+            EnrollAnswer::Issued(IssuedCert { node, .. }) if node == "unit-2"
+        ));
+        assert!(serde_json::from_str::<EnrollAnswer>(r#"{"status":"maybe","id":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn node_reports_refuse_unknown_fields_and_big_security_versions() {
+        let r = NodeReport {
+            slot: Slot::B,
+            version: "1.2.0".into(),
+            security_version: Some(SecurityVersion(3)),
+            confirmed: true,
+        };
+        let json = r#"{"slot":"B","version":"1.2.0","security_version":3,"confirmed":true}"#;
+        assert_eq!(serde_json::to_string(&r).unwrap(), json);
+        assert_eq!(serde_json::from_str::<NodeReport>(json).unwrap(), r);
+        let extra = r#"{"slot":"B","version":"1","confirmed":true,"node":"unit-9"}"#;
+        assert!(serde_json::from_str::<NodeReport>(extra).is_err());
+        let big = r#"{"slot":"A","version":"1","security_version":4294967296,"confirmed":true}"#;
+        assert!(serde_json::from_str::<NodeReport>(big).is_err());
+        let slot = r#"{"slot":"C","version":"1","confirmed":true}"#;
+        assert!(serde_json::from_str::<NodeReport>(slot).is_err());
+    }
+
+    #[test]
+    fn enroll_status_paths_round_trip() {
+        assert_eq!(paths::enroll_status("ab12"), "v1/enroll/ab12");
+        assert_eq!(paths::parse_enroll_status("enroll/ab12"), Some("ab12"));
+        assert_eq!(paths::parse_enroll_status("enroll/"), None);
+        assert_eq!(paths::parse_enroll_status("node/self"), None);
+    }
+}
