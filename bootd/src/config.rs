@@ -525,7 +525,7 @@ fn is_flat_name(s: &str) -> bool {
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = crate::fsio::read_to_string(path)?;
+        let text = racklet_fsio::read_to_string(path)?;
         // Relative paths in the file are relative to the file, wherever
         // bootd was started from.
         let path = std::path::absolute(path).map_err(|source| Error::ReadFile {

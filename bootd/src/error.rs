@@ -2,6 +2,21 @@
 
 use std::path::PathBuf;
 
+impl From<racklet_fsio::Error> for Error {
+    fn from(e: racklet_fsio::Error) -> Self {
+        match e {
+            racklet_fsio::Error::Read { path, source } => Error::ReadFile { path, source },
+            racklet_fsio::Error::Write { path, source } => Error::WriteFile { path, source },
+            racklet_fsio::Error::AlreadyExists { path } => Error::AlreadyExists { path },
+            // A new kind of file error: keep its words, name no file.
+            other => Error::WriteFile {
+                path: PathBuf::new(),
+                source: std::io::Error::other(other.to_string()),
+            },
+        }
+    }
+}
+
 /// Why a bootd operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -86,16 +101,25 @@ pub enum Error {
         addr: String,
         source: std::io::Error,
     },
-    /// An HTTPS request made by bootd (mirror, client API) failed.
-    #[error("request to {url} failed: {reason}")]
-    Request { url: String, reason: String },
-    /// An HTTPS request got a refusal from the server.
-    #[error("{url} answered {status}: {body}")]
-    Status {
-        url: String,
-        status: u16,
-        body: String,
+    /// A URL could not be formed from a base and a file name.
+    #[error("{base} + {path}: {source}")]
+    Url {
+        base: String,
+        path: String,
+        source: url::ParseError,
     },
+    /// Fetching a file from the repository's source failed.
+    #[error("fetch {url}: {source}")]
+    Fetch {
+        url: String,
+        source: tough::TransportError,
+    },
+    /// A file from the source is longer than allowed.
+    #[error("{url}: longer than the limit of {limit} bytes")]
+    TooLong { url: String, limit: u64 },
+    /// An HTTPS request made by bootd itself, or by `bootd client`, failed.
+    #[error(transparent)]
+    Client(#[from] bootd_client::Error),
 }
 
 fn path_suffix(path: &Option<PathBuf>) -> String {

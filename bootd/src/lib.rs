@@ -3,7 +3,8 @@
 //! It serves a TUF repository (made by `imgsign`) that it has verified
 //! itself from a pinned root ([`repo`]), runs the rack's own certificate
 //! authority ([`pki`]), enrolls nodes and takes their reports over mTLS
-//! ([`nodes`], [`client`]), and exports OpenMetrics ([`metrics`]).
+//! ([`nodes`]; the wire types are the `bootd-api` contract crate, the node
+//! side is `bootd-client`), and exports OpenMetrics ([`metrics`]).
 //!
 //! The binary is a thin shell: it parses arguments, sets up tracing, binds
 //! the sockets and calls [`run`]. Tests run the same [`run`] on `127.0.0.1:0`.
@@ -13,11 +14,9 @@
 //! policy a pure function over the validated [`config::Config`] and the rack.
 #![forbid(unsafe_code)]
 
-pub mod client;
 pub mod config;
 pub mod error;
 pub mod files;
-pub mod fsio;
 mod io;
 pub mod metrics;
 pub mod nodes;
@@ -28,7 +27,6 @@ pub mod repo;
 mod routes;
 pub mod server;
 pub mod tls;
-pub mod transport;
 
 pub use config::Config;
 pub use error::{Error, Result};

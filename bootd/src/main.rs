@@ -20,7 +20,7 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One line: the cause chain.
-            eprintln!("bootd: {e:#}");
+            eprintln!("bootd: {}", bootd_client::display_chain(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }

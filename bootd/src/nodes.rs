@@ -23,9 +23,11 @@ use chrono::{DateTime, Utc};
 use racklet_hardware::Rack;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use bootd_api::NodeReport;
+
 use crate::error::{Error, Result};
-use crate::fsio::{self, Mode};
 use crate::pki::{self, PkiFiles};
+use racklet_fsio::{self as fsio, Mode};
 
 /// A certificate signing request waiting for approval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,30 +74,6 @@ pub struct Revocation {
     pub node: String,
     /// When.
     pub revoked_at: DateTime<Utc>,
-}
-
-/// Which A/B slot a node booted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Slot {
-    /// Slot A.
-    A,
-    /// Slot B.
-    B,
-}
-
-/// What a node reports over mTLS: what it installed and booted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeReport {
-    /// The slot it booted.
-    pub slot: Slot,
-    /// The version it booted (`custom.racklet.version`).
-    pub version: String,
-    /// The booted image's security version, if known.
-    #[serde(default)]
-    pub security_version: Option<u64>,
-    /// Whether the booted OS confirmed a successful boot.
-    pub confirmed: bool,
 }
 
 /// A stored report.
@@ -174,7 +152,7 @@ fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
         source,
     })?;
     bytes.push(b'\n');
-    fsio::write_atomic(path, &bytes, Mode::Public)
+    Ok(fsio::write_atomic(path, &bytes, Mode::Public)?)
 }
 
 fn list_json<T: DeserializeOwned>(dir: &Path) -> Vec<T> {
@@ -478,7 +456,7 @@ mod tests {
     fn unknown_node_and_garbage_csr_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let s = NodeStore::new(dir.path());
-        let (_k, csr) = pki::new_node_key_and_csr("unit-1").unwrap();
+        let (_k, csr) = bootd_client::new_key_and_csr("unit-1").unwrap();
         let e = s
             .submit(&rack(), "unit-99", &csr, "x", Utc::now(), 8)
             .unwrap_err();
@@ -494,7 +472,7 @@ mod tests {
     fn pending_requests_are_capped_and_deduplicated() {
         let dir = tempfile::tempdir().unwrap();
         let s = NodeStore::new(dir.path());
-        let (_k, csr) = pki::new_node_key_and_csr("unit-1").unwrap();
+        let (_k, csr) = bootd_client::new_key_and_csr("unit-1").unwrap();
         let a = s
             .submit(&rack(), "unit-1", &csr, "x", Utc::now(), 2)
             .unwrap();
@@ -502,10 +480,10 @@ mod tests {
             .submit(&rack(), "unit-1", &csr, "x", Utc::now(), 2)
             .unwrap();
         assert_eq!(a.id, b.id);
-        let (_k, csr2) = pki::new_node_key_and_csr("unit-2").unwrap();
+        let (_k, csr2) = bootd_client::new_key_and_csr("unit-2").unwrap();
         s.submit(&rack(), "unit-2", &csr2, "x", Utc::now(), 2)
             .unwrap();
-        let (_k, csr3) = pki::new_node_key_and_csr("unit-3").unwrap();
+        let (_k, csr3) = bootd_client::new_key_and_csr("unit-3").unwrap();
         let e = s
             .submit(&rack(), "unit-3", &csr3, "x", Utc::now(), 2)
             .unwrap_err();
@@ -524,7 +502,7 @@ mod tests {
         };
         pki::init(&files, "r", &["localhost".into()], 10, Utc::now(), false).unwrap();
         let s = NodeStore::new(&dir.path().join("state"));
-        let (_k, csr) = pki::new_node_key_and_csr("unit-2").unwrap();
+        let (_k, csr) = bootd_client::new_key_and_csr("unit-2").unwrap();
         let req = s
             .submit(&rack(), "unit-2", &csr, "x", Utc::now(), 8)
             .unwrap();

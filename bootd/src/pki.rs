@@ -24,7 +24,7 @@ use rustls::pki_types::{CertificateDer, CertificateSigningRequestDer, PrivateKey
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::fsio::{self, Mode};
+use racklet_fsio::{self as fsio, Mode};
 
 /// Where the rack PKI's files live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,18 +286,6 @@ pub fn issue_client_cert(
     })
 }
 
-/// A fresh node key and a CSR for it (used by [`crate::client`]).
-pub fn new_node_key_and_csr(node: &str) -> Result<(String, String)> {
-    let key = KeyPair::generate().map_err(cert_err("generate node key"))?;
-    let mut params = CertificateParams::default();
-    params.distinguished_name.push(DnType::CommonName, node);
-    let csr = params
-        .serialize_request(&key)
-        .map_err(cert_err("build CSR"))?;
-    let csr_pem = csr.pem().map_err(cert_err("encode CSR"))?;
-    Ok((key.serialize_pem(), csr_pem))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,7 +358,7 @@ mod tests {
 
     #[test]
     fn tampered_csr_is_refused() {
-        let (_key, csr) = new_node_key_and_csr("unit-1").unwrap();
+        let (_key, csr) = bootd_client::new_key_and_csr("unit-1").unwrap();
         check_csr(&csr).unwrap();
         let der = CertificateSigningRequestDer::from_pem_slice(csr.as_bytes()).unwrap();
         let mut bytes = der.to_vec();

@@ -135,11 +135,12 @@ impl Publisher {
                 (Arc::new(tough::FilesystemTransport), url)
             }
             Source::Mirror { url, ca_cert } => {
-                let roots = crate::pki::load_certs(ca_cert)?;
+                let ca_pem = racklet_fsio::read(ca_cert)?;
+                let tls = bootd_client::tls::client_config(&ca_pem, None)?;
                 let client =
-                    crate::transport::HttpsClient::new(crate::transport::client_tls(&roots, None)?);
+                    bootd_client::Client::new(Some(tls), bootd_client::NetConfig::default());
                 (
-                    Arc::new(crate::transport::HttpsTransport::new(client)),
+                    Arc::new(bootd_client::TufTransport::new(client)),
                     url.clone(),
                 )
             }
@@ -219,30 +220,31 @@ impl Publisher {
         let url = self
             .metadata_base
             .join("timestamp.json")
-            .map_err(|e| Error::Request {
-                url: self.metadata_base.to_string(),
-                reason: e.to_string(),
+            .map_err(|source| Error::Url {
+                base: self.metadata_base.to_string(),
+                path: "timestamp.json".into(),
+                source,
             })?;
-        let mut stream = self
-            .transport
-            .fetch(url.clone())
-            .await
-            .map_err(|e| Error::Request {
-                url: url.to_string(),
-                reason: e.to_string(),
-            })?;
+        let mut stream =
+            self.transport
+                .fetch(url.clone())
+                .await
+                .map_err(|source| Error::Fetch {
+                    url: url.to_string(),
+                    source,
+                })?;
         let mut h = Sha256::new();
         let mut total = 0usize;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Error::Request {
+            let chunk = chunk.map_err(|source| Error::Fetch {
                 url: url.to_string(),
-                reason: e.to_string(),
+                source,
             })?;
             total += chunk.len();
             if total > 1 << 20 {
-                return Err(Error::Request {
+                return Err(Error::TooLong {
                     url: url.to_string(),
-                    reason: "timestamp.json larger than 1 MiB".into(),
+                    limit: 1 << 20,
                 });
             }
             h.update(&chunk);
@@ -315,7 +317,7 @@ impl Publisher {
                 fs::copy(e.path(), ds.join(e.file_name())).map_err(|e| stage_err(ds, e))?;
             }
         }
-        let root_bytes = crate::fsio::read(&self.trusted_root)?;
+        let root_bytes = racklet_fsio::read(&self.trusted_root)?;
         let recording = Recording {
             inner: self.transport.clone(),
             metadata_base: self.metadata_base.clone(),

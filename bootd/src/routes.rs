@@ -13,7 +13,12 @@ use tracing::{error, info, warn};
 
 use crate::files::{self, full, text, Body};
 use crate::metrics::{BootedLabels, Metrics, NodeLabels};
-use crate::nodes::{NodeReport, RequestStatus};
+use bootd_api::{
+    paths, AssignedTarget, EnrollAnswer, EnrollRequest, IssuedCert, NodeReport, NodeSelf, ReportAck,
+};
+use racklet_release::ReleaseInfo;
+
+use crate::nodes::RequestStatus;
 use crate::repo::is_flat_name;
 use crate::server::{ConnInfo, Live, Shared};
 
@@ -173,65 +178,6 @@ async fn serve_first_stage(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn target(assign: serde_json::Value) -> crate::repo::TargetInfo {
-        crate::repo::TargetInfo {
-            length: 1,
-            sha256: String::new(),
-            file: String::new(),
-            racklet: Some(serde_json::json!({"kind": "os", "assign": assign})),
-        }
-    }
-
-    #[test]
-    fn assignment_by_node_group_or_all() {
-        let groups = vec!["workers".to_string()];
-        assert!(assigned_to(
-            &target(serde_json::json!({"nodes": ["unit-3"]})),
-            "unit-3",
-            &[]
-        ));
-        assert!(!assigned_to(
-            &target(serde_json::json!({"nodes": ["unit-3"]})),
-            "unit-4",
-            &groups
-        ));
-        assert!(assigned_to(
-            &target(serde_json::json!({"groups": ["workers"]})),
-            "unit-4",
-            &groups
-        ));
-        assert!(!assigned_to(
-            &target(serde_json::json!({"groups": ["canary"]})),
-            "unit-4",
-            &groups
-        ));
-        assert!(assigned_to(
-            &target(serde_json::json!({"all": true})),
-            "unit-9",
-            &[]
-        ));
-        assert!(!assigned_to(
-            &target(serde_json::json!({"all": false})),
-            "unit-9",
-            &[]
-        ));
-        let mut no_meta = target(serde_json::json!({}));
-        no_meta.racklet = None;
-        assert!(!assigned_to(&no_meta, "unit-1", &groups));
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EnrollBody {
-    node: String,
-    csr_pem: String,
-}
-
 async fn read_body(
     req: Request<Incoming>,
     max: usize,
@@ -248,7 +194,7 @@ async fn read_body(
     }
 }
 
-fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
+fn json(status: StatusCode, v: &impl serde::Serialize) -> Response<Body> {
     let mut r = Response::new(full(serde_json::to_vec(v).unwrap_or_default()));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -273,7 +219,7 @@ async fn api(
                 Ok(b) => b,
                 Err(r) => return ("enroll", r),
             };
-            let Ok(b) = serde_json::from_slice::<EnrollBody>(&body) else {
+            let Ok(b) = serde_json::from_slice::<EnrollRequest>(&body) else {
                 return (
                     "enroll",
                     text(StatusCode::BAD_REQUEST, "want JSON {node, csr_pem}"),
@@ -294,7 +240,11 @@ async fn api(
                         "enroll",
                         json(
                             StatusCode::ACCEPTED,
-                            &serde_json::json!({"id": p.id, "node": p.node, "key_fingerprint": p.key_fingerprint, "status": "pending"}),
+                            &EnrollAnswer::Pending {
+                                id: p.id,
+                                node: Some(p.node),
+                                key_fingerprint: Some(p.key_fingerprint),
+                            },
                         ),
                     )
                 }
@@ -308,24 +258,34 @@ async fn api(
                 ),
             }
         }
-        (Method::GET, r) if r.starts_with("enroll/") => {
-            let id = &r["enroll/".len()..];
+        (Method::GET, r) if paths::parse_enroll_status(r).is_some() => {
+            let id = paths::parse_enroll_status(r).unwrap_or_default();
             let ca_pem = std::fs::read_to_string(&live.config.pki.ca_cert).unwrap_or_default();
             match shared.store.status(id) {
                 RequestStatus::Pending => (
                     "enroll",
                     json(
                         StatusCode::ACCEPTED,
-                        &serde_json::json!({"id": id, "status": "pending"}),
+                        &EnrollAnswer::Pending {
+                            id: id.to_owned(),
+                            node: None,
+                            key_fingerprint: None,
+                        },
                     ),
                 ),
                 RequestStatus::Issued(rec) => (
                     "enroll",
                     json(
                         StatusCode::OK,
-                        &serde_json::json!({
-                            "id": id, "status": "issued", "node": rec.node, "cert_pem": rec.cert_pem, "ca_pem": ca_pem,
-                            "fingerprint": rec.fingerprint, "not_after": rec.not_after,
+                        &EnrollAnswer::Issued(IssuedCert {
+                            id: id.to_owned(),
+                            node: rec.node,
+                            cert_pem: rec.cert_pem,
+                            ca_pem,
+                            fingerprint: rec.fingerprint,
+                            not_after: rec
+                                .not_after
+                                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                         }),
                     ),
                 ),
@@ -333,7 +293,7 @@ async fn api(
                     "enroll",
                     json(
                         StatusCode::FORBIDDEN,
-                        &serde_json::json!({"id": id, "status": "denied"}),
+                        &EnrollAnswer::Denied { id: id.to_owned() },
                     ),
                 ),
                 RequestStatus::Unknown => {
@@ -376,7 +336,10 @@ async fn api(
                                 route,
                                 json(
                                     StatusCode::OK,
-                                    &serde_json::json!({"node": node, "recorded": true}),
+                                    &ReportAck {
+                                        node: node.clone(),
+                                        recorded: true,
+                                    },
                                 ),
                             )
                         }
@@ -398,13 +361,12 @@ async fn api(
                     let groups: Vec<String> = n
                         .map(|n| n.groups.iter().cloned().collect())
                         .unwrap_or_default();
-                    let assigned: Vec<serde_json::Value> = shared
+                    let assigned: Vec<AssignedTarget> = shared
                         .snapshot()
                         .map(|s| {
                             s.targets
                                 .iter()
-                                .filter(|(_, t)| assigned_to(t, &node, &groups))
-                                .map(|(name, t)| serde_json::json!({"name": name, "length": t.length, "sha256": t.sha256, "racklet": t.racklet}))
+                                .filter_map(|(name, t)| assigned_to(name, t, &node, &groups))
                                 .collect()
                         })
                         .unwrap_or_default();
@@ -412,7 +374,11 @@ async fn api(
                         route,
                         json(
                             StatusCode::OK,
-                            &serde_json::json!({"node": node, "groups": groups, "assigned": assigned}),
+                            &NodeSelf {
+                                node,
+                                groups,
+                                assigned,
+                            },
                         ),
                     )
                 }
@@ -451,20 +417,25 @@ fn node_of(
     }
 }
 
-/// Whether signed metadata assigns a target to this node (by name or group).
-/// Informational: the node checks the same signed metadata itself.
-fn assigned_to(t: &crate::repo::TargetInfo, node: &str, groups: &[String]) -> bool {
-    let Some(assign) = t.racklet.as_ref().and_then(|r| r.get("assign")) else {
-        return false;
-    };
-    let has = |key: &str, v: &str| {
-        assign
-            .get(key)
-            .and_then(|a| a.as_array())
-            .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(v)))
-    };
-    let all = assign.get("all").and_then(|a| a.as_bool()) == Some(true);
-    all || has("nodes", node) || groups.iter().any(|g| has("groups", g))
+/// The target, if its signed release facts assign it to this node (by
+/// name, group or `all`). Informational: the node checks the same signed
+/// metadata itself.
+fn assigned_to(
+    name: &str,
+    t: &crate::repo::TargetInfo,
+    node: &str,
+    groups: &[String],
+) -> Option<AssignedTarget> {
+    let info = ReleaseInfo::deserialize(t.racklet.as_ref()?).ok()?;
+    let node = racklet_hardware::NodeName::new(node).ok()?;
+    info.assign
+        .admits(&node, groups.iter().map(String::as_str))
+        .then(|| AssignedTarget {
+            name: name.to_owned(),
+            length: t.length,
+            sha256: t.sha256.clone(),
+            racklet: Some(info),
+        })
 }
 
 pub(crate) fn note_report_metrics(m: &Metrics, r: &crate::nodes::Report) {
@@ -486,4 +457,65 @@ pub(crate) fn note_report_metrics(m: &Metrics, r: &crate::nodes::Report) {
         }
     }
     m.node_booted.get_or_create(&labels).set(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(assign: serde_json::Value) -> crate::repo::TargetInfo {
+        crate::repo::TargetInfo {
+            length: 1,
+            sha256: String::new(),
+            file: String::new(),
+            racklet: Some(serde_json::json!({
+                "kind": "os", "version": "1.0.0", "security_version": 1,
+                "arch": "x86_64", "channel": "stable", "assign": assign,
+            })),
+        }
+    }
+
+    #[test]
+    fn assignment_by_node_group_or_all() {
+        let groups = vec!["workers".to_string()];
+        let none: &[String] = &[];
+        for (assign, node, groups, want) in [
+            (
+                serde_json::json!({"nodes": ["unit-3"]}),
+                "unit-3",
+                none,
+                true,
+            ),
+            (
+                serde_json::json!({"nodes": ["unit-3"]}),
+                "unit-4",
+                &groups[..],
+                false,
+            ),
+            (
+                serde_json::json!({"groups": ["workers"]}),
+                "unit-4",
+                &groups[..],
+                true,
+            ),
+            (
+                serde_json::json!({"groups": ["canary"]}),
+                "unit-4",
+                &groups[..],
+                false,
+            ),
+            (serde_json::json!({"all": true}), "unit-9", none, true),
+            (serde_json::json!({"all": false}), "unit-9", none, false),
+        ] {
+            let got = assigned_to("t", &target(assign.clone()), node, groups);
+            assert_eq!(got.is_some(), want, "{assign} for {node}");
+        }
+        let mut no_meta = target(serde_json::json!({}));
+        no_meta.racklet = None;
+        assert!(assigned_to("t", &no_meta, "unit-1", &groups).is_none());
+        // Release facts that do not parse assign nothing.
+        let mut bad = target(serde_json::json!({"all": true}));
+        bad.racklet = Some(serde_json::json!({"kind": "os", "assign": {"all": true}}));
+        assert!(assigned_to("t", &bad, "unit-1", &groups).is_none());
+    }
 }

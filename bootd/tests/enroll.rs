@@ -6,8 +6,9 @@ mod common;
 use std::time::Duration;
 
 use assert_cmd::Command;
-use bootd::client::{self, Enrollment, Identity};
-use bootd::nodes::{NodeReport, NodeStore, Slot};
+use bootd::nodes::NodeStore;
+use bootd_api::{NodeReport, Slot};
+use bootd_client::{self as client, Enrollment, Identity, NetConfig};
 use common::*;
 use hyper::StatusCode;
 
@@ -33,9 +34,9 @@ fn bootd(f: &Fixture, args: &[&str]) -> String {
 
 /// The TLS layer itself must refuse (an HTTP answer such as 403 would mean
 /// the certificate got through the handshake).
-fn refused_at_handshake(r: Result<(), bootd::Error>, what: &str) {
+fn refused_at_handshake<T: std::fmt::Debug>(r: Result<T, client::Error>, what: &str) {
     match r {
-        Err(bootd::Error::Request { .. }) => {}
+        Err(client::Error::Handshake { .. } | client::Error::Http { .. }) => {}
         other => panic!("{what} certificate not refused at the TLS handshake: {other:?}"),
     }
 }
@@ -44,14 +45,16 @@ fn report_v(version: &str) -> NodeReport {
     NodeReport {
         slot: Slot::B,
         version: version.into(),
-        security_version: Some(1),
+        security_version: Some(bootd_api::SecurityVersion(1)),
         confirmed: true,
     }
 }
 
 async fn enroll(f: &Fixture, addr: std::net::SocketAddr, node: &str) -> Identity {
     let ca = f.ca_pem();
-    let pending = Enrollment::begin(&base(addr), &ca, node).await.unwrap();
+    let pending = Enrollment::begin(&base(addr), &ca, node, &NetConfig::default())
+        .await
+        .unwrap();
     // The operator sees the request with the key fingerprint the node shows.
     let listing = bootd(f, &["nodes", "pending"]);
     assert!(listing.contains(&pending.id), "{listing}");
@@ -80,14 +83,23 @@ async fn enrollment_report_and_list_end_to_end() {
 
     let id = enroll(&f, s.addr, "unit-3").await;
     tokio::time::sleep(Duration::from_millis(300)).await; // a reload tick
-    client::report(&base(s.addr), &ca, &id, &report_v("1.0.0"))
+    client::report(
+        &base(s.addr),
+        &ca,
+        &id,
+        &NetConfig::default(),
+        &report_v("1.0.0"),
+    )
+    .await
+    .unwrap();
+
+    let who = client::whoami(&base(s.addr), &ca, &id, &NetConfig::default())
         .await
         .unwrap();
-
-    let who = client::whoami(&base(s.addr), &ca, &id).await.unwrap();
-    assert_eq!(who["node"], "unit-3");
+    assert_eq!(who.node, "unit-3");
     // unit-3 is in group `workers`, which the release assigns.
-    assert_eq!(who["assigned"][0]["name"], "os.img", "{who}");
+    assert_eq!(who.assigned.len(), 1, "{who:?}");
+    assert_eq!(who.assigned[0].name, "os.img", "{who:?}");
 
     let list = bootd(&f, &["nodes", "list"]);
     let line = list.lines().find(|l| l.starts_with("unit-3")).unwrap();
@@ -115,9 +127,15 @@ async fn enrollment_report_and_list_end_to_end() {
         "{m}"
     );
     // A new report replaces the node's booted series.
-    client::report(&base(s.addr), &ca, &id, &report_v("1.0.1"))
-        .await
-        .unwrap();
+    client::report(
+        &base(s.addr),
+        &ca,
+        &id,
+        &NetConfig::default(),
+        &report_v("1.0.1"),
+    )
+    .await
+    .unwrap();
     let m = metrics(s.addr, &ca_der).await;
     assert!(!m.contains("version=\"1.0.0\""), "{m}");
     // State survives a restart (rebuilt from the state directory).
@@ -160,7 +178,7 @@ async fn per_node_endpoints_refuse_missing_unknown_revoked_and_expired_certifica
         false,
     )
     .unwrap();
-    let (key_pem, csr) = bootd::pki::new_node_key_and_csr("unit-1").unwrap();
+    let (key_pem, csr) = bootd_client::new_key_and_csr("unit-1").unwrap();
     let foreign =
         bootd::pki::issue_client_cert(&other_pki, &csr, "unit-1", 5, chrono::Utc::now()).unwrap();
     let foreign = Identity {
@@ -169,12 +187,12 @@ async fn per_node_endpoints_refuse_missing_unknown_revoked_and_expired_certifica
         cert_pem: foreign.cert_pem,
     };
     refused_at_handshake(
-        client::report(&b, &ca, &foreign, &report_v("x")).await,
+        client::report(&b, &ca, &foreign, &NetConfig::default(), &report_v("x")).await,
         "foreign CA",
     );
 
     // Signed by the rack CA but never issued through enrollment: 403.
-    let (key_pem, csr) = bootd::pki::new_node_key_and_csr("unit-1").unwrap();
+    let (key_pem, csr) = bootd_client::new_key_and_csr("unit-1").unwrap();
     let stray =
         bootd::pki::issue_client_cert(&f.pki, &csr, "unit-1", 5, chrono::Utc::now()).unwrap();
     let stray = Identity {
@@ -182,15 +200,15 @@ async fn per_node_endpoints_refuse_missing_unknown_revoked_and_expired_certifica
         key_pem,
         cert_pem: stray.cert_pem,
     };
-    match client::report(&b, &ca, &stray, &report_v("x")).await {
-        Err(bootd::Error::Status { status: 403, .. }) => {}
+    match client::report(&b, &ca, &stray, &NetConfig::default(), &report_v("x")).await {
+        Err(client::Error::Status { status: 403, .. }) => {}
         other => panic!("stray certificate: {other:?}"),
     }
 
     // Expired (issued through enrollment, but its validity is over).
     let store = NodeStore::new(&f.state);
     let rack = racklet_hardware::Rack::load(&f.config().rack_file).unwrap();
-    let (key_pem, csr) = bootd::pki::new_node_key_and_csr("unit-2").unwrap();
+    let (key_pem, csr) = bootd_client::new_key_and_csr("unit-2").unwrap();
     let req = store
         .submit(&rack, "unit-2", &csr, "test", chrono::Utc::now(), 8)
         .unwrap();
@@ -203,19 +221,21 @@ async fn per_node_endpoints_refuse_missing_unknown_revoked_and_expired_certifica
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     refused_at_handshake(
-        client::report(&b, &ca, &expired, &report_v("x")).await,
+        client::report(&b, &ca, &expired, &NetConfig::default(), &report_v("x")).await,
         "expired",
     );
 
     // Revoked: works, then `bootd nodes revoke`, then refused.
     let id = enroll(&f, s.addr, "unit-4").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    client::report(&b, &ca, &id, &report_v("1")).await.unwrap();
+    client::report(&b, &ca, &id, &NetConfig::default(), &report_v("1"))
+        .await
+        .unwrap();
     let out = bootd(&f, &["nodes", "revoke", "unit-4"]);
     assert!(out.contains("revoked"), "{out}");
     tokio::time::sleep(Duration::from_millis(400)).await;
     refused_at_handshake(
-        client::report(&b, &ca, &id, &report_v("2")).await,
+        client::report(&b, &ca, &id, &NetConfig::default(), &report_v("2")).await,
         "revoked",
     );
     let m = metrics(s.addr, &ca_der).await;
@@ -237,10 +257,13 @@ async fn enrollment_refuses_unknown_nodes_and_garbage() {
     let f = Fixture::new();
     let s = f.start().await;
     let ca = f.ca_pem();
-    let e = Enrollment::begin(&base(s.addr), &ca, "unit-99")
+    let e = Enrollment::begin(&base(s.addr), &ca, "unit-99", &NetConfig::default())
         .await
         .unwrap_err();
-    assert!(matches!(e, bootd::Error::Status { status: 400, .. }), "{e}");
+    assert!(
+        matches!(e, client::Error::Status { status: 400, .. }),
+        "{e}"
+    );
     let ca_der = f.ca_der();
     let body = "{\"node\":\"unit-1\",\"csr_pem\":\"-----BEGIN CERTIFICATE REQUEST-----\\nAAAA\\n-----END CERTIFICATE REQUEST-----\\n\"}";
     let reply = raw(s.addr, &ca_der, &format!(
@@ -275,10 +298,16 @@ async fn serve_needs_no_ca_key_and_a_node_removed_from_the_rack_loses_access() {
     std::fs::remove_file(&f.pki.ca_key).unwrap();
     let s = f.start().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    client::report(&base(s.addr), &ca, &id, &report_v("1"))
-        .await
-        .unwrap();
-    let p = Enrollment::begin(&base(s.addr), &ca, "unit-1")
+    client::report(
+        &base(s.addr),
+        &ca,
+        &id,
+        &NetConfig::default(),
+        &report_v("1"),
+    )
+    .await
+    .unwrap();
+    let p = Enrollment::begin(&base(s.addr), &ca, "unit-1", &NetConfig::default())
         .await
         .unwrap();
     assert_eq!(p.key_fingerprint.len(), 64);
@@ -289,8 +318,16 @@ async fn serve_needs_no_ca_key_and_a_node_removed_from_the_rack_loses_access() {
     std::fs::write(&rack, &text[..cut]).unwrap();
     let start = std::time::Instant::now();
     loop {
-        match client::report(&base(s.addr), &ca, &id, &report_v("2")).await {
-            Err(bootd::Error::Status { status: 403, .. }) => break,
+        match client::report(
+            &base(s.addr),
+            &ca,
+            &id,
+            &NetConfig::default(),
+            &report_v("2"),
+        )
+        .await
+        {
+            Err(client::Error::Status { status: 403, .. }) => break,
             other => assert!(
                 start.elapsed() < Duration::from_secs(10),
                 "still accepted: {other:?}"
@@ -314,7 +351,7 @@ async fn the_repository_can_be_restricted_to_enrolled_nodes() {
     let ca = f.ca_pem();
     let id = enroll(&f, s.addr, "unit-1").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mtls = client::mtls_config(&ca, &id).unwrap();
+    let mtls = id.mtls_config(&ca).unwrap();
     let start = std::time::Instant::now();
     while get_with(s.addr, mtls.clone(), "/metadata/timestamp.json", &[])
         .await

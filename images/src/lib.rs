@@ -58,7 +58,7 @@ pub enum Error {
     #[error("no built binary `{0}` was provided")]
     NotBuilt(String),
     #[error(transparent)]
-    Write(#[from] Box<imgsign::Error>),
+    Write(#[from] racklet_fsio::Error),
 }
 
 /// This crate's result type.
@@ -218,5 +218,9 @@ pub fn check_payload(bytes: &[u8], arch: Arch) -> Result<uki::Uki> {
 
 /// Writes an image atomically (temp, fsync, rename).
 pub fn write_image(out: &Path, bytes: &[u8]) -> Result<()> {
-    imgsign::fsio::write_atomic(out, bytes, 0o644).map_err(|e| Error::Write(Box::new(e)))
+    Ok(racklet_fsio::write_atomic(
+        out,
+        bytes,
+        racklet_fsio::Mode::Public,
+    )?)
 }

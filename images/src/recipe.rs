@@ -25,8 +25,8 @@
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use imgsign::release::{ImageKind, SecurityVersion};
 use racklet_hardware::Arch;
+use racklet_release::{ImageKind, SecurityVersion};
 use serde::Deserialize;
 
 use crate::{Error, Result};
@@ -128,7 +128,7 @@ pub mod wire {
         pub kind: String,
         pub arch: String,
         pub version: String,
-        pub security_version: u64,
+        pub security_version: u32,
         pub kernel: Source,
         #[serde(default)]
         pub initramfs: Initramfs,
@@ -247,7 +247,7 @@ fn convert(w: wire::Recipe, dir: &Path) -> std::result::Result<Recipe, FieldErro
     let kind: ImageKind = w
         .kind
         .parse()
-        .map_err(|e: imgsign::Error| ("kind".to_string(), e.to_string()))?;
+        .map_err(|e: racklet_release::Error| ("kind".to_string(), e.to_string()))?;
     let arch: Arch = w
         .arch
         .parse()

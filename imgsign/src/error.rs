@@ -120,6 +120,9 @@ pub enum Error {
     #[error("target `{name}`: {reason}")]
     TargetMismatch { name: String, reason: String },
 
+    #[error(transparent)]
+    Release(#[from] racklet_release::Error),
+
     #[error("the staged root is not signed by enough {which} root keys: {valid} valid of {threshold} required")]
     RootRotationThreshold {
         which: &'static str,
@@ -135,6 +138,21 @@ pub enum Error {
 
     #[error("internal error in tough: {0}")]
     Tough(Box<tough::schema::Error>),
+}
+
+impl From<racklet_fsio::Error> for Error {
+    fn from(e: racklet_fsio::Error) -> Self {
+        match e {
+            racklet_fsio::Error::Read { path, source } => Error::Read { path, source },
+            racklet_fsio::Error::Write { path, source } => Error::Write { path, source },
+            racklet_fsio::Error::AlreadyExists { path } => Error::AlreadyExists { path },
+            // A new kind of file error: keep its words, name no file.
+            other => Error::Write {
+                path: PathBuf::new(),
+                source: std::io::Error::other(other.to_string()),
+            },
+        }
+    }
 }
 
 impl From<tough::schema::Error> for Error {

@@ -11,7 +11,8 @@ use tough::schema::{RoleKeys, RoleType, Root, Signed, Targets};
 use crate::error::{Error, Result};
 use crate::keys::{key_id_hex, SigningKeyPair};
 use crate::repo::{self, Expiries, Layout, Published};
-use crate::{fsio, rootkeys};
+use crate::rootkeys;
+use racklet_fsio as fsio;
 
 /// The keys and threshold of one role.
 #[derive(Debug, Clone)]
@@ -158,8 +159,8 @@ pub(crate) fn write_first(
             });
         }
     }
-    fsio::write_atomic(&layout.root(1), &repo::to_bytes(root)?, 0o644)?;
-    fsio::write_atomic(&layout.targets(1), &targets_bytes, 0o644)?;
+    fsio::write_atomic(&layout.root(1), &repo::to_bytes(root)?, fsio::Mode::Public)?;
+    fsio::write_atomic(&layout.targets(1), &targets_bytes, fsio::Mode::Public)?;
     repo::publish_snapshot_and_timestamp(
         &layout,
         &repo::SignContext {

@@ -18,7 +18,7 @@ use tough::schema::key::{Ed25519Key, Ed25519Scheme, Key};
 use tough::sign::Sign;
 
 use crate::error::{BoxError, Error, Result};
-use crate::fsio;
+use racklet_fsio as fsio;
 
 /// A private signing key. Its `Debug` shows the key id only.
 pub struct SigningKeyPair {
@@ -142,7 +142,7 @@ impl SigningKeyPair {
                 path: path.display().to_string(),
                 reason: e.to_string(),
             })?;
-        fsio::write_new(path, pem.as_bytes(), 0o600)
+        Ok(fsio::write_new(path, pem.as_bytes(), fsio::Mode::Secret)?)
     }
 
     /// The TUF key id (hex SHA-256 of the canonical public key object).
@@ -273,7 +273,7 @@ pub mod danger {
     }
 
     /// The only channel the example keys may sign for.
-    pub const DEMO_CHANNEL: &str = "demo";
+    pub use racklet_release::DEMO_CHANNEL;
 }
 
 /// Loads a *public* key: a TUF key JSON file (`imgsign key public` writes
@@ -377,7 +377,7 @@ mod tests {
         fsio::write_new(
             &path,
             b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
-            0o600,
+            fsio::Mode::Secret,
         )
         .unwrap();
         let err = SigningKeyPair::load(path.to_str().unwrap()).unwrap_err();

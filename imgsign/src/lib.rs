@@ -3,15 +3,16 @@
 //!
 //! It generates Ed25519 keys, initialises a repository (root, targets,
 //! snapshot and timestamp roles with k-of-n thresholds and consistent
-//! snapshots), signs releases whose targets carry the [`release::ReleaseInfo`]
+//! snapshots), signs releases whose targets carry the `racklet_release::ReleaseInfo`
 //! that stage1 enforces, verifies a repository as a client would (with
 //! tough), rotates root keys in offline ceremonies and refreshes the
 //! timestamp (bootd's online role calls [`timestamp::refresh`]).
 //!
 //! Module map:
 //! - [`keys`]: key files, the example-key denylist ([`keys::danger`]).
-//! - [`release`]: the signed per-image facts (kind, version, security
-//!   version, arch, channel, assignment).
+//! - the signed per-image facts (kind, version, security version, arch,
+//!   channel, assignment) are the `racklet-release` contract crate
+//!   (`imgsign/release`), which the node's code reads without this crate.
 //! - [`repo`]: on-disk layout, signing and checking roles, atomic publish.
 //! - [`trust`]: the pinned root and versions, kept outside the repository.
 //! - [`init`], [`sign`], [`rootkeys`], [`timestamp`], [`verify`], [`status`]:
@@ -19,12 +20,10 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
-pub mod fsio;
 pub mod init;
 pub mod keys;
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11;
-pub mod release;
 pub mod repo;
 pub mod rootkeys;
 pub mod sign;

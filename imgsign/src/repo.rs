@@ -27,8 +27,8 @@ use tough::schema::{
 };
 
 use crate::error::{Error, Result};
-use crate::fsio;
 use crate::keys::SigningKeyPair;
+use racklet_fsio as fsio;
 
 /// The TUF specification version imgsign writes.
 pub const SPEC_VERSION: &str = "1.0.0";
@@ -682,7 +682,11 @@ pub fn publish_snapshot_and_timestamp(
     );
     let snapshot = sign_role(snapshot, cx.root, cx.keys)?;
     let snap_bytes = to_bytes(&snapshot)?;
-    fsio::write_atomic(&layout.snapshot(snapshot_version.get()), &snap_bytes, 0o644)?;
+    fsio::write_atomic(
+        &layout.snapshot(snapshot_version.get()),
+        &snap_bytes,
+        fsio::Mode::Public,
+    )?;
     write_timestamp(layout, cx, snapshot_version, &snap_bytes, timestamp_version)
 }
 
@@ -704,7 +708,7 @@ pub fn write_timestamp(
         metafile(snapshot_version, snapshot_bytes),
     );
     let ts = sign_role(ts, cx.root, cx.keys)?;
-    fsio::write_atomic(&layout.timestamp(), &to_bytes(&ts)?, 0o644)?;
+    fsio::write_atomic(&layout.timestamp(), &to_bytes(&ts)?, fsio::Mode::Public)?;
     Ok(ts)
 }
 
@@ -716,7 +720,7 @@ pub fn create_dirs(layout: &Layout) -> Result<()> {
             source,
         })?;
     }
-    fsio::sync_dir(layout.dir())
+    Ok(fsio::sync_dir(layout.dir())?)
 }
 
 #[cfg(test)]

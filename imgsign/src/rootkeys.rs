@@ -20,11 +20,11 @@ use tough::schema::key::Key;
 use tough::schema::{Role, RoleKeys, RoleType, Root, Signed, Snapshot, Targets, Timestamp};
 
 use crate::error::{Error, Result};
-use crate::fsio;
 use crate::init;
 use crate::keys::{key_id_hex, SigningKeyPair};
 use crate::repo::{self, Expiries, Layout, Published};
 use crate::staged;
+use racklet_fsio as fsio;
 
 /// A change to the key set of a role.
 #[derive(Debug, Clone)]
@@ -340,19 +340,23 @@ pub fn publish_rotation(
             fsio::write_atomic(
                 &layout.targets(targets_version.get()),
                 &repo::to_bytes(t)?,
-                0o644,
+                fsio::Mode::Public,
             )?;
         }
         fsio::write_atomic(
             &layout.snapshot(snapshot.signed.version.get()),
             &snapshot_bytes,
-            0o644,
+            fsio::Mode::Public,
         )?;
-        fsio::write_atomic(&layout.timestamp(), &repo::to_bytes(&timestamp)?, 0o644)
+        Ok(fsio::write_atomic(
+            &layout.timestamp(),
+            &repo::to_bytes(&timestamp)?,
+            fsio::Mode::Public,
+        )?)
     };
     if valid_under_old {
         write_rest()?;
-        fsio::write_atomic(&layout.root(want), &root_bytes, 0o644)?;
+        fsio::write_atomic(&layout.root(want), &root_bytes, fsio::Mode::Public)?;
     } else {
         // The old keys of a rotated role are not at hand (lost or
         // compromised): the new metadata is valid under the new root only,
@@ -361,7 +365,7 @@ pub fn publish_rotation(
         // with the new timestamp key (and a new release, if targets keys
         // changed) to finish.
         tracing::warn!("the old keys of a rotated role did not sign: writing the new root first");
-        fsio::write_atomic(&layout.root(want), &root_bytes, 0o644)?;
+        fsio::write_atomic(&layout.root(want), &root_bytes, fsio::Mode::Public)?;
         write_rest()?;
     }
     tracing::info!(

@@ -13,10 +13,10 @@ use tough::schema::{Hashes, RoleType, Root, Signed, Target, Targets};
 use tough::TargetName;
 
 use crate::error::{Error, Result};
-use crate::fsio::{self, Digest256, TempFile};
 use crate::keys::{danger, SigningKeyPair};
-use crate::release::{ImageName, ReleaseInfo};
 use crate::repo::{self, Expiries, Layout, Published};
+use racklet_fsio::{self as fsio, Digest256, TempFile};
+use racklet_release::{ImageName, ReleaseInfo};
 
 /// One image to release.
 #[derive(Debug, Clone)]
@@ -257,7 +257,7 @@ pub fn check_staged_targets(published: &Targets, staged: &Targets) -> Result<()>
     }
     for (name, target) in staged.targets_iter() {
         ImageName::new(name.raw())?;
-        ReleaseInfo::from_target(name.raw(), target)?;
+        ReleaseInfo::from_custom(name.raw(), &target.custom)?;
     }
     Ok(())
 }
@@ -268,7 +268,7 @@ pub fn check_staged_targets(published: &Targets, staged: &Targets) -> Result<()>
 pub fn describe_changes(published: &Targets, staged: &Targets) -> Vec<String> {
     let mut out = Vec::new();
     for (name, t) in staged.targets_iter() {
-        let info = ReleaseInfo::from_target(name.raw(), t)
+        let info = ReleaseInfo::from_custom(name.raw(), &t.custom)
             .map(|i| {
                 format!(
                     "{} {} security_version {} {} channel {} for {}",
@@ -330,8 +330,8 @@ pub fn publish_targets(
     let infos: Vec<ReleaseInfo> = signed
         .signed
         .targets_iter()
-        .map(|(n, t)| ReleaseInfo::from_target(n.raw(), t))
-        .collect::<Result<_>>()?;
+        .map(|(n, t)| ReleaseInfo::from_custom(n.raw(), &t.custom))
+        .collect::<Result<_, _>>()?;
     let info_refs: Vec<&ReleaseInfo> = infos.iter().collect();
     check_example_keys(root, keys, &info_refs)?;
     if infos.iter().any(|i| !i.channel.is_demo()) {
@@ -374,7 +374,7 @@ pub fn publish_targets(
         require_key_for(root, role, keys)?;
     }
     let targets_bytes = repo::to_bytes(&signed)?;
-    fsio::write_atomic(&path, &targets_bytes, 0o644)?;
+    fsio::write_atomic(&path, &targets_bytes, fsio::Mode::Public)?;
     let snapshot_version = repo::next(published.snapshot.signed.version);
     let timestamp_version = repo::next(published.timestamp.signed.version);
     repo::publish_snapshot_and_timestamp(
@@ -435,7 +435,7 @@ fn place_image(
             // Written under a temporary name, renamed to its hash-prefixed
             // name once the hash is known.
             let provisional = targets_dir.join(name);
-            let mut tmp = TempFile::beside(&provisional, 0o644)?;
+            let mut tmp = TempFile::beside(&provisional, fsio::Mode::Public)?;
             let tmp_path = tmp.path().to_owned();
             let digest = {
                 let mut out = std::io::BufWriter::with_capacity(fsio::CHUNK, tmp.file());

@@ -14,8 +14,8 @@ use serde::Serialize;
 use tough::schema::{Role, Signed};
 
 use crate::error::{Error, Result};
-use crate::fsio;
 use crate::repo;
+use racklet_fsio as fsio;
 
 /// Reads a staged file.
 pub fn read<T: DeserializeOwned + Role>(path: &Path) -> Result<Signed<T>> {
@@ -24,7 +24,11 @@ pub fn read<T: DeserializeOwned + Role>(path: &Path) -> Result<Signed<T>> {
 
 /// Writes a staged file (atomically; it may replace an earlier copy).
 pub fn write<T: Serialize + Role>(path: &Path, signed: &Signed<T>) -> Result<()> {
-    fsio::write_atomic(path, &repo::to_bytes(signed)?, 0o644)
+    Ok(fsio::write_atomic(
+        path,
+        &repo::to_bytes(signed)?,
+        fsio::Mode::Public,
+    )?)
 }
 
 /// Merges the signatures of several copies of the same staged role.

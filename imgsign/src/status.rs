@@ -6,8 +6,8 @@ use std::path::Path;
 use tough::schema::RoleType;
 
 use crate::error::Result;
-use crate::release::ReleaseInfo;
 use crate::repo::{self, Published};
+use racklet_release::ReleaseInfo;
 
 /// The timestamp role is flagged only this close to its expiry.
 pub const TIMESTAMP_WARN: jiff::SignedDuration = jiff::SignedDuration::from_hours(2);
@@ -127,7 +127,7 @@ pub fn of(p: &Published, now: jiff::Timestamp, warn: jiff::SignedDuration) -> St
             (
                 n.raw().to_owned(),
                 t.length,
-                ReleaseInfo::from_target(n.raw(), t).map_err(|e| e.to_string()),
+                ReleaseInfo::from_custom(n.raw(), &t.custom).map_err(|e| e.to_string()),
             )
         })
         .collect();

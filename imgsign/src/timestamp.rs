@@ -36,7 +36,7 @@ pub fn refresh_published(
     let layout = &published.layout;
     if key.is_insecure_example() {
         for (name, target) in published.targets.signed.targets_iter() {
-            let info = crate::release::ReleaseInfo::from_target(name.raw(), target)?;
+            let info = racklet_release::ReleaseInfo::from_custom(name.raw(), &target.custom)?;
             if !info.channel.is_demo() {
                 return Err(crate::Error::ExampleKeyOutsideDemo {
                     key_id: key.key_id().into(),

@@ -29,8 +29,8 @@ use sha2::Digest;
 use tough::schema::{Root, Signed};
 
 use crate::error::{Error, Result};
-use crate::fsio;
 use crate::repo::{self, Published};
+use racklet_fsio as fsio;
 
 /// Versions last seen, per role.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,18 +114,18 @@ impl TrustStore {
             path: e.clone(),
             source,
         })?;
-        fsio::write_atomic(&e.join("root.json"), root_bytes, 0o644)?;
+        fsio::write_atomic(&e.join("root.json"), root_bytes, fsio::Mode::Public)?;
         fsio::write_atomic(
             &e.join("versions.json"),
             &serde_json::to_vec(&Versions::default()).expect("serializes"),
-            0o644,
+            fsio::Mode::Public,
         )?;
         let abs = std::fs::canonicalize(repo).unwrap_or_else(|_| repo.to_owned());
-        fsio::write_atomic(
+        Ok(fsio::write_atomic(
             &e.join("repository"),
             format!("{}\n", abs.display()).as_bytes(),
-            0o644,
-        )
+            fsio::Mode::Public,
+        )?)
     }
 
     /// The pinned root file for the repository, if there is one.
@@ -189,19 +189,19 @@ impl TrustStore {
         fsio::write_atomic(
             &e.join("root.json"),
             &repo::to_bytes(&published.root)?,
-            0o644,
+            fsio::Mode::Public,
         )?;
         fsio::write_atomic(
             &e.join("versions.json"),
             &serde_json::to_vec(&Versions::of(published)).expect("serializes"),
-            0o644,
+            fsio::Mode::Public,
         )?;
         let abs = std::fs::canonicalize(published.layout.dir())
             .unwrap_or_else(|_| published.layout.dir().to_owned());
-        fsio::write_atomic(
+        Ok(fsio::write_atomic(
             &e.join("repository"),
             format!("{}\n", abs.display()).as_bytes(),
-            0o644,
-        )
+            fsio::Mode::Public,
+        )?)
     }
 }

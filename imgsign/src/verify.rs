@@ -10,7 +10,7 @@ use tough::{ExpirationEnforcement, RepositoryLoader, TargetName};
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::release::ReleaseInfo;
+use racklet_release::ReleaseInfo;
 
 /// One role's state.
 #[derive(Debug, Clone)]
@@ -137,8 +137,8 @@ pub async fn verify(src: &Source, enforce_expiry: bool) -> Result<Report> {
     names.sort_by(|a, b| a.0.raw().cmp(b.0.raw()));
     let mut targets = Vec::new();
     for (name, target) in names {
-        let info = ReleaseInfo::from_target(name.raw(), &target)?;
-        crate::release::ImageName::new(name.raw())?;
+        let info = ReleaseInfo::from_custom(name.raw(), &target.custom)?;
+        racklet_release::ImageName::new(name.raw())?;
         let expected = hex::encode(&target.hashes.sha256);
         let mismatch = |reason: String| Error::TargetMismatch {
             name: name.raw().into(),

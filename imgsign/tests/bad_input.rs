@@ -291,11 +291,11 @@ fn forged_root_version_is_refused() {
 #[test]
 fn target_names_with_traversal_are_refused() {
     for bad in ["../evil", "/etc/passwd", "..", "a/../../b", ".hidden"] {
-        let err = imgsign::release::ImageName::new(bad).unwrap_err();
+        let err = racklet_release::ImageName::new(bad).unwrap_err();
         assert!(
             matches!(
                 err,
-                Error::InvalidValue {
+                racklet_release::Error::InvalidValue {
                     what: "target name",
                     ..
                 }

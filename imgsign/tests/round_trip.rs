@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use imgsign::release::ImageKind;
+use racklet_release::ImageKind;
 
 #[test]
 fn signed_release_loads_in_tough_and_every_target_verifies() {

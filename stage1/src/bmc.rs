@@ -5,9 +5,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use imgsign::release::SecurityVersion;
 use racklet_bmc_proto::{
-    ImageKind, Request, ResetType, Response, Slot, SmbusAddr, StreamReader, UnixTime, MAX_FRAME,
+    ImageKind, Request, ResetType, Response, SecurityVersion, Slot, SmbusAddr, StreamReader,
+    UnixTime, MAX_FRAME,
 };
 
 use crate::error::{Error, Result};
@@ -195,7 +195,7 @@ impl<S: Read + Write> Bmc<S> {
                 tries_left: plan.tries_left,
                 forced_b: plan.forced_by_button,
                 fallback: plan.fallback,
-                rollback_min: SecurityVersion(u64::from(min.0)),
+                rollback_min: min,
             },
             time,
             confirmed: plan.confirmed,
@@ -204,12 +204,10 @@ impl<S: Read + Write> Bmc<S> {
 
     /// Tells the BMC a new boot image is in `slot` (it becomes next to boot).
     pub fn report_installed(&mut self, slot: Slot, sv: SecurityVersion) -> Result<()> {
-        let version = u32::try_from(sv.0)
-            .map_err(|_| Error::Bmc(format!("security_version {sv} over 32 bits")))?;
         self.call(Request::ReportInstalled {
             slot,
             kind: ImageKind::BootImage,
-            version: racklet_bmc_proto::SecurityVersion(version),
+            version: sv,
         })
         .map(drop)
     }
@@ -221,13 +219,11 @@ impl<S: Read + Write> Bmc<S> {
 
     /// Raises the rollback minimum (after a confirmed boot); returns it.
     pub fn raise_min(&mut self, sv: SecurityVersion) -> Result<SecurityVersion> {
-        let version = u32::try_from(sv.0)
-            .map_err(|_| Error::Bmc(format!("security_version {sv} over 32 bits")))?;
         match self.call(Request::RaiseRollbackMin {
             kind: ImageKind::BootImage,
-            version: racklet_bmc_proto::SecurityVersion(version),
+            version: sv,
         })? {
-            Response::RollbackMin(v) => Ok(SecurityVersion(u64::from(v.0))),
+            Response::RollbackMin(v) => Ok(v),
             r => Err(Self::unexpected(r)),
         }
     }

@@ -14,8 +14,8 @@ use crate::fetch::{self, Backoff};
 use crate::handoff::{self, Record};
 use crate::plan::{self, NodeFacts, Plan, Release};
 use crate::slots::{SlotStore, COPY_OFFSETS, HEADER_LEN};
-use crate::transport::{tls_config, HttpsTransport, NetConfig};
 use crate::tuf::{self, TrustedTime, TufConfig};
+use bootd_client::{tls::client_config, Client, NetConfig, TufTransport};
 
 /// What to do once the payload is checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,7 +93,7 @@ fn read_file(p: &std::path::Path) -> Result<Vec<u8>> {
 
 impl BootConfig {
     /// The transport for bootd (pinned CA, client cert when enrolled).
-    pub fn transport(&self) -> Result<HttpsTransport> {
+    pub fn transport(&self) -> Result<TufTransport> {
         let tls = match &self.ca {
             Some(ca) => {
                 let ca = read_file(ca)?;
@@ -101,14 +101,14 @@ impl BootConfig {
                     Some((c, k)) => Some((read_file(c)?, read_file(k)?)),
                     None => None,
                 };
-                Some(tls_config(
+                Some(client_config(
                     &ca,
                     id.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
                 )?)
             }
             None => None,
         };
-        Ok(HttpsTransport::new(tls, self.net.clone()))
+        Ok(TufTransport::new(Client::new(tls, self.net.clone())))
     }
 
     fn tuf(&self) -> Result<TufConfig> {
@@ -274,8 +274,14 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
                 tracing::warn!(active = ?booting, "disk's active slot set to the one the BMC boots (after a boot the disk did not choose)");
             }
             let url = tuf::target_url(&tcfg.targets_url, &target, consistent)?;
-            let install =
-                fetch::install_target(&mut store, into, &target, &url, &transport, &cfg.backoff);
+            let install = fetch::install_target(
+                &mut store,
+                into,
+                &target,
+                &url,
+                transport.client(),
+                &cfg.backoff,
+            );
             let result = match tokio::time::timeout(cfg.install_deadline, install).await {
                 Ok(r) => r,
                 Err(_) => Err(Error::Refused(format!(
@@ -400,7 +406,7 @@ pub struct Confirmed {
     /// The slot confirmed.
     pub slot: Slot,
     /// The rollback minimum now.
-    pub rollback_min: imgsign::release::SecurityVersion,
+    pub rollback_min: racklet_release::SecurityVersion,
 }
 
 /// The booted OS came up: confirm the boot to the BMC, raise the rollback
@@ -440,22 +446,18 @@ pub async fn confirm(cfg: &BootConfig) -> Result<Confirmed> {
         }
     }
     if let (Some(base), Some(ca), Some((cert, key))) = (&cfg.bootd, &cfg.ca, &cfg.identity) {
-        let id = bootd::client::Identity {
+        let id = bootd_client::Identity {
             node: cfg.node.name.to_string(),
             cert_pem: String::from_utf8_lossy(&read_file(cert)?).into_owned(),
             key_pem: String::from_utf8_lossy(&read_file(key)?).into_owned(),
         };
-        let report = bootd::nodes::NodeReport {
-            slot: if slot == Slot::A {
-                bootd::nodes::Slot::A
-            } else {
-                bootd::nodes::Slot::B
-            },
+        let report = bootd_api::NodeReport {
+            slot,
             version: image.version.to_string(),
-            security_version: Some(image.security_version.0),
+            security_version: Some(image.security_version),
             confirmed: true,
         };
-        if let Err(e) = bootd::client::report(base, &read_file(ca)?, &id, &report).await {
+        if let Err(e) = bootd_client::report(base, &read_file(ca)?, &id, &cfg.net, &report).await {
             // The BMC confirmation is what matters for the boot; say so.
             tracing::warn!(error = %e, "confirmed to the BMC, but the report to bootd failed");
         }

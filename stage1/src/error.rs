@@ -73,13 +73,18 @@ pub enum Error {
         /// Signed length.
         expected_len: u64,
     },
-    /// A network fetch failed.
-    #[error("fetch {url}: {reason}")]
-    Fetch {
+    /// A request to bootd (or to the repository's origin) failed.
+    #[error(transparent)]
+    Http(#[from] bootd_client::Error),
+    /// A download ended before the signed length.
+    #[error("{url}: the body ended at {got} of {expected} bytes")]
+    ShortBody {
         /// The URL.
         url: String,
-        /// Why.
-        reason: String,
+        /// Bytes received.
+        got: u64,
+        /// The signed length.
+        expected: u64,
     },
     /// Loading or checking TUF metadata failed.
     #[error("TUF metadata from {url}: {source}")]
@@ -136,18 +141,27 @@ pub enum Error {
     /// A configuration value is wrong.
     #[error("config: {0}")]
     Config(String),
-    /// TLS configuration failed.
-    #[error("TLS: {0}")]
-    Tls(String),
     /// The boot plan refused to boot anything.
     #[error("refused: {0}")]
     Refused(String),
     /// No DHCP lease (timeout; the message counts what was tried and ignored).
     #[error("DHCP: {0}")]
     Dhcp(String),
-    /// bootd's client API failed.
-    #[error("bootd: {0}")]
-    Bootd(String),
+}
+
+impl From<racklet_fsio::Error> for Error {
+    fn from(e: racklet_fsio::Error) -> Self {
+        match e {
+            racklet_fsio::Error::Read { path, source } => Error::Read { path, source },
+            racklet_fsio::Error::Write { path, source } => Error::Write { path, source },
+            // stage1 only replaces files; a new kind of file error keeps
+            // its words.
+            other => Error::Write {
+                path: PathBuf::new(),
+                source: std::io::Error::other(other.to_string()),
+            },
+        }
+    }
 }
 
 /// stage1's result type.

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::install::Session;
 use crate::plan::ReleaseTarget;
 use crate::slots::{Disk, SlotImage, SlotStore};
-use crate::transport::HttpsTransport;
+use bootd_client::Client;
 
 /// Retry policy for interrupted downloads. `Default`: 5 retries, 500 ms
 /// doubling to at most 8 s.
@@ -47,6 +47,17 @@ impl Backoff {
     }
 }
 
+/// Whether a failed transfer is worth resuming: a broken connection, a
+/// stall or a server error may heal; a refusal (TLS trust, 4xx, a length
+/// over the signed one, a wrong `Content-Range`) would only repeat.
+fn retryable(e: &Error) -> bool {
+    match e {
+        Error::Http(e) => e.is_transient(),
+        Error::ShortBody { .. } => true,
+        _ => false,
+    }
+}
+
 /// What an install did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Installed {
@@ -65,7 +76,7 @@ pub async fn install_target<D: Disk>(
     into: Slot,
     target: &ReleaseTarget,
     url: &Url,
-    transport: &HttpsTransport,
+    client: &Client,
     backoff: &Backoff,
 ) -> Result<Installed> {
     let mut s = Session::begin(store, into, target.slot_image())?;
@@ -79,9 +90,9 @@ pub async fn install_target<D: Disk>(
         if from > 0 {
             resumed += 1;
         }
-        match copy(&mut s, url, from, target, transport).await {
+        match copy(&mut s, url, from, target, client).await {
             Ok(()) => break,
-            Err(e @ Error::Fetch { .. }) if failures < backoff.retries => {
+            Err(e) if retryable(&e) && failures < backoff.retries => {
                 let wait = backoff.delay(failures);
                 failures += 1;
                 tracing::warn!(%url, written = s.written(), error = %e, ?wait, "download interrupted; resuming");
@@ -103,9 +114,9 @@ async fn copy<D: Disk>(
     url: &Url,
     from: u64,
     target: &ReleaseTarget,
-    transport: &HttpsTransport,
+    client: &Client,
 ) -> Result<()> {
-    let resp = transport.get(url, from).await?;
+    let resp = client.get(url, from).await?;
     if let Some(n) = resp.content_length {
         if from + n > target.length {
             return Err(Error::TooLong {
@@ -130,9 +141,10 @@ async fn copy<D: Disk>(
         }
     }
     if s.written() < target.length {
-        return Err(Error::Fetch {
+        return Err(Error::ShortBody {
             url: url.to_string(),
-            reason: format!("body ended at {} of {} bytes", s.written(), target.length),
+            got: s.written(),
+            expected: target.length,
         });
     }
     Ok(())

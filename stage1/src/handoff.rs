@@ -98,7 +98,7 @@ pub struct Record {
     /// Its version.
     pub version: String,
     /// Its security version.
-    pub security_version: u64,
+    pub security_version: u32,
     /// SHA-256 of the whole image (as signed).
     pub sha256: String,
     /// `uki` or `elf`.
@@ -139,6 +139,10 @@ impl Record {
             path: path.to_owned(),
             source: std::io::Error::other(e),
         })?;
-        crate::tuf::write_atomic(path, &json)
+        Ok(racklet_fsio::write_atomic(
+            path,
+            &json,
+            racklet_fsio::Mode::Public,
+        )?)
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! It runs as `/init` of a small initramfs on each compute unit (or as a
 //! host process in simulation). It asks the BMC for its facts ([`bmc`]),
-//! refreshes signed TUF metadata from bootd ([`tuf`] over [`transport`]),
+//! refreshes signed TUF metadata from bootd ([`tuf`] over `bootd-client`'s
+//! HTTPS with every network limit),
 //! decides what to boot ([`plan`], pure), installs an update into the
 //! inactive slot ([`fetch`], [`install`], [`slots`]) and hands off to the
 //! verified kernel ([`handoff`], [`sys`]). [`boot`] is the shell that ties
@@ -10,9 +11,9 @@
 //!
 //! Module map:
 //! - [`slots`]: the on-disk A/B layout (byte table) and its commits.
+//! - [`statearea`]: the trusted state kept on the slot disk.
 //! - [`install`]: the update as a sequence of atomic commits.
 //! - [`plan`]: the sans-IO boot decision.
-//! - [`transport`]: hyper + rustls with every network limit.
 //! - [`tuf`]: tough, the persistent store, trusted time, offline re-verify.
 //! - [`fetch`]: streaming a target into a slot, with resume and backoff.
 //! - [`handoff`]: payload checks, the hand-off record.
@@ -33,7 +34,6 @@ pub mod plan;
 pub mod slots;
 pub mod statearea;
 pub mod sys;
-pub mod transport;
 pub mod tuf;
 
 pub use error::{Error, Result};

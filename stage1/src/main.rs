@@ -52,7 +52,7 @@ fn main() -> std::process::ExitCode {
     match res {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("stage1: error: {e:#}");
+            eprintln!("stage1: error: {}", bootd_client::display_chain(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }

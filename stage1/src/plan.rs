@@ -31,9 +31,9 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use imgsign::release::{Channel, ImageKind, ImageName, ReleaseInfo, SecurityVersion};
 use racklet_bmc_proto::Slot;
 use racklet_hardware::{Arch, NodeName};
+use racklet_release::{Channel, ImageKind, ImageName, ReleaseInfo, SecurityVersion};
 
 use crate::slots::{SlotImage, SlotState, SlotStatus};
 
@@ -124,8 +124,6 @@ pub enum TargetRefusal {
         /// The BMC's.
         minimum: SecurityVersion,
     },
-    /// A security version the BMC cannot hold (over 32 bits).
-    SecurityVersionTooLarge(SecurityVersion),
     /// Larger than a slot.
     TooLarge {
         /// Its length.
@@ -151,12 +149,6 @@ impl fmt::Display for TargetRefusal {
                 f,
                 "security_version {security_version} is below the rollback minimum {minimum}"
             ),
-            TargetRefusal::SecurityVersionTooLarge(v) => {
-                write!(
-                    f,
-                    "security_version {v} does not fit the BMC's 32-bit counter"
-                )
-            }
             TargetRefusal::TooLarge { length, capacity } => {
                 write!(f, "{length} bytes do not fit a slot of {capacity}")
             }
@@ -287,9 +279,6 @@ pub fn admit(
             security_version: i.security_version,
             minimum: bmc.rollback_min,
         });
-    }
-    if i.security_version.0 > u64::from(u32::MAX) {
-        return Err(TargetRefusal::SecurityVersionTooLarge(i.security_version));
     }
     if t.length > capacity {
         return Err(TargetRefusal::TooLarge {

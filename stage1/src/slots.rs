@@ -38,7 +38,7 @@
 //! | 2 | 1 | version length (0..=64) |
 //! | 3 | 5 | zero |
 //! | 8 | 8 | image length |
-//! | 16 | 8 | security version |
+//! | 16 | 8 | security version (LE; only values up to `u32::MAX` are valid) |
 //! | 24 | 32 | SHA-256 of the image |
 //! | 56 | 200 | target name, zero padded |
 //! | 256 | 64 | version (semver), zero padded |
@@ -59,8 +59,8 @@
 use std::fmt;
 use std::io;
 
-use imgsign::release::{ImageName, SecurityVersion};
 use racklet_bmc_proto::Slot;
+use racklet_release::{ImageName, SecurityVersion};
 use sha2::{Digest, Sha256};
 
 use crate::error::{disk, Error, Result};
@@ -422,7 +422,7 @@ fn encode_record(rec: &SlotRecord, b: &mut [u8]) {
         b[1] = name.len() as u8;
         b[2] = version.len() as u8;
         b[8..16].copy_from_slice(&img.length.to_le_bytes());
-        b[16..24].copy_from_slice(&img.security_version.0.to_le_bytes());
+        b[16..24].copy_from_slice(&u64::from(img.security_version.0).to_le_bytes());
         b[24..56].copy_from_slice(&img.sha256);
         b[56..56 + name.len()].copy_from_slice(name);
         b[256..256 + version.len()].copy_from_slice(version);
@@ -459,6 +459,11 @@ fn decode_record(b: &[u8], capacity: u64) -> std::result::Result<SlotRecord, Str
     if length > capacity {
         return Err(format!("length {length} over slot capacity {capacity}"));
     }
+    // Eight bytes on disk; the security version is 32 bits wide (the BMC's
+    // counter), so a larger value is a corrupt record.
+    let security_version = u64::from_le_bytes(b[16..24].try_into().expect("8 bytes"));
+    let security_version = u32::try_from(security_version)
+        .map_err(|_| format!("security_version {security_version} over 32 bits"))?;
     let mut sha256 = [0u8; 32];
     sha256.copy_from_slice(&b[24..56]);
     Ok(SlotRecord {
@@ -466,9 +471,7 @@ fn decode_record(b: &[u8], capacity: u64) -> std::result::Result<SlotRecord, Str
         image: Some(SlotImage {
             name,
             version,
-            security_version: SecurityVersion(u64::from_le_bytes(
-                b[16..24].try_into().expect("8 bytes"),
-            )),
+            security_version: SecurityVersion(security_version),
             sha256,
             length,
         }),
@@ -722,7 +725,7 @@ fn disk_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
 mod tests {
     use super::*;
 
-    fn img(name: &str, sv: u64) -> SlotImage {
+    fn img(name: &str, sv: u32) -> SlotImage {
         SlotImage {
             name: ImageName::new(name).unwrap(),
             version: "1.2.3-rc.1+build.7".parse().unwrap(),

@@ -27,13 +27,13 @@
 
 use std::path::{Path, PathBuf};
 
-use imgsign::release::{ImageName, ReleaseInfo};
+use racklet_release::{ImageName, ReleaseInfo};
 use tough::{ExpirationEnforcement, Repository, RepositoryLoader};
 use url::Url;
 
 use crate::error::{Error, Result};
 use crate::plan::{Release, ReleaseTarget};
-use crate::transport::HttpsTransport;
+use bootd_client::TufTransport;
 
 /// Where the repository is and where trusted state lives.
 #[derive(Clone, Debug)]
@@ -130,23 +130,11 @@ pub fn persist_time(state_dir: &Path, t: jiff::Timestamp) -> Result<()> {
 
 /// Writes a file atomically (temp file, fsync, rename, fsync directory).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|source| Error::Write {
-        path: dir.to_owned(),
-        source,
-    })?;
-    let werr = |source| Error::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
-    std::io::Write::write_all(&mut tmp, bytes).map_err(werr)?;
-    tmp.as_file().sync_all().map_err(werr)?;
-    tmp.persist(path).map_err(|e| werr(e.error))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    Ok(racklet_fsio::write_atomic(
+        path,
+        bytes,
+        racklet_fsio::Mode::Public,
+    )?)
 }
 
 /// The root to start from: the latest persisted verified root, else the
@@ -208,7 +196,7 @@ fn tuf_err(url: &Url) -> impl FnOnce(tough::error::Error) -> Error + '_ {
 /// and persists it. `pinned` is the root to trust when nothing is persisted.
 pub async fn refresh(
     cfg: &TufConfig,
-    transport: &HttpsTransport,
+    transport: &TufTransport,
     pinned: Option<&Path>,
     time: &TrustedTime,
 ) -> Result<Refreshed> {
@@ -358,7 +346,7 @@ pub fn release_of(repo: &Repository, fresh: bool) -> (Release, Vec<(String, Stri
         let parsed = ImageName::new(raw)
             .map_err(|e| e.to_string())
             .and_then(|n| {
-                let info = ReleaseInfo::from_target(raw, t).map_err(|e| e.to_string())?;
+                let info = ReleaseInfo::from_custom(raw, &t.custom).map_err(|e| e.to_string())?;
                 let sha256: [u8; 32] = t
                     .hashes
                     .sha256

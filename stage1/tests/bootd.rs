@@ -87,7 +87,14 @@ async fn enrolled_node_installs_over_mtls_boots_and_reports_its_confirmation() {
     let pending = {
         let start = std::time::Instant::now();
         loop {
-            match bootd::client::Enrollment::begin(&base, &ca_pem, "unit-2").await {
+            match bootd_client::Enrollment::begin(
+                &base,
+                &ca_pem,
+                "unit-2",
+                &bootd_client::NetConfig::default(),
+            )
+            .await
+            {
                 Ok(p) => break p,
                 Err(e) if start.elapsed() < Duration::from_secs(20) => {
                     let _ = e;
@@ -146,7 +153,10 @@ async fn enrolled_node_installs_over_mtls_boots_and_reports_its_confirmation() {
     let r = reports.get("unit-2").expect("bootd has unit-2's report");
     assert!(r.report.confirmed);
     assert_eq!(r.report.version, "1.0.0");
-    assert_eq!(r.report.security_version, Some(1));
+    assert_eq!(
+        r.report.security_version,
+        Some(bootd_api::SecurityVersion(1))
+    );
     let _ = stop.send(());
     let _ = server.await;
     drop(sim);

@@ -1,9 +1,9 @@
 //! The boot plan: properties over random facts, and each refusal by example.
 
-use imgsign::release::{Assignment, Channel, ImageKind, ImageName, ReleaseInfo, SecurityVersion};
 use proptest::prelude::*;
 use racklet_bmc_proto::Slot;
 use racklet_hardware::{Arch, NodeName};
+use racklet_release::{Assignment, Channel, ImageKind, ImageName, ReleaseInfo, SecurityVersion};
 use stage1::plan::{plan, BmcFacts, NodeFacts, Plan, Release, ReleaseTarget, TargetRefusal};
 use stage1::slots::{Geometry, SlotImage, SlotRecord, SlotState, SlotStatus};
 
@@ -18,7 +18,7 @@ fn node() -> NodeFacts {
 
 fn target(
     i: u8,
-    sv: u64,
+    sv: u32,
     arch: Arch,
     assign: Assignment,
     kind: ImageKind,
@@ -68,7 +68,7 @@ fn slots_with(
     s
 }
 
-fn bmc(slot: Slot, min: u64) -> BmcFacts {
+fn bmc(slot: Slot, min: u32) -> BmcFacts {
     BmcFacts {
         slot,
         tries_left: 2,
@@ -295,7 +295,7 @@ fn a_bmc_fallback_boots_the_old_slot_marks_the_new_failed_and_never_reinstalls_i
 fn arb_target() -> impl Strategy<Value = ReleaseTarget> {
     (
         0u8..6,
-        0u64..6,
+        0u32..6,
         prop_oneof![Just(Arch::X86_64), Just(Arch::Aarch64)],
         prop_oneof![
             Just(workers()),
@@ -393,7 +393,7 @@ proptest! {
     fn plan_properties(
         a in arb_record(), b in arb_record(), active in 0u8..3,
         slot in prop_oneof![Just(Slot::A), Just(Slot::B)],
-        forced in any::<bool>(), fallback in any::<bool>(), min in 0u64..6,
+        forced in any::<bool>(), fallback in any::<bool>(), min in 0u32..6,
         targets in proptest::collection::vec(arb_target(), 0..5),
         has_release in any::<bool>(), is_fresh in any::<bool>(), has_time in any::<bool>(),
     ) {

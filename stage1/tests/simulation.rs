@@ -9,6 +9,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use bootd_client::NetConfig;
 use common::repo::{uki, workers, Fixture};
 use common::server::{Pki, Server};
 use common::sim::Sim;
@@ -18,7 +19,6 @@ use stage1::bmc::Bmc;
 use stage1::boot::{self, BootConfig, Mode};
 use stage1::handoff::Record;
 use stage1::slots::{SlotStatus, SlotStore};
-use stage1::transport::NetConfig;
 
 const UNIT: usize = 1; // unit-2, SMBus 0x21, group workers
 
@@ -395,9 +395,9 @@ async fn a_root_planted_in_the_disk_state_area_is_never_an_anchor() {
     next.slots[Slot::B.index()] = stage1::slots::SlotRecord {
         status: SlotStatus::Valid,
         image: Some(stage1::slots::SlotImage {
-            name: imgsign::release::ImageName::new("evil.uki").unwrap(),
+            name: racklet_release::ImageName::new("evil.uki").unwrap(),
             version: "9.0.0".parse().unwrap(),
-            security_version: imgsign::release::SecurityVersion(9),
+            security_version: racklet_release::SecurityVersion(9),
             sha256: <sha2::Sha256 as sha2::Digest>::digest(&bad).into(),
             length: bad.len() as u64,
         }),

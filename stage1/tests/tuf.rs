@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use bootd_client::{tls::client_config, Client, NetConfig, TufTransport};
 use common::repo::{copy_dir, workers, Fixture};
 use common::server::{Attack, Pki, Server};
 use common::{bytes, disk::CrashDisk};
@@ -13,7 +14,6 @@ use racklet_bmc_proto::Slot;
 use racklet_hardware::Arch;
 use stage1::fetch::{install_target, Backoff};
 use stage1::slots::SlotStore;
-use stage1::transport::{tls_config, HttpsTransport, NetConfig};
 use stage1::tuf::{self, TrustedTime, TufConfig};
 use stage1::Error;
 
@@ -21,16 +21,16 @@ fn now() -> TrustedTime {
     TrustedTime::resolve(Some(jiff::Timestamp::now()), None).unwrap()
 }
 
-fn transport(pki: &Pki) -> HttpsTransport {
-    HttpsTransport::new(
-        Some(tls_config(pki.ca_pem.as_bytes(), None).unwrap()),
+fn transport(pki: &Pki) -> TufTransport {
+    TufTransport::new(Client::new(
+        Some(client_config(pki.ca_pem.as_bytes(), None).unwrap()),
         NetConfig {
             read_timeout: Duration::from_secs(2),
             grace: Duration::from_millis(500),
             min_bytes_per_sec: 16 * 1024,
             ..NetConfig::default()
         },
-    )
+    ))
 }
 
 struct Rig {
@@ -416,16 +416,16 @@ async fn mtls_presents_the_node_certificate() {
         .unwrap_err();
     assert!(matches!(e, Error::Tuf { .. }), "{e}");
     let (cert, key) = pki.leaf(&["unit-3"], true);
-    let t = HttpsTransport::new(
+    let t = TufTransport::new(Client::new(
         Some(
-            tls_config(
+            client_config(
                 pki.ca_pem.as_bytes(),
                 Some((cert.as_bytes(), key.as_bytes())),
             )
             .unwrap(),
         ),
         NetConfig::default(),
-    );
+    ));
     tuf::refresh(&cfg, &t, Some(&fx.root_file()), &now())
         .await
         .unwrap();
@@ -433,12 +433,12 @@ async fn mtls_presents_the_node_certificate() {
 
 #[tokio::test]
 async fn plain_http_is_refused_unless_asked_for() {
-    let t = HttpsTransport::new(None, NetConfig::default());
+    let t = Client::new(None, NetConfig::default());
     let e = t
         .get(&url::Url::parse("http://127.0.0.1:9/x").unwrap(), 0)
         .await
         .unwrap_err();
-    assert!(e.to_string().contains("plain http:// refused"), "{e}");
+    assert!(matches!(e, bootd_client::Error::PlainHttp { .. }), "{e}");
 }
 
 async fn install_rig(data: &[u8]) -> (Rig, stage1::plan::ReleaseTarget, url::Url, String) {
@@ -484,7 +484,7 @@ async fn an_interrupted_download_resumes_with_range() {
         Slot::B,
         &t,
         &url,
-        &transport(&rig.pki),
+        transport(&rig.pki).client(),
         &backoff,
     )
     .await
@@ -520,7 +520,8 @@ async fn an_interrupted_download_resumes_with_range() {
 async fn a_target_whose_hash_or_length_differs_is_never_made_valid() {
     let data = bytes(300_000, 4);
     let (rig, t, url, path) = install_rig(&data).await;
-    let net = transport(&rig.pki);
+    let tuf_net = transport(&rig.pki);
+    let net = tuf_net.client();
     let quick = Backoff {
         initial: Duration::from_millis(1),
         max: Duration::from_millis(1),
@@ -533,13 +534,16 @@ async fn a_target_whose_hash_or_length_differs_is_never_made_valid() {
     for (what, body) in [("hash", bad), ("longer", longer), ("shorter", shorter)] {
         rig.server.attack(&path, Attack::Replace(body));
         let mut store = fresh_store();
-        let e = install_target(&mut store, Slot::B, &t, &url, &net, &quick)
+        let e = install_target(&mut store, Slot::B, &t, &url, net, &quick)
             .await
             .unwrap_err();
         assert!(
             matches!(
                 e,
-                Error::DigestMismatch { .. } | Error::TooLong { .. } | Error::Fetch { .. }
+                Error::DigestMismatch { .. }
+                    | Error::TooLong { .. }
+                    | Error::Http(_)
+                    | Error::ShortBody { .. }
             ),
             "{what}: {e}"
         );
@@ -553,7 +557,7 @@ async fn a_target_whose_hash_or_length_differs_is_never_made_valid() {
     for a in [Attack::Endless, Attack::Slow(Duration::from_millis(100))] {
         rig.server.attack(&path, a.clone());
         let mut store = fresh_store();
-        let e = install_target(&mut store, Slot::B, &t, &url, &net, &quick)
+        let e = install_target(&mut store, Slot::B, &t, &url, net, &quick)
             .await
             .unwrap_err();
         let c = chain(&e);

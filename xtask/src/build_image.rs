@@ -35,7 +35,7 @@ pub struct BuildImageArgs {
     pub version: Option<semver::Version>,
     /// Override the recipe's security version.
     #[arg(long)]
-    pub security_version: Option<u64>,
+    pub security_version: Option<u32>,
     /// Sign the image into this repository after building it.
     #[arg(long, requires = "channel")]
     pub sign_into: Option<PathBuf>,
@@ -183,7 +183,7 @@ pub fn run(args: &BuildImageArgs) -> Result<PathBuf> {
         recipe.version = v.clone();
     }
     if let Some(sv) = args.security_version {
-        recipe.security_version = imgsign::release::SecurityVersion(sv);
+        recipe.security_version = racklet_release::SecurityVersion(sv);
     }
     for spec in &args.add_files {
         let mut it = spec.splitn(3, ':');

@@ -28,7 +28,7 @@ const PACKAGES: &[&str] = &[
 ];
 
 /// (recipe, version, security version) of v1 to v4.
-const IMAGES: [(&str, &str, u64); 4] = [
+const IMAGES: [(&str, &str, u32); 4] = [
     ("demo-os.yaml", "1.0.0", 1),
     ("demo-os.yaml", "2.0.0", 1),
     ("demo-os-hangs.yaml", "3.0.0", 2),

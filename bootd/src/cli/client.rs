@@ -1,6 +1,6 @@
 //! `bootd client …`: the node side, for trying enrollment by hand (and for
 //! racks whose nodes run something else than stage1). stage1 calls the same
-//! library functions (`bootd::client`).
+//! library functions (the `bootd-client` crate).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,15 +31,15 @@ pub enum ClientCommand {
         /// Directory holding node.key and node.pem from `enroll`.
         #[arg(long)]
         identity: PathBuf,
-        /// The booted slot.
-        #[arg(long, value_parser = ["A", "B"])]
-        slot: String,
+        /// The booted slot (A or B).
+        #[arg(long, value_parser = parse_slot)]
+        slot: bootd_api::Slot,
         /// The booted version.
         #[arg(long)]
         version: String,
         /// The booted image's security version.
         #[arg(long)]
-        security_version: Option<u64>,
+        security_version: Option<u32>,
         /// The booted OS confirmed a good boot.
         #[arg(long)]
         confirmed: bool,
@@ -57,8 +57,16 @@ pub struct Server {
     ca: PathBuf,
 }
 
-fn load_identity(dir: &std::path::Path, node: &str) -> anyhow::Result<bootd::client::Identity> {
-    Ok(bootd::client::Identity {
+fn parse_slot(s: &str) -> Result<bootd_api::Slot, String> {
+    match s {
+        "A" => Ok(bootd_api::Slot::A),
+        "B" => Ok(bootd_api::Slot::B),
+        _ => Err("want A or B".into()),
+    }
+}
+
+fn load_identity(dir: &std::path::Path, node: &str) -> anyhow::Result<bootd_client::Identity> {
+    Ok(bootd_client::Identity {
         node: node.to_owned(),
         key_pem: std::fs::read_to_string(dir.join("node.key")).context("reading node.key")?,
         cert_pem: std::fs::read_to_string(dir.join("node.pem")).context("reading node.pem")?,
@@ -79,7 +87,8 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             } => {
                 let ca = std::fs::read(&server.ca)
                     .with_context(|| format!("reading {}", server.ca.display()))?;
-                let e = bootd::client::Enrollment::begin(&server.server, &ca, &node).await?;
+                let net = bootd_client::NetConfig::default();
+                let e = bootd_client::Enrollment::begin(&server.server, &ca, &node, &net).await?;
                 println!(
                     "request {} for {node} sent; key-sha256={}",
                     e.id, e.key_fingerprint
@@ -89,15 +98,15 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                     .wait(Duration::from_secs(2), Duration::from_secs(timeout_s))
                     .await?;
                 std::fs::create_dir_all(&out)?;
-                bootd::fsio::write_new(
+                racklet_fsio::write_new(
                     &out.join("node.key"),
                     id.key_pem.as_bytes(),
-                    bootd::fsio::Mode::Secret,
+                    racklet_fsio::Mode::Secret,
                 )?;
-                bootd::fsio::write_atomic(
+                racklet_fsio::write_atomic(
                     &out.join("node.pem"),
                     id.cert_pem.as_bytes(),
-                    bootd::fsio::Mode::Public,
+                    racklet_fsio::Mode::Public,
                 )?;
                 println!("enrolled: {}", out.join("node.pem").display());
             }
@@ -112,17 +121,14 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                 let ca = std::fs::read(&server.ca)
                     .with_context(|| format!("reading {}", server.ca.display()))?;
                 let id = load_identity(&identity, "")?;
-                let report = bootd::nodes::NodeReport {
-                    slot: if slot == "A" {
-                        bootd::nodes::Slot::A
-                    } else {
-                        bootd::nodes::Slot::B
-                    },
+                let report = bootd_api::NodeReport {
+                    slot,
                     version,
-                    security_version,
+                    security_version: security_version.map(bootd_api::SecurityVersion),
                     confirmed,
                 };
-                bootd::client::report(&server.server, &ca, &id, &report).await?;
+                let net = bootd_client::NetConfig::default();
+                bootd_client::report(&server.server, &ca, &id, &net, &report).await?;
                 println!("reported");
             }
         }

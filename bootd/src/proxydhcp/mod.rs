@@ -98,10 +98,11 @@ impl LeaseStore {
         );
         if leases.generation() != before.generation() {
             let json = leases.to_json();
-            if let Err(e) = crate::fsio::write_atomic(&self.path, &json, crate::fsio::Mode::Public)
+            if let Err(e) =
+                racklet_fsio::write_atomic(&self.path, &json, racklet_fsio::Mode::Public)
             {
                 *leases = before;
-                return Err(e);
+                return Err(e.into());
             }
         }
         Ok(r)

@@ -46,10 +46,10 @@ impl KeyCommand {
                     SigningKeyPair::generate_file(&out)?
                 };
                 if let Some(p) = public {
-                    imgsign::fsio::write_new(
+                    racklet_fsio::write_new(
                         &p,
                         keys::public_json(&key.public()).as_bytes(),
-                        0o644,
+                        racklet_fsio::Mode::Public,
                     )?;
                 }
                 println!("{}  {}", key.key_id(), key.origin());
@@ -58,7 +58,9 @@ impl KeyCommand {
                 let public = keys::load_public(&key)?;
                 let json = keys::public_json(&public);
                 match out {
-                    Some(p) => imgsign::fsio::write_new(&p, json.as_bytes(), 0o644)?,
+                    Some(p) => {
+                        racklet_fsio::write_new(&p, json.as_bytes(), racklet_fsio::Mode::Public)?
+                    }
                     None => print!("{json}"),
                 }
             }

@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use imgsign::release::{Assignment, Channel, ImageKind, ImageName, ReleaseInfo, SecurityVersion};
 use imgsign::sign::{ImageSpec, Placement, Progress};
 use racklet_hardware::{Arch, NodeName};
+use racklet_release::{Assignment, Channel, ImageKind, ImageName, ReleaseInfo, SecurityVersion};
 
 use super::{load_keys, refs, ExpiryArgs};
 
@@ -49,7 +49,7 @@ pub struct ReleaseArgs {
     version: semver::Version,
     /// Anti-rollback version: nodes never go below the highest one they booted.
     #[arg(long)]
-    security_version: u64,
+    security_version: u32,
     /// Architecture: x86_64, aarch64 or thumbv7em.
     #[arg(long)]
     arch: Arch,

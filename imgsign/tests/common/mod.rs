@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use imgsign::init::{RoleSpec, RootSpec};
 use imgsign::keys::SigningKeyPair;
-use imgsign::release::{Assignment, Channel, ImageKind, ImageName, ReleaseInfo, SecurityVersion};
 use imgsign::repo::{Expiries, Published};
 use imgsign::sign::{ImageSpec, Placement};
+use racklet_release::{Assignment, Channel, ImageKind, ImageName, ReleaseInfo, SecurityVersion};
 
 /// A repository with its keys: root 2-of-3, targets, snapshot, timestamp.
 pub struct Fixture {
@@ -99,7 +99,7 @@ impl Fixture {
         path
     }
 
-    pub fn release(&self, path: &Path, version: &str, sv: u64) -> imgsign::sign::ReleaseReport {
+    pub fn release(&self, path: &Path, version: &str, sv: u32) -> imgsign::sign::ReleaseReport {
         self.try_release(path, version, sv, "stable").unwrap()
     }
 
@@ -107,7 +107,7 @@ impl Fixture {
         &self,
         path: &Path,
         version: &str,
-        sv: u64,
+        sv: u32,
         channel: &str,
     ) -> imgsign::Result<imgsign::sign::ReleaseReport> {
         imgsign::sign::sign_release(
@@ -144,7 +144,7 @@ impl Fixture {
     }
 }
 
-pub fn spec(path: &Path, version: &str, sv: u64, channel: &str) -> ImageSpec {
+pub fn spec(path: &Path, version: &str, sv: u32, channel: &str) -> ImageSpec {
     ImageSpec {
         path: path.to_owned(),
         name: ImageName::new(path.file_name().unwrap().to_str().unwrap()).unwrap(),

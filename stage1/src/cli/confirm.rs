@@ -41,7 +41,10 @@ pub fn run(args: ConfirmArgs) -> anyhow::Result<()> {
     setup(pid1, &args.modules);
     let res = confirm(&args);
     if let Err(e) = &res {
-        console(&format!("confirm failed: {e:#}"));
+        console(&format!(
+            "confirm failed: {}",
+            bootd_client::display_chain(e.as_ref())
+        ));
     }
     if args.power_off {
         console("powering off");

@@ -76,7 +76,10 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
             match args.node.network() {
                 Ok(()) => network_up = true,
                 Err(e) => {
-                    console(&format!("network: {e:#}"));
+                    console(&format!(
+                        "network: {}",
+                        bootd_client::display_chain(e.as_ref())
+                    ));
                     if !pid1 {
                         return Err(e);
                     }
@@ -94,7 +97,10 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
                 });
                 match &res {
                     Ok(rec) => console(&format!("handed off to {} (simulation)", rec.image)),
-                    Err(e) => console(&format!("boot failed: {e:#}")),
+                    Err(e) => console(&format!(
+                        "boot failed: {}",
+                        bootd_client::display_chain(e.as_ref())
+                    )),
                 }
                 if !pid1 {
                     // Outside PID 1 (a test, a shell) one round is enough,
@@ -102,7 +108,10 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
                     return res.map(drop);
                 }
             }
-            Err(e) => console(&format!("bad configuration: {e:#}")),
+            Err(e) => console(&format!(
+                "bad configuration: {}",
+                bootd_client::display_chain(e.as_ref())
+            )),
         }
         console(&format!("retrying in {wait:?}"));
         std::thread::sleep(wait);

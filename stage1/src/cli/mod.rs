@@ -10,12 +10,12 @@ pub mod tuf;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use bootd_client::NetConfig;
 use clap::{Args, Parser, Subcommand};
 use racklet_hardware::{Arch, NodeName};
 use stage1::boot::{BootConfig, Mode};
 use stage1::fetch::Backoff;
 use stage1::plan::NodeFacts;
-use stage1::transport::NetConfig;
 
 /// Racklet stage1: verify with TUF, install into the inactive slot, hand off.
 #[derive(Debug, Parser)]
@@ -187,7 +187,7 @@ impl NodeArgs {
             name,
             groups: groups.into_iter().collect(),
             arch,
-            channel: imgsign::release::Channel::new(&self.channel).context("--channel")?,
+            channel: racklet_release::Channel::new(&self.channel).context("--channel")?,
         };
         if self.bootd.as_ref().is_some_and(|u| u.scheme() != "https") {
             anyhow::bail!("--bootd must be an https:// URL");

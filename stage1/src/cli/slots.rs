@@ -92,10 +92,10 @@ pub fn run(cmd: SlotsCommand) -> anyhow::Result<()> {
                 .with_context(|| disk.display().to_string())?;
             let mut store = SlotStore::open(f)?;
             let ca = std::fs::read(&ca).with_context(|| ca.display().to_string())?;
-            let t = stage1::transport::HttpsTransport::new(
-                Some(stage1::transport::tls_config(&ca, None)?),
-                stage1::transport::NetConfig::default(),
-            );
+            let t = bootd_client::TufTransport::new(bootd_client::Client::new(
+                Some(bootd_client::tls::client_config(&ca, None)?),
+                bootd_client::NetConfig::default(),
+            ));
             let cfg = stage1::tuf::TufConfig::at(&repo, &state)?;
             let time = stage1::tuf::TrustedTime::resolve(
                 Some(jiff::Timestamp::now()),
@@ -122,7 +122,7 @@ pub fn run(cmd: SlotsCommand) -> anyhow::Result<()> {
                     slot,
                     &tgt,
                     &url,
-                    &t,
+                    t.client(),
                     &stage1::fetch::Backoff::default(),
                 )
                 .await?;

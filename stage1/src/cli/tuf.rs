@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use bootd_client::{tls::client_config, Client, NetConfig, TufTransport};
 use clap::{Args, Subcommand};
 use futures::StreamExt;
-use stage1::transport::{tls_config, HttpsTransport, NetConfig};
 use stage1::tuf::{self, TrustedTime, TufConfig};
 use url::Url;
 
@@ -73,6 +73,13 @@ fn dir_url(u: &Url) -> Url {
 }
 
 async fn refresh(r: &Remote) -> anyhow::Result<tuf::Refreshed> {
+    for u in [&r.metadata_url, &r.targets_url] {
+        if u.scheme() == "http" && !r.allow_plain_http {
+            anyhow::bail!(
+                "{u}: plain http:// has no transport security; pass --allow-plain-http to debug a repository"
+            );
+        }
+    }
     let tls = match &r.ca {
         Some(ca) => {
             let ca = std::fs::read(ca).with_context(|| ca.display().to_string())?;
@@ -80,20 +87,20 @@ async fn refresh(r: &Remote) -> anyhow::Result<tuf::Refreshed> {
                 (Some(c), Some(k)) => Some((std::fs::read(c)?, std::fs::read(k)?)),
                 _ => None,
             };
-            Some(tls_config(
+            Some(client_config(
                 &ca,
                 id.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
             )?)
         }
         None => None,
     };
-    let t = HttpsTransport::new(
+    let t = TufTransport::new(Client::new(
         tls,
         NetConfig {
             allow_plain_http: r.allow_plain_http,
             ..NetConfig::default()
         },
-    );
+    ));
     let cfg = TufConfig {
         metadata_url: dir_url(&r.metadata_url),
         targets_url: dir_url(&r.targets_url),
@@ -172,7 +179,7 @@ pub fn run(cmd: TufCommand) -> anyhow::Result<()> {
                         .with_context(|| format!("target {n} is not in the signed metadata"))?;
                     // Streamed to a temporary file, renamed only once
                     // tough has checked length and hashes at the end.
-                    let safe = imgsign::release::ImageName::new(&n)?;
+                    let safe = racklet_release::ImageName::new(&n)?;
                     let dst = out.join(safe.as_str());
                     let mut tmp = tempfile::NamedTempFile::new_in(&out)?;
                     let mut len = 0u64;

@@ -330,9 +330,9 @@ fn fixed_len(code: u8) -> Option<usize> {
 }
 
 /// The options must fit, end, and have the lengths the RFCs fix
-/// ([`bootd_dhcp_policy::wire::check_options`]).
+/// ([`bootd_dhcp_wire::check_options`]).
 fn check_options(bytes: &[u8]) -> Result<(), Ignored> {
-    bootd_dhcp_policy::wire::check_options(bytes, |code, len| match (code, fixed_len(code)) {
+    bootd_dhcp_wire::check_options(bytes, |code, len| match (code, fixed_len(code)) {
         (81, _) => len >= 3,                    // Client FQDN: dhcproto asserts on less
         (3 | 6, _) => len >= 4 && len % 4 == 0, // lists of addresses
         (_, Some(n)) => len == n,
@@ -342,10 +342,10 @@ fn check_options(bytes: &[u8]) -> Result<(), Ignored> {
 }
 
 /// Belt and braces: a decoder panic on a packet we did not foresee is an
-/// ignored packet, never a dead PID 1 ([`bootd_dhcp_policy::wire::decode`]).
+/// ignored packet, never a dead PID 1 ([`bootd_dhcp_wire::decode`]).
 fn decode(bytes: &[u8]) -> Result<Message, Ignored> {
     check_options(bytes)?;
-    bootd_dhcp_policy::wire::decode(bytes).map_err(Ignored::Malformed)
+    bootd_dhcp_wire::decode(bytes).map_err(Ignored::Malformed)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ pub mod repo;
 pub mod server;
 pub mod sim;
 
-use imgsign::release::{ImageName, SecurityVersion};
+use racklet_release::{ImageName, SecurityVersion};
 use sha2::Digest;
 use stage1::slots::SlotImage;
 
@@ -18,7 +18,7 @@ pub fn bytes(len: usize, seed: u8) -> Vec<u8> {
 }
 
 /// The slot facts of `data` under `name`.
-pub fn image_of(name: &str, version: &str, sv: u64, data: &[u8]) -> SlotImage {
+pub fn image_of(name: &str, version: &str, sv: u32, data: &[u8]) -> SlotImage {
     SlotImage {
         name: ImageName::new(name).unwrap(),
         version: version.parse().unwrap(),
@@ -56,7 +56,7 @@ pub fn unit2_config(
             name: racklet_hardware::NodeName::new("unit-2").unwrap(),
             groups: ["workers".to_string()].into(),
             arch: racklet_hardware::Arch::X86_64,
-            channel: imgsign::release::Channel::new("stable").unwrap(),
+            channel: racklet_release::Channel::new("stable").unwrap(),
         },
         disk,
         bmc_addr,
@@ -69,7 +69,7 @@ pub fn unit2_config(
         mode: stage1::boot::Mode::Simulate {
             record: dir.join("handoff.json"),
         },
-        net: stage1::transport::NetConfig::default(),
+        net: bootd_client::NetConfig::default(),
         backoff: stage1::fetch::Backoff {
             initial: Duration::from_millis(200),
             max: Duration::from_secs(1),

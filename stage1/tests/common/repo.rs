@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use imgsign::init::{RoleSpec, RootSpec};
 use imgsign::keys::SigningKeyPair;
-use imgsign::release::{Assignment, Channel, ImageKind, ImageName, ReleaseInfo, SecurityVersion};
 use imgsign::repo::Expiries;
 use imgsign::sign::{ImageSpec, Placement};
 use racklet_hardware::Arch;
+use racklet_release::{Assignment, Channel, ImageKind, ImageName, ReleaseInfo, SecurityVersion};
 
 pub struct Fixture {
     pub dir: tempfile::TempDir,
@@ -73,7 +73,7 @@ impl Fixture {
         name: &str,
         data: &[u8],
         version: &str,
-        sv: u64,
+        sv: u32,
         arch: Arch,
         assign: Assignment,
     ) {
@@ -95,7 +95,7 @@ impl Fixture {
         name: &str,
         data: &[u8],
         version: &str,
-        sv: u64,
+        sv: u32,
         arch: Arch,
         assign: Assignment,
         when: jiff::Timestamp,

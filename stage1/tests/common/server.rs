@@ -266,9 +266,7 @@ async fn serve(
                 Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![b'{'; 64 * 1024])))
             });
             let mut r = Response::new(StreamBody::new(s).boxed());
-            if from > 0 {
-                *r.status_mut() = StatusCode::PARTIAL_CONTENT;
-            }
+            partial_without_end(&mut r, from);
             r
         }
         Some(Attack::Slow(every)) => {
@@ -280,9 +278,7 @@ async fn serve(
                 ))
             });
             let mut r = Response::new(StreamBody::new(s).boxed());
-            if from > 0 {
-                *r.status_mut() = StatusCode::PARTIAL_CONTENT;
-            }
+            partial_without_end(&mut r, from);
             r
         }
         Some(Attack::DropAfter { bytes, .. }) => match file() {
@@ -300,15 +296,20 @@ async fn serve(
                         Err(std::io::Error::other("connection cut by the test server"))
                     }),
                 );
-                Response::builder()
-                    .status(if from > 0 {
-                        StatusCode::PARTIAL_CONTENT
-                    } else {
-                        StatusCode::OK
-                    })
+                let mut r = Response::builder()
                     .header("content-length", data.len())
                     .body(StreamBody::new(s).boxed())
-                    .unwrap()
+                    .unwrap();
+                if from > 0 {
+                    *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+                    r.headers_mut().insert(
+                        "content-range",
+                        format!("bytes {from}-{}/{len}", len.saturating_sub(1))
+                            .parse()
+                            .unwrap(),
+                    );
+                }
+                r
             }
         },
         None => match file() {
@@ -316,4 +317,16 @@ async fn serve(
             None => full(StatusCode::NOT_FOUND, b"not found".to_vec()),
         },
     })
+}
+
+/// A 206 for a body of unknown length (the endless and slow attacks): the
+/// range is well formed, so the client's cut-offs are what stop it.
+fn partial_without_end(r: &mut Response<Body>, from: usize) {
+    if from > 0 {
+        *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+        r.headers_mut().insert(
+            "content-range",
+            format!("bytes {from}-{}/*", u64::MAX - 1).parse().unwrap(),
+        );
+    }
 }

@@ -3,39 +3,24 @@
 //! roots.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use bootd_client::http::{Client, NetConfig};
+use hyper::Method;
 
-/// GET `https://localhost:{port}{path}`, trusting only `ca`.
+/// GET `https://localhost:{port}{path}`, trusting only `ca`, through the
+/// same client (TLS builder, deadlines, limits) a node uses.
 pub async fn get(port: u16, path: &str, ca: &Path) -> Result<Vec<u8>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).with_context(|| ca.display().to_string())? {
-        roots.add(c.with_context(|| ca.display().to_string())?)?;
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(ServerName::try_from("localhost")?, tcp)
+    let ca_pem = std::fs::read(ca).with_context(|| ca.display().to_string())?;
+    let tls = bootd_client::tls::client_config(&ca_pem, None)?;
+    let url = format!("https://localhost:{port}{path}").parse()?;
+    let (status, body) = Client::new(Some(tls), NetConfig::default())
+        .call(Method::GET, &url, None, 1 << 20)
         .await?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-    tokio::spawn(conn);
-    let req = hyper::Request::get(path)
-        .header("host", "localhost")
-        .body(Empty::<bytes::Bytes>::new())?;
-    let resp = send.send_request(req).await?;
-    if !resp.status().is_success() {
-        bail!("GET {path}: {}", resp.status());
+    if !status.is_success() {
+        bail!("GET {path}: {status}");
     }
-    Ok(resp.into_body().collect().await?.to_bytes().to_vec())
+    Ok(body.to_vec())
 }
 
 /// The `signed.version` of a TUF metadata file.

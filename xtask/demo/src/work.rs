@@ -139,13 +139,9 @@ pub fn now_utc() -> String {
         .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string())
 }
 
-/// write-temp, fsync, rename.
+/// write-temp, fsync, rename (the tree's one implementation).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    racklet_fsio::write_atomic(path, bytes, racklet_fsio::Mode::Public)?;
     Ok(())
 }
 

@@ -233,7 +233,7 @@ impl Publisher {
     }
 
     /// Builds the OS image at `version` and signs it into the repository.
-    pub fn publish_os(&self, version: &str, security_version: u64) -> Result<PathBuf> {
+    pub fn publish_os(&self, version: &str, security_version: u32) -> Result<PathBuf> {
         let mut add_files = self.add_files.clone();
         add_files.push(format!("{}:/etc/stage1/args", self.os_args.display()));
         let args = BuildImageArgs {
