@@ -47,8 +47,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
 /// stage1's install throughput from bootd on loopback vs `curl | tee |
 /// sha256sum`, and against the hash and disk limits (stage1's own harness).
 fn stage1(args: &BenchArgs) -> Result<()> {
-    eprintln!("building stage1 and stage1-bench (release)…");
-    sh(cargo().args(["build", "--release", "--locked", "-p", "stage1"]))?;
+    eprintln!("building stage1, bootd and stage1-bench (release)…");
+    sh(cargo().args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "stage1",
+        "-p",
+        "bootd",
+        "-p",
+        "racklet-bench",
+    ]))?;
     sh(
         Command::new(root().join("target/release/stage1-bench")).args([
             "--size-mib",
@@ -63,7 +73,15 @@ fn stage1(args: &BenchArgs) -> Result<()> {
 /// same files, certificate and TLS version and prints the table.
 fn bootd() -> Result<()> {
     eprintln!("building bootd and bootd-bench (release)…");
-    sh(cargo().args(["build", "--release", "--locked", "-p", "bootd"]))?;
+    sh(cargo().args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "bootd",
+        "-p",
+        "racklet-bench",
+    ]))?;
     sh(&mut Command::new(root().join("target/release/bootd-bench")))
 }
 

@@ -9,17 +9,19 @@
 //! The two servers are measured in alternation, so that load from
 //! elsewhere on the machine falls on both alike. Prints a Markdown table with bootd/nginx ratios; `--json FILE` writes the
 //! numbers too. Needs `nginx`, `curl`, `wrk` on PATH and the `bootd` binary
-//! beside this one (build both with `cargo build --release -p bootd`).
+//! beside this one (`cargo build --release -p bootd -p racklet-bench`).
 //! Run as root (nginx is started with `user root` so it can read the
 //! private temporary directory).
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use racklet_bench::{
+    curl, free_port, median, need, sibling, wait_ready, write_image, Bootd, Server, SignedRepo,
+};
 
 /// bootd vs nginx benchmark.
 #[derive(Debug, Parser)]
@@ -53,25 +55,6 @@ struct Numbers {
     requests_per_s: f64,
     cpu_s_per_gb: f64,
     cpu_us_per_request: f64,
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn need(tool: &str) -> Result<()> {
-    let ok = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()?
-        .success();
-    if !ok {
-        bail!("needs {tool} on PATH");
-    }
-    Ok(())
 }
 
 /// utime + stime of a process and its direct children, in seconds.
@@ -111,67 +94,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     total
 }
 
-struct Server {
-    name: &'static str,
-    port: u16,
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn curl(ca: &Path, port: u16, path: &str, extra: &[&str]) -> Result<String> {
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--fail",
-            "--max-time",
-            "300",
-            "-o",
-            "/dev/null",
-            "--cacert",
-        ])
-        .arg(ca)
-        .args([
-            "--resolve",
-            &format!("localhost:{port}:127.0.0.1"),
-            "--tlsv1.3",
-        ])
-        .args(extra)
-        .arg(format!("https://localhost:{port}{path}"))
-        .output()?;
-    if !out.status.success() {
-        bail!("curl {path}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn wait_ready(ca: &Path, port: u16, path: &str) -> Result<()> {
-    let start = Instant::now();
-    while curl(ca, port, path, &[]).is_err() {
-        if start.elapsed() > Duration::from_secs(60) {
-            bail!("server on port {port} never served {path}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Ok(())
-}
-
 fn single_stream(s: &Server, ca: &Path, big: &str) -> Result<(f64, f64)> {
     let cpu0 = cpu_seconds(s.child.id());
     let speed: f64 = curl(ca, s.port, big, &["-w", "%{speed_download}"])?
@@ -201,11 +123,6 @@ fn wrk(s: &Server, small: &str, a: &Args, seconds: u64) -> Result<f64> {
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .with_context(|| format!("no Requests/sec in wrk output:\n{text}"))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 /// Measures both servers in alternation (nginx, bootd, nginx, bootd, …) so
@@ -255,13 +172,7 @@ fn main() -> Result<()> {
     for t in ["nginx", "curl", "wrk"] {
         need(t)?;
     }
-    let bootd_bin = std::env::current_exe()?.with_file_name("bootd");
-    if !bootd_bin.exists() {
-        bail!(
-            "{} is missing: cargo build --release -p bootd",
-            bootd_bin.display()
-        );
-    }
+    let bootd_bin = sibling("bootd", "bootd")?;
     let dir = tempfile::tempdir()?;
     let d = dir.path();
     eprintln!(
@@ -269,115 +180,27 @@ fn main() -> Result<()> {
         a.size_mib,
         d.display()
     );
-
-    // A repository signed with imgsign, fresh keys.
-    let k = || imgsign::keys::SigningKeyPair::generate();
-    let (root, targets, snapshot, timestamp) = (k(), k(), k(), k());
-    let spec = imgsign::init::RootSpec::one_key_each(
-        root.public(),
-        targets.public(),
-        snapshot.public(),
-        timestamp.public(),
-    );
-    let repo = d.join("repo");
-    let expiries = imgsign::repo::Expiries::default();
-    imgsign::init::init(
-        &repo,
-        &spec,
-        &[&root, &targets, &snapshot, &timestamp],
-        jiff::Timestamp::now(),
-        &expiries,
-    )?;
     let big_path = d.join("big.img");
-    {
-        use std::io::Write;
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&big_path)?);
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut block = vec![0u8; 1 << 20];
-        for _ in 0..a.size_mib {
-            for b in block.chunks_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
-            }
-            f.write_all(&block)?;
-        }
-    }
+    write_image(&big_path, a.size_mib as u64, 0)?;
     let small_path = d.join("small.bin");
     std::fs::write(&small_path, vec![0x5au8; 1024])?;
-    let info: imgsign::release::ReleaseInfo = serde_json::from_value(serde_json::json!({
-        "kind": "os", "version": "1.0.0", "security_version": 1, "arch": "x86_64",
-        "channel": "bench", "assign": {"all": true},
-    }))?;
-    let images = [
-        imgsign::sign::ImageSpec {
-            path: big_path,
-            name: imgsign::release::ImageName::new("big.img")?,
-            info: info.clone(),
-        },
-        imgsign::sign::ImageSpec {
-            path: small_path,
-            name: imgsign::release::ImageName::new("small.bin")?,
-            info,
-        },
-    ];
-    let report = imgsign::sign::sign_release(
-        &repo,
-        &images,
-        imgsign::sign::Placement::Link,
-        &[&targets, &snapshot, &timestamp],
-        jiff::Timestamp::now(),
-        &expiries,
-        &mut |_| {},
-    )?;
-    let file_of = |name: &str| -> Result<String> {
-        let (_, digest) = report
-            .images
-            .iter()
-            .find(|(n, _)| n.as_str() == name)
-            .context("image missing from release")?;
-        Ok(format!("/targets/{}.{name}", digest.hex()))
-    };
-    let (big, small) = (file_of("big.img")?, file_of("small.bin")?);
+    let repo = SignedRepo::create(d, &[("big.img", &big_path), ("small.bin", &small_path)])?;
+    let (big, small) = (repo.target_path("big.img")?, repo.target_path("small.bin")?);
     let size = (a.size_mib as u64) << 20;
 
-    // bootd.
-    std::fs::copy(repo.join("metadata/1.root.json"), d.join("root.json"))?;
-    std::fs::write(
-        d.join("rack.yaml"),
-        include_str!("../../../hardware/rack.yaml"),
+    let workers: Vec<String> = a
+        .bootd_workers
+        .map(|n| format!("--workers={n}"))
+        .into_iter()
+        .collect();
+    let b = Bootd::start(
+        &bootd_bin,
+        d,
+        &repo,
+        "limits:\n  max_connections_per_address: 4096\n",
+        &workers,
+        &big,
     )?;
-    let bport = free_port()?;
-    let config = format!(
-        "rack_file: rack.yaml\nstate_dir: state\nlisten:\n  https: [\"127.0.0.1:{bport}\"]\n\
-         tls:\n  ca_cert: pki/ca.pem\n  ca_key: pki/ca.key\n  server_cert: pki/server.pem\n  server_key: pki/server.key\n  server_names: [localhost]\n\
-         repository:\n  trusted_root: root.json\n  local: repo\nlimits:\n  max_connections_per_address: 4096\n"
-    );
-    std::fs::write(d.join("bootd.yaml"), config)?;
-    let cfg = bootd::Config::load(&d.join("bootd.yaml"))?;
-    bootd::pki::init(
-        &cfg.pki,
-        "bench",
-        &cfg.server_names,
-        30,
-        chrono::Utc::now(),
-        false,
-    )?;
-    let ca = cfg.pki.ca_cert.clone();
-    let bootd = Server {
-        name: "bootd",
-        port: bport,
-        child: Command::new(&bootd_bin)
-            .arg("--config")
-            .arg(d.join("bootd.yaml"))
-            .arg("serve")
-            .args(a.bootd_workers.map(|n| format!("--workers={n}")))
-            .env("BOOTD_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()?,
-    };
-    wait_ready(&ca, bport, &big)?;
 
     // nginx on the very snapshot bootd verified, same certificate.
     let snap = std::fs::read_dir(d.join("state/serve"))?
@@ -399,8 +222,8 @@ fn main() -> Result<()> {
            server {{\n    listen 127.0.0.1:{nport} ssl http2;\n    server_name localhost;\n\
              ssl_certificate {cert};\n    ssl_certificate_key {key};\n    ssl_protocols TLSv1.3;\n    root {root};\n  }}\n}}\n",
         p = prefix.display(),
-        cert = cfg.pki.server_cert.display(),
-        key = cfg.pki.server_key.display(),
+        cert = b.server_cert.display(),
+        key = b.server_key.display(),
         root = snap.display(),
     );
     std::fs::write(prefix.join("nginx.conf"), conf)?;
@@ -415,7 +238,9 @@ fn main() -> Result<()> {
             .stderr(Stdio::inherit())
             .spawn()?,
     };
+    let ca = b.ca.clone();
     wait_ready(&ca, nport, &big)?;
+    let bootd = b.server;
 
     eprintln!("measuring nginx and bootd, alternating …");
     let [n, b] = measure([&nginx, &bootd], &ca, &big, &small, size, &a)?;

@@ -2,8 +2,8 @@
 //! in the same run, for `cargo xtask bench`.
 //!
 //! It signs a repository with a large and a small image (imgsign, fresh
-//! keys), serves it with bootd (in this process, on loopback, over TLS),
-//! and measures:
+//! keys), serves it with bootd (a process, on loopback, over TLS), and
+//! measures:
 //! - install throughput of the large image with `stage1 slots install`
 //!   (refresh, stream, hash, write into the inactive slot, fsync, commit) —
 //!   the `stage1` binary beside this one, a child process;
@@ -12,16 +12,18 @@
 //! - stage1's peak RSS (VmHWM) for the small and the large image.
 //!
 //! Prints a Markdown table; `--json FILE` writes the numbers. Needs `curl`,
-//! `tee`, `sha256sum` on PATH and `cargo build --release -p stage1`.
+//! `tee`, `sha256sum` on PATH and the `stage1` and `bootd` binaries beside
+//! this one (`cargo build --release -p stage1 -p bootd -p racklet-bench`).
 #![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Parser;
+use racklet_bench::{need, sibling, write_image, Bootd, SignedRepo};
 use sha2::Digest;
 
 /// stage1 install benchmark.
@@ -36,29 +38,6 @@ struct Args {
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
-}
-
-fn write_image(path: &Path, mib: u64) -> Result<()> {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ mib;
-    let mut block = vec![0u8; 1 << 20];
-    for _ in 0..mib {
-        for b in block.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
-        }
-        f.write_all(&block)?;
-    }
-    f.flush()?;
-    Ok(())
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -103,24 +82,10 @@ fn install(
 fn main() -> Result<()> {
     let a = Args::parse();
     for t in ["curl", "tee", "sha256sum"] {
-        if Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {t}"))
-            .output()?
-            .status
-            .success()
-        {
-            continue;
-        }
-        bail!("needs {t} on PATH");
+        need(t)?;
     }
-    let stage1 = std::env::current_exe()?.with_file_name("stage1");
-    if !stage1.exists() {
-        bail!(
-            "{} is missing: cargo build --release -p stage1",
-            stage1.display()
-        );
-    }
+    let stage1 = sibling("stage1", "stage1")?;
+    let bootd_bin = sibling("bootd", "bootd")?;
     let dir = tempfile::tempdir_in(
         std::env::var_os("STAGE1_BENCH_DIR").unwrap_or_else(|| std::env::temp_dir().into()),
     )?;
@@ -131,116 +96,29 @@ fn main() -> Result<()> {
         a.small_mib,
         d.display()
     );
-
-    // A repository signed with imgsign, fresh keys.
-    let k = imgsign::keys::SigningKeyPair::generate;
-    let (root, targets, snapshot, timestamp) = (k(), k(), k(), k());
-    let spec = imgsign::init::RootSpec::one_key_each(
-        root.public(),
-        targets.public(),
-        snapshot.public(),
-        timestamp.public(),
-    );
-    let repo = d.join("repo");
-    let expiries = imgsign::repo::Expiries::default();
-    imgsign::init::init(
-        &repo,
-        &spec,
-        &[&root, &targets, &snapshot, &timestamp],
-        jiff::Timestamp::now(),
-        &expiries,
-    )?;
     let big = d.join("big.img");
     let small = d.join("small.img");
-    write_image(&big, a.size_mib)?;
-    write_image(&small, a.small_mib)?;
-    let info: imgsign::release::ReleaseInfo = serde_json::from_value(serde_json::json!({
-        "kind": "os", "version": "1.0.0", "security_version": 1, "arch": "x86_64",
-        "channel": "bench", "assign": {"all": true},
-    }))?;
-    let images = [
-        imgsign::sign::ImageSpec {
-            path: big.clone(),
-            name: imgsign::release::ImageName::new("big.img")?,
-            info: info.clone(),
-        },
-        imgsign::sign::ImageSpec {
-            path: small.clone(),
-            name: imgsign::release::ImageName::new("small.img")?,
-            info,
-        },
-    ];
-    let report = imgsign::sign::sign_release(
-        &repo,
-        &images,
-        imgsign::sign::Placement::Link,
-        &[&targets, &snapshot, &timestamp],
-        jiff::Timestamp::now(),
-        &expiries,
-        &mut |_| {},
-    )?;
-    let big_digest = report
-        .images
-        .iter()
-        .find(|(n, _)| n.as_str() == "big.img")
-        .context("big.img not released")?
-        .1
-        .hex();
-
-    // bootd, in this process.
-    std::fs::copy(repo.join("metadata/1.root.json"), d.join("root.json"))?;
-    std::fs::write(
-        d.join("rack.yaml"),
-        include_str!("../../../hardware/rack.yaml"),
-    )?;
-    let port = free_port()?;
-    std::fs::write(
-        d.join("bootd.yaml"),
-        format!(
-            "rack_file: rack.yaml\nstate_dir: state\nlisten:\n  https: [\"127.0.0.1:{port}\"]\n\
-             tls:\n  ca_cert: pki/ca.pem\n  ca_key: pki/ca.key\n  server_cert: pki/server.pem\n  server_key: pki/server.key\n  server_names: [localhost]\n\
-             repository:\n  trusted_root: root.json\n  local: repo\n"
-        ),
-    )?;
-    let cfg = bootd::Config::load(&d.join("bootd.yaml"))?;
-    bootd::pki::init(
-        &cfg.pki,
-        "bench",
-        &cfg.server_names,
-        30,
-        chrono::Utc::now(),
-        false,
-    )?;
-    let ca = cfg.pki.ca_cert.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let l = bootd::Listeners::bind(&cfg).await.expect("bind");
-            let _ = bootd::run(cfg, l, std::future::pending::<()>()).await;
-        });
-    });
-    let url = format!("https://localhost:{port}/targets/{big_digest}.big.img");
-    let start = Instant::now();
-    while !Command::new("curl")
-        .args(["-sf", "-o", "/dev/null", "-r", "0-0", "--cacert"])
-        .arg(&ca)
-        .arg(&url)
-        .status()?
-        .success()
-    {
-        if start.elapsed() > Duration::from_secs(60) {
-            bail!("bootd did not come up");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    write_image(&big, a.size_mib, a.size_mib)?;
+    write_image(&small, a.small_mib, a.small_mib)?;
+    let repo = SignedRepo::create(d, &[("big.img", &big), ("small.img", &small)])?;
+    let big_path = repo.target_path("big.img")?;
+    let b = Bootd::start(&bootd_bin, d, &repo, "", &[], &big_path)?;
+    let (port, ca) = (b.server.port, b.ca.clone());
+    let url = format!("https://localhost:{port}{big_path}");
+    let big_digest = repo.images[0].1.clone();
 
     // The slot disk.
-    let disk = std::fs::File::create(d.join("disk.img"))?;
-    disk.set_len(((a.size_mib.max(a.small_mib) * 2 + 2) << 20) + (1 << 20))?;
-    stage1::slots::SlotStore::format(disk)?;
+    let size_mib = ((a.size_mib.max(a.small_mib) * 2 + 2) + 1).to_string();
+    let out = Command::new(&stage1)
+        .args(["slots", "format", "--size-mib", &size_mib, "--disk"])
+        .arg(d.join("disk.img"))
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "stage1 slots format: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     // Limits: SHA-256 over memory, sequential write + fdatasync.
     let buf = vec![0x5au8; 64 << 20];
