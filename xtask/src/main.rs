@@ -8,6 +8,7 @@
 //! - `cargo xtask build-image RECIPE`: a reproducible boot image.
 //! - `cargo xtask demo`: the demo rack, end to end (the main job).
 //! - `cargo xtask e2e`: the whole boot chain under QEMU (root).
+#![forbid(unsafe_code)]
 
 mod bench;
 mod build_image;

@@ -27,6 +27,7 @@
 //! | [`https`] | a GET pinned to the rack CA |
 //! | [`ui`] | the progress lines a class follows |
 //! | [`work`] | the working directory and the command log |
+#![forbid(unsafe_code)]
 
 pub mod attacker;
 pub mod https;
