@@ -9,9 +9,8 @@ use tough::schema::key::Key;
 use tough::schema::{RoleKeys, RoleType, Root, Signed, Targets};
 
 use crate::error::{Error, Result};
-use crate::keys::{key_id_hex, SigningKeyPair};
 use crate::repo::{self, Expiries, Layout, Published};
-use crate::rootkeys;
+use crate::signer::{key_id_hex, SigningKeyPair};
 use racklet_fsio as fsio;
 
 /// The keys and threshold of one role.
@@ -104,7 +103,7 @@ pub fn build_root(spec: &RootSpec, expires: jiff::Timestamp) -> Result<Root> {
 /// Creates a repository at `dir` in one sitting: every root key needed for
 /// the threshold, and the targets, snapshot and timestamp keys, are at hand.
 /// (For root keys held by different people, use the ceremony in
-/// [`rootkeys`]: stage, sign, combine, publish.)
+/// [`crate::rootkeys`]: stage, sign, combine, then [`publish_first`].)
 pub fn init(
     dir: &Path,
     spec: &RootSpec,
@@ -114,12 +113,36 @@ pub fn init(
 ) -> Result<Published> {
     let root = build_root(spec, repo::expires_at(now, expiries.root))?;
     let signed = repo::sign_role(root.clone(), &root, signers)?;
-    rootkeys::publish_first(dir, signed, signers, now, expiries)
+    publish_first(dir, signed, signers, now, expiries)
+}
+
+/// Publishes a signed root into a new, empty repository at `dir` (the end of
+/// an `init` ceremony, after [`crate::rootkeys`]' stage, sign and combine),
+/// with the first targets, snapshot and timestamp.
+pub fn publish_first(
+    dir: &Path,
+    root: Signed<Root>,
+    signers: &[&SigningKeyPair],
+    now: jiff::Timestamp,
+    expiries: &Expiries,
+) -> Result<Published> {
+    if root.signed.version != NonZeroU64::MIN {
+        return Err(Error::Invalid(format!(
+            "a new repository starts at root version 1, this root is version {}",
+            root.signed.version
+        )));
+    }
+    if !root.signed.consistent_snapshot {
+        return Err(Error::Invalid(
+            "imgsign repositories use consistent snapshots".into(),
+        ));
+    }
+    write_first(dir, &root, signers, now, expiries)
 }
 
 /// Writes the first metadata of a fresh repository: `1.root.json`, an empty
 /// `1.targets.json`, `1.snapshot.json` and `timestamp.json` (last).
-pub(crate) fn write_first(
+fn write_first(
     dir: &Path,
     root: &Signed<Root>,
     signers: &[&SigningKeyPair],

@@ -9,7 +9,11 @@
 //! timestamp (bootd's online role calls [`timestamp::refresh`]).
 //!
 //! Module map:
-//! - [`keys`]: key files, the example-key denylist ([`keys::danger`]).
+//! - [`signer`]: what a key does, whatever holds it (the [`signer::Signer`]
+//!   trait, the [`signer::SigningKeyPair`] handle, key ids, the example-key
+//!   denylist [`signer::danger`]); the two kinds that implement it,
+//!   [`keyfile`] (PKCS#8 files) and `pkcs11` (keys in a token), know only
+//!   the trait; [`keys`] picks the kind a key spec names.
 //! - the signed per-image facts (kind, version, security version, arch,
 //!   channel, assignment) are the `racklet-release` contract crate
 //!   (`imgsign/release`), which the node's code reads without this crate.
@@ -21,12 +25,14 @@
 
 pub mod error;
 pub mod init;
+pub mod keyfile;
 pub mod keys;
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11;
 pub mod repo;
 pub mod rootkeys;
 pub mod sign;
+pub mod signer;
 pub mod staged;
 pub mod status;
 pub mod timestamp;

@@ -24,7 +24,7 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 
 use crate::error::{BoxError, Error, Result};
-use crate::keys::SigningKeyPair;
+use crate::signer::{Signer, SigningKeyPair};
 
 /// Where Debian's `softhsm2` installs its module.
 pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -241,14 +241,13 @@ impl std::fmt::Debug for Pkcs11Key {
     }
 }
 
-impl Pkcs11Key {
-    /// The raw Ed25519 public key.
-    pub fn public_key(&self) -> [u8; 32] {
+impl Signer for Pkcs11Key {
+    fn public_key(&self) -> [u8; 32] {
         self.public
     }
 
     /// Signs with the token (pure Ed25519, CKM_EDDSA).
-    pub fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, BoxError> {
+    fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, BoxError> {
         let session = self
             .session
             .lock()
@@ -273,7 +272,7 @@ fn into_key(
         public,
         _ctx: ctx,
     };
-    Ok(SigningKeyPair::from_pkcs11(key, redact(uri_text)))
+    Ok(SigningKeyPair::new(Box::new(key), redact(uri_text)))
 }
 
 /// Opens the key a URI names.

@@ -27,7 +27,7 @@ use tough::schema::{
 };
 
 use crate::error::{Error, Result};
-use crate::keys::SigningKeyPair;
+use crate::signer::SigningKeyPair;
 use racklet_fsio as fsio;
 
 /// The TUF specification version imgsign writes.
@@ -134,7 +134,7 @@ pub fn count_valid<T: Role + Serialize>(root: &Root, signed: &Signed<T>) -> Resu
         let Some(key) = root.keys.get(&sig.keyid) else {
             continue;
         };
-        let Some(public) = crate::keys::ed25519_public(key) else {
+        let Some(public) = crate::signer::ed25519_public(key) else {
             continue;
         };
         if valid.contains(&public) {
@@ -159,7 +159,7 @@ pub fn count_valid<T: Role + Serialize>(root: &Root, signed: &Signed<T>) -> Resu
 pub fn check_root_keys(root: &Root) -> Result<()> {
     let mut seen: std::collections::HashMap<[u8; 32], String> = Default::default();
     for (id, key) in &root.keys {
-        let public = crate::keys::ed25519_public(key).ok_or_else(|| {
+        let public = crate::signer::ed25519_public(key).ok_or_else(|| {
             Error::Invalid(format!("key {} is not an Ed25519 key", hex::encode(id)))
         })?;
         if let Some(other) = seen.insert(public, hex::encode(id)) {
@@ -186,8 +186,8 @@ pub fn check_root_keys(root: &Root) -> Result<()> {
 pub fn trusts_example_keys(root: &Root) -> Option<String> {
     root.keys
         .values()
-        .map(crate::keys::canonical_key_id)
-        .find(|id| crate::keys::danger::is_insecure_example_key_id(id))
+        .map(crate::signer::canonical_key_id)
+        .find(|id| crate::signer::danger::is_insecure_example_key_id(id))
 }
 
 /// Checks that `signed` carries at least the threshold of valid signatures

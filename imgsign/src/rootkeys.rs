@@ -10,7 +10,8 @@
 //! 4. **publish**: the new root must carry a threshold of signatures from
 //!    the *old* root's root keys and from its *own* (TUF 5.3.4), so clients
 //!    that trust the old root follow it. Snapshot and timestamp are re-signed
-//!    (and targets too if its keys changed), timestamp last.
+//!    (and targets too if its keys changed), timestamp last. A new
+//!    repository's first root is published by [`crate::init::publish_first`].
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -20,9 +21,8 @@ use tough::schema::key::Key;
 use tough::schema::{Role, RoleKeys, RoleType, Root, Signed, Snapshot, Targets, Timestamp};
 
 use crate::error::{Error, Result};
-use crate::init;
-use crate::keys::{key_id_hex, SigningKeyPair};
 use crate::repo::{self, Expiries, Layout, Published};
+use crate::signer::{key_id_hex, SigningKeyPair};
 use crate::staged;
 use racklet_fsio as fsio;
 
@@ -190,29 +190,6 @@ pub fn read_staged(path: &Path) -> Result<Signed<Root>> {
 /// Writes a staged root file (atomically; it may replace an earlier copy).
 pub fn write_staged(path: &Path, root: &Signed<Root>) -> Result<()> {
     staged::write(path, root)
-}
-
-/// Publishes a signed root into a new, empty repository at `dir` (the end of
-/// an `init` ceremony), with the first targets, snapshot and timestamp.
-pub fn publish_first(
-    dir: &Path,
-    root: Signed<Root>,
-    signers: &[&SigningKeyPair],
-    now: jiff::Timestamp,
-    expiries: &Expiries,
-) -> Result<Published> {
-    if root.signed.version != NonZeroU64::MIN {
-        return Err(Error::Invalid(format!(
-            "a new repository starts at root version 1, this root is version {}",
-            root.signed.version
-        )));
-    }
-    if !root.signed.consistent_snapshot {
-        return Err(Error::Invalid(
-            "imgsign repositories use consistent snapshots".into(),
-        ));
-    }
-    init::write_first(dir, &root, signers, now, expiries)
 }
 
 /// Publishes staged root `N+1` into the repository (root rotation).
@@ -436,7 +413,7 @@ pub fn describe(staged: &Root, previous: Option<&Root>) -> Vec<String> {
                 Some(_) => "  kept   ",
                 None => "  ",
             };
-            let example = if crate::keys::danger::is_insecure_example_key_id(id) {
+            let example = if crate::signer::danger::is_insecure_example_key_id(id) {
                 "  (INSECURE example key)"
             } else {
                 ""

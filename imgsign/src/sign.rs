@@ -13,8 +13,8 @@ use tough::schema::{Hashes, RoleType, Root, Signed, Target, Targets};
 use tough::TargetName;
 
 use crate::error::{Error, Result};
-use crate::keys::{danger, SigningKeyPair};
 use crate::repo::{self, Expiries, Layout, Published};
+use crate::signer::{danger, SigningKeyPair};
 use racklet_fsio::{self as fsio, Digest256, TempFile};
 use racklet_release::{ImageName, ReleaseInfo};
 
@@ -339,7 +339,7 @@ pub fn publish_targets(
             let id = root
                 .keys
                 .get(&sig.keyid)
-                .map(crate::keys::canonical_key_id)
+                .map(crate::signer::canonical_key_id)
                 .unwrap_or_else(|| hex::encode(&sig.keyid));
             if danger::is_insecure_example_key_id(&id) {
                 let channel = infos

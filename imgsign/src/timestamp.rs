@@ -10,8 +10,8 @@ use std::path::Path;
 use tough::schema::{Signed, Timestamp};
 
 use crate::error::{Error, Result};
-use crate::keys::SigningKeyPair;
 use crate::repo::{self, Expiries, Published};
+use crate::signer::SigningKeyPair;
 
 /// Re-signs the timestamp of the repository at `dir` (checked as
 /// [`Published::open`] does) to expire `lifetime` after `now`, atomically.
@@ -38,7 +38,7 @@ pub fn refresh_published(
         for (name, target) in published.targets.signed.targets_iter() {
             let info = racklet_release::ReleaseInfo::from_custom(name.raw(), &target.custom)?;
             if !info.channel.is_demo() {
-                return Err(crate::Error::ExampleKeyOutsideDemo {
+                return Err(Error::ExampleKeyOutsideDemo {
                     key_id: key.key_id().into(),
                     channel: info.channel.to_string(),
                 });

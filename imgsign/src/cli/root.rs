@@ -190,7 +190,7 @@ impl RootCommand {
                     super::record(&store, &repo)?;
                     store.open(&repo)?
                 } else {
-                    let p = rootkeys::publish_first(
+                    let p = imgsign::init::publish_first(
                         &repo,
                         staged,
                         &refs(&keys),
