@@ -96,8 +96,78 @@ pub enum Error {
         reason: String,
     },
 
+    /// Not returned by imgsign itself (every check has its own variant);
+    /// kept for callers that report a bad setting of their own through
+    /// imgsign's error (bootd's timestamp lifetime).
     #[error("invalid setting: {0}")]
     Invalid(String),
+
+    #[error("the {role} role has {keys} distinct key(s) but a threshold of {threshold}")]
+    TooFewKeys {
+        role: String,
+        keys: u64,
+        threshold: u64,
+    },
+
+    #[error("the root defines no {role} role")]
+    MissingRole { role: String },
+
+    #[error("key {key_id} is not a {role} key")]
+    NotARoleKey { role: String, key_id: String },
+
+    #[error(
+        "the root lists key {key_id}, which is not an Ed25519 key (imgsign uses Ed25519 only)"
+    )]
+    NotEd25519 { key_id: String },
+
+    #[error("keys {first} and {second} are the same public key listed twice")]
+    DuplicateKey { first: String, second: String },
+
+    #[error("the {role} role lists key {key_id} that the root does not define")]
+    UndefinedKey { role: String, key_id: String },
+
+    #[error("the staged {role} is version {found}, the repository needs version {expected}")]
+    StagedVersion {
+        role: String,
+        found: u64,
+        expected: u64,
+    },
+
+    #[error(
+        "root version {version} turns consistent snapshots off; imgsign repositories use them"
+    )]
+    NoConsistentSnapshots { version: u64 },
+
+    #[error("the staged {role} say spec version {found}, the repository {expected}")]
+    SpecVersion {
+        role: String,
+        found: String,
+        expected: String,
+    },
+
+    #[error("the staged targets delegate to other roles; Racklet repositories use none")]
+    Delegations,
+
+    #[error("no staged {role} files to combine")]
+    NothingToCombine { role: String },
+
+    #[error("a release needs at least one image")]
+    NoImages,
+
+    #[error("image {path}: assigned to no node; name nodes, groups, or all nodes")]
+    Unassigned { path: PathBuf },
+
+    #[error("target name `{name}` given twice")]
+    DuplicateTarget { name: String },
+
+    #[error("{path} cannot be made a file: URL")]
+    NotAUrlPath { path: PathBuf },
+
+    #[error(
+        "no place for imgsign's trust store: none of IMGSIGN_STATE_DIR, XDG_STATE_HOME and HOME \
+         is set"
+    )]
+    NoStateDir,
 
     #[error(
         "key {key_id} is one of the published INSECURE example keys (keys-example/); \
@@ -133,8 +203,34 @@ pub enum Error {
     #[error("staged {role} files disagree on what is signed: {path} differs from the first file")]
     StagedMismatch { role: String, path: PathBuf },
 
-    #[error("PKCS#11: {0}")]
-    Pkcs11(String),
+    #[cfg(feature = "pkcs11")]
+    #[error("PKCS#11: {operation}: {source}")]
+    Pkcs11 {
+        operation: String,
+        source: cryptoki::error::Error,
+    },
+
+    #[error("PKCS#11: no token labelled `{token}`")]
+    Pkcs11NoToken { token: String },
+
+    #[error("PKCS#11: no PIN for token `{token}`: use pin-source=FILE or IMGSIGN_PKCS11_PIN")]
+    Pkcs11NoPin { token: String },
+
+    #[error("PKCS#11: no Ed25519 {class} key labelled `{object}` in token `{token}`")]
+    Pkcs11NoKey {
+        class: &'static str,
+        object: String,
+        token: String,
+    },
+
+    #[error("PKCS#11: the public key `{object}`: {problem}")]
+    Pkcs11PublicKey {
+        object: String,
+        problem: &'static str,
+    },
+
+    #[error("PKCS#11: the {lock} lock is poisoned (a thread panicked while holding it)")]
+    Pkcs11Poisoned { lock: &'static str },
 
     #[error("internal error in tough: {0}")]
     Tough(Box<tough::schema::Error>),

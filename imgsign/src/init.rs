@@ -72,11 +72,11 @@ pub fn build_root(spec: &RootSpec, expires: jiff::Timestamp) -> Result<Root> {
             keys.insert(id, k.clone());
         }
         if (ids.len() as u64) < rs.threshold.get() {
-            return Err(Error::Invalid(format!(
-                "the {role} role has {} distinct key(s) but a threshold of {}",
-                ids.len(),
-                rs.threshold
-            )));
+            return Err(Error::TooFewKeys {
+                role: role.to_string(),
+                keys: ids.len() as u64,
+                threshold: rs.threshold.get(),
+            });
         }
         roles.insert(
             role,
@@ -127,15 +127,17 @@ pub fn publish_first(
     expiries: &Expiries,
 ) -> Result<Published> {
     if root.signed.version != NonZeroU64::MIN {
-        return Err(Error::Invalid(format!(
-            "a new repository starts at root version 1, this root is version {}",
-            root.signed.version
-        )));
+        // A new repository starts at root version 1.
+        return Err(Error::StagedVersion {
+            role: "root".into(),
+            found: root.signed.version.get(),
+            expected: 1,
+        });
     }
     if !root.signed.consistent_snapshot {
-        return Err(Error::Invalid(
-            "imgsign repositories use consistent snapshots".into(),
-        ));
+        return Err(Error::NoConsistentSnapshots {
+            version: root.signed.version.get(),
+        });
     }
     write_first(dir, &root, signers, now, expiries)
 }

@@ -149,8 +149,11 @@ pub struct Pkcs11Key {
     _ctx: Pkcs11,
 }
 
-fn p11(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Pkcs11(format!("{what}: {e}"))
+fn p11(operation: impl Into<String>) -> impl FnOnce(cryptoki::error::Error) -> Error {
+    move |source| Error::Pkcs11 {
+        operation: operation.into(),
+        source,
+    }
 }
 
 /// A module may be initialized once per process: share one context per
@@ -161,45 +164,44 @@ fn context(module: &str) -> Result<Pkcs11> {
     let mut map = CONTEXTS
         .get_or_init(Default::default)
         .lock()
-        .map_err(|_| Error::Pkcs11("context lock poisoned".into()))?;
+        .map_err(|_| Error::Pkcs11Poisoned { lock: "context" })?;
     if let Some(ctx) = map.get(module) {
         return Ok(ctx.clone());
     }
-    let ctx = Pkcs11::new(module).map_err(|e| p11(&format!("loading module {module}"), e))?;
+    let ctx = Pkcs11::new(module).map_err(p11(format!("loading module {module}")))?;
     ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .map_err(|e| p11("initializing the module", e))?;
+        .map_err(p11(format!("initializing module {module}")))?;
     map.insert(module.to_owned(), ctx.clone());
     Ok(ctx)
 }
 
 fn open(uri: &KeyUri) -> Result<(Pkcs11, Session)> {
     let ctx = context(&uri.module)?;
-    let slots = ctx
-        .get_slots_with_token()
-        .map_err(|e| p11("listing slots", e))?;
+    let slots = ctx.get_slots_with_token().map_err(p11("listing slots"))?;
     let mut found = None;
     for slot in slots {
         let info = ctx
             .get_token_info(slot)
-            .map_err(|e| p11("reading token info", e))?;
+            .map_err(p11("reading token info"))?;
         if info.label().trim_end() == uri.token {
             found = Some(slot);
             break;
         }
     }
-    let slot = found.ok_or_else(|| Error::Pkcs11(format!("no token labelled `{}`", uri.token)))?;
+    let slot = found.ok_or_else(|| Error::Pkcs11NoToken {
+        token: uri.token.clone(),
+    })?;
     let session = ctx
         .open_rw_session(slot)
-        .map_err(|e| p11("opening a session", e))?;
-    let pin = uri
-        .pin
-        .as_ref()
-        .ok_or_else(|| Error::Pkcs11("no PIN: use pin-source=FILE or IMGSIGN_PKCS11_PIN".into()))?;
+        .map_err(p11(format!("opening a session on token `{}`", uri.token)))?;
+    let pin = uri.pin.as_ref().ok_or_else(|| Error::Pkcs11NoPin {
+        token: uri.token.clone(),
+    })?;
     match session.login(UserType::User, Some(&AuthPin::from(pin.clone()))) {
         // Login state is per token and application: an earlier key from
         // the same token already logged this process in.
         Ok(()) | Err(cryptoki::error::Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-        Err(e) => return Err(p11(&format!("logging in to token `{}`", uri.token), e)),
+        Err(e) => return Err(p11(format!("logging in to token `{}`", uri.token))(e)),
     }
     Ok((ctx, session))
 }
@@ -211,26 +213,34 @@ fn find(session: &Session, class: ObjectClass, label: &str) -> Result<Option<Obj
             Attribute::KeyType(KeyType::EC_EDWARDS),
             Attribute::Label(label.as_bytes().to_vec()),
         ])
-        .map_err(|e| p11("finding objects", e))?;
+        .map_err(p11(format!("finding objects labelled `{label}`")))?;
     Ok(handles.into_iter().next())
 }
 
-fn public_key(session: &Session, handle: ObjectHandle) -> Result<[u8; 32]> {
+fn public_key(session: &Session, handle: ObjectHandle, object: &str) -> Result<[u8; 32]> {
     let attrs = session
         .get_attributes(handle, &[AttributeType::EcPoint])
-        .map_err(|e| p11("reading the public key", e))?;
+        .map_err(p11(format!("reading the public key `{object}`")))?;
     for a in attrs {
         if let Attribute::EcPoint(point) = a {
             // Either the raw 32 bytes or a DER OCTET STRING around them.
             let raw: &[u8] = match point.as_slice() {
                 [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest,
                 p if p.len() == 32 => p,
-                _ => return Err(Error::Pkcs11("unexpected CKA_EC_POINT encoding".into())),
+                _ => {
+                    return Err(Error::Pkcs11PublicKey {
+                        object: object.into(),
+                        problem: "unexpected CKA_EC_POINT encoding",
+                    })
+                }
             };
             return Ok(raw.try_into().expect("32 bytes"));
         }
     }
-    Err(Error::Pkcs11("the public key has no CKA_EC_POINT".into()))
+    Err(Error::Pkcs11PublicKey {
+        object: object.into(),
+        problem: "no CKA_EC_POINT",
+    })
 }
 
 impl std::fmt::Debug for Pkcs11Key {
@@ -251,7 +261,7 @@ impl Signer for Pkcs11Key {
         let session = self
             .session
             .lock()
-            .map_err(|_| Box::new(Error::Pkcs11("session lock poisoned".into())) as BoxError)?;
+            .map_err(|_| Box::new(Error::Pkcs11Poisoned { lock: "session" }) as BoxError)?;
         let mech = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
         Ok(session.sign(&mech, self.private, msg)?)
     }
@@ -263,9 +273,10 @@ fn into_key(
     session: Session,
     private: ObjectHandle,
     public: ObjectHandle,
+    uri: &KeyUri,
     uri_text: &str,
 ) -> Result<SigningKeyPair> {
-    let public = public_key(&session, public)?;
+    let public = public_key(&session, public, &uri.object)?;
     let key = Pkcs11Key {
         session: Mutex::new(session),
         private,
@@ -280,18 +291,20 @@ pub fn load(uri_text: &str) -> Result<SigningKeyPair> {
     let uri = KeyUri::parse(uri_text)?;
     let (ctx, session) = open(&uri)?;
     let private = find(&session, ObjectClass::PRIVATE_KEY, &uri.object)?.ok_or_else(|| {
-        Error::Pkcs11(format!(
-            "no Ed25519 private key labelled `{}` in token `{}`",
-            uri.object, uri.token
-        ))
+        Error::Pkcs11NoKey {
+            class: "private",
+            object: uri.object.clone(),
+            token: uri.token.clone(),
+        }
     })?;
     let pubh = find(&session, ObjectClass::PUBLIC_KEY, &uri.object)?.ok_or_else(|| {
-        Error::Pkcs11(format!(
-            "no Ed25519 public key labelled `{}` in token `{}`",
-            uri.object, uri.token
-        ))
+        Error::Pkcs11NoKey {
+            class: "public",
+            object: uri.object.clone(),
+            token: uri.token.clone(),
+        }
     })?;
-    into_key(ctx, session, private, pubh, uri_text)
+    into_key(ctx, session, private, pubh, &uri, uri_text)
 }
 
 /// Generates a new Ed25519 key pair inside the token (the private key is
@@ -323,8 +336,11 @@ pub fn generate(uri_text: &str) -> Result<SigningKeyPair> {
                 label,
             ],
         )
-        .map_err(|e| p11("generating an Ed25519 key pair", e))?;
-    into_key(ctx, session, private, pubh, uri_text)
+        .map_err(p11(format!(
+            "generating an Ed25519 key pair `{}`",
+            uri.object
+        )))?;
+    into_key(ctx, session, private, pubh, &uri, uri_text)
 }
 
 #[cfg(test)]

@@ -78,7 +78,10 @@ pub fn stage(
                 let before = rk.keyids.len();
                 rk.keyids.retain(|id| hex::encode(id) != *id_hex);
                 if rk.keyids.len() == before {
-                    return Err(Error::Invalid(format!("key {id_hex} is not a {role} key")));
+                    return Err(Error::NotARoleKey {
+                        role: role.to_string(),
+                        key_id: id_hex.clone(),
+                    });
                 }
             }
             KeyChange::Threshold(role, t) => role_keys_mut(&mut root, *role).threshold = *t,
@@ -99,14 +102,16 @@ pub fn stage(
         RoleType::Timestamp,
     ] {
         let Some(rk) = root.roles.get(&role) else {
-            return Err(Error::Invalid(format!("the {role} role has no keys")));
+            return Err(Error::MissingRole {
+                role: role.to_string(),
+            });
         };
         if rk.keyids.is_empty() || (rk.keyids.len() as u64) < rk.threshold.get() {
-            return Err(Error::Invalid(format!(
-                "the {role} role would have {} key(s) but a threshold of {}",
-                rk.keyids.len(),
-                rk.threshold
-            )));
+            return Err(Error::TooFewKeys {
+                role: role.to_string(),
+                keys: rk.keyids.len() as u64,
+                threshold: rk.threshold.get(),
+            });
         }
     }
     Ok(Signed {
@@ -223,10 +228,11 @@ pub fn publish_rotation(
     let new = &staged.signed;
     let want = old.version.get() + 1;
     if new.version.get() != want {
-        return Err(Error::Invalid(format!(
-            "the staged root is version {}, the repository needs version {want}",
-            new.version
-        )));
+        return Err(Error::StagedVersion {
+            role: "root".into(),
+            found: new.version.get(),
+            expected: want,
+        });
     }
     if new.expires <= now {
         return Err(Error::Expired {
@@ -237,9 +243,9 @@ pub fn publish_rotation(
         });
     }
     if !new.consistent_snapshot {
-        return Err(Error::Invalid(
-            "imgsign repositories use consistent snapshots; the staged root turns them off".into(),
-        ));
+        return Err(Error::NoConsistentSnapshots {
+            version: new.version.get(),
+        });
     }
     repo::check_root_keys(new)?;
     if repo::trusts_example_keys(old).is_none() {

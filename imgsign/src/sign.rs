@@ -175,7 +175,7 @@ pub fn stage_release(
     let layout = published.layout.clone();
     let root = &published.root.signed;
     if images.is_empty() {
-        return Err(Error::Invalid("a release needs at least one image".into()));
+        return Err(Error::NoImages);
     }
     if root.expires <= now {
         return Err(Error::Expired {
@@ -187,16 +187,14 @@ pub fn stage_release(
     }
     for (i, img) in images.iter().enumerate() {
         if img.info.assign.is_empty() {
-            return Err(Error::Invalid(format!(
-                "image {}: assigned to no node; name nodes, groups, or all nodes",
-                img.path.display()
-            )));
+            return Err(Error::Unassigned {
+                path: img.path.clone(),
+            });
         }
         if images[..i].iter().any(|o| o.name == img.name) {
-            return Err(Error::Invalid(format!(
-                "target name `{}` given twice",
-                img.name
-            )));
+            return Err(Error::DuplicateTarget {
+                name: img.name.to_string(),
+            });
         }
     }
     let mut targets: Targets = published.targets.signed.clone();
@@ -245,15 +243,14 @@ pub fn check_staged_targets(published: &Targets, staged: &Targets) -> Result<()>
         .as_ref()
         .is_some_and(|d| !d.roles.is_empty() || !d.keys.is_empty())
     {
-        return Err(Error::Invalid(
-            "the staged targets delegate to other roles; Racklet repositories use none".into(),
-        ));
+        return Err(Error::Delegations);
     }
     if staged.spec_version != published.spec_version {
-        return Err(Error::Invalid(format!(
-            "the staged targets say spec version {}, the repository {}",
-            staged.spec_version, published.spec_version
-        )));
+        return Err(Error::SpecVersion {
+            role: "targets".into(),
+            found: staged.spec_version.clone(),
+            expected: published.spec_version.clone(),
+        });
     }
     for (name, target) in staged.targets_iter() {
         ImageName::new(name.raw())?;
@@ -320,9 +317,11 @@ pub fn publish_targets(
     let path = layout.targets(version.get());
     let want = repo::next(published.targets.signed.version);
     if version != want {
-        return Err(Error::Invalid(format!(
-            "the staged targets are version {version}, the repository needs version {want}"
-        )));
+        return Err(Error::StagedVersion {
+            role: "targets".into(),
+            found: version.get(),
+            expected: want.get(),
+        });
     }
     repo::check_threshold(root, &signed, &path)?;
     check_staged_targets(&published.targets.signed, &signed.signed)?;

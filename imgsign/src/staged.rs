@@ -34,7 +34,9 @@ pub fn write<T: Serialize + Role>(path: &Path, signed: &Signed<T>) -> Result<()>
 /// Merges the signatures of several copies of the same staged role.
 pub fn combine<T: Role + Serialize + Clone>(copies: &[(PathBuf, Signed<T>)]) -> Result<Signed<T>> {
     let Some((_, first)) = copies.first() else {
-        return Err(Error::Invalid("nothing to combine".into()));
+        return Err(Error::NothingToCombine {
+            role: T::TYPE.to_string(),
+        });
     };
     let canonical = first.signed.canonical_form()?;
     let mut out = first.clone();

@@ -90,8 +90,10 @@ pub fn check_lifetime(lifetime: jiff::SignedDuration) -> Result<()> {
     if lifetime.is_positive() {
         Ok(())
     } else {
-        Err(Error::Invalid(
-            "the timestamp lifetime must be positive".into(),
-        ))
+        Err(Error::InvalidValue {
+            what: "timestamp lifetime",
+            value: lifetime.to_string(),
+            reason: "must be positive".into(),
+        })
     }
 }

@@ -82,9 +82,7 @@ impl TrustStore {
             Some(h) => Ok(TrustStore::at(
                 PathBuf::from(h).join(".local/state/imgsign"),
             )),
-            None => Err(Error::Invalid(
-                "no place for imgsign's trust store: set IMGSIGN_STATE_DIR".into(),
-            )),
+            None => Err(Error::NoStateDir),
         }
     }
 

@@ -64,8 +64,9 @@ impl Source {
             source,
         })?;
         let url = |sub: &str| {
-            Url::from_directory_path(abs.join(sub))
-                .map_err(|()| Error::Invalid(format!("{} is not a usable path", abs.display())))
+            Url::from_directory_path(abs.join(sub)).map_err(|()| Error::NotAUrlPath {
+                path: abs.join(sub),
+            })
         };
         Ok(Source {
             root: root

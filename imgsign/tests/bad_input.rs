@@ -407,6 +407,10 @@ fn one_key_under_two_ids_never_meets_a_threshold_of_two() {
         imgsign::repo::expires_at(now(), jiff::SignedDuration::from_hours(24)),
     )
     .unwrap_err();
+    assert!(
+        matches!(&err, Error::DuplicateKey { first, second } if first != second),
+        "{err}"
+    );
     assert!(err.to_string().contains("listed twice"), "{err}");
     // And a root crafted by hand that does so still counts k once.
     let mut root = fx.published().root.signed.clone();
@@ -558,4 +562,84 @@ fn a_staged_role_signed_twice_under_one_key_id_is_not_published() {
         .unwrap_err();
         assert!(err.to_string().contains("signed twice"), "{err}");
     });
+}
+
+#[test]
+fn setting_errors_carry_what_was_wrong() {
+    let fx = Fixture::new();
+    let current = fx.published().root.signed;
+    let expires = imgsign::repo::expires_at(now(), jiff::SignedDuration::from_hours(24));
+    use imgsign::rootkeys::{stage, KeyChange};
+    use tough::schema::RoleType;
+
+    // A threshold above the role's keys names the role and both numbers.
+    let two = std::num::NonZeroU64::new(2).unwrap();
+    let err = stage(
+        Some(&current),
+        &[KeyChange::Threshold(RoleType::Snapshot, two)],
+        expires,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::TooFewKeys { role, keys: 1, threshold: 2 } if role == "snapshot"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("snapshot"), "{err}");
+
+    // Removing a key the role does not have names the role and the key.
+    let err = stage(
+        Some(&current),
+        &[KeyChange::Remove(RoleType::Targets, "00ff".into())],
+        expires,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::NotARoleKey { role, key_id } if role == "targets" && key_id == "00ff"),
+        "{err}"
+    );
+
+    // A staged root must be the next version.
+    let mut staged = stage(Some(&current), &[], expires).unwrap();
+    staged.signed.version = std::num::NonZeroU64::new(5).unwrap();
+    let err = imgsign::rootkeys::publish(
+        &fx.repo(),
+        staged,
+        &fx.root_keys.iter().collect::<Vec<_>>(),
+        now(),
+        &Expiries::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::StagedVersion { role, found: 5, expected: 2 } if role == "root"),
+        "{err}"
+    );
+
+    // Combining nothing, a release of no images, a negative lifetime.
+    let err = imgsign::rootkeys::combine(&[]).unwrap_err();
+    assert!(
+        matches!(&err, Error::NothingToCombine { role } if role == "root"),
+        "{err}"
+    );
+    let err = imgsign::sign::sign_release(
+        &fx.repo(),
+        &[],
+        Default::default(),
+        &fx.release_keys(),
+        now(),
+        &Expiries::default(),
+        &mut |_| (),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::NoImages), "{err}");
+    let err = imgsign::timestamp::check_lifetime(-jiff::SignedDuration::from_secs(1)).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::InvalidValue {
+                what: "timestamp lifetime",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

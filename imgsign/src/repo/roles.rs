@@ -33,10 +33,9 @@ pub fn role_key_ids(root: &Root, role: RoleType) -> Vec<String> {
 /// key type does not count. `imgsign verify` loads repositories with tough
 /// instead, an independent implementation.
 pub fn count_valid<T: Role + Serialize>(root: &Root, signed: &Signed<T>) -> Result<(u64, u64)> {
-    let role_keys = root
-        .roles
-        .get(&T::TYPE)
-        .ok_or_else(|| Error::Invalid(format!("root has no {} role", T::TYPE)))?;
+    let role_keys = root.roles.get(&T::TYPE).ok_or_else(|| Error::MissingRole {
+        role: T::TYPE.to_string(),
+    })?;
     let msg = signed.signed.canonical_form()?;
     // Counted by public key, not by key id: one key listed under two ids
     // (same key, extra fields) must not meet a threshold of two.
@@ -73,23 +72,23 @@ pub fn count_valid<T: Role + Serialize>(root: &Root, signed: &Signed<T>) -> Resu
 pub fn check_root_keys(root: &Root) -> Result<()> {
     let mut seen: std::collections::HashMap<[u8; 32], String> = Default::default();
     for (id, key) in &root.keys {
-        let public = crate::signer::ed25519_public(key).ok_or_else(|| {
-            Error::Invalid(format!("key {} is not an Ed25519 key", hex::encode(id)))
+        let public = crate::signer::ed25519_public(key).ok_or_else(|| Error::NotEd25519 {
+            key_id: hex::encode(id),
         })?;
         if let Some(other) = seen.insert(public, hex::encode(id)) {
-            return Err(Error::Invalid(format!(
-                "keys {other} and {} are the same public key listed twice",
-                hex::encode(id)
-            )));
+            return Err(Error::DuplicateKey {
+                first: other,
+                second: hex::encode(id),
+            });
         }
     }
     for (role, rk) in &root.roles {
         for id in &rk.keyids {
             if !root.keys.contains_key(id) {
-                return Err(Error::Invalid(format!(
-                    "the {role} role lists key {} that the root does not define",
-                    hex::encode(id)
-                )));
+                return Err(Error::UndefinedKey {
+                    role: role.to_string(),
+                    key_id: hex::encode(id),
+                });
             }
         }
     }
