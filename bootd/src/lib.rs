@@ -26,6 +26,7 @@ mod reconcile;
 pub mod repo;
 mod routes;
 pub mod server;
+mod state;
 pub mod tls;
 
 pub use config::Config;

@@ -10,7 +10,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::Config;
 use crate::metrics::{ResultLabels, RoleLabels};
 use crate::repo::{Publisher, Snapshot};
-use crate::server::{Live, Shared};
+use crate::state::{Live, Shared};
 use crate::tls;
 
 // ---------------------------------------------------------------------------
@@ -69,7 +69,7 @@ pub(crate) async fn reconcile_loop(
             let config = Config::load(&path)?;
             let rack = Rack::load(&config.rack_file)?;
             let tls = tls::server_config(&config.pki, shared.identities.clone())?;
-            Ok::<_, crate::Error>((config, rack, tls))
+            Ok::<_, crate::error::Error>((config, rack, tls))
         })();
         match result {
             Ok((config, rack, tls)) => {

@@ -20,7 +20,7 @@ use racklet_release::ReleaseInfo;
 
 use crate::nodes::RequestStatus;
 use crate::repo::is_flat_name;
-use crate::server::{ConnInfo, Live, Shared};
+use crate::state::{ConnInfo, Live, Shared};
 
 pub(crate) async fn route(
     shared: &Arc<Shared>,

@@ -25,7 +25,8 @@ use crate::error::Result;
 use crate::files::Body;
 use crate::metrics::{Metrics, ResultLabels, RouteLabels};
 use crate::nodes::NodeStore;
-use crate::repo::{Publisher, Snapshot};
+use crate::repo::Publisher;
+use crate::state::{ConnInfo, Live, Shared};
 use crate::tls::{self, SharedIdentities};
 
 /// The sockets bootd serves on, bound by the caller (so tests can bind
@@ -46,7 +47,7 @@ impl Listeners {
         let bind = |a: SocketAddr| async move {
             TcpListener::bind(a)
                 .await
-                .map_err(|source| crate::Error::Socket {
+                .map_err(|source| crate::error::Error::Socket {
                     addr: a.to_string(),
                     source,
                 })
@@ -79,35 +80,6 @@ impl Listeners {
             plain_http,
             dhcp,
         })
-    }
-}
-
-/// What can change at run time without a restart.
-pub(crate) struct Live {
-    pub(crate) config: Arc<Config>,
-    pub(crate) rack: Arc<Rack>,
-    pub(crate) tls: Arc<rustls::ServerConfig>,
-}
-
-pub(crate) struct Shared {
-    pub(crate) live: RwLock<Arc<Live>>,
-    pub(crate) snapshot: RwLock<Option<Arc<Snapshot>>>,
-    pub(crate) identities: SharedIdentities,
-    pub(crate) metrics: Metrics,
-    pub(crate) store: NodeStore,
-    pub(crate) open: AtomicUsize,
-    pub(crate) per_address: Mutex<HashMap<IpAddr, usize>>,
-}
-
-impl Shared {
-    pub(crate) fn live(&self) -> Arc<Live> {
-        self.live
-            .read()
-            .map(|l| l.clone())
-            .unwrap_or_else(|e| e.into_inner().clone())
-    }
-    pub(crate) fn snapshot(&self) -> Option<Arc<Snapshot>> {
-        self.snapshot.read().ok().and_then(|s| s.clone())
     }
 }
 
@@ -236,7 +208,7 @@ pub async fn run(
         }
         let std = l
             .into_std()
-            .map_err(|source| crate::Error::Socket { addr, source })?;
+            .map_err(|source| crate::error::Error::Socket { addr, source })?;
         std_listeners.push((std, is_tls));
     }
     for w in 0..workers {
@@ -245,14 +217,14 @@ pub async fn run(
             let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
             let l = l
                 .try_clone()
-                .map_err(|source| crate::Error::Socket { addr, source })?;
+                .map_err(|source| crate::error::Error::Socket { addr, source })?;
             mine.push((l, *is_tls));
         }
         let (shared, stop_rx, graceful) = (shared.clone(), stop_rx.clone(), graceful.clone());
         let thread = std::thread::Builder::new()
             .name(format!("bootd-worker-{w}"))
             .spawn(move || worker(shared, mine, stop_rx, graceful, drain))
-            .map_err(|source| crate::Error::Socket {
+            .map_err(|source| crate::error::Error::Socket {
                 addr: "worker thread".into(),
                 source,
             })?;
@@ -412,15 +384,6 @@ async fn accept_loop(
 type ResponseFuture = Pin<
     Box<dyn Future<Output = std::result::Result<Response<Body>, std::convert::Infallible>> + Send>,
 >;
-
-/// Per-connection facts the router needs.
-#[derive(Clone, Debug)]
-pub(crate) struct ConnInfo {
-    pub(crate) peer: SocketAddr,
-    pub(crate) tls: bool,
-    /// SHA-256 of the verified client certificate, if one was presented.
-    pub(crate) client_cert: Option<String>,
-}
 
 async fn serve_connection(
     shared: Arc<Shared>,

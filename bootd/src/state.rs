@@ -1,0 +1,61 @@
+//! The state every serving task shares: what can change at run time
+//! ([`Live`]), the verified snapshot in service, node identities, metrics,
+//! the node store and the connection counts; and the per-connection facts
+//! the router reads ([`ConnInfo`]).
+//!
+//! Its own module so that the serving shell (`server`), the router
+//! (`routes`) and the background loops (`reconcile`) all depend on it and
+//! not on each other: the module graph stays a DAG
+//! (`tests/module_graph.rs`).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, RwLock};
+
+use racklet_hardware::Rack;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::nodes::NodeStore;
+use crate::repo::Snapshot;
+use crate::tls::SharedIdentities;
+
+/// What can change at run time without a restart.
+pub(crate) struct Live {
+    pub(crate) config: Arc<Config>,
+    pub(crate) rack: Arc<Rack>,
+    pub(crate) tls: Arc<rustls::ServerConfig>,
+}
+
+/// Everything the serving threads and background loops share.
+pub(crate) struct Shared {
+    pub(crate) live: RwLock<Arc<Live>>,
+    pub(crate) snapshot: RwLock<Option<Arc<Snapshot>>>,
+    pub(crate) identities: SharedIdentities,
+    pub(crate) metrics: Metrics,
+    pub(crate) store: NodeStore,
+    pub(crate) open: AtomicUsize,
+    pub(crate) per_address: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Shared {
+    pub(crate) fn live(&self) -> Arc<Live> {
+        self.live
+            .read()
+            .map(|l| l.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+    pub(crate) fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot.read().ok().and_then(|s| s.clone())
+    }
+}
+
+/// Per-connection facts the router needs.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnInfo {
+    pub(crate) peer: SocketAddr,
+    pub(crate) tls: bool,
+    /// SHA-256 of the verified client certificate, if one was presented.
+    pub(crate) client_cert: Option<String>,
+}
