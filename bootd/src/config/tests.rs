@@ -1,0 +1,178 @@
+//! The configuration's tests: the example file, every refusal by field and line.
+
+use super::*;
+
+pub(crate) const EXAMPLE: &str = include_str!("../../bootd.example.yaml");
+
+#[test]
+fn example_config_is_valid_and_defaults_apply() {
+    let c = Config::parse(EXAMPLE, Path::new("/etc/bootd"), None).unwrap();
+    assert_eq!(c.https, vec!["0.0.0.0:8443".parse::<SocketAddr>().unwrap()]);
+    assert!(c.plain_http.is_empty(), "plain HTTP must be off by default");
+    assert_eq!(c.limits, Limits::default());
+    assert!(c.pki.ca_key.is_absolute());
+}
+
+#[test]
+fn reference_rack_config_is_valid() {
+    let text = include_str!("../../../hardware/bootd.yaml");
+    let c = Config::parse(text, Path::new("/repo/hardware"), None).unwrap();
+    assert_eq!(c.rack_file, Path::new("/repo/hardware/rack.yaml"));
+    assert!(c.plain_http.is_empty());
+}
+
+#[test]
+fn unknown_field_names_field_and_line() {
+    let text = EXAMPLE.replace("limits:\n", "limits:\n  max_conections: 5\n");
+    assert_ne!(text, EXAMPLE);
+    let err = Config::parse(&text, Path::new("/"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("max_conections"), "{err}");
+    assert!(err.contains("line"), "{err}");
+}
+
+#[test]
+fn invalid_values_name_field_and_line() {
+    for (from, to, field) in [
+        (
+            "max_connections: 4096",
+            "max_connections: 0",
+            "limits.max_connections",
+        ),
+        ("- \"0.0.0.0:8443\"", "- \"0.0.0.0\"", "listen.https[0]"),
+        (
+            "idle_timeout_ms: 60000",
+            "idle_timeout_ms: 0",
+            "limits.idle_timeout_ms",
+        ),
+    ] {
+        let text = EXAMPLE.replace(from, to);
+        assert_ne!(text, EXAMPLE, "{from} not in the example");
+        let err = Config::parse(&text, Path::new("/"), None).unwrap_err();
+        let Error::ConfigInvalid { field: f, line, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(f, field);
+        let line = line.unwrap_or_else(|| panic!("no line for {field}"));
+        let at = text.lines().nth(line - 1).unwrap();
+        assert!(
+            at.contains(to.split(':').next().unwrap().trim_start_matches("- ")),
+            "{field}: line {line} is `{at}`"
+        );
+    }
+}
+
+#[test]
+fn plain_http_needs_first_stage_and_mirror_needs_https() {
+    let text = EXAMPLE.replace("  plain_http: []", "  plain_http: [\"0.0.0.0:8080\"]");
+    assert_ne!(text, EXAMPLE);
+    let text = text.replace("first_stage:", "unused_first_stage:");
+    let err = Config::parse(&text, Path::new("/"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("first_stage") || err.contains("unused_first_stage"),
+        "{err}"
+    );
+
+    let text = EXAMPLE.replace(
+        "  local: /srv/racklet/repo",
+        "  mirror: { url: \"http://origin.example/repo\", ca_cert: o.pem }",
+    );
+    assert_ne!(text, EXAMPLE);
+    let err = Config::parse(&text, Path::new("/"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("repository.mirror.url"), "{err}");
+}
+
+#[test]
+fn full_dhcp_pools_are_checked() {
+    let proxy = "proxy_dhcp:\n  interface: br0\n  server_ip: 10.0.0.1\n  boot_urls:\n    \
+                 x86_64: http://10.0.0.1:8080/s.efi\n  full_dhcp:\n    first: 10.0.0.100\n    \
+                 last: 10.0.0.120\n    prefix_len: 24\n    router: 10.0.0.1\n";
+    let text = format!("{EXAMPLE}{proxy}");
+    let c = Config::parse(&text, Path::new("/"), None).unwrap();
+    let pool = c.proxy_dhcp.unwrap().full_dhcp.unwrap();
+    assert_eq!(pool.lease_s, 3600, "the default lease time");
+    assert_eq!(
+        pool.netmask(),
+        "255.255.255.0".parse::<std::net::Ipv4Addr>().unwrap()
+    );
+
+    for (from, to, field, why) in [
+        (
+            "first: 10.0.0.100",
+            "first: 10.0.0",
+            "first",
+            "not an IPv4 address",
+        ),
+        (
+            "last: 10.0.0.120",
+            "last: 10.0.0.90",
+            "last",
+            "comes before first",
+        ),
+        (
+            "last: 10.0.0.120",
+            "last: 10.0.1.120",
+            "last",
+            "not on the server's network",
+        ),
+        (
+            "first: 10.0.0.100",
+            "first: 10.0.0.1",
+            "full_dhcp",
+            "server's own address",
+        ),
+        ("last: 10.0.0.120", "last: 10.0.0.255", "last", "broadcast"),
+        (
+            "prefix_len: 24",
+            "prefix_len: 31",
+            "prefix_len",
+            "prefix length",
+        ),
+        (
+            "router: 10.0.0.1",
+            "router: 10.9.0.1",
+            "router",
+            "not on the server's network",
+        ),
+        (
+            "router: 10.0.0.1",
+            "router: 10.0.0.110",
+            "router",
+            "inside the pool",
+        ),
+        (
+            "router: 10.0.0.1",
+            "router: 10.0.0.1\n    lease_s: 5",
+            "lease_s",
+            "want 60",
+        ),
+        ("prefix_len: 24", "prefix_len: 16", "last", "4096"),
+    ] {
+        let bad = text.replace(from, to);
+        assert_ne!(bad, text, "{from}");
+        let bad = if field == "last" && why == "4096" {
+            bad.replace("last: 10.0.0.120", "last: 10.0.32.0")
+        } else {
+            bad
+        };
+        let err = Config::parse(&bad, Path::new("/"), None).unwrap_err();
+        let Error::ConfigInvalid {
+            field: f, reason, ..
+        } = &err
+        else {
+            panic!("{err}")
+        };
+        let want = if field == "full_dhcp" {
+            "proxy_dhcp.full_dhcp".to_owned()
+        } else {
+            format!("proxy_dhcp.full_dhcp.{field}")
+        };
+        assert_eq!(f, &want, "{err}");
+        assert!(reason.contains(why), "{field}: {err}");
+    }
+}
