@@ -13,6 +13,82 @@ use racklet_bmc_proto::{
 use crate::error::{Error, Result};
 use crate::plan::BmcFacts;
 
+/// Why talking to the BMC failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BmcError {
+    /// The link device could not be opened.
+    #[error("cannot open the BMC link {path}: {source}")]
+    Open {
+        /// The device (after resolving a virtio port name).
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The simulator's socket could not be reached.
+    #[error("cannot connect to the BMC simulator at {addr}: {source}")]
+    Connect {
+        /// `host:port`.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The configured SMBus address is not a usable 7-bit address.
+    #[error("BMC address {addr:#04x}: {source}")]
+    Address {
+        /// The address asked for.
+        addr: u8,
+        /// The protocol crate's reason.
+        source: racklet_bmc_proto::Error,
+    },
+    /// A request could not be encoded.
+    #[error("encoding the BMC request {request}: {source}")]
+    Encode {
+        /// The request.
+        request: String,
+        /// The protocol crate's reason.
+        source: racklet_bmc_proto::Error,
+    },
+    /// Reading or writing the link failed.
+    #[error("BMC link, during {request}: {source}")]
+    Link {
+        /// The request in flight.
+        request: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// No answer came in time.
+    #[error("no answer from the BMC to {request} within {after:?}")]
+    Timeout {
+        /// The request.
+        request: String,
+        /// How long stage1 waited.
+        after: Duration,
+    },
+    /// The link closed before the answer.
+    #[error("the BMC link closed before the answer to {request}")]
+    Closed {
+        /// The request.
+        request: String,
+    },
+    /// The answer did not decode (bad PEC, wrong length, wrong command…).
+    #[error("the BMC's answer to {request}: {source}")]
+    Decode {
+        /// The request.
+        request: String,
+        /// The protocol crate's reason.
+        source: racklet_bmc_proto::Error,
+    },
+    /// A well-formed answer of the wrong kind.
+    #[error("unexpected BMC answer {answer} to {request}")]
+    Unexpected {
+        /// The request.
+        request: &'static str,
+        /// What came back.
+        answer: String,
+    },
+}
+
 /// One BMC behind a stream.
 #[derive(Debug)]
 pub struct Bmc<S> {
@@ -85,7 +161,10 @@ impl Bmc<Link> {
                 .write(true)
                 .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
                 .open(&path)
-                .map_err(|e| Error::Bmc(format!("open {}: {e}", path.display())))?;
+                .map_err(|source| BmcError::Open {
+                    path: path.clone(),
+                    source,
+                })?;
             // Drop whatever a previous run left unread (a late answer).
             let mut junk = [0u8; 256];
             while matches!((&f).read(&mut junk), Ok(n) if n > 0) {}
@@ -114,9 +193,13 @@ fn virtio_port(addr: &str) -> Option<std::path::PathBuf> {
 impl Bmc<TcpStream> {
     /// Connects to a simulator socket (`host:port`).
     pub fn connect(addr: &str, smbus: u8) -> Result<Self> {
-        let s = TcpStream::connect(addr).map_err(|e| Error::Bmc(format!("connect {addr}: {e}")))?;
+        let connect = |source| BmcError::Connect {
+            addr: addr.to_owned(),
+            source,
+        };
+        let s = TcpStream::connect(addr).map_err(connect)?;
         s.set_read_timeout(Some(Duration::from_millis(200)))
-            .map_err(|e| Error::Bmc(e.to_string()))?;
+            .map_err(connect)?;
         let _ = s.set_nodelay(true);
         Bmc::new(s, smbus)
     }
@@ -128,7 +211,10 @@ impl<S: Read + Write> Bmc<S> {
     pub fn new(stream: S, smbus: u8) -> Result<Self> {
         Ok(Bmc {
             stream,
-            addr: SmbusAddr::new(smbus).map_err(|e| Error::Bmc(e.to_string()))?,
+            addr: SmbusAddr::new(smbus).map_err(|source| BmcError::Address {
+                addr: smbus,
+                source,
+            })?,
             timeout: Duration::from_secs(5),
         })
     }
@@ -136,10 +222,17 @@ impl<S: Read + Write> Bmc<S> {
     /// One request, one response (decoded and PEC-checked by the proto crate).
     pub fn call(&mut self, req: Request<'_>) -> Result<Response> {
         let mut buf = [0u8; MAX_FRAME];
+        let request = || format!("{req:?}");
         let n = req
             .encode(self.addr, &mut buf)
-            .map_err(|e| Error::Bmc(e.to_string()))?;
-        let io = |e: std::io::Error| Error::Bmc(format!("link: {e}"));
+            .map_err(|source| BmcError::Encode {
+                request: request(),
+                source,
+            })?;
+        let io = |source| BmcError::Link {
+            request: request(),
+            source,
+        };
         self.stream.write_all(&buf[..n]).map_err(io)?;
         self.stream.flush().map_err(io)?;
         let mut reader = StreamReader::responses();
@@ -147,15 +240,23 @@ impl<S: Read + Write> Bmc<S> {
         let mut byte = [0u8; 1];
         loop {
             if start.elapsed() > self.timeout {
-                return Err(Error::Bmc(format!("no answer within {:?}", self.timeout)));
+                return Err(BmcError::Timeout {
+                    request: request(),
+                    after: self.timeout,
+                }
+                .into());
             }
             match self.stream.read(&mut byte) {
-                Ok(0) => return Err(Error::Bmc("link closed".into())),
+                Ok(0) => return Err(BmcError::Closed { request: request() }.into()),
                 Ok(_) => {
                     if let Some(Ok(frame)) = reader.push(byte[0]) {
-                        return req
-                            .decode_response(self.addr, frame)
-                            .map_err(|e| Error::Bmc(format!("{:?}: {e}", req.command())));
+                        return req.decode_response(self.addr, frame).map_err(|source| {
+                            BmcError::Decode {
+                                request: request(),
+                                source,
+                            }
+                            .into()
+                        });
                     }
                 }
                 Err(e)
@@ -163,31 +264,35 @@ impl<S: Read + Write> Bmc<S> {
                         e.kind(),
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) => {}
-                Err(e) => return Err(io(e)),
+                Err(e) => return Err(io(e).into()),
             }
         }
     }
 
-    fn unexpected(r: Response) -> Error {
-        Error::Bmc(format!("unexpected answer {r:?}"))
+    fn unexpected(request: &'static str, r: Response) -> Error {
+        BmcError::Unexpected {
+            request,
+            answer: format!("{r:?}"),
+        }
+        .into()
     }
 
     /// Boot plan, rollback minimum and time.
     pub fn facts(&mut self) -> Result<Facts> {
         let plan = match self.call(Request::GetBootPlan)? {
             Response::BootPlan(p) => p,
-            r => return Err(Self::unexpected(r)),
+            r => return Err(Self::unexpected("GetBootPlan", r)),
         };
         let min = match self.call(Request::GetRollbackMin {
             kind: ImageKind::BootImage,
         })? {
             Response::RollbackMin(v) => v,
-            r => return Err(Self::unexpected(r)),
+            r => return Err(Self::unexpected("GetRollbackMin", r)),
         };
         let time = match self.call(Request::GetTime)? {
             Response::Time(UnixTime(0)) => None,
             Response::Time(UnixTime(t)) => jiff::Timestamp::from_second(t as i64).ok(),
-            r => return Err(Self::unexpected(r)),
+            r => return Err(Self::unexpected("GetTime", r)),
         };
         Ok(Facts {
             plan: BmcFacts {
@@ -224,7 +329,7 @@ impl<S: Read + Write> Bmc<S> {
             version: sv,
         })? {
             Response::RollbackMin(v) => Ok(v),
-            r => Err(Self::unexpected(r)),
+            r => Err(Self::unexpected("RaiseRollbackMin", r)),
         }
     }
 

@@ -94,9 +94,31 @@ pub enum Error {
         /// tough's error (its chain names the role and the check).
         source: Box<tough::error::Error>,
     },
-    /// Metadata that tough accepted but stage1's own checks refuse.
-    #[error("TUF metadata refused: {0}")]
-    Metadata(String),
+    /// A role expired by trusted time (tough checks the system clock,
+    /// which a node may not have: stage1 checks again against trusted time).
+    #[error(
+        "TUF metadata refused: {role} expired at {expires}, trusted time is {now} (freeze attack?)"
+    )]
+    Expired {
+        /// The role.
+        role: &'static str,
+        /// Its `expires`.
+        expires: String,
+        /// Trusted time.
+        now: String,
+    },
+    /// The same timestamp version with different bytes (TUF 5.4.3).
+    #[error("TUF metadata refused: timestamp version {version} changed content (rollback/mix-and-match attack?)")]
+    TimestampChanged {
+        /// The version both copies claim.
+        version: u64,
+    },
+    /// A role was verified but its bytes were not kept by the transport.
+    #[error("TUF metadata {name} was verified but its bytes were not recorded")]
+    NotRecorded {
+        /// The file name.
+        name: String,
+    },
     /// A target's racklet facts are missing or malformed.
     #[error("target {name}: {reason}")]
     Target {
@@ -109,8 +131,8 @@ pub enum Error {
     #[error("no trusted time (no BMC clock and no persisted trusted time): updates refused")]
     NoTrustedTime,
     /// Talking to the BMC failed.
-    #[error("BMC: {0}")]
-    Bmc(String),
+    #[error(transparent)]
+    Bmc(#[from] crate::bmc::BmcError),
     /// The payload is not a kernel stage1 may hand off to.
     #[error("payload refused: {0}")]
     Payload(String),
@@ -138,15 +160,61 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
-    /// A configuration value is wrong.
-    #[error("config: {0}")]
-    Config(String),
+    /// A URL could not be built from the configuration.
+    #[error("{what}: {source}")]
+    Url {
+        /// Which URL (e.g. "repository URL https://bootd:8443/").
+        what: String,
+        /// The parser's reason.
+        source: url::ParseError,
+    },
+    /// No trusted root to start the TUF chain from.
+    #[error("no trusted root in {dir} and none given (run `stage1 tuf init`)")]
+    NoTrustedRoot {
+        /// The state directory searched.
+        dir: PathBuf,
+    },
+    /// A path that must be absolute is not.
+    #[error("{path} is not an absolute path")]
+    NotAbsolute {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A persisted trusted time that does not parse.
+    #[error("trusted time in {path}: {source}")]
+    TrustedTime {
+        /// The file.
+        path: PathBuf,
+        /// The parser's reason.
+        source: jiff::Error,
+    },
+    /// A network interface name or its sysfs facts are unusable.
+    #[error("network interface {iface:?}: {reason}")]
+    Interface {
+        /// The interface.
+        iface: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A string passed to the kernel contains a NUL byte.
+    #[error("{value:?} contains a NUL byte")]
+    NulByte {
+        /// The string.
+        value: String,
+    },
     /// The boot plan refused to boot anything.
     #[error("refused: {0}")]
     Refused(String),
-    /// No DHCP lease (timeout; the message counts what was tried and ignored).
-    #[error("DHCP: {0}")]
-    Dhcp(String),
+    /// No DHCP lease in time; counts what was tried and ignored.
+    #[error("DHCP: no lease on {iface} within {after:?} ({} DISCOVERs, {} REQUESTs, ignored {:?})", .stats.discovers, .stats.requests, .stats.ignored)]
+    NoLease {
+        /// The interface.
+        iface: String,
+        /// The deadline.
+        after: std::time::Duration,
+        /// What the client sent and ignored.
+        stats: Box<crate::net::Stats>,
+    },
 }
 
 impl From<racklet_fsio::Error> for Error {

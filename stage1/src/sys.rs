@@ -21,7 +21,9 @@ fn check(call: &'static str, rc: libc::c_long) -> Result<libc::c_long> {
 }
 
 fn cstr(s: &str) -> Result<CString> {
-    CString::new(s).map_err(|_| Error::Config(format!("{s:?} contains a NUL byte")))
+    CString::new(s).map_err(|_| Error::NulByte {
+        value: s.to_owned(),
+    })
 }
 
 /// An anonymous in-memory file holding `bytes` (for `kexec_file_load`).

@@ -56,8 +56,10 @@ impl TufConfig {
     /// A repository served at `base` (`metadata/` and `targets/` below it).
     pub fn at(base: &Url, state_dir: &Path) -> Result<TufConfig> {
         let j = |p: &str| {
-            base.join(p)
-                .map_err(|e| Error::Config(format!("repository URL {base}: {e}")))
+            base.join(p).map_err(|source| Error::Url {
+                what: format!("repository URL {base}"),
+                source,
+            })
         };
         Ok(TufConfig {
             metadata_url: j("metadata/")?,
@@ -114,7 +116,7 @@ pub fn time_floor(state_dir: &Path) -> Result<Option<jiff::Timestamp>> {
             .trim()
             .parse()
             .map(Some)
-            .map_err(|e| Error::Config(format!("{}: {e}", p.display()))),
+            .map_err(|source| Error::TrustedTime { path: p, source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(Error::Read { path: p, source }),
     }
@@ -165,10 +167,9 @@ pub fn trusted_root(cfg: &TufConfig, pinned: Option<&Path>) -> Result<Vec<u8>> {
         (Some((_, p)), _) => p,
         (None, Some(p)) => p.to_owned(),
         (None, None) => {
-            return Err(Error::Config(format!(
-                "no trusted root in {} and none given (run `stage1 tuf init`)",
-                dir.display()
-            )))
+            return Err(Error::NoTrustedRoot {
+                dir: dir.to_owned(),
+            })
         }
     };
     std::fs::read(&path).map_err(|source| Error::Read { path, source })
@@ -235,10 +236,11 @@ pub async fn refresh(
     ];
     for (role, expires) in expiries {
         if expires <= time.now {
-            return Err(Error::Metadata(format!(
-                "{role} expired at {expires}, trusted time is {} (freeze attack?)",
-                time.now
-            )));
+            return Err(Error::Expired {
+                role,
+                expires: expires.to_string(),
+                now: time.now.to_string(),
+            });
         }
     }
     // 5.4.3 (Off-spec in tough): same timestamp version, different bytes.
@@ -251,9 +253,7 @@ pub async fn refresh(
         {
             let v = old_ts.signed.version.get();
             if v == ts_version && ts_bytes.as_deref().is_some_and(|b| b != old.as_slice()) {
-                return Err(Error::Metadata(format!(
-                    "timestamp version {v} changed content (rollback/mix-and-match attack?)"
-                )));
+                return Err(Error::TimestampChanged { version: v });
             }
         }
     }
@@ -280,11 +280,7 @@ pub async fn refresh(
             (Some(b), _) => b,
             // The root was not re-fetched (no newer one): keep what we had.
             (None, true) => root.clone(),
-            (None, false) => {
-                return Err(Error::Metadata(format!(
-                    "{name} was verified but its bytes were not recorded"
-                )))
-            }
+            (None, false) => return Err(Error::NotRecorded { name }),
         };
         write_atomic(&trusted.join(&name), &bytes)?;
     }
@@ -315,8 +311,9 @@ pub async fn refresh(
 pub async fn load_stored(cfg: &TufConfig) -> Result<Release> {
     let trusted = cfg.trusted();
     let root = trusted_root(cfg, None)?;
-    let url = Url::from_directory_path(&trusted)
-        .map_err(|()| Error::Config(format!("{} is not absolute", trusted.display())))?;
+    let url = Url::from_directory_path(&trusted).map_err(|()| Error::NotAbsolute {
+        path: trusted.clone(),
+    })?;
     let scratch = tempfile::tempdir().map_err(|source| Error::Write {
         path: std::env::temp_dir(),
         source,
@@ -376,7 +373,8 @@ pub fn target_url(targets_url: &Url, t: &ReleaseTarget, consistent: bool) -> Res
     } else {
         t.name.to_string()
     };
-    targets_url
-        .join(&file)
-        .map_err(|e| Error::Config(format!("target URL: {e}")))
+    targets_url.join(&file).map_err(|source| Error::Url {
+        what: format!("URL of target {file} under {targets_url}"),
+        source,
+    })
 }

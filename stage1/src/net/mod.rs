@@ -100,14 +100,23 @@ fn read_sys(iface: &str, file: &str) -> Result<String> {
 /// The interface's index and MAC (from sysfs).
 pub fn interface(iface: &str) -> Result<(u32, MacAddr)> {
     if iface.is_empty() || iface.contains('/') || iface.len() > 15 {
-        return Err(Error::Config(format!("{iface:?} is not an interface name")));
+        return Err(Error::Interface {
+            iface: iface.to_owned(),
+            reason: "not an interface name (1-15 bytes, no `/`)".into(),
+        });
     }
     let index = read_sys(iface, "ifindex")?
         .parse()
-        .map_err(|_| Error::Config(format!("{iface}: unreadable ifindex")))?;
+        .map_err(|_| Error::Interface {
+            iface: iface.to_owned(),
+            reason: "its sysfs ifindex is not a number".into(),
+        })?;
     let mac = read_sys(iface, "address")?
         .parse::<MacAddr>()
-        .map_err(|e| Error::Config(format!("{iface}: MAC: {e}")))?;
+        .map_err(|e| Error::Interface {
+            iface: iface.to_owned(),
+            reason: format!("its sysfs address is not a MAC: {e}"),
+        })?;
     Ok((index, mac))
 }
 
@@ -220,10 +229,11 @@ pub fn acquire(cfg: &DhcpConfig) -> Result<(Lease, Stats)> {
             }
         }
         if Instant::now() >= deadline {
-            return Err(Error::Dhcp(format!(
-                "no lease on {} within {:?} ({} DISCOVERs, {} REQUESTs, ignored {:?})",
-                cfg.iface, cfg.timeout, stats.discovers, stats.requests, stats.ignored
-            )));
+            return Err(Error::NoLease {
+                iface: cfg.iface.clone(),
+                after: cfg.timeout,
+                stats: Box::new(stats),
+            });
         }
         if !progressed {
             if client.requesting() && stats.requests % 3 == 0 {
