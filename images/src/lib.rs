@@ -51,6 +51,21 @@ pub enum Error {
     },
     #[error("kernel {path}: {reason}")]
     Kernel { path: PathBuf, reason: String },
+    /// An aarch64 image's kernel (or a UKI's `.linux`) that is not an arm64
+    /// Linux `Image`: the node's `kexec_load` hand-off takes nothing else.
+    #[error("{what}: an aarch64 image needs an arm64 Linux Image: {source}")]
+    NotArm64Image {
+        /// The kernel file, or `.linux`.
+        what: String,
+        /// What the Image reader found.
+        source: racklet_kexec::image::Error,
+    },
+    /// An aarch64 kernel without the EFI stub under systemd's EFI stub,
+    /// which starts `.linux` as a PE image: firmware could not boot it.
+    #[error(
+        "kernel {path}: an arm64 Image without the EFI stub cannot boot from systemd's EFI stub"
+    )]
+    NoEfiStub { path: PathBuf },
     #[error("initramfs: {0}")]
     Initramfs(String),
     #[error("UKI: {0}")]
@@ -77,9 +92,26 @@ pub fn executable_arch(bytes: &[u8]) -> std::result::Result<Arch, String> {
     }
 }
 
+/// Checks that `bytes` are an arm64 Linux `Image` (plain, with the EFI stub,
+/// `Image.gz` or EFI zboot): the header the node's `kexec_load` hand-off
+/// reads (`racklet_kexec::image`).
+pub fn check_arm64_image(what: &str, bytes: &[u8]) -> Result<racklet_kexec::image::Header> {
+    racklet_kexec::image::Image::parse(bytes)
+        .map(|i| i.header)
+        .map_err(|source| Error::NotArm64Image {
+            what: what.to_owned(),
+            source,
+        })
+}
+
 /// Checks a kernel (or stand-in) for `arch`; returns its release string if
-/// it is a Linux bzImage/Image that carries one.
+/// it is a Linux bzImage/Image that carries one. For aarch64 the kernel must
+/// be an arm64 `Image` ([`check_arm64_image`]; the stand-in is x86_64 only).
 pub fn check_kernel(path: &Path, bytes: &[u8], arch: Arch) -> Result<String> {
+    if arch == Arch::Aarch64 {
+        check_arm64_image(&format!("kernel {}", path.display()), bytes)?;
+        return Ok(String::new());
+    }
     let found = executable_arch(bytes).map_err(|reason| Error::Kernel {
         path: path.to_owned(),
         reason,
@@ -139,6 +171,12 @@ pub fn build(
     };
     let (kpath, kernel) = read(&recipe.kernel)?;
     let uname = check_kernel(&kpath, &kernel, recipe.arch)?;
+    if recipe.arch == Arch::Aarch64 && stub.is_some() {
+        let header = check_arm64_image(&format!("kernel {}", kpath.display()), &kernel)?;
+        if !header.efi_stub() {
+            return Err(Error::NoEfiStub { path: kpath });
+        }
+    }
 
     let mut rd = initramfs::Initramfs::new();
     for f in &recipe.files {
@@ -198,7 +236,8 @@ pub fn os_release(recipe: &Recipe) -> String {
 }
 
 /// Checks a payload before stage1 hands off to it: a UKI whose machine type
-/// is `arch` and whose `.linux` is an executable for `arch`.
+/// is `arch` and whose `.linux` is an executable for `arch` — for aarch64,
+/// an arm64 Linux `Image` ([`check_arm64_image`]).
 pub fn check_payload(bytes: &[u8], arch: Arch) -> Result<uki::Uki> {
     let u = uki::parse(bytes)?;
     if u.arch != arch {
@@ -206,6 +245,10 @@ pub fn check_payload(bytes: &[u8], arch: Arch) -> Result<uki::Uki> {
             "the image is for {}, this node is {arch}",
             u.arch
         )));
+    }
+    if arch == Arch::Aarch64 {
+        check_arm64_image(".linux", &u.parts.linux)?;
+        return Ok(u);
     }
     let inner = executable_arch(&u.parts.linux).map_err(|r| Error::Uki(format!(".linux: {r}")))?;
     if inner != arch {

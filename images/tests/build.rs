@@ -109,3 +109,61 @@ fn a_payload_for_another_node_architecture_is_refused() {
         .to_string();
     assert!(err.contains("this node is aarch64"), "{err}");
 }
+
+/// The first 4 KiB of Debian 12's arm64 kernel (EFI stub, Image header),
+/// zero-padded to the end of its PE sections: what `racklet-kexec` records.
+fn debian_arm64_kernel(dir: &Path, efi_stub: bool) -> PathBuf {
+    let head = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../stage1/kexec/tests/data/debian-12-arm64-image-head/head.bin");
+    let mut k = std::fs::read(head).unwrap();
+    k.resize(0x1f6_da00, 0);
+    if !efi_stub {
+        // A plain Image: no `MZ`, no PE header offset.
+        k[0..4].copy_from_slice(&[0; 4]);
+        k[0x3c..0x40].copy_from_slice(&[0; 4]);
+    }
+    let p = dir.join(if efi_stub { "vmlinuz" } else { "Image" });
+    std::fs::write(&p, k).unwrap();
+    p
+}
+
+#[test]
+fn an_aarch64_image_needs_an_arm64_linux_image_for_its_kernel() {
+    let d = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(recipe(d.path(), ""))
+        .unwrap()
+        .replace("arch: x86_64", "arch: aarch64");
+    let path = d.path().join("arm.yaml");
+    std::fs::write(&path, text).unwrap();
+    let r = Recipe::load(&path).unwrap();
+    // Debian's Image (with the EFI stub) builds, and stage1's check passes.
+    let k = debian_arm64_kernel(d.path(), true);
+    let a = build(&r, &resolver(k.clone()), None, 0).unwrap();
+    let u = check_payload(&a.bytes, Arch::Aarch64).unwrap();
+    assert_eq!(u.parts.linux, std::fs::read(&k).unwrap());
+    // An aarch64 ELF (the stand-in's kind), an x86 kernel: refused.
+    for kernel in [aarch64_elf(d.path()), host_executable()] {
+        let err = build(&r, &resolver(kernel.clone()), None, 0).unwrap_err();
+        assert!(
+            matches!(err, Error::NotArm64Image { .. }),
+            "{}: {err}",
+            kernel.display()
+        );
+        assert!(
+            err.to_string().contains("needs an arm64 Linux Image"),
+            "{err}"
+        );
+    }
+    // Truncated inside its PE sections.
+    let cut = d.path().join("cut");
+    std::fs::write(&cut, &std::fs::read(&k).unwrap()[..1 << 20]).unwrap();
+    let err = build(&r, &resolver(cut), None, 0).unwrap_err().to_string();
+    assert!(err.contains("truncated"), "{err}");
+    // On systemd's stub the Image must carry the EFI stub; without one
+    // (a PE container for kexec only) a plain Image is fine.
+    let plain = debian_arm64_kernel(d.path(), false);
+    build(&r, &resolver(plain.clone()), None, 0).unwrap();
+    let stub = racklet_images::uki::build(Arch::Aarch64, None, &Default::default()).unwrap();
+    let err = build(&r, &resolver(plain), Some(&stub), 0).unwrap_err();
+    assert!(matches!(err, Error::NoEfiStub { .. }), "{err}");
+}
