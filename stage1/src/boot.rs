@@ -25,7 +25,9 @@ pub enum Mode {
         /// `handoff.json`.
         record: PathBuf,
     },
-    /// `kexec_file_load` + `reboot(LINUX_REBOOT_CMD_KEXEC)`.
+    /// Hand off for real: `kexec_file_load`, or on arm64 `kexec_load`,
+    /// then `reboot(LINUX_REBOOT_CMD_KEXEC)`; under arm64 lockdown, the
+    /// firmware hand-off ([`crate::efi`]). See [`handoff::Route`].
     Kexec,
 }
 
@@ -339,13 +341,23 @@ async fn stored(tcfg: &TufConfig) -> Option<Release> {
     }
 }
 
-/// Reads and verifies `slot`, checks the payload, hands off.
-fn hand_off(cfg: &BootConfig, store: &mut SlotStore<std::fs::File>, slot: Slot) -> Result<Record> {
+/// Reads `slot` once, hashing it against the signed digest; returns the
+/// image record and the verified bytes.
+fn read_slot(
+    store: &mut SlotStore<std::fs::File>,
+    slot: Slot,
+) -> Result<(crate::slots::SlotImage, Vec<u8>)> {
     let mut bytes = Vec::new();
     let image = store.read_verified(slot, |c| {
         bytes.extend_from_slice(c);
         Ok(())
     })?;
+    Ok((image, bytes))
+}
+
+/// Reads and verifies `slot`, checks the payload, hands off.
+fn hand_off(cfg: &BootConfig, store: &mut SlotStore<std::fs::File>, slot: Slot) -> Result<Record> {
+    let (image, bytes) = read_slot(store, slot)?;
     let payload = handoff::validate(&bytes, cfg.node.arch, &cfg.default_cmdline)?;
     // The payload holds its own copies of the parts: free the image now. A
     // node has little RAM, and kexec needs the parts twice more (memfds,
@@ -362,8 +374,66 @@ fn hand_off(cfg: &BootConfig, store: &mut SlotStore<std::fs::File>, slot: Slot) 
             tracing::info!(?slot, image = %image.name, version = %image.version,
                 kernel_bytes = payload.kernel.len(), initrd_bytes = payload.initrd.len(),
                 cmdline = %payload.cmdline, "kexec: handing off");
-            crate::sys::kexec_file_load(payload)?;
-            Err(crate::sys::reboot_kexec())
+            Err(start(cfg, store, slot, payload))
+        }
+    }
+}
+
+/// Starts the verified payload on real hardware, trying the routes
+/// [`handoff::Platform`] names in turn. Returns only on failure: the
+/// error of the last route tried.
+fn start(
+    cfg: &BootConfig,
+    store: &mut SlotStore<std::fs::File>,
+    slot: Slot,
+    payload: handoff::Payload,
+) -> Error {
+    let security = crate::sys::platform_security();
+    let uefi = std::path::Path::new("/sys/firmware/efi").exists();
+    let platform = handoff::Platform::new(cfg.node.arch, &security, uefi);
+    let mut route = platform.first_route();
+    let mut payload = Some(payload);
+    loop {
+        tracing::info!(?route, %security, "hand-off route");
+        let result = match route {
+            handoff::Route::KexecFile | handoff::Route::KexecLoad => {
+                // A route after the first reads the slot again (verified
+                // again): `kexec_file_load` consumed the first copy.
+                let p = match payload.take() {
+                    Some(p) => Ok(p),
+                    None => read_slot(store, slot).and_then(|(_, b)| {
+                        Ok(handoff::validate(&b, cfg.node.arch, &cfg.default_cmdline)?)
+                    }),
+                };
+                p.and_then(|p| match route {
+                    handoff::Route::KexecFile => crate::sys::kexec_file_load(p),
+                    _ => crate::kexec_load::load(&p),
+                })
+                .map(|()| crate::sys::reboot_kexec())
+            }
+            handoff::Route::Firmware => {
+                drop(payload.take());
+                read_slot(store, slot)
+                    .and_then(|(_, uki)| crate::efi::hand_off(slot, &uki))
+                    .map(|_| crate::sys::restart())
+            }
+        };
+        // The load (or install) worked, but the reboot returned: nothing
+        // else to try.
+        let e = match result {
+            Ok(reboot_failed) => return reboot_failed,
+            Err(e) => e,
+        };
+        let errno = match &e {
+            Error::Sys { source, .. } => source.raw_os_error(),
+            _ => None,
+        };
+        match platform.next_route(route, errno) {
+            Some(next) => {
+                tracing::warn!(?route, error = %e, ?next, "hand-off refused; trying the next route");
+                route = next;
+            }
+            None => return e,
         }
     }
 }

@@ -215,6 +215,19 @@ pub enum Error {
         /// What the client sent and ignored.
         stats: Box<crate::net::Stats>,
     },
+    /// The payload is not a kernel stage1 may hand off to (wrong
+    /// architecture, a `.linux` that is not an arm64 `Image`, truncated, …).
+    #[error("payload refused: {0}")]
+    PayloadRefused(#[from] crate::handoff::PayloadError),
+    /// No arm64 `kexec_load` plan for this payload on this machine (an
+    /// `image_size` that fits no free RAM, a running device tree that does
+    /// not parse, …); nothing was loaded.
+    #[error("kexec_load hand-off refused: {0}")]
+    KexecPlan(#[from] racklet_kexec::Error),
+    /// The firmware hand-off (UKI onto the ESP, `BootNext`) could not be
+    /// prepared.
+    #[error("firmware hand-off: {0}")]
+    Efi(#[from] crate::efi::EfiError),
 }
 
 impl From<racklet_fsio::Error> for Error {

@@ -16,7 +16,11 @@
 //! - [`plan`]: the sans-IO boot decision.
 //! - [`tuf`]: tough, the persistent store, trusted time, offline re-verify.
 //! - [`fetch`]: streaming a target into a slot, with resume and backoff.
-//! - [`handoff`]: payload checks, the hand-off record.
+//! - [`handoff`]: payload checks, the hand-off record, the route
+//!   (`kexec_file_load`, `kexec_load`, firmware).
+//! - [`kexec_load`]: the arm64 `kexec_load` hand-off (plan by `racklet-kexec`).
+//! - [`efi`]: the firmware hand-off under Secure Boot: UKI onto the ESP,
+//!   `BootNext` (load option encoder, GPT reader).
 //! - [`sys`]: the only `unsafe`: kexec, reboot, mount, modules, clock.
 //! - [`bmc`]: the BMC protocol client.
 //! - [`net`]: link up, a DHCP lease, address and route (netlink).
@@ -25,10 +29,12 @@
 
 pub mod bmc;
 pub mod boot;
+pub mod efi;
 pub mod error;
 pub mod fetch;
 pub mod handoff;
 pub mod install;
+pub mod kexec_load;
 pub mod net;
 pub mod plan;
 pub mod slots;

@@ -86,6 +86,90 @@ pub fn kexec_file_load(payload: crate::handoff::Payload) -> Result<()> {
     check("kexec_file_load", rc).map(drop)
 }
 
+/// `struct kexec_segment` (`include/uapi/linux/kexec.h`).
+#[repr(C)]
+struct KexecSegment {
+    buf: *const libc::c_void,
+    bufsz: libc::size_t,
+    mem: *const libc::c_void,
+    memsz: libc::size_t,
+}
+
+/// Loads an arm64 hand-off planned by `racklet_kexec::plan` with
+/// `kexec_load(2)` for the next `reboot(KEXEC)`: the kernel copies each
+/// segment's bytes to its physical destination and enters at `plan.entry`
+/// (the trampoline). The flags name the architecture
+/// (`KEXEC_ARCH_AARCH64`) rather than `KEXEC_ARCH_DEFAULT`: the kernel then
+/// refuses the load outright if it is not an arm64 kernel, instead of
+/// trusting that the plan was made for it.
+pub fn kexec_load(plan: &racklet_kexec::Plan<'_>) -> Result<()> {
+    let too_far = || Error::Sys {
+        call: "kexec_load",
+        source: io::Error::other("a segment lies beyond this machine's address space"),
+    };
+    let mut segments = Vec::with_capacity(plan.segments.len());
+    for s in &plan.segments {
+        segments.push(KexecSegment {
+            buf: s.bytes.as_ptr().cast(),
+            bufsz: s.bytes.len(),
+            mem: usize::try_from(s.dest).map_err(|_| too_far())? as *const libc::c_void,
+            memsz: usize::try_from(s.memsz).map_err(|_| too_far())?,
+        });
+    }
+    let entry = libc::c_ulong::try_from(plan.entry).map_err(|_| too_far())?;
+    let flags = racklet_kexec::KEXEC_ARCH_AARCH64 as libc::c_ulong;
+    // SAFETY: kexec_load(entry, nr_segments, segments, flags): `segments`
+    // is an array of `nr_segments` `struct kexec_segment` laid out as the
+    // kernel's (repr(C)); each `buf` points at `bufsz` readable bytes owned
+    // by `plan`, which outlives the call (the kernel copies them before it
+    // returns). `mem` is a physical address the kernel checks itself; no
+    // user memory is written.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_kexec_load,
+            entry,
+            segments.len() as libc::c_ulong,
+            segments.as_ptr(),
+            flags,
+        )
+    };
+    check("kexec_load", rc).map(drop)
+}
+
+/// The running kernel's page size (`sysconf(_SC_PAGESIZE)`).
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf takes an integer and no pointers.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(n).unwrap_or(4096)
+}
+
+/// Flushes file systems and restarts the machine through its firmware
+/// (`reboot(LINUX_REBOOT_CMD_RESTART)`): the firmware hand-off, after
+/// `BootNext` is set. Returns only on failure.
+pub fn restart() -> Error {
+    // SAFETY: sync(2) and reboot(2) take no pointers.
+    let rc = unsafe {
+        libc::sync();
+        libc::reboot(libc::LINUX_REBOOT_CMD_RESTART)
+    };
+    match check("reboot(RESTART)", rc.into()) {
+        Err(e) => e,
+        Ok(_) => Error::Sys {
+            call: "reboot(RESTART)",
+            source: io::Error::other("returned"),
+        },
+    }
+}
+
+/// Makes efivarfs at `target` writable: remounts it read-write (it is
+/// mounted read-only by [`platform_security`]), or mounts it so if it is
+/// not mounted yet. Only the firmware hand-off writes UEFI variables.
+pub fn efivarfs_writable(target: &str) -> Result<()> {
+    let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    mount_with("efivarfs", target, "efivarfs", libc::MS_REMOUNT | flags)
+        .or_else(|_| mount_with("efivarfs", target, "efivarfs", flags))
+}
+
 /// Reboots into the loaded kernel. Returns only on failure.
 pub fn reboot_kexec() -> Error {
     // SAFETY: reboot(2) takes an integer command and no pointers.
@@ -167,7 +251,8 @@ pub fn parse_lockdown(text: &str) -> Option<String> {
 }
 
 /// Mounts efivarfs and securityfs read-only (PID 1 only; already-mounted
-/// is fine: stage1 never writes a UEFI variable) and reads what the
+/// is fine: only the firmware hand-off writes UEFI variables, after
+/// [`efivarfs_writable`]) and reads what the
 /// platform enforces. Under Secure Boot with lockdown,
 /// `kexec_file_load` only takes a kernel signed by a key the kernel trusts
 /// (its own, or the firmware's `db`).
