@@ -267,10 +267,13 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
             if store.state().active == Some(into) {
                 let booting = into.other();
                 let mut next = store.state().clone();
-                next.flip(booting).map_err(|e| {
-                    Error::Refused(format!(
-                        "the disk's active slot {into:?} is not the BMC's {booting:?}, and {booting:?} cannot become active: {e}"
-                    ))
+                next.flip(booting).map_err(|e| match e {
+                    Error::Transition(source) => Error::ActiveDisagrees {
+                        disk: into,
+                        bmc: booting,
+                        source,
+                    },
+                    other => other,
                 })?;
                 store.commit(&next)?;
                 tracing::warn!(active = ?booting, "disk's active slot set to the one the BMC boots (after a boot the disk did not choose)");
@@ -286,11 +289,10 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
             );
             let result = match tokio::time::timeout(cfg.install_deadline, install).await {
                 Ok(r) => r,
-                Err(_) => Err(Error::Refused(format!(
-                    "the install of {} took longer than {:?} (--install-deadline-s; keep it \
-                     below the BMC's watchdog window)",
-                    target.name, cfg.install_deadline
-                ))),
+                Err(_) => Err(Error::InstallDeadline {
+                    name: target.name.to_string(),
+                    deadline: cfg.install_deadline,
+                }),
             };
             match result {
                 Ok(done) => {
@@ -327,7 +329,7 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
             }
             hand_off(cfg, &mut store, slot).map(Outcome::HandedOff)
         }
-        Plan::Refuse { reason } => Err(Error::Refused(reason.to_string())),
+        Plan::Refuse { reason } => Err(Error::Refused(reason)),
     }
 }
 
@@ -493,7 +495,10 @@ pub async fn confirm(cfg: &BootConfig) -> Result<Confirmed> {
         .slot(slot)
         .valid_image()
         .cloned()
-        .ok_or_else(|| Error::Refused(format!("slot {slot:?} holds no valid image")))?;
+        .ok_or_else(|| Error::NotBootable {
+            slot,
+            status: store.state().slot(slot).status,
+        })?;
     bmc.confirm(slot)?;
     let min = if image.security_version > facts.plan.rollback_min {
         bmc.raise_min(image.security_version)?

@@ -20,9 +20,9 @@ pub enum Error {
     #[error("no valid slot header: primary {primary}; backup {backup}")]
     NoValidHeader {
         /// Why the primary copy was refused.
-        primary: String,
+        primary: crate::slots::HeaderError,
         /// Why the backup copy was refused.
-        backup: String,
+        backup: crate::slots::HeaderError,
     },
     /// The disk is too small for the layout.
     #[error("disk of {len} bytes is too small: need at least {need}")]
@@ -34,10 +34,10 @@ pub enum Error {
     },
     /// A slot transition that would break an invariant.
     #[error("refused slot transition: {0}")]
-    Transition(String),
+    Transition(#[from] crate::slots::Transition),
     /// The trusted state kept on the slot disk ([`crate::statearea`]).
     #[error("trusted state on the disk: {0}")]
-    State(String),
+    State(#[from] crate::statearea::StateError),
     /// An attempt to write the active slot (never allowed).
     #[error("slot {0:?} is the active slot and is never written")]
     ActiveSlot(Slot),
@@ -204,7 +204,35 @@ pub enum Error {
     },
     /// The boot plan refused to boot anything.
     #[error("refused: {0}")]
-    Refused(String),
+    Refused(crate::plan::Refusal),
+    /// A slot that was to be booted or read holds no valid image.
+    #[error("refused: slot {slot:?} is {status:?}, not valid")]
+    NotBootable {
+        /// The slot.
+        slot: Slot,
+        /// What it holds instead.
+        status: crate::slots::SlotStatus,
+    },
+    /// The disk calls a slot active that the BMC does not boot, and the one
+    /// it boots cannot be made active (the disk's only active image is
+    /// never overwritten while the BMC boots something else).
+    #[error("refused: the disk's active slot {disk:?} is not the BMC's {bmc:?}, and {bmc:?} cannot become active: {source}")]
+    ActiveDisagrees {
+        /// The disk's active slot.
+        disk: Slot,
+        /// The slot the BMC boots.
+        bmc: Slot,
+        /// Why it cannot become active.
+        source: crate::slots::Transition,
+    },
+    /// An install that outran its deadline (kept below the BMC's watchdog).
+    #[error("refused: the install of {name} took longer than {deadline:?} (--install-deadline-s; keep it below the BMC's watchdog window)")]
+    InstallDeadline {
+        /// The target.
+        name: String,
+        /// The deadline.
+        deadline: std::time::Duration,
+    },
     /// No DHCP lease in time; counts what was tried and ignored.
     #[error("DHCP: no lease on {iface} within {after:?} ({} DISCOVERs, {} REQUESTs, ignored {:?})", .stats.discovers, .stats.requests, .stats.ignored)]
     NoLease {

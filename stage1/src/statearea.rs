@@ -57,8 +57,73 @@ const _: () = assert!(COPY_OFFSETS[1] + HEADER_LEN as u64 <= OFFSETS[0]);
 const _: () = assert!(OFFSETS[0] + COPY_LEN <= OFFSETS[1]);
 const _: () = assert!(OFFSETS[1] + COPY_LEN <= SLOTS_OFFSET);
 
-fn err(what: impl Into<String>) -> Error {
-    Error::State(what.into())
+/// Why the trusted state could not be kept on, or taken from, the disk.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// A file system call on the state directory failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// "reading", "creating", …
+        what: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Writing or syncing one copy on the disk failed.
+    #[error("{what} state copy {copy}: {source}")]
+    Copy {
+        /// "writing" or "syncing".
+        what: &'static str,
+        /// Which copy (0 or 1).
+        copy: usize,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file name in the state directory that is not UTF-8.
+    #[error("{} is not UTF-8", .path.display())]
+    NotUtf8 {
+        /// The name.
+        path: PathBuf,
+    },
+    /// A path longer than an entry can name (65535 bytes).
+    #[error("path {path} too long")]
+    PathTooLong {
+        /// The path.
+        path: String,
+    },
+    /// A file larger than an entry can hold (4 GiB).
+    #[error("{path} too large")]
+    FileTooLarge {
+        /// The path.
+        path: String,
+    },
+    /// More state than one copy holds.
+    #[error("state is {len} bytes; the disk keeps at most {max}")]
+    TooLarge {
+        /// The encoded size.
+        len: usize,
+        /// A copy's payload room.
+        max: u64,
+    },
+    /// An entry whose path is absolute, empty or climbs (`..`).
+    #[error("entry path {path:?} is not a plain relative path")]
+    UnsafePath {
+        /// The path.
+        path: String,
+    },
+    /// An entry path that is not UTF-8.
+    #[error("entry path is not UTF-8")]
+    EntryNotUtf8,
+    /// A length that runs past the payload.
+    #[error("entry runs past the payload")]
+    Truncated,
+}
+
+fn io(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| StateError::Io { what, path, source }.into()
 }
 
 /// Files never kept on the disk: time. The BMC is the time authority for a
@@ -70,27 +135,24 @@ pub const NOT_KEPT: [&str; 2] = ["trusted-time", "tough/latest_known_time.json"]
 /// Every regular file below `dir`, as (relative path, bytes), sorted.
 fn collect(dir: &Path, rel: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir.join(rel))
-        .map_err(|e| err(format!("reading {}: {e}", dir.join(rel).display())))?
+        .map_err(io("reading", dir.join(rel)))?
         .collect::<std::io::Result<_>>()
-        .map_err(|e| err(format!("reading {}: {e}", dir.display())))?;
+        .map_err(io("reading", dir.join(rel)))?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let name = rel.join(e.file_name());
-        let ty = e
-            .file_type()
-            .map_err(|e| err(format!("{}: {e}", name.display())))?;
+        let ty = e.file_type().map_err(io("reading", &name))?;
         if ty.is_dir() {
             collect(dir, &name, out)?;
         } else if ty.is_file() {
             let path = name
                 .to_str()
-                .ok_or_else(|| err(format!("{} is not UTF-8", name.display())))?
+                .ok_or_else(|| StateError::NotUtf8 { path: name.clone() })?
                 .to_owned();
             if NOT_KEPT.contains(&path.as_str()) {
                 continue;
             }
-            let data = std::fs::read(dir.join(&name))
-                .map_err(|e| err(format!("reading {}: {e}", name.display())))?;
+            let data = std::fs::read(dir.join(&name)).map_err(io("reading", &name))?;
             out.push((path, data));
         }
     }
@@ -103,19 +165,21 @@ pub fn encode_dir(dir: &Path) -> Result<Vec<u8>> {
     collect(dir, Path::new(""), &mut files)?;
     let mut p = Vec::new();
     for (path, data) in files {
-        let len = u16::try_from(path.len()).map_err(|_| err(format!("path {path} too long")))?;
+        let len = u16::try_from(path.len())
+            .map_err(|_| StateError::PathTooLong { path: path.clone() })?;
         p.extend_from_slice(&len.to_le_bytes());
         p.extend_from_slice(path.as_bytes());
-        let dlen = u32::try_from(data.len()).map_err(|_| err(format!("{path} too large")))?;
+        let dlen = u32::try_from(data.len())
+            .map_err(|_| StateError::FileTooLarge { path: path.clone() })?;
         p.extend_from_slice(&dlen.to_le_bytes());
         p.extend_from_slice(&data);
     }
     if p.len() as u64 > COPY_LEN - HEAD as u64 {
-        return Err(err(format!(
-            "state is {} bytes; the disk keeps at most {}",
-            p.len(),
-            COPY_LEN - HEAD as u64
-        )));
+        return Err(StateError::TooLarge {
+            len: p.len(),
+            max: COPY_LEN - HEAD as u64,
+        }
+        .into());
     }
     Ok(p)
 }
@@ -124,9 +188,7 @@ pub fn encode_dir(dir: &Path) -> Result<Vec<u8>> {
 fn safe_path(p: &str) -> Result<PathBuf> {
     let path = PathBuf::from(p);
     if p.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Err(err(format!(
-            "entry path {p:?} is not a plain relative path"
-        )));
+        return Err(StateError::UnsafePath { path: p.to_owned() }.into());
     }
     Ok(path)
 }
@@ -137,7 +199,7 @@ pub fn decode(payload: &[u8]) -> Result<Vec<(PathBuf, Vec<u8>)>> {
     let mut rest = payload;
     let take = |rest: &mut &[u8], n: usize| -> Result<Vec<u8>> {
         if rest.len() < n {
-            return Err(err("entry runs past the payload"));
+            return Err(StateError::Truncated.into());
         }
         let (a, b) = rest.split_at(n);
         *rest = b;
@@ -145,8 +207,7 @@ pub fn decode(payload: &[u8]) -> Result<Vec<(PathBuf, Vec<u8>)>> {
     };
     while !rest.is_empty() {
         let n = u16::from_le_bytes(take(&mut rest, 2)?.try_into().expect("2 bytes")) as usize;
-        let path =
-            String::from_utf8(take(&mut rest, n)?).map_err(|_| err("entry path is not UTF-8"))?;
+        let path = String::from_utf8(take(&mut rest, n)?).map_err(|_| StateError::EntryNotUtf8)?;
         let path = safe_path(&path)?;
         let d = u32::from_le_bytes(take(&mut rest, 4)?.try_into().expect("4 bytes")) as usize;
         out.push((path, take(&mut rest, d)?));
@@ -215,9 +276,16 @@ pub fn save(disk: &File, dir: &Path) -> Result<u64> {
     let mut bytes = head.to_vec();
     bytes.extend_from_slice(&payload);
     disk.write_all_at(&bytes, OFFSETS[target])
-        .map_err(|e| err(format!("writing state copy {target}: {e}")))?;
-    disk.sync_data()
-        .map_err(|e| err(format!("syncing state copy {target}: {e}")))?;
+        .map_err(|source| StateError::Copy {
+            what: "writing",
+            copy: target,
+            source,
+        })?;
+    disk.sync_data().map_err(|source| StateError::Copy {
+        what: "syncing",
+        copy: target,
+        source,
+    })?;
     Ok(generation)
 }
 
@@ -238,8 +306,7 @@ pub fn restore(disk: &File, dir: &Path) -> Result<usize> {
     for (path, data) in &entries {
         let to = dir.join(path);
         if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| err(format!("creating {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
         }
         crate::tuf::write_atomic(&to, data)?;
     }
