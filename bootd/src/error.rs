@@ -77,24 +77,54 @@ pub enum Error {
     /// A verified repository could not be staged for serving.
     #[error("staging a verified repository in {path}: {reason}")]
     Stage { path: PathBuf, reason: String },
-    /// A certificate signing request was refused.
-    #[error("enrollment request refused: {0}")]
-    Enrollment(String),
+    /// An enrollment request's CSR is longer than bootd reads.
+    #[error("enrollment request for `{node}` refused: its CSR is {len} bytes, more than the limit of {limit}")]
+    CsrTooLong {
+        node: String,
+        len: usize,
+        limit: usize,
+    },
+    /// A CSR is not PEM.
+    #[error("enrollment request refused: not a PEM certificate request: {source}")]
+    CsrNotPem {
+        source: rustls::pki_types::pem::Error,
+    },
+    /// A CSR is PEM but not a valid, self-signed request.
+    #[error("enrollment request refused: bad certificate request: {source}")]
+    CsrInvalid { source: rcgen::Error },
+    /// As many requests as `limits.max_pending_enrollments` already wait.
+    #[error(
+        "enrollment request for `{node}` refused: {pending} requests are already waiting \
+         for approval (limits.max_pending_enrollments: {limit})"
+    )]
+    TooManyPending {
+        node: String,
+        pending: usize,
+        limit: usize,
+    },
     /// No pending enrollment request matches.
-    #[error("no pending enrollment request `{0}`")]
-    NoSuchRequest(String),
+    #[error("no pending enrollment request `{id}`")]
+    NoSuchRequest { id: String },
     /// The node is not in the rack description.
-    #[error("node `{0}` is not in the rack description")]
-    UnknownNode(String),
+    #[error("node `{node}` is not in the rack description")]
+    UnknownNode { node: String },
     /// A state record is malformed.
     #[error("state record {path}: {source}")]
     StateRecord {
         path: PathBuf,
         source: serde_json::Error,
     },
-    /// The proxyDHCP socket could not be set up.
-    #[error("proxyDHCP: {0}")]
-    Dhcp(String),
+    /// Full-DHCP mode's lease table does not parse.
+    #[error("the lease table {path}: {reason} (move it away to start with no leases)")]
+    LeaseTable { path: PathBuf, reason: String },
+    /// A proxyDHCP socket could not be set up (`step`: which socket call).
+    #[error("proxyDHCP socket {addr} on {interface}: {step}: {source}")]
+    DhcpSocket {
+        step: &'static str,
+        addr: std::net::SocketAddrV4,
+        interface: String,
+        source: std::io::Error,
+    },
     /// Binding or accepting on a socket failed.
     #[error("socket {addr}: {source}")]
     Socket {

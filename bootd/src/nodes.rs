@@ -29,6 +29,9 @@ use crate::error::{Error, Result};
 use crate::pki::{self, PkiFiles};
 use racklet_fsio::{self as fsio, Mode};
 
+/// The largest CSR (PEM) an enrollment request may carry.
+const MAX_CSR: usize = 16 * 1024;
+
 /// A certificate signing request waiting for approval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingRequest {
@@ -223,10 +226,16 @@ impl NodeStore {
         max_pending: usize,
     ) -> Result<PendingRequest> {
         if rack.node_by_name(node).is_none() {
-            return Err(Error::UnknownNode(node.to_owned()));
+            return Err(Error::UnknownNode {
+                node: node.to_owned(),
+            });
         }
-        if csr_pem.len() > 16 * 1024 {
-            return Err(Error::Enrollment("CSR larger than 16 KiB".into()));
+        if csr_pem.len() > MAX_CSR {
+            return Err(Error::CsrTooLong {
+                node: node.to_owned(),
+                len: csr_pem.len(),
+                limit: MAX_CSR,
+            });
         }
         let key_fingerprint = pki::check_csr(csr_pem)?;
         let pending = self.pending();
@@ -237,10 +246,11 @@ impl NodeStore {
             return Ok(p.clone());
         }
         if pending.len() >= max_pending {
-            return Err(Error::Enrollment(format!(
-                "{} requests are already waiting for approval",
-                pending.len()
-            )));
+            return Err(Error::TooManyPending {
+                node: node.to_owned(),
+                pending: pending.len(),
+                limit: max_pending,
+            });
         }
         let req = PendingRequest {
             id: new_id(),
@@ -275,10 +285,10 @@ impl NodeStore {
 
     fn find_pending(&self, id: &str) -> Result<PendingRequest> {
         if !is_id(id) {
-            return Err(Error::NoSuchRequest(id.to_owned()));
+            return Err(Error::NoSuchRequest { id: id.to_owned() });
         }
         read_json(&self.pending_dir().join(format!("{id}.json")))
-            .map_err(|_| Error::NoSuchRequest(id.to_owned()))
+            .map_err(|_| Error::NoSuchRequest { id: id.to_owned() })
     }
 
     /// Approves a pending request: signs its CSR with the rack CA (the CA
@@ -293,7 +303,7 @@ impl NodeStore {
     ) -> Result<IssuedRecord> {
         let req = self.find_pending(id)?;
         if rack.node_by_name(&req.node).is_none() {
-            return Err(Error::UnknownNode(req.node));
+            return Err(Error::UnknownNode { node: req.node });
         }
         let cert = pki::issue_client_cert(pki_files, &req.csr_pem, &req.node, days, now)?;
         let rec = IssuedRecord {
@@ -460,11 +470,38 @@ mod tests {
         let e = s
             .submit(&rack(), "unit-99", &csr, "x", Utc::now(), 8)
             .unwrap_err();
-        assert!(matches!(e, Error::UnknownNode(_)), "{e}");
+        assert!(matches!(e, Error::UnknownNode { .. }), "{e}");
         let e = s
             .submit(&rack(), "unit-1", "hello", "x", Utc::now(), 8)
             .unwrap_err();
-        assert!(matches!(e, Error::Enrollment(_)), "{e}");
+        assert!(matches!(e, Error::CsrNotPem { .. }), "{e}");
+        let e = s
+            .submit(
+                &rack(),
+                "unit-1",
+                &"x".repeat(MAX_CSR + 1),
+                "x",
+                Utc::now(),
+                8,
+            )
+            .unwrap_err();
+        assert!(matches!(e, Error::CsrTooLong { .. }), "{e}");
+        assert!(e.to_string().contains("`unit-1`"), "{e}");
+        let e = s
+            .submit(&rack(), "unit-1", &csr, "x", Utc::now(), 0)
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::TooManyPending {
+                    pending: 0,
+                    limit: 0,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("max_pending_enrollments"), "{e}");
         assert!(s.pending().is_empty());
     }
 

@@ -247,9 +247,8 @@ pub fn check_csr(csr_pem: &str) -> Result<String> {
 
 fn parse_csr(csr_pem: &str) -> Result<CertificateSigningRequestParams> {
     let der = CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
-        .map_err(|e| Error::Enrollment(format!("not a PEM certificate request: {e}")))?;
-    CertificateSigningRequestParams::from_der(&der)
-        .map_err(|e| Error::Enrollment(format!("bad certificate request: {e}")))
+        .map_err(|source| Error::CsrNotPem { source })?;
+    CertificateSigningRequestParams::from_der(&der).map_err(|source| Error::CsrInvalid { source })
 }
 
 /// Signs an approved node CSR with the rack CA. Subject, usages and validity

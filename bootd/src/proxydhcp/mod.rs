@@ -44,17 +44,20 @@ impl LeaseStore {
     /// table could hand a node's address to another.
     pub fn open(state_dir: &Path) -> Result<LeaseStore> {
         let store = Self::empty(state_dir);
-        let path = store.path.display();
         match std::fs::read(&store.path) {
             Ok(bytes) => {
-                *store.table() = Leases::from_json(&bytes).map_err(|why| {
-                    Error::Dhcp(format!(
-                        "the lease table {path}: {why} (move it away to start with no leases)"
-                    ))
+                *store.table() = Leases::from_json(&bytes).map_err(|reason| Error::LeaseTable {
+                    path: store.path.clone(),
+                    reason,
                 })?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::Dhcp(format!("reading the lease table {path}: {e}"))),
+            Err(source) => {
+                return Err(Error::ReadFile {
+                    path: store.path.clone(),
+                    source,
+                })
+            }
         }
         Ok(store)
     }
@@ -122,21 +125,23 @@ pub const PROXY_PORT: u16 = 4011;
 /// device binding.
 pub fn bind(interface: &str, addr: SocketAddrV4) -> Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let err =
-        |what: &str, e: std::io::Error| Error::Dhcp(format!("{what} {addr} on {interface}: {e}"));
+    let err = |step: &'static str, source: std::io::Error| Error::DhcpSocket {
+        step,
+        addr,
+        interface: interface.to_owned(),
+        source,
+    };
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))
-        .map_err(|e| err("creating a socket for", e))?;
+        .map_err(|e| err("socket()", e))?;
     s.set_reuse_address(true)
-        .map_err(|e| err("SO_REUSEADDR for", e))?;
-    s.set_broadcast(true)
-        .map_err(|e| err("SO_BROADCAST for", e))?;
+        .map_err(|e| err("SO_REUSEADDR", e))?;
+    s.set_broadcast(true).map_err(|e| err("SO_BROADCAST", e))?;
     s.bind_device(Some(interface.as_bytes()))
-        .map_err(|e| err("binding to the device for", e))?;
+        .map_err(|e| err("SO_BINDTODEVICE", e))?;
     s.bind(&SocketAddr::V4(addr).into())
-        .map_err(|e| err("binding", e))?;
-    s.set_nonblocking(true)
-        .map_err(|e| err("non-blocking mode for", e))?;
-    UdpSocket::from_std(s.into()).map_err(|e| err("registering", e))
+        .map_err(|e| err("bind()", e))?;
+    s.set_nonblocking(true).map_err(|e| err("O_NONBLOCK", e))?;
+    UdpSocket::from_std(s.into()).map_err(|e| err("registering with tokio", e))
 }
 
 /// Where a reply goes: back to a relay (giaddr), to a client that has an
