@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use racklet_bmc_proto::Slot;
+use tracing::Instrument;
 use url::Url;
 
 use crate::bmc::Bmc;
@@ -446,17 +447,23 @@ fn start(
 /// In simulation it returns the hand-off; as PID 1 it never returns.
 pub async fn run(cfg: &BootConfig, retries: u32, pause: Duration) -> Result<Record> {
     let mut failures = 0u32;
+    let mut attempt = 0u32;
     loop {
-        match boot_once(cfg).await {
+        attempt += 1;
+        // Every line of an attempt names the node (as bootd's log does), its
+        // architecture and the attempt: a rack's logs interleave.
+        let span =
+            tracing::info_span!("boot", node = %cfg.node.name, arch = %cfg.node.arch, attempt);
+        match boot_once(cfg).instrument(span.clone()).await {
             Ok(Outcome::HandedOff(r)) => return Ok(r),
             Ok(Outcome::Restarting { slot }) => {
-                tracing::info!(?slot, "new boot attempt");
+                span.in_scope(|| tracing::info!(?slot, "new boot attempt"));
                 failures = 0;
                 tokio::time::sleep(pause).await;
             }
             Err(e) => {
                 failures += 1;
-                tracing::error!(error = %e, attempt = failures, "boot failed");
+                span.in_scope(|| tracing::error!(error = %e, failures, "boot failed"));
                 if failures > retries {
                     if let Ok(mut b) = Bmc::open(&cfg.bmc_addr, cfg.smbus) {
                         let _ = b.restart();
@@ -484,6 +491,11 @@ pub struct Confirmed {
 /// The booted OS came up: confirm the boot to the BMC, raise the rollback
 /// minimum to the running image's security version, report to bootd.
 pub async fn confirm(cfg: &BootConfig) -> Result<Confirmed> {
+    let span = tracing::info_span!("confirm", node = %cfg.node.name, arch = %cfg.node.arch);
+    confirm_in_span(cfg).instrument(span).await
+}
+
+async fn confirm_in_span(cfg: &BootConfig) -> Result<Confirmed> {
     let mut bmc = Bmc::open(&cfg.bmc_addr, cfg.smbus)?;
     let facts = bmc.facts()?;
     let slot = facts.plan.slot;

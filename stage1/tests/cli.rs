@@ -285,4 +285,11 @@ fn init_outside_pid_1_runs_one_round_and_fails_loudly() {
         err.contains("stage1: boot failed") && err.contains("BMC"),
         "{err}"
     );
+    // Each line of the attempt names the node and its architecture (the
+    // span bootd's log lines match).
+    let failed = err.lines().find(|l| l.contains("boot failed")).unwrap();
+    assert!(
+        failed.contains("node=unit-2") && failed.contains("arch=") && failed.contains("attempt=1"),
+        "{failed}"
+    );
 }

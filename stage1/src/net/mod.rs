@@ -155,9 +155,12 @@ fn dhcp_socket(iface: &str) -> Result<UdpSocket> {
 /// new xid; ignored packets are counted and logged, never fatal.
 pub fn acquire(cfg: &DhcpConfig) -> Result<(Lease, Stats)> {
     let (index, mac) = interface(&cfg.iface)?;
+    // Every line of this exchange names the interface and the MAC, as a
+    // server's log names them: the two can be matched line for line.
+    let _span = tracing::info_span!("dhcp", iface = %cfg.iface, %mac).entered();
     let mut nl = netlink::Netlink::open()?;
     nl.call("RTM_NEWLINK (link up)", |seq| netlink::link_up(index, seq))?;
-    tracing::info!(iface = %cfg.iface, %mac, "link up; asking the LAN's DHCP server for an address");
+    tracing::info!("link up; asking the LAN's DHCP server for an address");
     let sock = dhcp_socket(&cfg.iface)?;
     let to = SocketAddrV4::new(Ipv4Addr::BROADCAST, 67);
     let start = Instant::now();
