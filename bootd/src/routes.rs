@@ -225,6 +225,9 @@ async fn api(
                     text(StatusCode::BAD_REQUEST, "want JSON {node, csr_pem}"),
                 );
             };
+            // The node the request claims to be (not yet proven: that is
+            // the operator's approval).
+            tracing::Span::current().record("node", b.node.as_str());
             let store = shared.store.clone();
             let rack = live.rack.clone();
             let from = info.peer.ip().to_string();
@@ -409,7 +412,11 @@ fn node_of(
         .ok()
         .and_then(|ids| ids.by_fingerprint.get(fp).cloned());
     match node.filter(|n| live.rack.node_by_name(n).is_some()) {
-        Some(n) => Ok(n),
+        Some(n) => {
+            // The request's span (server.rs) now says whose it is.
+            tracing::Span::current().record("node", n.as_str());
+            Ok(n)
+        }
         None => {
             info!(peer = %info.peer, cert = %fp, "client certificate not issued to a current node");
             Err((StatusCode::FORBIDDEN, "certificate not recognised"))

@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use racklet_hardware::Rack;
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::config::Config;
 use crate::error::Result;
@@ -499,25 +499,33 @@ fn service(
     hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
         let info = info.clone();
-        Box::pin(async move {
-            // Only copied when someone will read it.
-            let seen = tracing::enabled!(tracing::Level::DEBUG)
-                .then(|| (req.method().clone(), req.uri().path().to_owned()));
-            let (route, resp) = crate::routes::route(&shared, &info, req).await;
-            let status = resp.status().as_u16();
-            let labels = RouteLabels { route, status };
-            shared.metrics.requests.get_or_create(&labels).inc();
-            if let Some((method, path)) = seen {
-                debug!(peer = %info.peer, method = %method, path = %path, route, status, "request");
+        // Every line logged while handling the request carries who asked
+        // what; `node` is filled in by the router once the client
+        // certificate (or, for enrollment, the request) names one.
+        let span = tracing::info_span!(
+            "request",
+            client = %info.peer,
+            method = %req.method(),
+            path = %req.uri().path(),
+            node = tracing::field::Empty,
+        );
+        Box::pin(
+            async move {
+                let (route, resp) = crate::routes::route(&shared, &info, req).await;
+                let status = resp.status().as_u16();
+                let labels = RouteLabels { route, status };
+                shared.metrics.requests.get_or_create(&labels).inc();
+                debug!(route, status, "request");
+                let counter = shared.metrics.bytes.get_or_create(&labels).clone();
+                let (parts, body) = resp.into_parts();
+                let body = crate::io::CountingBody {
+                    inner: body,
+                    counter,
+                }
+                .boxed_unsync();
+                Ok::<_, std::convert::Infallible>(Response::from_parts(parts, body))
             }
-            let counter = shared.metrics.bytes.get_or_create(&labels).clone();
-            let (parts, body) = resp.into_parts();
-            let body = crate::io::CountingBody {
-                inner: body,
-                counter,
-            }
-            .boxed_unsync();
-            Ok::<_, std::convert::Infallible>(Response::from_parts(parts, body))
-        }) as ResponseFuture
+            .instrument(span),
+        ) as ResponseFuture
     })
 }

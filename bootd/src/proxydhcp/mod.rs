@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::metrics::{DhcpLabels, Metrics};
@@ -190,71 +191,135 @@ pub async fn serve(
         let Some((pol, pool)) = policy() else {
             continue;
         };
-        let decision = match pool {
-            Some(pool) if port == Port::Dhcp => {
-                match leases.decide(&buf[..n], &pol, &pool, &mut limiter) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        metrics
-                            .dhcp_packets
-                            .get_or_create(&DhcpLabels {
-                                result: "lease_write_failed",
-                            })
-                            .inc();
-                        tracing::error!(error = %e, "the lease table could not be written: no reply");
-                        continue;
-                    }
-                }
-            }
-            _ => policy::decide_bytes(&buf[..n], port, &pol, &mut limiter, Instant::now()),
-        };
-        match decision {
-            Ok(reply) => {
-                let bytes = reply.to_bytes();
-                let to = destination(&reply.message, port, from);
-                match socket.send_to(&bytes, to).await {
-                    Ok(_) => {
-                        metrics
-                            .dhcp_packets
-                            .get_or_create(&DhcpLabels {
-                                result: match reply.kind {
-                                    dhcproto::v4::MessageType::Ack => "ack",
-                                    dhcproto::v4::MessageType::Nak => "nak",
-                                    _ => "offer",
-                                },
-                            })
-                            .inc();
-                        let address = reply.message.yiaddr();
-                        tracing::info!(node = %reply.node, mac = %reply.mac, kind = ?reply.kind, %address, %to, "DHCP answered a node");
-                    }
-                    Err(e) => {
-                        metrics
-                            .dhcp_packets
-                            .get_or_create(&DhcpLabels {
-                                result: "send_failed",
-                            })
-                            .inc();
-                        tracing::warn!(node = %reply.node, %to, error = %e, "proxyDHCP reply could not be sent");
-                    }
-                }
-            }
-            Err(silence) => {
+        let span = packet_span(&buf[..n], port, from);
+        handle(
+            &socket,
+            &buf[..n],
+            from,
+            port,
+            &pol,
+            pool,
+            &leases,
+            &mut limiter,
+            metrics,
+        )
+        .instrument(span)
+        .await;
+    }
+}
+
+/// One packet's span: the client's MAC and the transaction id, read from
+/// the BOOTP header before any decoding (so even a packet the policy
+/// refuses as malformed has them, when it is long enough to carry them).
+fn packet_span(bytes: &[u8], port: Port, from: SocketAddr) -> tracing::Span {
+    let span = tracing::info_span!(
+        "dhcp",
+        ?port,
+        client = %from,
+        mac = tracing::field::Empty,
+        xid = tracing::field::Empty,
+    );
+    let (mac, xid) = header_ids(bytes);
+    if let Some(xid) = xid {
+        span.record("xid", format!("{xid:08x}"));
+    }
+    if let Some(mac) = mac {
+        span.record("mac", tracing::field::display(mac));
+    }
+    span
+}
+
+/// The client's MAC (`chaddr`, when `hlen` is 6) and the `xid` of a
+/// BOOTP header, as far as the bytes reach.
+fn header_ids(bytes: &[u8]) -> (Option<racklet_hardware::MacAddr>, Option<u32>) {
+    let xid = bytes
+        .get(4..8)
+        .map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]));
+    let mac = match (bytes.get(2), bytes.get(28..34)) {
+        (Some(6), Some(m)) => Some(racklet_hardware::MacAddr([
+            m[0], m[1], m[2], m[3], m[4], m[5],
+        ])),
+        _ => None,
+    };
+    (mac, xid)
+}
+
+/// Decides one packet and sends the reply, if any; counts and logs the
+/// outcome.
+#[allow(clippy::too_many_arguments)]
+async fn handle(
+    socket: &UdpSocket,
+    bytes: &[u8],
+    from: SocketAddr,
+    port: Port,
+    pol: &Policy,
+    pool: Option<Pool>,
+    leases: &LeaseStore,
+    limiter: &mut RateLimiter,
+    metrics: &Metrics,
+) {
+    let decision = match pool {
+        Some(pool) if port == Port::Dhcp => match leases.decide(bytes, pol, &pool, limiter) {
+            Ok(d) => d,
+            Err(e) => {
                 metrics
                     .dhcp_packets
                     .get_or_create(&DhcpLabels {
-                        result: silence.label(),
+                        result: "lease_write_failed",
                     })
                     .inc();
-                match &silence {
-                    // Ordinary LAN traffic: not worth more than debug.
-                    Silence::NotABootClient
-                    | Silence::OtherMessageType
-                    | Silence::NotARequest
-                    | Silence::RequestForAnotherServer => {
-                        tracing::debug!(%from, reason = ?silence, "proxyDHCP silent")
-                    }
-                    _ => tracing::info!(%from, reason = ?silence, "proxyDHCP silent"),
+                tracing::error!(error = %e, "the lease table could not be written: no reply");
+                return;
+            }
+        },
+        _ => policy::decide_bytes(bytes, port, pol, limiter, Instant::now()),
+    };
+    match decision {
+        Ok(reply) => {
+            let bytes = reply.to_bytes();
+            let to = destination(&reply.message, port, from);
+            match socket.send_to(&bytes, to).await {
+                Ok(_) => {
+                    metrics
+                        .dhcp_packets
+                        .get_or_create(&DhcpLabels {
+                            result: match reply.kind {
+                                dhcproto::v4::MessageType::Ack => "ack",
+                                dhcproto::v4::MessageType::Nak => "nak",
+                                _ => "offer",
+                            },
+                        })
+                        .inc();
+                    let address = reply.message.yiaddr();
+                    tracing::info!(node = %reply.node, mac = %reply.mac, kind = ?reply.kind, %address, %to, "DHCP answered a node");
                 }
+                Err(e) => {
+                    metrics
+                        .dhcp_packets
+                        .get_or_create(&DhcpLabels {
+                            result: "send_failed",
+                        })
+                        .inc();
+                    tracing::warn!(node = %reply.node, %to, error = %e, "proxyDHCP reply could not be sent");
+                }
+            }
+        }
+        Err(silence) => {
+            metrics
+                .dhcp_packets
+                .get_or_create(&DhcpLabels {
+                    result: silence.label(),
+                })
+                .inc();
+            match &silence {
+                // Ordinary LAN traffic: not worth more than debug.
+                Silence::NotABootClient
+                | Silence::OtherMessageType
+                | Silence::NotARequest
+                | Silence::RequestForAnotherServer => {
+                    tracing::debug!(%from, reason = ?silence, "proxyDHCP silent")
+                }
+                _ => tracing::info!(%from, reason = ?silence, "proxyDHCP silent"),
             }
         }
     }
@@ -264,6 +329,27 @@ pub async fn serve(
 mod tests {
     use super::*;
     use dhcproto::v4::{DhcpOption, Message, MessageType};
+
+    #[test]
+    fn the_span_reads_mac_and_xid_from_the_header() {
+        let mac = [0x02, 0x72, 0x6b, 0, 0, 3];
+        let m = Message::new_with_id(
+            0xdead_beef,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::UNSPECIFIED,
+            &mac,
+        );
+        let mut bytes = Vec::new();
+        dhcproto::Encodable::encode(&m, &mut dhcproto::Encoder::new(&mut bytes)).unwrap();
+        assert_eq!(
+            header_ids(&bytes),
+            (Some(racklet_hardware::MacAddr(mac)), Some(0xdead_beef))
+        );
+        assert_eq!(header_ids(&bytes[..10]), (None, Some(0xdead_beef)));
+        assert_eq!(header_ids(&[]), (None, None));
+    }
 
     fn reply(kind: MessageType, ciaddr: Ipv4Addr, giaddr: Ipv4Addr) -> Message {
         let mut m = Message::new_with_id(
