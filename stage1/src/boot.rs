@@ -409,7 +409,9 @@ fn start(
                     }),
                 };
                 p.and_then(|p| match route {
-                    handoff::Route::KexecFile => crate::sys::kexec_file_load(p),
+                    handoff::Route::KexecFile => {
+                        crate::sys::kexec_file_load(p.kernel, p.initrd, &p.cmdline)
+                    }
                     _ => crate::kexec_load::load(&p),
                 })
                 .map(|()| crate::sys::reboot_kexec())

@@ -45,15 +45,9 @@ pub fn memfd_with(name: &str, bytes: &[u8]) -> Result<std::fs::File> {
 }
 
 /// Loads the payload's kernel (+ initrd, command line) for the next
-/// `reboot(KEXEC)`. Takes the payload by value: each part is freed as soon
+/// `reboot(KEXEC)`. Takes the parts by value: each is freed as soon
 /// as it is in its memfd, so the bytes are never held three times.
-pub fn kexec_file_load(payload: crate::handoff::Payload) -> Result<()> {
-    let crate::handoff::Payload {
-        kernel,
-        initrd,
-        cmdline,
-        ..
-    } = payload;
+pub fn kexec_file_load(kernel: Vec<u8>, initrd: Vec<u8>, cmdline: &str) -> Result<()> {
     let k = memfd_with("kernel", &kernel)?;
     drop(kernel);
     let i = if initrd.is_empty() {
@@ -62,7 +56,7 @@ pub fn kexec_file_load(payload: crate::handoff::Payload) -> Result<()> {
         Some(memfd_with("initrd", &initrd)?)
     };
     drop(initrd);
-    let c = cstr(&cmdline)?;
+    let c = cstr(cmdline)?;
     let flags: libc::c_ulong = if i.is_none() {
         0x4 // KEXEC_FILE_NO_INITRAMFS
     } else {

@@ -8,8 +8,8 @@
 //!
 //! # Module map
 //!
-//! Each module uses only those below it (`tests/module_graph.rs` checks
-//! that the graph has no cycle):
+//! Each module uses only those below it (`xtask/tests/module_graph.rs`
+//! checks that the graph has no cycle):
 //!
 //! ```text
 //! harness   the simulator in a thread of its own, for other crates' tests
