@@ -6,7 +6,7 @@
 //! arch: x86_64
 //! version: 1.0.0
 //! security_version: 1
-//! kernel: { build: racklet-standin-kernel }   # or { path: vmlinuz }
+//! kernel: { build: racklet-standin-kernel }   # or { path: vmlinuz }, { debian: linux-image-arm64 }
 //! initramfs:
 //!   files:
 //!     - { dst: /init, build: stage1, mode: 0o755 }
@@ -19,8 +19,11 @@
 //!
 //! `path:` is relative to the recipe file; `build:` names a binary of this
 //! workspace, which `cargo xtask build-image` builds for the recipe's
-//! architecture. Unknown fields are errors, and every error names the field
-//! (and, for YAML errors, the line).
+//! architecture; `debian:` (the kernel only) names the Debian kernel
+//! metapackage for the recipe's architecture (`linux-image-amd64`,
+//! `linux-image-arm64`), whose kernel `cargo xtask build-image` downloads
+//! with apt and unpacks. Unknown fields are errors, and every error names
+//! the field (and, for YAML errors, the line).
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -38,6 +41,18 @@ pub enum Source {
     Path(PathBuf),
     /// A binary of this workspace, built for the recipe's architecture.
     Build(String),
+    /// The kernel of a Debian kernel metapackage for the recipe's
+    /// architecture (kernel only; fetched by `cargo xtask build-image`).
+    Debian(String),
+}
+
+/// The Debian kernel metapackage for `arch`.
+pub fn debian_kernel_package(arch: Arch) -> Option<&'static str> {
+    match arch {
+        Arch::X86_64 => Some("linux-image-amd64"),
+        Arch::Aarch64 => Some("linux-image-arm64"),
+        Arch::Thumbv7em => None,
+    }
 }
 
 /// One file in the initramfs.
@@ -90,7 +105,7 @@ impl Recipe {
             .chain(self.modules.iter())
             .filter_map(|s| match s {
                 Source::Build(b) => Some(b.as_str()),
-                Source::Path(_) => None,
+                Source::Path(_) | Source::Debian(_) => None,
             })
             .collect();
         v.sort();
@@ -129,7 +144,7 @@ pub mod wire {
         pub arch: String,
         pub version: String,
         pub security_version: u32,
-        pub kernel: Source,
+        pub kernel: Kernel,
         #[serde(default)]
         pub initramfs: Initramfs,
         #[serde(default)]
@@ -152,6 +167,14 @@ pub mod wire {
     pub struct Source {
         pub path: Option<String>,
         pub build: Option<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Kernel {
+        pub path: Option<String>,
+        pub build: Option<String>,
+        pub debian: Option<String>,
     }
 
     #[derive(Debug, Deserialize)]
@@ -262,7 +285,25 @@ fn convert(w: wire::Recipe, dir: &Path) -> std::result::Result<Recipe, FieldErro
         .version
         .parse()
         .map_err(|e| ("version".to_string(), format!("`{}`: {e}", w.version)))?;
-    let kernel = source(dir, "kernel", w.kernel.path, w.kernel.build)?;
+    let kernel = match (w.kernel.debian, w.kernel.path, w.kernel.build) {
+        (Some(pkg), None, None) => {
+            let want = debian_kernel_package(arch).unwrap_or_default();
+            if pkg != want {
+                return Err((
+                    "kernel.debian".into(),
+                    format!("`{pkg}`: the Debian kernel for {arch} is `{want}`"),
+                ));
+            }
+            Source::Debian(pkg)
+        }
+        (Some(_), _, _) => {
+            return Err((
+                "kernel".into(),
+                "give exactly one of `path`, `build` or `debian`".into(),
+            ))
+        }
+        (None, path, build) => source(dir, "kernel", path, build)?,
+    };
     let mut files = Vec::new();
     for (i, f) in w.initramfs.files.into_iter().enumerate() {
         let field = format!("initramfs.files[{i}]");
@@ -346,6 +387,13 @@ mod tests {
         assert_eq!(r.builds(), ["racklet-standin-kernel", "stage1"]);
         assert_eq!(r.files[0].mode, 0o755);
         assert!(matches!(&r.files[1].src, Source::Path(p) if p.ends_with("motd")));
+        let arm = OK.replace("arch: x86_64", "arch: aarch64").replace(
+            "{ build: racklet-standin-kernel }",
+            "{ debian: linux-image-arm64 }",
+        );
+        let r = parse(&arm).unwrap();
+        assert_eq!(r.kernel, Source::Debian("linux-image-arm64".into()));
+        assert_eq!(r.builds(), ["stage1"]);
     }
 
     #[test]
@@ -376,6 +424,17 @@ mod tests {
             ("path: motd", "path: ../../etc/passwd", "initramfs.files[1]"),
             ("path: motd", "path: /etc/passwd", "initramfs.files[1]"),
             ("NAME: Racklet", "NAME: \"a$b\"", "os_release.NAME"),
+            (
+                "{ build: racklet-standin-kernel }",
+                "{ debian: linux-image-arm64 }",
+                "kernel.debian",
+            ),
+            (
+                "{ build: racklet-standin-kernel }",
+                "{ debian: linux-image-amd64, build: x }",
+                "kernel",
+            ),
+            ("path: motd", "debian: linux-image-amd64", "line"),
         ] {
             let text = OK.replace(from, to);
             assert_ne!(text, OK, "{from}");

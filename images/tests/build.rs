@@ -40,7 +40,7 @@ fn resolver(kernel: PathBuf) -> impl Fn(&Source) -> racklet_images::Result<PathB
     move |s| match s {
         Source::Path(p) => Ok(p.clone()),
         Source::Build(b) if b == "kernel" => Ok(kernel.clone()),
-        Source::Build(b) => Err(Error::NotBuilt(b.clone())),
+        Source::Build(b) | Source::Debian(b) => Err(Error::NotBuilt(b.clone())),
     }
 }
 

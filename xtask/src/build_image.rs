@@ -185,6 +185,11 @@ pub fn run(args: &BuildImageArgs) -> Result<PathBuf> {
     if let Some(sv) = args.security_version {
         recipe.security_version = racklet_release::SecurityVersion(sv);
     }
+    if let Source::Debian(pkg) = &recipe.kernel {
+        let k = crate::kernel::ensure_for(recipe.arch)
+            .with_context(|| format!("fetching the kernel of Debian's {pkg}"))?;
+        recipe.kernel = Source::Path(k);
+    }
     for spec in &args.add_files {
         let mut it = spec.splitn(3, ':');
         let (src, dst) = match (it.next(), it.next()) {
@@ -232,6 +237,8 @@ pub fn run(args: &BuildImageArgs) -> Result<PathBuf> {
                 .get(b)
                 .cloned()
                 .ok_or_else(|| racklet_images::Error::NotBuilt(b.clone())),
+            // Only the kernel may be `debian:`, and it was fetched above.
+            Source::Debian(p) => Err(racklet_images::Error::NotBuilt(p.clone())),
         }
     };
     let image = racklet_images::build(&recipe, &resolve, stub.as_deref(), mtime);

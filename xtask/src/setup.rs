@@ -12,7 +12,11 @@ use crate::util::{have, is_root, sh};
 pub const APT: &[(&str, &str)] = &[
     (
         "qemu-system-arm",
-        "the BMC firmware under qemu-system-arm -M mps2-an386",
+        "the BMC firmware under qemu-system-arm -M mps2-an386; arm64 nodes under qemu-system-aarch64",
+    ),
+    (
+        "qemu-efi-aarch64",
+        "AAVMF: UEFI HTTP boot firmware for the arm64 QEMU nodes",
     ),
     ("qemu-system-x86", "real kernels booted end to end"),
     (
@@ -49,6 +53,10 @@ pub const APT: &[(&str, &str)] = &[
     (
         "systemd-boot-efi",
         "the EFI stub under Unified Kernel Images",
+    ),
+    (
+        "systemd-boot-efi:arm64",
+        "linuxaa64.efi.stub, the EFI stub under arm64 UKIs (Multi-Arch: same; needs the arm64 architecture)",
     ),
     ("iproute2", "network namespaces, veth and bridges in tests"),
     ("python3-pip", "installs the python-tuf reference client"),
@@ -90,6 +98,18 @@ fn apt_missing() -> Vec<&'static str> {
         .collect()
 }
 
+fn has_foreign_arch(arch: &str) -> bool {
+    Command::new("dpkg")
+        .arg("--print-foreign-architectures")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == arch)
+        })
+        .unwrap_or(false)
+}
+
 fn targets_missing() -> Vec<&'static str> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
@@ -120,6 +140,11 @@ pub fn run() -> Result<bool> {
     if !apt.is_empty() {
         if is_root() && have("apt-get") {
             eprintln!("installing Debian packages: {}", apt.join(" "));
+            // `pkg:arm64` (the arm64 EFI stub; later the arm64 kernel, which
+            // `cargo xtask build-image` downloads) needs apt to know arm64.
+            if apt.iter().any(|p| p.ends_with(":arm64")) && !has_foreign_arch("arm64") {
+                sh(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
+            }
             run_apt(&["update", "-qq"])?;
             // Debian's qemu-system-x86 replaces a newer qemu-utils that some
             // images ship; installed alone first, apt resolves that cleanly.
