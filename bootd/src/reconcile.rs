@@ -257,8 +257,13 @@ async fn maybe_resign_timestamp(shared: &Arc<Shared>, cur: &Snapshot) {
     let pinned = repo.trusted_root.clone();
     let res = tokio::task::spawn_blocking(move || {
         let key = imgsign::keys::SigningKeyPair::load(&key.to_string_lossy()).map_err(Box::new)?;
-        let lifetime = jiff::SignedDuration::try_from(lifetime)
-            .map_err(|e| Box::new(imgsign::Error::Invalid(e.to_string())))?;
+        let lifetime = jiff::SignedDuration::try_from(lifetime).map_err(|e| {
+            Box::new(imgsign::Error::InvalidValue {
+                what: "timestamp lifetime",
+                value: format!("{lifetime:?}"),
+                reason: e.to_string(),
+            })
+        })?;
         // Open the repository from bootd's pinned root, never from the
         // 1.root.json inside the folder being re-signed.
         let root = imgsign::repo::read_signed(&pinned).map_err(Box::new)?;

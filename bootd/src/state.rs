@@ -6,7 +6,7 @@
 //! Its own module so that the serving shell (`server`), the router
 //! (`routes`) and the background loops (`reconcile`) all depend on it and
 //! not on each other: the module graph stays a DAG
-//! (`tests/module_graph.rs`).
+//! (`xtask/tests/module_graph.rs`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

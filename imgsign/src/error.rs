@@ -96,12 +96,6 @@ pub enum Error {
         reason: String,
     },
 
-    /// Not returned by imgsign itself (every check has its own variant);
-    /// kept for callers that report a bad setting of their own through
-    /// imgsign's error (bootd's timestamp lifetime).
-    #[error("invalid setting: {0}")]
-    Invalid(String),
-
     #[error("the {role} role has {keys} distinct key(s) but a threshold of {threshold}")]
     TooFewKeys {
         role: String,

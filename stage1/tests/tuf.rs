@@ -278,6 +278,15 @@ async fn mix_and_match_metadata_is_refused() {
         "{}",
         chain(&e)
     );
+    // The line a user reads names the cause once, though tough's errors
+    // repeat their sources in their own text.
+    let line = bootd_client::display_chain(&e);
+    assert!(chain(&e).to_lowercase().matches("hash mismatch").count() > 1);
+    assert_eq!(
+        line.to_lowercase().matches("hash mismatch").count(),
+        1,
+        "{line}"
+    );
 }
 
 fn edit_timestamp(rig: &Rig, f: impl FnOnce(&mut serde_json::Value)) {

@@ -18,7 +18,13 @@ const DATA_TABLES: &[(&str, &str)] = &[];
 /// Every tracked `.rs` file below a `src/` directory.
 fn sources(root: &Path) -> Vec<PathBuf> {
     let out = Command::new("git")
-        .args(["ls-files", "--cached", "--others", "--exclude-standard", "*.rs"])
+        .args([
+            "ls-files",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+            "*.rs",
+        ])
         .current_dir(root)
         .output()
         .expect("git runs");
@@ -70,5 +76,8 @@ fn the_count_stops_at_the_unit_tests() {
     assert_eq!(code_lines(text), 2);
     assert_eq!(code_lines("fn a() {}\n"), 1);
     // An attribute that is only indented (inside an item) does not end the code.
-    assert_eq!(code_lines("mod m {\n    #[cfg(test)]\n    fn t() {}\n}\n"), 4);
+    assert_eq!(
+        code_lines("mod m {\n    #[cfg(test)]\n    fn t() {}\n}\n"),
+        4
+    );
 }

@@ -245,7 +245,10 @@ fn every_crate_s_modules_form_a_dag() {
             "{package}: {from} -> {to} not seen: {g:?}"
         );
     };
-    edge("bootd", "", "server", "state");
+    for m in ["server", "routes", "reconcile"] {
+        edge("bootd", "", m, "state");
+    }
+    edge("bootd", "", "server", "routes");
     edge("stage1", "", "boot", "plan");
     edge("imgsign", "repo", "published", "layout");
     edge("imgsign", "", "pkcs11", "signer");
