@@ -210,8 +210,9 @@ pub enum Error {
     #[error("PKCS#11: no PIN for token `{token}`: use pin-source=FILE or IMGSIGN_PKCS11_PIN")]
     Pkcs11NoPin { token: String },
 
-    #[error("PKCS#11: no Ed25519 {class} key labelled `{object}` in token `{token}`")]
+    #[error("PKCS#11: no {kind} {class} key labelled `{object}` in token `{token}`")]
     Pkcs11NoKey {
+        kind: &'static str,
         class: &'static str,
         object: String,
         token: String,

@@ -11,7 +11,8 @@ use tough::schema::key::Key;
 use crate::error::{Error, Result};
 use crate::keyfile;
 pub use crate::signer::{
-    canonical_key_id, danger, ed25519_public, ed25519_tuf_key, key_id_hex, Signer, SigningKeyPair,
+    canonical_key_id, danger, ed25519_public, ed25519_tuf_key, key_id_hex, PiKey, PiSigner, Signer,
+    SigningKeyPair,
 };
 
 /// Getting a key of either kind.
@@ -40,6 +41,40 @@ impl SigningKeyPair {
             });
         }
         keyfile::load(Path::new(spec))
+    }
+}
+
+/// Getting the Pi secure-boot key of either kind.
+impl PiKey {
+    /// Generates a new RSA-2048 key: into a new file (PKCS#8 PEM, 0600,
+    /// never overwriting), or, given a `pkcs11:` URI, inside the token.
+    pub fn generate(spec: &str) -> Result<PiKey> {
+        if spec.starts_with("pkcs11:") {
+            #[cfg(feature = "pkcs11")]
+            return crate::pkcs11::generate_pi(spec);
+            #[cfg(not(feature = "pkcs11"))]
+            return Err(no_pkcs11(spec));
+        }
+        keyfile::generate_pi(Path::new(spec))
+    }
+
+    /// Loads the key a file path or `pkcs11:` URI names.
+    pub fn load(spec: &str) -> Result<PiKey> {
+        if spec.starts_with("pkcs11:") {
+            #[cfg(feature = "pkcs11")]
+            return crate::pkcs11::load_pi(spec);
+            #[cfg(not(feature = "pkcs11"))]
+            return Err(no_pkcs11(spec));
+        }
+        keyfile::load_pi(Path::new(spec))
+    }
+}
+
+#[cfg(not(feature = "pkcs11"))]
+fn no_pkcs11(spec: &str) -> Error {
+    Error::BadKey {
+        path: spec.into(),
+        reason: "this imgsign was built without the `pkcs11` feature".into(),
     }
 }
 

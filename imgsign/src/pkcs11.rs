@@ -1,5 +1,8 @@
-//! Ed25519 keys held in a PKCS#11 token (an HSM, a smart card, SoftHSM):
-//! the private key never leaves the token; imgsign asks it to sign.
+//! Keys held in a PKCS#11 token (an HSM, a smart card, SoftHSM): the
+//! private key never leaves the token; imgsign asks it to sign. Ed25519
+//! keys for the TUF roles (`CKM_EDDSA`); the RSA-2048 Pi secure-boot key
+//! ([`generate_pi`], [`load_pi`]; `CKM_SHA256_RSA_PKCS`, PKCS#1 v1.5 over
+//! SHA-256, which is what the Pi bootloader checks).
 //!
 //! Keys are named by RFC 7512 URIs:
 //!
@@ -24,7 +27,9 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 
 use crate::error::{BoxError, Error, Result};
-use crate::signer::{Signer, SigningKeyPair};
+use racklet_piboot::key::PiPublicKey;
+
+use crate::signer::{PiKey, PiSigner, Signer, SigningKeyPair};
 
 /// Where Debian's `softhsm2` installs its module.
 pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -207,10 +212,19 @@ fn open(uri: &KeyUri) -> Result<(Pkcs11, Session)> {
 }
 
 fn find(session: &Session, class: ObjectClass, label: &str) -> Result<Option<ObjectHandle>> {
+    find_typed(session, class, KeyType::EC_EDWARDS, label)
+}
+
+fn find_typed(
+    session: &Session,
+    class: ObjectClass,
+    key_type: KeyType,
+    label: &str,
+) -> Result<Option<ObjectHandle>> {
     let handles = session
         .find_objects(&[
             Attribute::Class(class),
-            Attribute::KeyType(KeyType::EC_EDWARDS),
+            Attribute::KeyType(key_type),
             Attribute::Label(label.as_bytes().to_vec()),
         ])
         .map_err(p11(format!("finding objects labelled `{label}`")))?;
@@ -292,6 +306,7 @@ pub fn load(uri_text: &str) -> Result<SigningKeyPair> {
     let (ctx, session) = open(&uri)?;
     let private = find(&session, ObjectClass::PRIVATE_KEY, &uri.object)?.ok_or_else(|| {
         Error::Pkcs11NoKey {
+            kind: "Ed25519",
             class: "private",
             object: uri.object.clone(),
             token: uri.token.clone(),
@@ -299,6 +314,7 @@ pub fn load(uri_text: &str) -> Result<SigningKeyPair> {
     })?;
     let pubh = find(&session, ObjectClass::PUBLIC_KEY, &uri.object)?.ok_or_else(|| {
         Error::Pkcs11NoKey {
+            kind: "Ed25519",
             class: "public",
             object: uri.object.clone(),
             token: uri.token.clone(),
@@ -341,6 +357,148 @@ pub fn generate(uri_text: &str) -> Result<SigningKeyPair> {
             uri.object
         )))?;
     into_key(ctx, session, private, pubh, &uri, uri_text)
+}
+
+/// The Pi secure-boot key in a token: RSA-2048, signing with
+/// `CKM_SHA256_RSA_PKCS`.
+pub struct Pkcs11RsaKey {
+    session: Mutex<Session>,
+    private: ObjectHandle,
+    public: PiPublicKey,
+    _ctx: Pkcs11,
+}
+
+impl std::fmt::Debug for Pkcs11RsaKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pkcs11RsaKey")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PiSigner for Pkcs11RsaKey {
+    fn public_key(&self) -> &PiPublicKey {
+        &self.public
+    }
+
+    fn sign_pkcs1_sha256(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, BoxError> {
+        let session = self
+            .session
+            .lock()
+            .map_err(|_| Box::new(Error::Pkcs11Poisoned { lock: "session" }) as BoxError)?;
+        Ok(session.sign(&Mechanism::Sha256RsaPkcs, self.private, msg)?)
+    }
+}
+
+fn rsa_public_key(session: &Session, handle: ObjectHandle, object: &str) -> Result<PiPublicKey> {
+    let attrs = session
+        .get_attributes(
+            handle,
+            &[AttributeType::Modulus, AttributeType::PublicExponent],
+        )
+        .map_err(p11(format!("reading the public key `{object}`")))?;
+    let (mut n, mut e) = (None, None);
+    for a in attrs {
+        match a {
+            Attribute::Modulus(v) => n = Some(v),
+            Attribute::PublicExponent(v) => e = Some(v),
+            _ => {}
+        }
+    }
+    let (Some(n), Some(e)) = (n, e) else {
+        return Err(Error::Pkcs11PublicKey {
+            object: object.into(),
+            problem: "no CKA_MODULUS or CKA_PUBLIC_EXPONENT",
+        });
+    };
+    PiPublicKey::from_components(&n, &e).map_err(|_| Error::Pkcs11PublicKey {
+        object: object.into(),
+        problem: "not an RSA-2048 key the Pi bootloader takes",
+    })
+}
+
+fn into_pi_key(
+    ctx: Pkcs11,
+    session: Session,
+    private: ObjectHandle,
+    public: ObjectHandle,
+    uri: &KeyUri,
+    uri_text: &str,
+) -> Result<PiKey> {
+    let public = rsa_public_key(&session, public, &uri.object)?;
+    let key = Pkcs11RsaKey {
+        session: Mutex::new(session),
+        private,
+        public,
+        _ctx: ctx,
+    };
+    Ok(PiKey::new(Box::new(key), redact(uri_text)))
+}
+
+/// Opens the Pi secure-boot key a URI names.
+pub fn load_pi(uri_text: &str) -> Result<PiKey> {
+    let uri = KeyUri::parse(uri_text)?;
+    let (ctx, session) = open(&uri)?;
+    let no_key = |class| Error::Pkcs11NoKey {
+        kind: "RSA",
+        class,
+        object: uri.object.clone(),
+        token: uri.token.clone(),
+    };
+    let private = find_typed(
+        &session,
+        ObjectClass::PRIVATE_KEY,
+        KeyType::RSA,
+        &uri.object,
+    )?
+    .ok_or_else(|| no_key("private"))?;
+    let public = find_typed(&session, ObjectClass::PUBLIC_KEY, KeyType::RSA, &uri.object)?
+        .ok_or_else(|| no_key("public"))?;
+    into_pi_key(ctx, session, private, public, &uri, uri_text)
+}
+
+/// Generates the RSA-2048 Pi secure-boot key inside the token (exponent
+/// 65537; the private key sensitive and non-extractable).
+pub fn generate_pi(uri_text: &str) -> Result<PiKey> {
+    let uri = KeyUri::parse(uri_text)?;
+    let (ctx, session) = open(&uri)?;
+    if find_typed(
+        &session,
+        ObjectClass::PRIVATE_KEY,
+        KeyType::RSA,
+        &uri.object,
+    )?
+    .is_some()
+    {
+        return Err(Error::AlreadyExists {
+            path: redact(uri_text).into(),
+        });
+    }
+    let label = Attribute::Label(uri.object.as_bytes().to_vec());
+    let (public, private) = session
+        .generate_key_pair(
+            &Mechanism::RsaPkcsKeyPairGen,
+            &[
+                Attribute::Token(true),
+                Attribute::Verify(true),
+                Attribute::ModulusBits(2048.into()),
+                Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
+                label.clone(),
+            ],
+            &[
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Sign(true),
+                label,
+            ],
+        )
+        .map_err(p11(format!(
+            "generating an RSA-2048 key pair `{}`",
+            uri.object
+        )))?;
+    into_pi_key(ctx, session, private, public, &uri, uri_text)
 }
 
 #[cfg(test)]

@@ -4,6 +4,12 @@
 //! every signing operation takes. Neither kind knows the other; which kind a
 //! key spec names is decided in [`crate::keys`].
 //!
+//! The Raspberry Pi secure-boot key is a second role with its own trait,
+//! [`PiSigner`], and handle, [`PiKey`]: the Pi bootloader checks only
+//! RSA-2048 PKCS#1 v1.5 signatures over SHA-256, which no TUF role here
+//! uses, so the two never stand in for each other. Both kinds of holder
+//! implement it too.
+//!
 //! Also here: the TUF key-id helpers and the example-key denylist
 //! ([`danger`]), which depend on nothing but the public key.
 
@@ -14,6 +20,8 @@ use ed25519_dalek::pkcs8::spki::der::zeroize::Zeroizing;
 use tough::schema::decoded::{Decoded, Hex};
 use tough::schema::key::{Ed25519Key, Ed25519Scheme, Key};
 use tough::sign::Sign;
+
+use racklet_piboot::key::PiPublicKey;
 
 use crate::error::{BoxError, Error, Result};
 use racklet_fsio as fsio;
@@ -103,16 +111,122 @@ impl SigningKeyPair {
     /// existing file is never overwritten; a key held in a token cannot be
     /// written.
     pub fn write_new(&self, path: &Path) -> Result<()> {
-        let bad = |reason: String| Error::BadKey {
-            path: path.display().to_string(),
-            reason,
+        write_private_pem(path, self.signer.to_pkcs8_pem())
+    }
+}
+
+/// An RSA-2048 private key that signs for the Pi bootloader, wherever it
+/// is held: PKCS#1 v1.5 over SHA-256 (`openssl dgst -sha256 -sign`,
+/// PKCS#11 `CKM_SHA256_RSA_PKCS`).
+pub trait PiSigner: Send + Sync {
+    /// The public half.
+    fn public_key(&self) -> &PiPublicKey;
+
+    /// Signs `msg` (hashing it with SHA-256 first); 256 bytes.
+    fn sign_pkcs1_sha256(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, BoxError>;
+
+    /// The private key as PKCS#8 PEM, for a key that may be written to a
+    /// file; `None` for a key held in a token.
+    fn to_pkcs8_pem(&self) -> Option<std::result::Result<Zeroizing<String>, BoxError>> {
+        None
+    }
+}
+
+/// The Pi secure-boot key (`imgsign pi-key`), of either kind, with where
+/// it came from. Its `Debug` shows the public key's fingerprint and origin
+/// only.
+///
+/// Made by `PiKey::generate_file` / `load` (in [`crate::keys`]) or by
+/// [`crate::pkcs11`].
+pub struct PiKey {
+    signer: Box<dyn PiSigner>,
+    origin: String,
+}
+
+impl fmt::Debug for PiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PiKey")
+            .field("fingerprint", &self.fingerprint())
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PiKey {
+    /// Wraps a signer; `origin` (a path, or a URI without its PIN) names it.
+    pub fn new(signer: Box<dyn PiSigner>, origin: String) -> PiKey {
+        PiKey { signer, origin }
+    }
+
+    /// The public key (export it with [`PiPublicKey::to_pubkey_bin`] and
+    /// [`PiPublicKey::to_pem`]).
+    pub fn public(&self) -> &PiPublicKey {
+        self.signer.public_key()
+    }
+
+    /// SHA-256 hex of the key's 264-byte `pubkey.bin`: what to compare
+    /// between the signer's machine and the EEPROM config.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(self.public().to_pubkey_bin()))
+    }
+
+    /// Where the key came from (path or URI), for messages.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub(crate) fn set_origin(&mut self, origin: String) {
+        self.origin = origin;
+    }
+
+    /// Signs `msg`, and checks the signature against the public key before
+    /// returning it (a token that signs wrongly is caught here, not by a
+    /// Pi that refuses to boot).
+    pub fn sign_bytes(&self, msg: &[u8]) -> Result<Vec<u8>> {
+        let err = |source| Error::Sign {
+            key_id: format!("pi:{}", self.fingerprint()),
+            source,
         };
-        let pem = self
-            .signer
-            .to_pkcs8_pem()
-            .ok_or_else(|| bad("a key held in a token cannot be exported".into()))?
-            .map_err(|e| bad(e.to_string()))?;
-        Ok(fsio::write_new(path, pem.as_bytes(), fsio::Mode::Secret)?)
+        let sig = self.signer.sign_pkcs1_sha256(msg).map_err(err)?;
+        let fixed: &[u8; 256] = sig
+            .as_slice()
+            .try_into()
+            .map_err(|_| err(format!("{} bytes, not an RSA-2048 signature", sig.len()).into()))?;
+        self.public()
+            .verify_pkcs1_sha256(msg, fixed)
+            .map_err(|e| err(Box::new(e)))?;
+        Ok(sig)
+    }
+
+    /// Writes the key as PKCS#8 PEM to a new file with mode 0600 (never
+    /// overwriting); a key held in a token cannot be written.
+    pub fn write_new(&self, path: &Path) -> Result<()> {
+        write_private_pem(path, self.signer.to_pkcs8_pem())
+    }
+}
+
+/// Writes a private key's PEM to a new 0600 file; `None` is a key held in
+/// a token.
+fn write_private_pem(
+    path: &Path,
+    pem: Option<std::result::Result<Zeroizing<String>, BoxError>>,
+) -> Result<()> {
+    let bad = |reason: String| Error::BadKey {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = pem
+        .ok_or_else(|| bad("a key held in a token cannot be exported".into()))?
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(fsio::write_new(path, pem.as_bytes(), fsio::Mode::Secret)?)
+}
+
+impl racklet_piboot::sig::BootImgSigner for PiKey {
+    type Error = Error;
+
+    fn sign_rsa2048_sha256(&self, image: &[u8]) -> Result<Vec<u8>> {
+        self.sign_bytes(image)
     }
 }
 

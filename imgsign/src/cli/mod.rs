@@ -11,6 +11,7 @@ use imgsign::trust::TrustStore;
 
 mod init;
 mod key;
+mod pikey;
 mod root;
 mod sign;
 mod status;
@@ -40,6 +41,9 @@ enum Command {
     /// Generate keys and show their ids and public halves.
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// The Raspberry Pi secure-boot key (RSA-2048) that signs `boot.sig`.
+    #[command(subcommand)]
+    PiKey(pikey::PiKeyCommand),
     /// Create a repository: root, targets, snapshot and timestamp roles.
     Init(init::InitArgs),
     /// Sign things into the repository.
@@ -69,6 +73,7 @@ impl Program {
         let now = self.now.unwrap_or_else(jiff::Timestamp::now);
         match self.command {
             Command::Key(c) => c.run(),
+            Command::PiKey(c) => c.run(),
             Command::Init(a) => a.run(now),
             Command::Sign(c) => c.run(now),
             Command::Verify(a) => a.run().await,
