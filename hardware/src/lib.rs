@@ -264,6 +264,8 @@ pub mod wire {
         pub mac: MacAddr,
         pub arch: Arch,
         #[serde(default)]
+        pub firmware: Firmware,
+        #[serde(default)]
         pub groups: Vec<String>,
         pub bmc: Bmc,
         pub rail: Rail,
@@ -319,6 +321,32 @@ pub struct BootPolicy {
     pub watchdog: Duration,
 }
 
+/// What a node's own firmware does to fetch stage1 over the network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Firmware {
+    /// UEFI HTTP boot of stage1 as a signed UKI (proxyDHCP from bootd).
+    #[default]
+    Uefi,
+    /// A Raspberry Pi 4's EEPROM bootloader: HTTP boot of a signed
+    /// `boot.img` + `boot.sig` over plain HTTP (no DHCP from bootd).
+    Pi4Eeprom,
+    /// A Raspberry Pi 5's EEPROM bootloader: the same pair over HTTPS to
+    /// the rack CA.
+    Pi5Eeprom,
+}
+
+impl Firmware {
+    /// The name in `rack.yaml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Firmware::Uefi => "uefi",
+            Firmware::Pi4Eeprom => "pi4-eeprom",
+            Firmware::Pi5Eeprom => "pi5-eeprom",
+        }
+    }
+}
+
 /// One compute unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
@@ -330,6 +358,8 @@ pub struct Node {
     pub mac: MacAddr,
     /// CPU architecture.
     pub arch: Arch,
+    /// What fetches stage1 over the network.
+    pub firmware: Firmware,
     /// Groups the node belongs to (release assignments can name groups).
     pub groups: BTreeSet<String>,
     /// 7-bit SMBus address of this unit's BMC, unique.
@@ -460,6 +490,15 @@ impl TryFrom<wire::RackFile> for Rack {
             if n.rail.name.is_empty() {
                 return Err(invalid(field("rail.name"), "must not be empty"));
             }
+            if n.firmware != Firmware::Uefi && n.arch != Arch::Aarch64 {
+                return Err(invalid(
+                    field("firmware"),
+                    format!(
+                        "`{}` is a Raspberry Pi bootloader; the node's arch must be aarch64",
+                        n.firmware.as_str()
+                    ),
+                ));
+            }
             for prev in &nodes {
                 let prev: &Node = prev;
                 if prev.name == n.name {
@@ -489,6 +528,7 @@ impl TryFrom<wire::RackFile> for Rack {
                 slot: n.slot,
                 mac: n.mac,
                 arch: n.arch,
+                firmware: n.firmware,
                 groups: n.groups.into_iter().collect(),
                 smbus_address: n.bmc.smbus_address,
                 rail: Rail {
@@ -571,8 +611,18 @@ mod tests {
             ),
             ("max_tries: 3", "max_tries: 0", "boot.max_tries"),
             (
-                "arch: x86_64\n    groups: [control]",
-                "arch: mips\n    groups: [control]",
+                "arch: x86_64\n    firmware: uefi\n    groups: [control]",
+                "arch: mips\n    firmware: uefi\n    groups: [control]",
+                "line",
+            ),
+            (
+                "arch: x86_64\n    firmware: uefi\n    groups: [control]",
+                "arch: x86_64\n    firmware: pi4-eeprom\n    groups: [control]",
+                "nodes[0].firmware",
+            ),
+            (
+                "firmware: uefi\n    groups: [control]",
+                "firmware: pi6-eeprom\n    groups: [control]",
                 "line",
             ),
             ("name: unit-2", "name: Unit_2", "line"),
