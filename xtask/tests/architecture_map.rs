@@ -7,9 +7,7 @@
 //! `secureboot.rs`, `net::dhcp`); a crate when its package name does.
 //! `tests` modules (unit tests in their own file) are not part of the map.
 
-use std::process::Command;
-
-use serde_json::Value;
+mod common;
 
 /// The "Code map" section of ARCHITECTURE.md.
 fn code_map() -> String {
@@ -54,37 +52,28 @@ fn declared(text: &str) -> Vec<String> {
 
 #[test]
 fn the_code_map_names_every_crate_and_module() {
-    let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .expect("cargo metadata runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let map = code_map();
     let names = named(&map);
     let mut missing = Vec::new();
     let mut modules = 0;
-    for p in meta["packages"].as_array().expect("packages") {
-        let package = p["name"].as_str().expect("name");
-        if !names.contains(package) {
+    for package in common::packages() {
+        if !names.contains(&package) {
             missing.push(format!("crate {package}"));
         }
-        for t in p["targets"].as_array().expect("targets") {
-            if !matches!(t["kind"][0].as_str(), Some("lib" | "bin")) {
-                continue;
-            }
-            let root = t["src_path"].as_str().expect("src_path");
-            let text = std::fs::read_to_string(root).expect("root file");
-            for m in declared(&text) {
-                modules += 1;
-                if !names.contains(&m) {
-                    missing.push(format!("{package}: module `{m}` ({root})"));
-                }
+    }
+    for t in common::targets() {
+        if !t.target.starts_with("lib ") && !t.target.starts_with("bin ") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&t.root).expect("root file");
+        for m in declared(&text) {
+            modules += 1;
+            if !names.contains(&m) {
+                missing.push(format!(
+                    "{}: module `{m}` ({})",
+                    t.package,
+                    t.root.display()
+                ));
             }
         }
     }

@@ -11,10 +11,9 @@
 //! `error` module (see [`ERROR`]). Comments are not dependencies.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use serde_json::Value;
+mod common;
 
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
@@ -185,42 +184,18 @@ fn cycle(graph: &Graph) -> Option<String> {
         .find_map(|m| visit(m, graph, &mut Vec::new(), &mut done))
 }
 
-/// (package, target kind, root file) of every lib and bin target.
-fn targets() -> Vec<(String, String, PathBuf)> {
-    let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .expect("cargo metadata runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
-    let mut found = Vec::new();
-    for p in meta["packages"].as_array().expect("packages") {
-        for t in p["targets"].as_array().expect("targets") {
-            let kind = t["kind"][0].as_str().unwrap_or_default();
-            if matches!(kind, "lib" | "bin" | "rlib" | "proc-macro") {
-                found.push((
-                    p["name"].as_str().unwrap_or_default().to_owned(),
-                    format!("{kind} {}", t["name"].as_str().unwrap_or_default()),
-                    PathBuf::from(t["src_path"].as_str().expect("src_path")),
-                ));
-            }
-        }
-    }
-    found
-}
-
 #[test]
 fn every_crate_s_modules_form_a_dag() {
-    let targets = targets();
+    let targets = common::targets();
     assert!(targets.len() > 20, "only {} targets", targets.len());
     let mut cycles = Vec::new();
     let mut seen: BTreeMap<(String, String), Graph> = BTreeMap::new();
-    for (package, target, root) in &targets {
+    for common::Target {
+        package,
+        target,
+        root,
+    } in &targets
+    {
         for (parent, graph) in graphs(root) {
             if let Some(c) = cycle(&graph) {
                 let at = if parent.is_empty() {
