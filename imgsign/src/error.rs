@@ -227,6 +227,12 @@ pub enum Error {
     #[error("PKCS#11: the {lock} lock is poisoned (a thread panicked while holding it)")]
     Pkcs11Poisoned { lock: &'static str },
 
+    #[error("Raspberry Pi boot pair: {what}")]
+    PiBoot {
+        what: String,
+        source: racklet_piboot::Error,
+    },
+
     #[error("internal error in tough: {0}")]
     Tough(Box<tough::schema::Error>),
 }

@@ -18,6 +18,7 @@
 //!   channel, assignment) are the `racklet-release` contract crate
 //!   (`imgsign/release`), which the node's code reads without this crate.
 //! - [`repo`]: on-disk layout, signing and checking roles, atomic publish.
+//! - [`pipair`]: the Raspberry Pi `boot.img` + `boot.sig` of a release.
 //! - [`trust`]: the pinned root and versions, kept outside the repository.
 //! - [`init`], [`sign`], [`rootkeys`], [`timestamp`], [`verify`], [`status`]:
 //!   the operations behind each command.
@@ -27,6 +28,7 @@ pub mod error;
 pub mod init;
 pub mod keyfile;
 pub mod keys;
+pub mod pipair;
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11;
 pub mod repo;

@@ -43,6 +43,9 @@ pub struct Report {
     pub roles: Vec<RoleLine>,
     /// Every target, verified.
     pub targets: Vec<TargetLine>,
+    /// The bytes of the Raspberry Pi pair targets (`crate::pipair`), read
+    /// through tough like every other target, for `pipair::check_pairs`.
+    pub pi_targets: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 /// Where to load from.
@@ -137,6 +140,7 @@ pub async fn verify(src: &Source, enforce_expiry: bool) -> Result<Report> {
         .collect();
     names.sort_by(|a, b| a.0.raw().cmp(b.0.raw()));
     let mut targets = Vec::new();
+    let mut pi_targets = std::collections::BTreeMap::new();
     for (name, target) in names {
         let info = ReleaseInfo::from_custom(name.raw(), &target.custom)?;
         racklet_release::ImageName::new(name.raw())?;
@@ -152,11 +156,17 @@ pub async fn verify(src: &Source, enforce_expiry: bool) -> Result<Report> {
             .ok_or_else(|| mismatch("listed but not found".into()))?;
         let mut length = 0u64;
         let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        let keep = crate::pipair::is_pair_target(name.raw())
+            && target.length <= racklet_piboot::MAX_BOOT_IMG_BYTES;
+        let mut kept = Vec::new();
         while let Some(chunk) = stream.next().await {
             match chunk {
                 Ok(bytes) => {
                     length += bytes.len() as u64;
                     sha2::Digest::update(&mut hasher, &bytes);
+                    if keep {
+                        kept.extend_from_slice(&bytes);
+                    }
                 }
                 Err(e) => {
                     return Err(mismatch(format!(
@@ -175,6 +185,9 @@ pub async fn verify(src: &Source, enforce_expiry: bool) -> Result<Report> {
                 target.length
             )));
         }
+        if keep {
+            pi_targets.insert(name.raw().to_owned(), kept);
+        }
         targets.push(TargetLine {
             name: name.raw().into(),
             length,
@@ -182,5 +195,9 @@ pub async fn verify(src: &Source, enforce_expiry: bool) -> Result<Report> {
             info,
         });
     }
-    Ok(Report { roles, targets })
+    Ok(Report {
+        roles,
+        targets,
+        pi_targets,
+    })
 }

@@ -48,7 +48,7 @@ enum Command {
     Init(init::InitArgs),
     /// Sign things into the repository.
     #[command(subcommand)]
-    Sign(sign::SignCommand),
+    Sign(Box<sign::SignCommand>),
     /// Load the repository as a client would and check every target.
     Verify(verify::VerifyArgs),
     /// Show what expires when.

@@ -74,6 +74,8 @@ pub struct ReleaseArgs {
     link: bool,
     #[command(flatten)]
     expiry: ExpiryArgs,
+    #[command(flatten)]
+    pi: PiArgs,
     /// The image files.
     #[arg(required = true, value_name = "IMAGE")]
     images: Vec<PathBuf>,
@@ -112,6 +114,17 @@ impl ReleaseArgs {
                 info: info.clone(),
             });
         }
+        // The Pi pair is made beside the repository, so --link works too.
+        let pi_dir = tempfile::Builder::new()
+            .prefix(".imgsign-pi-")
+            .tempdir_in(
+                self.repo
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new(".")),
+            )
+            .context("a directory for the Raspberry Pi pair")?;
+        specs.extend(self.pi.make(&info, pi_dir.path(), now)?);
         let keys = load_keys(&self.keys)?;
         let placement = if self.link {
             Placement::Link
@@ -179,6 +192,108 @@ impl ReleaseArgs {
             bytes as f64 / 1048576.0 / secs.max(1e-9)
         );
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The Raspberry Pi pair (`imgsign::pipair`): with `--rack`, a stage1
+/// release for aarch64 nodes whose rack entry says `firmware: pi4-eeprom`
+/// or `pi5-eeprom` also gets that model's `boot.img` + `boot.sig`.
+#[derive(Debug, clap::Args)]
+struct PiArgs {
+    /// The rack description: which assigned nodes boot through a Pi EEPROM.
+    #[arg(long, value_name = "RACK_YAML")]
+    rack: Option<PathBuf>,
+    /// The Pi secure-boot key (`imgsign pi-key generate`): file or pkcs11: URI.
+    #[arg(long, value_name = "KEY")]
+    pi_key: Option<String>,
+    /// The aarch64 stage1 kernel.
+    #[arg(long, value_name = "FILE")]
+    pi_kernel: Option<PathBuf>,
+    /// The aarch64 stage1 initramfs.
+    #[arg(long, value_name = "FILE")]
+    pi_initramfs: Option<PathBuf>,
+    /// The kernel command line.
+    #[arg(
+        long,
+        value_name = "TEXT",
+        default_value = "console=ttyAMA0,115200 rdinit=/init"
+    )]
+    pi_cmdline: String,
+    /// Directory with the device trees (Debian's arm64 kernel's `broadcom/`).
+    #[arg(long, value_name = "DIR")]
+    pi_device_trees: Option<PathBuf>,
+    /// Directory with `start4.elf` and `fixup4.dat` (Pi 4).
+    #[arg(long, value_name = "DIR", default_value = "/usr/lib/raspi-firmware")]
+    pi_firmware: PathBuf,
+    /// TF-A `PLAT=rpi4` BL31 (Pi 4).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/usr/lib/arm-trusted-firmware/rpi4/bl31.bin"
+    )]
+    pi_armstub: PathBuf,
+}
+
+impl PiArgs {
+    /// Makes the pairs this release needs into `dir`; their image specs.
+    fn make(
+        &self,
+        info: &ReleaseInfo,
+        dir: &std::path::Path,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<ImageSpec>> {
+        let Some(rack) = &self.rack else {
+            if self.pi_key.is_some() {
+                bail!("--pi-key needs --rack: which nodes boot through a Pi EEPROM");
+            }
+            return Ok(Vec::new());
+        };
+        let rack = racklet_hardware::Rack::load(rack)?;
+        let models = imgsign::pipair::models_for(&rack, &info.assign);
+        if models.is_empty() || info.kind != ImageKind::Stage1 || info.arch != Arch::Aarch64 {
+            return Ok(Vec::new());
+        }
+        let need = |o: &Option<PathBuf>, flag: &str| {
+            o.clone()
+                .with_context(|| format!("{flag} is needed: the release has Raspberry Pi nodes"))
+        };
+        let key = self
+            .pi_key
+            .as_deref()
+            .context("--pi-key is needed: the release has Raspberry Pi nodes")?;
+        let key = imgsign::keys::PiKey::load(key)
+            .with_context(|| format!("loading the Pi key {}", super::shown(key)))?;
+        let inputs = imgsign::pipair::PiInputs {
+            kernel: need(&self.pi_kernel, "--pi-kernel")?,
+            initramfs: need(&self.pi_initramfs, "--pi-initramfs")?,
+            cmdline: self.pi_cmdline.clone(),
+            device_trees: need(&self.pi_device_trees, "--pi-device-trees")?,
+            firmware: Some(self.pi_firmware.clone()),
+            armstub: Some(self.pi_armstub.clone()),
+        };
+        let at = imgsign::pipair::signing_time(now)?;
+        let mut specs = Vec::new();
+        for model in models {
+            let started = Instant::now();
+            let pair = imgsign::pipair::make_pair(model, &inputs, at, &key)?;
+            let (img, sig) = imgsign::pipair::target_names(model);
+            for (name, bytes) in [(img, &pair.image[..]), (sig, pair.sig.as_bytes())] {
+                let path = dir.join(name);
+                racklet_fsio::write_new(&path, bytes, racklet_fsio::Mode::Public)?;
+                specs.push(ImageSpec {
+                    path,
+                    name: ImageName::new(name)?,
+                    info: info.clone(),
+                });
+            }
+            eprintln!(
+                "{model:?}: {img} {} bytes + {sig}, ts {at}, signed by pi-key {} in {:.2} s",
+                pair.image.len(),
+                key.fingerprint(),
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(specs)
     }
 }
 
