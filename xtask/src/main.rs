@@ -48,7 +48,8 @@ enum Command {
     /// boots); prints the vmlinuz path.
     FetchKernel,
     /// The whole chain under QEMU: UEFI HTTP boot, DHCP, BMC, TUF, A/B
-    /// install, kexec, confirm, update, tampering, button (root).
+    /// install, kexec, confirm, update, tampering, button (root); x86_64
+    /// nodes, arm64 ones (`--arch aarch64`) or both (`--arch all`).
     E2e(e2e::E2eArgs),
 }
 

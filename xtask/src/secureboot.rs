@@ -1,7 +1,7 @@
 //! UEFI Secure Boot for images and test firmware: signing PE files
 //! (`sbsign`, Debian `sbsigntool`), making a platform's keys (`openssl`) and
-//! enrolling them into an OVMF variable store (`virt-fw-vars`, PyPI
-//! `virt-firmware`).
+//! enrolling them into an OVMF or AAVMF variable store (`virt-fw-vars`,
+//! PyPI `virt-firmware`).
 //!
 //! Two things get signed with the platform's `db` key, for two checkers:
 //! - the finished UKI, which the firmware checks before running it;
@@ -127,17 +127,22 @@ pub fn platform_keys(dir: &Path, owner: &str) -> Result<PlatformKeys> {
     })
 }
 
-/// Writes `out`: OVMF's empty variable store `template` with `keys`
-/// enrolled (PK, KEK, db: no vendor's certificates) and Secure Boot on.
-pub fn enroll(template: &Path, out: &Path, keys: &PlatformKeys) -> Result<()> {
+/// Writes `out`: the firmware's variable store `template` without the
+/// variables `delete` (a vendor's keys, when the only formatted template
+/// carries them: Debian's AAVMF ships an all-zero `AAVMF_VARS.fd`, which
+/// the firmware formats at its first boot, and `AAVMF_VARS.ms.fd`, with
+/// Microsoft's), with `keys` enrolled (PK, KEK, db: no vendor's
+/// certificates) and Secure Boot on.
+pub fn enroll(template: &Path, out: &Path, keys: &PlatformKeys, delete: &[&str]) -> Result<()> {
     if !have("virt-fw-vars") {
         bail!("virt-fw-vars is missing (PyPI virt-firmware): `cargo xtask setup` installs it");
     }
-    sh(Command::new("virt-fw-vars")
-        .arg("--input")
-        .arg(template)
-        .arg("--output")
-        .arg(out)
+    let mut cmd = Command::new("virt-fw-vars");
+    cmd.arg("--input").arg(template).arg("--output").arg(out);
+    for v in delete {
+        cmd.args(["--delete", v]);
+    }
+    sh(cmd
         .arg("--set-pk")
         .arg(OWNER)
         .arg(&keys.pk.cert)

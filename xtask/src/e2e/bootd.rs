@@ -37,23 +37,18 @@ pub(super) struct Bootd {
 
 impl Bootd {
     /// Writes the three configurations into `work` and makes the rack PKI
-    /// (`bootd pki init`). The firmware fetches stage1 from the plain-HTTP
-    /// first-stage listener, or with `https_first_stage` over HTTPS.
+    /// (`bootd pki init`). The firmware of each of `platforms` fetches its
+    /// own stage1 from the plain-HTTP first-stage listener, or with
+    /// `https_first_stage` over HTTPS.
     pub fn configure(
         work: &Path,
         rack_yaml: &Path,
-        platform: &Platform,
+        platforms: &[&Platform],
         https_first_stage: bool,
     ) -> Result<Bootd> {
-        let file = platform.first_stage_file();
-        let first_stage_url = if https_first_stage {
-            format!("https://{SERVER}:8443/net_install/{file}")
-        } else {
-            format!("http://{SERVER}:8080/net_install/{file}")
-        };
         let write = |name: &str, dhcp: Dhcp| -> Result<PathBuf> {
             let p = work.join(name);
-            std::fs::write(&p, config(rack_yaml, platform, &first_stage_url, dhcp))?;
+            std::fs::write(&p, config(rack_yaml, platforms, https_first_stage, dhcp))?;
             Ok(p)
         };
         let bootd = Bootd {
@@ -137,31 +132,45 @@ impl Bootd {
     }
 }
 
+/// The URL the firmware of `platform` boots (bootd's proxyDHCP offers it).
+fn first_stage_url(platform: &Platform, https: bool) -> String {
+    let file = platform.first_stage_file();
+    if https {
+        format!("https://{SERVER}:8443/net_install/{file}")
+    } else {
+        format!("http://{SERVER}:8080/net_install/{file}")
+    }
+}
+
 /// bootd's configuration: the rack, the repository it verifies and serves,
-/// the first stage for `platform` on its plain-HTTP listener, and `dhcp`.
-fn config(rack_yaml: &Path, platform: &Platform, first_stage_url: &str, dhcp: Dhcp) -> String {
+/// each of `platforms`' first stage on its plain-HTTP listener (and the
+/// URL its firmware gets), and `dhcp`.
+fn config(rack_yaml: &Path, platforms: &[&Platform], https: bool, dhcp: Dhcp) -> String {
+    let files: String = platforms
+        .iter()
+        .map(|p| format!("    {}: {}\n", p.first_stage_file(), p.stage1_target()))
+        .collect();
+    let urls: String = platforms
+        .iter()
+        .map(|p| format!("    {}: {}\n", p.arch, first_stage_url(p, https)))
+        .collect();
     format!(
         "rack_file: {rack}\nstate_dir: state\nlisten:\n  https: [\"{SERVER}:8443\"]\n  \
          plain_http: [\"{SERVER}:8080\"]\ntls:\n  ca_cert: pki/ca.pem\n  ca_key: pki/ca.key\n  \
          server_cert: pki/server.pem\n  server_key: pki/server.key\n  server_names: [\"{SERVER}\"]\n\
          repository:\n  trusted_root: root.json\n  local: repo\n  poll_interval_ms: 500\n\
-         first_stage:\n  path: net_install\n  files:\n    {file}: stage1-{arch}-1.0.0.uki\n\
-         {proxy}",
+         first_stage:\n  path: net_install\n  files:\n{files}{proxy}",
         rack = rack_yaml.display(),
-        file = platform.first_stage_file(),
-        arch = platform.arch,
         proxy = match dhcp {
             Dhcp::Off => String::new(),
             Dhcp::Proxy | Dhcp::Full => format!(
-                "proxy_dhcp:\n  interface: br0\n  server_ip: {SERVER}\n  boot_urls:\n    \
-                 {arch}: {first_stage_url}\n{}",
+                "proxy_dhcp:\n  interface: br0\n  server_ip: {SERVER}\n  boot_urls:\n{urls}{}",
                 if dhcp == Dhcp::Full {
                     "  full_dhcp:\n    first: 10.197.0.150\n    last: 10.197.0.159\n    \
                      prefix_len: 24\n    router: 10.197.0.1\n    lease_s: 600\n"
                 } else {
                     ""
                 },
-                arch = platform.arch,
             ),
         }
     )
@@ -214,7 +223,7 @@ fn signature_list(der: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::e2e::platform::X86_64;
+    use crate::e2e::platform::{AARCH64, X86_64};
 
     /// The first stage's names come from the platform, as they were
     /// written out for x86_64 before there was one.
@@ -222,11 +231,28 @@ mod tests {
     fn x86_64_first_stage_names() {
         let url = "http://10.197.0.1:8080/net_install/stage1-x86_64.efi";
         let rack = Path::new("/rack.yaml");
-        let proxy = config(rack, &X86_64, url, Dhcp::Proxy);
+        let proxy = config(rack, &[&X86_64], false, Dhcp::Proxy);
         assert!(proxy.contains("\n    stage1-x86_64.efi: stage1-x86_64-1.0.0.uki\n"));
         assert!(proxy.contains(&format!("\n    x86_64: {url}\n")));
-        assert!(!config(rack, &X86_64, url, Dhcp::Off).contains("proxy_dhcp"));
-        assert!(config(rack, &X86_64, url, Dhcp::Full).contains("  full_dhcp:\n"));
+        assert!(!config(rack, &[&X86_64], false, Dhcp::Off).contains("proxy_dhcp"));
+        assert!(config(rack, &[&X86_64], false, Dhcp::Full).contains("  full_dhcp:\n"));
         assert_eq!(X86_64.first_stage_file(), "stage1-x86_64.efi");
+    }
+
+    /// A mixed rack: one bootd serves each architecture its own stage1,
+    /// and its proxyDHCP offers each its own URL (bootd picks by the
+    /// client's option 93: 0x10 x86_64, 0x13 arm64).
+    #[test]
+    fn a_mixed_rack_serves_each_arch_its_own_first_stage() {
+        let rack = Path::new("/rack.yaml");
+        let c = config(rack, &[&X86_64, &AARCH64], false, Dhcp::Proxy);
+        assert!(c.contains(
+            "  files:\n    stage1-x86_64.efi: stage1-x86_64-1.0.0.uki\n    \
+             stage1-aarch64.efi: stage1-aarch64-1.0.0.uki\n"
+        ));
+        assert!(c.contains(
+            "  boot_urls:\n    x86_64: http://10.197.0.1:8080/net_install/stage1-x86_64.efi\n    \
+             aarch64: http://10.197.0.1:8080/net_install/stage1-aarch64.efi\n"
+        ));
     }
 }

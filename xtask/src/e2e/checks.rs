@@ -2,6 +2,7 @@
 //! node booted at once, each checked by a thread of its own against its
 //! list of steps, under one deadline.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -32,7 +33,9 @@ const FORBIDDEN: &[&str] = &["Kernel panic", "Attempted to kill init", "panicked
 /// Boots every node in `nodes` and checks its steps, in parallel (a thread
 /// per node; each prints its own progress); fails also on any console line
 /// containing one of [`FORBIDDEN`] or `forbidden`. With `power_off`, every
-/// node's OS must power off at the end.
+/// node's OS must power off at the end. The whole phase has `timeout`: a
+/// node that misses it fails the phase with the phase's name and the tail
+/// of its console. Returns the phase's time in seconds.
 pub(super) fn run_phase(
     lab: &Lab,
     nodes: &mut [(&mut Node, Vec<StepSpec>)],
@@ -40,7 +43,7 @@ pub(super) fn run_phase(
     timeout: Duration,
     power_off: bool,
     forbidden: &[&str],
-) -> Result<()> {
+) -> Result<f64> {
     let forbidden: Vec<&str> = FORBIDDEN.iter().chain(forbidden).copied().collect();
     let forbidden = &forbidden;
     eprintln!("\n--- {phase}");
@@ -49,36 +52,59 @@ pub(super) fn run_phase(
         n.boot(lab, phase)?;
     }
     let deadline = Instant::now() + timeout;
+    // The first node to fail stops the others waiting out the deadline.
+    let failed = &AtomicBool::new(false);
     std::thread::scope(|s| {
         let handles: Vec<_> = nodes
             .iter_mut()
             .map(|(n, steps)| {
                 let steps = steps.clone();
                 s.spawn(move || -> Result<()> {
-                    for st in &steps {
-                        n.expect(st.what, st.needle, st.also, forbidden, deadline)?;
+                    let r = (|| {
+                        for st in &steps {
+                            n.expect_or_cancel(
+                                st.what, st.needle, st.also, forbidden, deadline, failed,
+                            )?;
+                        }
+                        if power_off {
+                            n.expect_power_off(deadline)?;
+                        }
+                        Ok(())
+                    })();
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
                     }
-                    if power_off {
-                        n.expect_power_off(deadline)?;
-                    }
-                    Ok(())
+                    r.map_err(|e: anyhow::Error| {
+                        anyhow::anyhow!(
+                            "phase {phase:?} failed on {} after {:.0} s (of {} s): {e:#}\n  \
+                             last console lines ({}):\n{}",
+                            n.name,
+                            t.elapsed().as_secs_f64(),
+                            timeout.as_secs(),
+                            n.log().display(),
+                            n.tail(15)
+                        )
+                    })
                 })
             })
             .collect();
-        let mut first_err = None;
+        let mut errors = Vec::new();
         for h in handles {
             let r = h
                 .join()
                 .map_err(|_| anyhow::anyhow!("a node thread panicked"))?;
             if let Err(e) = r {
-                first_err.get_or_insert(e);
+                errors.push(e);
             }
         }
-        match first_err {
+        // The node that failed, not one that was cancelled because of it.
+        errors.sort_by_key(|e| format!("{e:#}").contains("(another node failed)"));
+        match errors.into_iter().next() {
             Some(e) => Err(e),
             None => Ok(()),
         }
     })?;
-    eprintln!("--- {phase}: {:.1} s", t.elapsed().as_secs_f64());
-    Ok(())
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!("--- {phase}: {secs:.1} s");
+    Ok(secs)
 }

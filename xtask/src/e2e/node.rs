@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -22,13 +23,16 @@ pub(super) struct Node {
     pub tap: String,
     pub disk: PathBuf,
     vars: PathBuf,
+    /// A second disk with a GPT and an empty EFI System Partition, where
+    /// the firmware hand-off puts the UKI it boots next (arm64).
+    esp: Option<PathBuf>,
     log: PathBuf,
     /// The emulator and firmware it runs on.
-    platform: &'static Platform,
+    pub platform: &'static Platform,
     /// Extra QEMU arguments (the HTTPS experiment's CA).
     extra: Vec<String>,
     /// Secure Boot firmware (its keys are enrolled in `vars`).
-    secure_boot: bool,
+    pub secure_boot: bool,
     console: Option<Console>,
     started: Instant,
     /// Every console line of the current boot.
@@ -50,11 +54,21 @@ impl Node {
         let disk = work.join(format!("{}.disk", n.name));
         std::fs::File::create(&disk)?.set_len(128 << 20)?;
         let vars = work.join(format!("{}.vars.fd", n.name));
-        let template = platform.firmware.vars;
+        let fw = &platform.firmware;
         match keys {
-            Some(keys) => secureboot::enroll(Path::new(template), &vars, keys)?,
-            None => drop(std::fs::copy(template, &vars)?),
+            Some(keys) => {
+                secureboot::enroll(Path::new(fw.vars_secure_boot), &vars, keys, fw.vars_delete)?
+            }
+            None => drop(std::fs::copy(fw.vars, &vars)?),
         }
+        let esp = match platform.arch {
+            racklet_hardware::Arch::Aarch64 => {
+                let p = work.join(format!("{}.esp.disk", n.name));
+                make_esp_disk(&p)?;
+                Some(p)
+            }
+            _ => None,
+        };
         Ok(Node {
             name: n.name.to_string(),
             mac: n.mac.to_string(),
@@ -62,6 +76,7 @@ impl Node {
             tap: format!("tap{position}"),
             disk,
             vars,
+            esp,
             log: work.join(format!("{}.console.log", n.name)),
             platform,
             extra,
@@ -95,13 +110,16 @@ impl Node {
     /// its tap, its disk, and its BMC on a virtio-serial port.
     fn qemu(&self, lab: &Lab) -> std::process::Command {
         let mut cmd = lab.cmd(self.platform.qemu);
-        // 384 MiB: stage1's initramfs, the 23 MiB OS image read into memory to
-        // be hashed, and kexec's copies of its parts all live in RAM at once.
         let (machine, code) = self.platform.machine_and_code(self.secure_boot);
         cmd.args(machine)
-            .args(["-m", "384", "-smp", "1"])
-            .args(["-nographic", "-no-reboot"])
-            .arg("-drive")
+            .args(["-m", &self.platform.memory_mib.to_string(), "-smp", "1"])
+            .arg("-nographic");
+        // A reset ends the VM (a reboot loop would hide a failure), except
+        // where the hand-off is a reset into the firmware.
+        if !self.platform.firmware_handoff(self.secure_boot) {
+            cmd.arg("-no-reboot");
+        }
+        cmd.arg("-drive")
             .arg(format!(
                 "if=pflash,format=raw,unit=0,file={code},readonly=on"
             ))
@@ -129,7 +147,13 @@ impl Node {
                 "file={},format=raw,if=none,id=d0",
                 self.disk.display()
             ))
-            .args(["-device", "virtio-blk-pci,drive=d0"])
+            .args(["-device", "virtio-blk-pci,drive=d0"]);
+        if let Some(esp) = &self.esp {
+            cmd.arg("-drive")
+                .arg(format!("file={},format=raw,if=none,id=d1", esp.display()))
+                .args(["-device", "virtio-blk-pci,drive=d1"]);
+        }
+        cmd.args(self.platform.devices)
             .args(["-device", "virtio-serial-pci,id=vs0"])
             .arg("-chardev")
             .arg(format!(
@@ -163,8 +187,29 @@ impl Node {
         forbidden: &[&str],
         deadline: Instant,
     ) -> Result<String> {
+        let never = AtomicBool::new(false);
+        self.expect_or_cancel(what, needle, also, forbidden, deadline, &never)
+    }
+
+    /// [`Node::expect`], also giving up once `cancel` is set (another node
+    /// of the phase failed).
+    pub fn expect_or_cancel(
+        &mut self,
+        what: &str,
+        needle: &str,
+        also: &[&str],
+        forbidden: &[&str],
+        deadline: Instant,
+        cancel: &AtomicBool,
+    ) -> Result<String> {
         let console = self.console.as_ref().context("the node is not running")?;
         loop {
+            if cancel.load(Ordering::Relaxed) {
+                bail!(
+                    "{}: cancelled waiting for: {what} (another node failed)",
+                    self.name
+                );
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 bail!(
@@ -210,6 +255,21 @@ impl Node {
         bail!("{}: did not power off", self.name)
     }
 
+    /// The last `n` console lines of this boot, indented, for an error.
+    pub fn tail(&self, n: usize) -> String {
+        let from = self.seen.len().saturating_sub(n);
+        let lines: Vec<String> = self.seen[from..]
+            .iter()
+            .map(|l| format!("    | {l}"))
+            .collect();
+        lines.join("\n")
+    }
+
+    /// The whole console log.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
     /// True if a console line of this boot contained `needle`.
     pub fn saw(&self, needle: &str) -> bool {
         self.seen.iter().any(|l| l.contains(needle))
@@ -221,6 +281,54 @@ impl Node {
         self.console = None;
     }
 }
+
+/// Blocks of the ESP disk: 192 MiB, the ESP from sector 2048 for 184 MiB
+/// (two slots' UKIs of ~50 MB each fit), GPT's backup after it.
+const ESP_DISK_SECTORS: u64 = 192 << 11;
+const ESP_START: u64 = 2048;
+const ESP_SECTORS: u64 = 184 << 11;
+
+/// Writes `p`: a GPT disk whose one partition is an EFI System Partition
+/// with an empty FAT32 file system (`sfdisk` and `mkfs.vfat`, Debian
+/// `fdisk` and `dosfstools`), as a real node's disk has.
+fn make_esp_disk(p: &Path) -> Result<()> {
+    std::fs::File::create(p)?.set_len(ESP_DISK_SECTORS * 512)?;
+    let script = format!(
+        "label: gpt\nstart={ESP_START}, size={ESP_SECTORS}, \
+         type={}, name=\"EFI System\"\n",
+        ESP_TYPE_GUID
+    );
+    let mut sfdisk = std::process::Command::new("sfdisk")
+        .args(["--quiet", "--no-reread", "--no-tell-kernel"])
+        .arg(p)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("running sfdisk (Debian fdisk)")?;
+    sfdisk
+        .stdin
+        .take()
+        .context("sfdisk's stdin")?
+        .write_all(script.as_bytes())?;
+    let st = sfdisk.wait()?;
+    if !st.success() {
+        bail!("sfdisk {} failed with {st}", p.display());
+    }
+    // Its stderr (a warning that the file is larger than the file system:
+    // GPT's backup follows it) is shown only if it fails.
+    super::output(
+        std::process::Command::new("mkfs.vfat")
+            .args(["-F", "32", "-n", "ESP", "--offset", &ESP_START.to_string()])
+            .arg(p)
+            // mkfs.vfat counts 1 KiB blocks.
+            .arg((ESP_SECTORS / 2).to_string()),
+    )
+    .context("mkfs.vfat (Debian dosfstools)")
+    .map(drop)
+}
+
+/// The ESP's GPT partition type.
+const ESP_TYPE_GUID: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 
 impl Drop for Node {
     fn drop(&mut self) {

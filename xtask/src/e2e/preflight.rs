@@ -14,9 +14,14 @@ pub(super) fn require_all() -> bool {
     std::env::var("RACKLET_REQUIRE_ALL").as_deref() == Ok("1")
 }
 
-/// True when the e2e can run; otherwise prints why it is skipped, or fails
-/// when `require`.
-pub(super) fn can_run(platform: &Platform, require: bool, install: bool) -> Result<bool> {
+/// True when the e2e can run the nodes of `layout` (each one's platform
+/// and Secure Boot); otherwise prints why it is skipped, or fails when
+/// `require`.
+pub(super) fn can_run(
+    layout: &[(&'static Platform, bool)],
+    require: bool,
+    install: bool,
+) -> Result<bool> {
     if !is_root() {
         if require {
             bail!("root is required (RACKLET_REQUIRE_ALL=1)");
@@ -24,44 +29,56 @@ pub(super) fn can_run(platform: &Platform, require: bool, install: bool) -> Resu
         println!("skipped: needs root (network namespaces, tap devices)");
         return Ok(false);
     }
-    let tools = [
-        platform.qemu,
-        "dnsmasq",
-        "curl",
-        "ip",
-        "python3",
-        "sbsign",
-        "virt-fw-vars",
-    ];
-    if tools.iter().any(|t| !have(t))
-        || !Path::new(platform.firmware.code).exists()
-        || !Path::new(platform.firmware.code_secure_boot).exists()
-        || !Path::new(platform.efi_stub).exists()
-    {
+    let mut tools = vec!["dnsmasq", "curl", "ip", "python3", "sbsign", "virt-fw-vars"];
+    let mut files = Vec::new();
+    for (p, _) in layout {
+        tools.push(p.qemu);
+        files.extend([
+            p.firmware.code,
+            p.firmware.code_secure_boot,
+            p.firmware.vars,
+            p.firmware.vars_secure_boot,
+            p.efi_stub,
+        ]);
+        if p.arch == racklet_hardware::Arch::Aarch64 {
+            // The arm64 nodes' ESP disk.
+            tools.extend(["sfdisk", "mkfs.vfat"]);
+        }
+    }
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| !have(t))
+        .chain(files.iter().copied().filter(|f| !Path::new(f).exists()))
+        .collect();
+    if !missing.is_empty() {
         if install {
             crate::setup::run()?;
         } else if require {
             bail!(
-                "QEMU, OVMF, dnsmasq, curl, iproute2, python3, sbsigntool, virt-firmware or \
-                 systemd-boot-efi is missing"
+                "missing (cargo xtask setup installs them): {}",
+                missing.join(", ")
             );
         } else {
-            println!(
-                "skipped: needs QEMU, OVMF, dnsmasq, curl, iproute2, python3, sbsigntool, \
-                 virt-firmware, systemd-boot-efi"
-            );
+            println!("skipped: needs {}", missing.join(", "));
             return Ok(false);
         }
     }
-    if !install && !crate::kernel::dir().join("root/boot").exists() {
-        if require {
-            bail!(
-                "no kernel in {} (cargo xtask fetch-kernel)",
-                crate::kernel::dir().display()
+    for (p, _) in layout {
+        if !install && !p.kernel_dir().join("root/boot").exists() {
+            if require {
+                bail!(
+                    "no {} kernel in {} (cargo xtask fetch-kernel, or build-image)",
+                    p.arch,
+                    p.kernel_dir().display()
+                );
+            }
+            println!(
+                "skipped: needs a {} kernel (cargo xtask fetch-kernel)",
+                p.arch
             );
+            return Ok(false);
         }
-        println!("skipped: needs a kernel (cargo xtask fetch-kernel)");
-        return Ok(false);
     }
     Ok(true)
 }

@@ -6,14 +6,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use racklet_hardware::Arch;
 
 use super::bootd::Bootd;
 use super::checks::{self, StepSpec};
 use super::lab::{self, Lab, LAN_DHCP};
 use super::node::Node;
 use super::platform::Platform;
-use super::release::{self, Publisher, Repository};
+use super::release::{Publisher, Repository};
 use super::{bin, work_dir, E2eArgs};
 use crate::secureboot;
 use crate::util::{cargo, root, sh};
@@ -27,67 +28,101 @@ pub(super) struct Rack {
     pub nodes: Vec<Node>,
     pub bootd: Bootd,
     pub publisher: Publisher,
-    /// The stage1 UKI as the rack signed it (the rogue of phase 4 serves
-    /// copies of it).
-    pub stage1_uki: PathBuf,
-    pub platform: &'static Platform,
-    /// The nodes run UEFI Secure Boot (not `--no-secure-boot`).
-    pub secure_boot: bool,
+    /// Each architecture's stage1 UKI as the rack signed it (the rogue of
+    /// phase 4 serves copies of it).
+    pub stage1_ukis: Vec<(Arch, PathBuf)>,
     /// The timestamp version bootd was last seen serving.
     pub served: u64,
     /// How long a phase may take.
     pub timeout: Duration,
+    /// Each phase run so far and its time in seconds.
+    pub times: Vec<(String, f64)>,
 }
 
 impl Rack {
     /// Builds the binaries; makes the run's keys, repository, platform keys,
-    /// bootd configuration and images; creates the nodes; and starts the
-    /// LAN with dnsmasq, bmc-sim and bootd in it.
-    pub fn set_up(args: &E2eArgs, platform: &'static Platform) -> Result<Rack> {
+    /// rack file, bootd configuration and images; creates the nodes of
+    /// `layout` (each one's platform and Secure Boot); and starts the LAN
+    /// with dnsmasq, bmc-sim and bootd in it.
+    pub fn set_up(args: &E2eArgs, layout: &[(&'static Platform, bool)]) -> Result<Rack> {
         lab::remove_stale_labs()?;
-        let kernel = release::kernel()?;
+        let mut platforms: Vec<&'static Platform> = Vec::new();
+        for (p, _) in layout {
+            if !platforms.iter().any(|q| q.arch == p.arch) {
+                platforms.push(p);
+            }
+        }
         build_binaries()?;
         let work = work_dir();
         if work.exists() {
             std::fs::remove_dir_all(&work)?;
         }
+        std::fs::create_dir_all(&work)?;
         // A fresh repository with its own keys (never keys-example).
         let repository = Repository::init(&work)?;
 
         // The nodes' platform keys (PK, KEK, db): the firmware runs only what
         // db signed, and a kernel under lockdown kexecs only what db signed.
-        let secure_boot = if args.no_secure_boot {
-            None
-        } else {
+        let secure_boot = if layout.iter().any(|(_, sb)| *sb) {
             Some(secureboot::platform_keys(
                 &work.join("secureboot"),
                 "Racklet e2e rack",
             )?)
+        } else {
+            None
         };
         let db = secure_boot.as_ref().map(|k| k.db.clone());
 
-        let rack_yaml = root().join("hardware/rack.yaml");
-        let bootd = Bootd::configure(&work, &rack_yaml, platform, args.https_first_stage)?;
+        // The reference rack, each node's architecture as `layout` says.
+        let reference = racklet_hardware::Rack::load(&root().join("hardware/rack.yaml"))?;
+        let members: Vec<&racklet_hardware::Node> =
+            reference.nodes.iter().skip(1).take(layout.len()).collect();
+        if members.len() < layout.len() {
+            bail!("the rack has only {} nodes after unit-1", members.len());
+        }
+        let rack_yaml = work.join("rack.yaml");
+        let arches: Vec<(String, Arch)> = members
+            .iter()
+            .zip(layout)
+            .map(|(n, (p, _))| (n.name.to_string(), p.arch))
+            .collect();
+        write_rack_file(&root().join("hardware/rack.yaml"), &rack_yaml, &arches)?;
+
+        let bootd = Bootd::configure(&work, &rack_yaml, &platforms, args.https_first_stage)?;
         let extra = if args.https_first_stage {
             bootd.ca_for_firmware(&work)?
         } else {
             Vec::new()
         };
-        let publisher = Publisher::new(&work, &repository, kernel, &rack_yaml, &bootd.ca, db)?;
+        let publisher = Publisher::new(&work, &repository, &platforms, &rack_yaml, &bootd.ca, db)?;
 
-        eprintln!("==> building and signing the stage1 UKI and the OS v1");
-        let stage1_uki = publisher.publish_stage1(platform)?;
+        eprintln!("==> building and signing the stage1 UKIs and the OS v1");
+        let stage1_ukis = publisher.publish_stage1()?;
         publisher.publish_os("1.0.0", 1)?;
 
         // The nodes: unit-2, unit-3, … of the reference rack.
-        let rack = racklet_hardware::Rack::load(&rack_yaml)?;
         let mut nodes: Vec<Node> = Vec::new();
-        for (i, n) in rack.nodes.iter().enumerate().skip(1).take(args.nodes) {
-            let keys = secure_boot.as_ref();
-            nodes.push(Node::create(&work, n, i, platform, keys, extra.clone())?);
+        for (i, (n, (platform, sb))) in members.iter().zip(layout).enumerate() {
+            let keys = secure_boot.as_ref().filter(|_| *sb);
+            nodes.push(Node::create(
+                &work,
+                n,
+                i + 1,
+                platform,
+                keys,
+                extra.clone(),
+            )?);
         }
-        if nodes.len() < args.nodes {
-            bail!("the rack has only {} nodes after unit-1", nodes.len());
+        for n in &nodes {
+            n.say(&format!(
+                "{} node, {}",
+                n.platform.arch,
+                match (n.secure_boot, n.platform.firmware_handoff(n.secure_boot)) {
+                    (false, _) => "no Secure Boot",
+                    (true, false) => "Secure Boot (signed kexec)",
+                    (true, true) => "Secure Boot (firmware hand-off)",
+                }
+            ));
         }
 
         eprintln!("==> the LAN: namespace, bridge, taps; dnsmasq, bmc-sim, bootd");
@@ -97,18 +132,33 @@ impl Rack {
         start_bmc_sim(&mut lab, &work, &rack_yaml)?;
         let served = bootd.start(&mut lab, &bootd.proxy, "bootd.log")?;
         set_bmc_clocks(&lab, &nodes)?;
+        let timeout_s = args.phase_timeout_s.unwrap_or_else(|| {
+            platforms
+                .iter()
+                .map(|p| p.phase_timeout_s)
+                .max()
+                .unwrap_or(300)
+        });
         Ok(Rack {
             work,
             lab,
             nodes,
             bootd,
             publisher,
-            stage1_uki,
-            platform,
-            secure_boot: secure_boot.is_some(),
+            stage1_ukis,
             served,
-            timeout: Duration::from_secs(args.phase_timeout_s),
+            timeout: Duration::from_secs(timeout_s),
+            times: Vec::new(),
         })
+    }
+
+    /// The stage1 UKI the rack signed for `arch`.
+    pub fn stage1_uki(&self, arch: Arch) -> Result<&Path> {
+        self.stage1_ukis
+            .iter()
+            .find(|(a, _)| *a == arch)
+            .map(|(_, p)| p.as_path())
+            .with_context(|| format!("no stage1 UKI for {arch}"))
     }
 
     /// Each phase is a new boot as the BMC counts them: it restarts the unit
@@ -141,15 +191,56 @@ impl Rack {
                 (n, s)
             })
             .collect();
-        checks::run_phase(
+        let secs = checks::run_phase(
             &self.lab,
             &mut set,
             phase,
             self.timeout,
             power_off,
             forbidden,
-        )
+        )?;
+        self.times.push((phase.to_owned(), secs));
+        Ok(())
     }
+}
+
+/// Writes `out`: the rack file `reference` with each named node's `arch:`
+/// set as `arches` says (the reference rack is all x86_64; an arm64 node
+/// is the same unit with another board), checked by loading it back.
+fn write_rack_file(reference: &Path, out: &Path, arches: &[(String, Arch)]) -> Result<()> {
+    let text = std::fs::read_to_string(reference)?;
+    let mut node: Option<String> = None;
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        if let Some(name) = t.strip_prefix("- name: ") {
+            node = Some(name.trim().to_owned());
+        }
+        let arch = node
+            .as_ref()
+            .and_then(|n| arches.iter().find(|(m, _)| m == n))
+            .map(|(_, a)| a);
+        match (t.strip_prefix("arch: "), arch) {
+            (Some(_), Some(a)) => {
+                let indent = &line[..line.len() - t.len()];
+                lines.push(format!("{indent}arch: {a}"));
+            }
+            _ => lines.push(line.to_owned()),
+        }
+    }
+    std::fs::write(out, lines.join("\n") + "\n")?;
+    let rack = racklet_hardware::Rack::load(out)?;
+    for (name, arch) in arches {
+        let n = rack
+            .nodes
+            .iter()
+            .find(|n| n.name.to_string() == *name)
+            .with_context(|| format!("{name} is not in {}", out.display()))?;
+        if n.arch != *arch {
+            bail!("{}: {name} is {}, not {arch}", out.display(), n.arch);
+        }
+    }
+    Ok(())
 }
 
 /// bootd, imgsign, the BMC simulator and stage1, as the e2e runs them.

@@ -1,12 +1,14 @@
 //! The release side of the run: its own signing keys and TUF repository
-//! (never keys-example), the virtio modules the images load, and building
-//! the two images — the stage1 UKI and the OS (`confirm-os`) — and signing
-//! them into the repository (and for Secure Boot with the platform's `db`).
+//! (never keys-example), the kernel modules the images load, and building
+//! the two images per architecture — the stage1 UKI and the OS
+//! (`confirm-os`) — and signing them into the repository (and for Secure
+//! Boot with the platform's `db`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use racklet_hardware::Arch;
 
 use super::bin;
 use super::lab::SERVER;
@@ -15,41 +17,23 @@ use crate::build_image::{self, BuildImageArgs};
 use crate::secureboot::SigningKey;
 use crate::util::{root, sh};
 
-/// The virtio modules the initramfs loads, dependencies first (Debian's
-/// kernel builds all of them as modules; its package has no modules.dep,
-/// so the order is checked against each module's `depends=` below).
-pub(super) const MODULES: &[&str] = &[
-    "drivers/virtio/virtio_ring.ko",
-    "drivers/virtio/virtio.ko",
-    "drivers/virtio/virtio_pci_legacy_dev.ko",
-    "drivers/virtio/virtio_pci_modern_dev.ko",
-    "drivers/virtio/virtio_pci.ko",
-    "net/core/failover.ko",
-    "drivers/net/net_failover.ko",
-    "drivers/net/virtio_net.ko",
-    "drivers/block/virtio_blk.ko",
-    "drivers/char/virtio_console.ko",
-    // stage1 reads the SecureBoot variable through efivarfs.
-    "fs/efivarfs/efivarfs.ko",
-];
-
-/// Debian's kernel (`cargo xtask fetch-kernel`) and its modules folder,
-/// whose [`MODULES`] are checked to load in order.
-pub(super) fn kernel() -> Result<(PathBuf, PathBuf)> {
-    let kernel = crate::kernel::ensure()?;
-    let moddir = std::fs::read_dir(crate::kernel::dir().join("root/lib/modules"))?
+/// Debian's kernel for `platform` and its modules folder, whose
+/// [`Platform::modules`] are checked to load in order.
+pub(super) fn kernel(platform: &Platform) -> Result<(PathBuf, PathBuf)> {
+    let kernel = platform.kernel()?;
+    let moddir = std::fs::read_dir(platform.kernel_dir().join("root/lib/modules"))?
         .flatten()
         .map(|e| e.path())
         .next()
         .context("the kernel package has no lib/modules")?;
-    check_module_order(&moddir)?;
+    check_module_order(&moddir, platform.modules)?;
     Ok((kernel, moddir))
 }
 
-/// Checks MODULES against each module's `depends=` (its .modinfo).
-fn check_module_order(moddir: &Path) -> Result<()> {
+/// Checks `modules` against each module's `depends=` (its .modinfo).
+fn check_module_order(moddir: &Path, modules: &[&str]) -> Result<()> {
     let mut loaded: Vec<String> = Vec::new();
-    for m in MODULES {
+    for m in modules {
         let p = moddir.join("kernel").join(m);
         let bytes = std::fs::read(&p).with_context(|| p.display().to_string())?;
         let deps = bytes
@@ -147,112 +131,137 @@ fn common_args(module_paths: &str) -> String {
     .join("\n")
 }
 
-/// What it takes to build an image and sign it into the repository: the
-/// kernel, the files both images carry, each image's arguments for stage1.
+/// What it takes to build an image and sign it into the repository, for
+/// every architecture the rack has: the kernel, the files both images
+/// carry, each image's arguments for stage1.
 pub(super) struct Publisher {
     keys: Vec<String>,
     repo: PathBuf,
-    kernel: PathBuf,
     /// Where the images are built (`target/e2e/images`).
     out: PathBuf,
-    add_files: Vec<String>,
-    stage1_args: PathBuf,
-    os_args: PathBuf,
-    /// The platform's db key, when the nodes run Secure Boot.
+    arches: Vec<ArchImages>,
+    /// The platform's db key, when a node runs Secure Boot.
     secure_boot: Option<SigningKey>,
 }
 
+/// One architecture's kernel and image inputs.
+struct ArchImages {
+    platform: &'static Platform,
+    kernel: PathBuf,
+    add_files: Vec<String>,
+    stage1_args: PathBuf,
+    os_args: PathBuf,
+}
+
 impl Publisher {
-    /// Writes the two images' stage1 arguments into `work`; both images
-    /// carry the modules, the rack file, the rack CA `ca` and the pinned root.
+    /// Writes each of `platforms`' two images' stage1 arguments into
+    /// `work`; every image carries its kernel's modules, the rack file, the
+    /// rack CA `ca` and the pinned root.
     pub fn new(
         work: &Path,
         repo: &Repository,
-        (kernel, moddir): (PathBuf, PathBuf),
+        platforms: &[&'static Platform],
         rack_yaml: &Path,
         ca: &Path,
         secure_boot: Option<SigningKey>,
     ) -> Result<Publisher> {
-        let mut add_files = Vec::new();
-        let mut module_paths = Vec::new();
-        for (i, m) in MODULES.iter().enumerate() {
-            let file = Path::new(m).file_name().unwrap().to_string_lossy();
-            let dst = format!("/lib/modules/e2e/{i:02}-{file}");
-            add_files.push(format!("{}:{dst}", moddir.join("kernel").join(m).display()));
-            module_paths.push(dst);
+        let mut arches = Vec::new();
+        for &platform in platforms {
+            let (kernel, moddir) = kernel(platform)?;
+            let mut add_files = Vec::new();
+            let mut module_paths = Vec::new();
+            for (i, m) in platform.modules.iter().enumerate() {
+                let file = Path::new(m).file_name().unwrap().to_string_lossy();
+                let dst = format!("/lib/modules/e2e/{i:02}-{file}");
+                add_files.push(format!("{}:{dst}", moddir.join("kernel").join(m).display()));
+                module_paths.push(dst);
+            }
+            let module_paths = module_paths.join(",");
+            add_files.push(format!("{}:/etc/stage1/rack.yaml", rack_yaml.display()));
+            add_files.push(format!("{}:/etc/stage1/ca.pem", ca.display()));
+            add_files.push(format!(
+                "{}:/etc/stage1/root.json",
+                repo.root_json.display()
+            ));
+            let stage1_args = work.join(format!("stage1-{}.args", platform.arch));
+            std::fs::write(&stage1_args, common_args(&module_paths) + "\n")?;
+            let os_args = work.join(format!("os-{}.args", platform.arch));
+            std::fs::write(
+                &os_args,
+                format!("confirm\n--power-off\n{}\n", common_args(&module_paths)),
+            )?;
+            arches.push(ArchImages {
+                platform,
+                kernel,
+                add_files,
+                stage1_args,
+                os_args,
+            });
         }
-        let module_paths = module_paths.join(",");
-        add_files.push(format!("{}:/etc/stage1/rack.yaml", rack_yaml.display()));
-        add_files.push(format!("{}:/etc/stage1/ca.pem", ca.display()));
-        add_files.push(format!(
-            "{}:/etc/stage1/root.json",
-            repo.root_json.display()
-        ));
-        let stage1_args = work.join("stage1.args");
-        std::fs::write(&stage1_args, common_args(&module_paths) + "\n")?;
-        let os_args = work.join("os.args");
-        std::fs::write(
-            &os_args,
-            format!("confirm\n--power-off\n{}\n", common_args(&module_paths)),
-        )?;
         Ok(Publisher {
             keys: repo.keys.clone(),
             repo: repo.repo.clone(),
-            kernel,
             out: work.join("images"),
-            add_files,
-            stage1_args,
-            os_args,
+            arches,
             secure_boot,
         })
     }
 
-    /// Builds the stage1 UKI (`images/recipes/stage1.yaml`, for every
-    /// node) and signs it into the repository; returns the UKI's path.
-    pub fn publish_stage1(&self, platform: &Platform) -> Result<PathBuf> {
-        let mut s1_files = self.add_files.clone();
-        s1_files.push(format!("{}:/etc/stage1/args", self.stage1_args.display()));
-        build_image::run(&BuildImageArgs {
-            recipe: root().join("images/recipes/stage1.yaml"),
-            out: self.out.clone(),
-            kernel: Some(self.kernel.clone()),
-            add_files: s1_files,
-            stub: "auto".into(),
-            version: None,
-            security_version: None,
-            sign_into: Some(self.repo.clone()),
-            keys: self.keys.clone(),
-            channel: Some("stable".into()),
-            nodes: Vec::new(),
-            groups: Vec::new(),
-            all_nodes: true,
-            secure_boot_key: self.secure_boot.as_ref().map(|k| k.key.clone()),
-            secure_boot_cert: self.secure_boot.as_ref().map(|k| k.cert.clone()),
-        })?;
-        Ok(self.out.join(format!("stage1-{}-1.0.0.uki", platform.arch)))
+    /// Builds each architecture's stage1 UKI (`images/recipes/stage1*.yaml`,
+    /// for every node of that architecture) and signs it into the
+    /// repository; returns each UKI's path.
+    pub fn publish_stage1(&self) -> Result<Vec<(Arch, PathBuf)>> {
+        let mut ukis = Vec::new();
+        for a in &self.arches {
+            let mut s1_files = a.add_files.clone();
+            s1_files.push(format!("{}:/etc/stage1/args", a.stage1_args.display()));
+            build_image::run(&BuildImageArgs {
+                recipe: root().join("images/recipes").join(a.platform.stage1_recipe),
+                out: self.out.clone(),
+                kernel: Some(a.kernel.clone()),
+                add_files: s1_files,
+                stub: "auto".into(),
+                version: None,
+                security_version: None,
+                sign_into: Some(self.repo.clone()),
+                keys: self.keys.clone(),
+                channel: Some("stable".into()),
+                nodes: Vec::new(),
+                groups: Vec::new(),
+                all_nodes: true,
+                secure_boot_key: self.secure_boot.as_ref().map(|k| k.key.clone()),
+                secure_boot_cert: self.secure_boot.as_ref().map(|k| k.cert.clone()),
+            })?;
+            ukis.push((a.platform.arch, self.out.join(a.platform.stage1_target())));
+        }
+        Ok(ukis)
     }
 
-    /// Builds the OS image at `version` and signs it into the repository.
-    pub fn publish_os(&self, version: &str, security_version: u32) -> Result<PathBuf> {
-        let mut add_files = self.add_files.clone();
-        add_files.push(format!("{}:/etc/stage1/args", self.os_args.display()));
-        let args = BuildImageArgs {
-            recipe: root().join("images/recipes/confirm-os.yaml"),
-            out: self.out.clone(),
-            kernel: Some(self.kernel.clone()),
-            add_files,
-            stub: "auto".into(),
-            version: Some(version.parse()?),
-            security_version: Some(security_version),
-            sign_into: Some(self.repo.clone()),
-            keys: self.keys.clone(),
-            channel: Some("stable".into()),
-            nodes: Vec::new(),
-            groups: vec!["workers".into()],
-            all_nodes: false,
-            secure_boot_key: self.secure_boot.as_ref().map(|k| k.key.clone()),
-            secure_boot_cert: self.secure_boot.as_ref().map(|k| k.cert.clone()),
-        };
-        build_image::run(&args)
+    /// Builds the OS image at `version` for each architecture and signs
+    /// it into the repository (stage1 picks its own architecture's).
+    pub fn publish_os(&self, version: &str, security_version: u32) -> Result<()> {
+        for a in &self.arches {
+            let mut add_files = a.add_files.clone();
+            add_files.push(format!("{}:/etc/stage1/args", a.os_args.display()));
+            let args = BuildImageArgs {
+                recipe: root().join("images/recipes").join(a.platform.os_recipe),
+                out: self.out.clone(),
+                kernel: Some(a.kernel.clone()),
+                add_files,
+                stub: "auto".into(),
+                version: Some(version.parse()?),
+                security_version: Some(security_version),
+                sign_into: Some(self.repo.clone()),
+                keys: self.keys.clone(),
+                channel: Some("stable".into()),
+                nodes: Vec::new(),
+                groups: vec!["workers".into()],
+                all_nodes: false,
+                secure_boot_key: self.secure_boot.as_ref().map(|k| k.key.clone()),
+                secure_boot_cert: self.secure_boot.as_ref().map(|k| k.cert.clone()),
+            };
+            build_image::run(&args)?;
+        }
+        Ok(())
     }
 }

@@ -19,32 +19,40 @@ impl Rack {
                 .start(&mut self.lab, &self.bootd.full_dhcp, "bootd-full-dhcp.log")?;
         self.served = self.served.max(restarted);
         self.new_boots()?;
-        let mut steps = vec![step(
-            "firmware: an address from bootd's pool",
-            "Station IP address is 10.197.0.15",
-            &[],
-        )];
-        steps.extend(self.first_stage()[1..].iter().copied());
-        steps.extend([
-            step(
-                "stage1: a lease from bootd",
-                "DHCP lease configured",
-                &["address=10.197.0.15", "server=10.197.0.1"],
-            ),
-            step("BMC facts", "BMC facts", &[]),
-            step("kexec into the OS", "kexec: handing off", &[]),
-            step(
-                "the OS: a lease from bootd",
-                "DHCP lease configured",
-                &["address=10.197.0.15", "server=10.197.0.1"],
-            ),
-            step("the OS confirmed the boot", "confirmed slot", &[]),
-        ]);
         self.run_phase(
             "6: no LAN DHCP server: bootd's full-DHCP mode gives the addresses",
             true,
             &[],
-            |_, _| steps.clone(),
+            |_, n| {
+                let mut steps = vec![step(
+                    "firmware: an address from bootd's pool",
+                    "Station IP address is 10.197.0.15",
+                    &[],
+                )];
+                steps.extend(Self::first_stage(n)[1..].iter().copied());
+                steps.extend([
+                    step(
+                        "stage1: a lease from bootd",
+                        "DHCP lease configured",
+                        &["address=10.197.0.15", "server=10.197.0.1"],
+                    ),
+                    step("BMC facts", "BMC facts", &[]),
+                ]);
+                let mut handoff = Self::hand_off(n, &[], "confirmed slot");
+                let confirmed = handoff
+                    .pop()
+                    .expect("the hand-off ends in the confirmation");
+                steps.extend(handoff);
+                steps.extend([
+                    step(
+                        "the OS: a lease from bootd",
+                        "DHCP lease configured",
+                        &["address=10.197.0.15", "server=10.197.0.1"],
+                    ),
+                    confirmed,
+                ]);
+                steps
+            },
         )?;
         self.check_lease_table()
     }

@@ -5,6 +5,7 @@ use anyhow::{bail, Result};
 
 use super::super::bin;
 use super::super::checks::step;
+use super::super::node::Node;
 use super::super::rack::Rack;
 use crate::util::sh;
 
@@ -13,12 +14,11 @@ impl Rack {
     /// never written while it is the booting slot: v1 goes into slot B.
     pub fn phase1_fresh_install(&mut self) -> Result<()> {
         self.new_boots()?;
-        let steps = self.fresh(&["slot=B"], "confirmed slot B");
         self.run_phase(
             "1: fresh nodes install v1 (into slot B)",
             true,
             &[],
-            |_, _| steps.clone(),
+            |_, n| Self::fresh(n, &["slot=B"], "confirmed slot B"),
         )
     }
 
@@ -28,9 +28,8 @@ impl Rack {
         self.publisher.publish_os("2.0.0", 1)?;
         self.served = self.bootd.wait_served(&self.lab, self.served)?;
         self.new_boots()?;
-        let steps = self.fresh(&["slot=A"], "confirmed slot A");
-        self.run_phase("2: update to v2 (into slot A)", true, &[], |_, _| {
-            steps.clone()
+        self.run_phase("2: update to v2 (into slot A)", true, &[], |_, n| {
+            Self::fresh(n, &["slot=A"], "confirmed slot A")
         })
     }
 
@@ -46,26 +45,28 @@ impl Rack {
             .lab
             .cmd(bin("bmc-sim"))
             .args(["press", &first, "--long"]))?;
-        let forced = vec![
-            step("DHCP lease", "DHCP lease configured", &[]),
-            step("BMC says: forced slot B", "BMC facts", &["forced_b=true"]),
-            step(
-                "kexec into slot B (v1), no install",
-                "kexec: handing off",
-                &["slot=B", "version=1.0.0"],
-            ),
-            step("the OS confirmed the boot", "confirmed slot B", &[]),
-        ];
-        let fresh = self.fresh(&["slot=B"], "confirmed slot B");
+        let forced = |n: &Node| {
+            let mut steps = vec![
+                step("DHCP lease", "DHCP lease configured", &[]),
+                step("BMC says: forced slot B", "BMC facts", &["forced_b=true"]),
+                step(
+                    "slot B (v1), no install",
+                    "kexec: handing off",
+                    &["slot=B", "version=1.0.0"],
+                ),
+            ];
+            steps.extend(Self::hand_off(n, &["slot=B"], "confirmed slot B")[1..].iter());
+            steps
+        };
         self.run_phase(
             "3: button forces slot B (v1); the others install v3",
             true,
             &[],
             |_, n| {
                 if n.name == first {
-                    forced.clone()
+                    forced(n)
                 } else {
-                    fresh.clone()
+                    Self::fresh(n, &["slot=B"], "confirmed slot B")
                 }
             },
         )?;

@@ -19,24 +19,21 @@ mod rogue;
 mod tampered;
 
 use super::checks::{step, StepSpec};
+use super::node::Node;
 use super::rack::Rack;
 
 impl Rack {
     /// The firmware HTTP-boots stage1 from bootd, and stage1 says what the
     /// platform enforces.
-    fn first_stage(&self) -> Vec<StepSpec> {
-        let platform = if self.secure_boot {
+    fn first_stage(n: &Node) -> Vec<StepSpec> {
+        let platform = if n.secure_boot {
             step(
                 "Secure Boot on, kernel locked down",
                 "platform: UEFI Secure Boot on, kernel lockdown integrity",
                 &[],
             )
         } else {
-            step(
-                "no Secure Boot (--no-secure-boot)",
-                "platform: UEFI Secure Boot off",
-                &[],
-            )
+            step("no Secure Boot", "platform: UEFI Secure Boot off", &[])
         };
         vec![
             step("firmware: UEFI HTTP boot", "Start HTTP Boot over IPv4", &[]),
@@ -46,17 +43,56 @@ impl Rack {
         ]
     }
 
+    /// How stage1 hands off to the OS in `slot` on `n`, and the OS's line
+    /// `confirmed`: a kexec, or (arm64 under Secure Boot) the signed UKI on
+    /// the ESP, `BootNext` and a reset, after which the firmware checks it
+    /// and runs it.
+    fn hand_off(n: &Node, slot: &'static [&'static str], confirmed: &'static str) -> Vec<StepSpec> {
+        let mut steps = vec![step("stage1 hands off", "kexec: handing off", slot)];
+        if n.platform.firmware_handoff(n.secure_boot) {
+            steps.extend([
+                step(
+                    "locked down: the firmware hand-off",
+                    "hand-off route",
+                    &["Firmware"],
+                ),
+                step(
+                    "the slot's UKI on the ESP, BootNext set",
+                    "firmware hand-off: BootNext set",
+                    &[],
+                ),
+                step(
+                    "the firmware runs the slot's UKI (Secure Boot checked it)",
+                    "BdsDxe: starting",
+                    &["\"Racklet slot"],
+                ),
+                step(
+                    "the OS runs under Secure Boot",
+                    "platform: UEFI Secure Boot on, kernel lockdown integrity",
+                    &[],
+                ),
+            ]);
+        } else if n.platform.arch == racklet_hardware::Arch::Aarch64 {
+            steps.push(step(
+                "no KEXEC_FILE on arm64: kexec_load",
+                "hand-off route",
+                &["KexecLoad"],
+            ));
+        }
+        steps.push(step("the OS confirmed the boot", confirmed, &[]));
+        steps
+    }
+
     /// [`Rack::first_stage`], then an install into `slot` (`slot=A`/`slot=B`),
     /// the hand-off to it, and the OS's line `confirmed`.
-    fn fresh(&self, slot: &'static [&'static str], confirmed: &'static str) -> Vec<StepSpec> {
-        let mut steps = self.first_stage();
+    fn fresh(n: &Node, slot: &'static [&'static str], confirmed: &'static str) -> Vec<StepSpec> {
+        let mut steps = Self::first_stage(n);
         steps.extend([
             step("DHCP lease from dnsmasq", "DHCP lease configured", &[]),
             step("BMC facts over virtio-serial", "BMC facts", &[]),
             step("verified with TUF, installed", "installed", slot),
-            step("kexec into the OS", "kexec: handing off", slot),
-            step("the OS confirmed the boot", confirmed, &[]),
         ]);
+        steps.extend(Self::hand_off(n, slot, confirmed));
         steps
     }
 }

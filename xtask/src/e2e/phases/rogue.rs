@@ -29,7 +29,8 @@ impl Rack {
         self.bootd
             .start(&mut self.lab, &self.bootd.no_proxy, "bootd-no-proxy.log")?;
         self.new_boots()?;
-        let secure_boot = self.secure_boot;
+        // This phase runs on Secure Boot nodes (or, --no-secure-boot, none).
+        let secure_boot = self.nodes.iter().all(|n| n.secure_boot);
         // Anything from the payload's kernel or stage1 means it ran.
         let forbidden: &[&str] = if secure_boot {
             &["stage1:", "EFI stub:", "Linux version"]
@@ -88,12 +89,10 @@ impl Rack {
         let rogue_www = work.join("rogue/www");
         std::fs::create_dir_all(&rogue_www)?;
         let attacker = secureboot::platform_keys(&work.join("rogue/keys"), "not the rack")?;
-        secureboot::sign(
-            &self.stage1_uki,
-            &rogue_www.join("attacker.efi"),
-            &attacker.db,
-        )?;
-        secureboot::unsign(&self.stage1_uki, &rogue_www.join("unsigned.efi"))?;
+        // The rogue knows one architecture: the first node's.
+        let ours = self.stage1_uki(self.nodes[0].platform.arch)?.to_owned();
+        secureboot::sign(&ours, &rogue_www.join("attacker.efi"), &attacker.db)?;
+        secureboot::unsign(&ours, &rogue_www.join("unsigned.efi"))?;
         self.lab.add_host("rogue", ROGUE)?;
         let mut http = self.lab.host_cmd("rogue", "python3");
         http.args(["-m", "http.server", "8081", "--bind", ROGUE, "--directory"])
@@ -111,8 +110,8 @@ impl Rack {
                 work.join("rogue/leases").display()
             ))
             .arg("--pid-file=");
-        let client_arch = self.platform.dnsmasq_client_arch;
         for (i, n) in self.nodes.iter().enumerate() {
+            let client_arch = n.platform.dnsmasq_client_arch;
             let url = format!("http://{ROGUE}:8081/{}", PAYLOADS[i % 2]);
             rogue_dhcp
                 .arg(format!("--dhcp-host={},set:n{i}", n.mac))
@@ -147,18 +146,19 @@ impl Rack {
             .start(&mut self.lab, &self.bootd.proxy, "bootd-2.log")?;
         self.served = self.served.max(restarted);
         self.new_boots()?;
-        let mut steps = self.first_stage();
-        steps.extend([
-            step("DHCP lease", "DHCP lease configured", &[]),
-            step("BMC facts", "BMC facts", &[]),
-            step("kexec into the OS", "kexec: handing off", &[]),
-            step("the OS confirmed the boot", "confirmed slot", &[]),
-        ]);
         self.run_phase(
             "5: the rogue is gone: the same nodes boot the rack's stage1",
             true,
             &[],
-            |_, _| steps.clone(),
+            |_, n| {
+                let mut steps = Self::first_stage(n);
+                steps.extend([
+                    step("DHCP lease", "DHCP lease configured", &[]),
+                    step("BMC facts", "BMC facts", &[]),
+                ]);
+                steps.extend(Self::hand_off(n, &[], "confirmed slot"));
+                steps
+            },
         )
     }
 }
