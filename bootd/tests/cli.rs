@@ -325,3 +325,60 @@ async fn readme_walkthrough_with_the_binaries() {
         }
     }
 }
+
+#[test]
+fn pi_eeprom_config_pins_the_rack_ca_on_a_pi5_only() {
+    let f = Fixture::new();
+    let out = bootd(&f.config_path)
+        .args(["pki", "ca-hash"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let hash = String::from_utf8(out).unwrap().trim().to_owned();
+    bootd(&f.config_path)
+        .args([
+            "pki",
+            "pi-eeprom-config",
+            "--model",
+            "pi5",
+            "--host",
+            "10.0.0.2",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("BOOT_ORDER=0xf7\n"))
+        .stdout(predicate::str::contains("HTTP_HOST=10.0.0.2\n"))
+        .stdout(predicate::str::contains("HTTP_PORT=443\n"))
+        .stdout(predicate::str::contains(format!("{hash}\n")))
+        .stdout(predicate::str::contains("SIGNED_BOOT=1\n"));
+    bootd(&f.config_path)
+        .args([
+            "pki",
+            "pi-eeprom-config",
+            "--model",
+            "pi4",
+            "--host",
+            "10.0.0.2",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("HTTP_PORT=80\n"))
+        .stdout(predicate::str::contains("HTTP_CACERT_HASH").not())
+        .stdout(predicate::str::contains("SIGNED_BOOT=1\n"));
+    // HTTPS on another port is not what the bootloader does.
+    bootd(&f.config_path)
+        .args([
+            "pki",
+            "pi-eeprom-config",
+            "--model",
+            "pi5",
+            "--host",
+            "10.0.0.2",
+        ])
+        .args(["--port", "8443"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("443"));
+}

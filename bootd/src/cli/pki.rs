@@ -21,6 +21,25 @@ pub enum PkiCommand {
         #[arg(long)]
         der_out: Option<PathBuf>,
     },
+    /// Print the EEPROM bootloader config of this rack's Raspberry Pis
+    /// (HTTP boot of the signed boot.img at `first_stage.path`), for
+    /// `rpi-eeprom-config -c` (see docs/src/pi-boot.md): a Pi 5 fetches over
+    /// HTTPS pinned to the rack CA, a Pi 4 over plain HTTP.
+    PiEepromConfig {
+        /// Which Pi: `pi4` (plain HTTP) or `pi5` (HTTPS to the rack CA).
+        #[arg(long, value_parser = ["pi4", "pi5"])]
+        model: String,
+        /// bootd's address as the Pi reaches it (`HTTP_HOST`).
+        #[arg(long)]
+        host: String,
+        /// `HTTP_PORT` (default: 80 for a Pi 4, 443 for a Pi 5, the only
+        /// port its HTTPS is documented on).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Log the bootloader on the UART (`BOOT_UART=1`).
+        #[arg(long)]
+        uart: bool,
+    },
 }
 
 pub fn run(config: bootd::Config, cmd: PkiCommand) -> anyhow::Result<()> {
@@ -61,6 +80,43 @@ pub fn run(config: bootd::Config, cmd: PkiCommand) -> anyhow::Result<()> {
                 std::fs::write(&p, &der).with_context(|| format!("writing {}", p.display()))?;
             }
             println!("HTTP_CACERT_HASH={}", bootd::pki::fingerprint(&der));
+        }
+        PkiCommand::PiEepromConfig {
+            model,
+            host,
+            port,
+            uart,
+        } => {
+            use racklet_piboot::eeprom::{self, EepromConfig, HttpHost, HttpPath, Transport};
+            let first = config.first_stage.as_ref().context(
+                "bootd.yaml has no `first_stage`: nothing would serve boot.img and boot.sig",
+            )?;
+            let transport = if model == "pi5" {
+                let der = bootd::pki::ca_cert_der(&config.pki.ca_cert)?;
+                Transport::Https {
+                    ca_cert_sha256: eeprom::ca_cert_sha256(&der)?,
+                }
+            } else {
+                if config.plain_http.is_empty() {
+                    eprintln!(
+                        "note: bootd.yaml has no `listen.plain_http`: a Pi 4 fetches over plain HTTP only"
+                    );
+                }
+                Transport::PlainHttp
+            };
+            let mut c = EepromConfig::signed_http_boot(
+                HttpHost::new(&host)?,
+                HttpPath::new(&first.path)?,
+                transport,
+            );
+            c.port = port;
+            c.boot_uart = uart;
+            print!("{}", c.bootconf()?);
+            eprintln!(
+                "the Pi will fetch {} then {}",
+                c.url("boot.sig"),
+                c.url("boot.img")
+            );
         }
     }
     Ok(())
