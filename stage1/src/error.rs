@@ -133,9 +133,6 @@ pub enum Error {
     /// Talking to the BMC failed.
     #[error(transparent)]
     Bmc(#[from] crate::bmc::BmcError),
-    /// The payload is not a kernel stage1 may hand off to.
-    #[error("payload refused: {0}")]
-    Payload(String),
     /// A system call failed.
     #[error("{call}: {source}")]
     Sys {
