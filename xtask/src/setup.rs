@@ -20,6 +20,11 @@ pub const APT: &[(&str, &str)] = &[
     ),
     ("qemu-system-x86", "real kernels booted end to end"),
     (
+        "dosfstools",
+        "mkfs.vfat: the ESP of the arm64 e2e nodes (the firmware hand-off writes the UKI there)",
+    ),
+    ("fdisk", "sfdisk: the GPT of the arm64 e2e nodes' ESP disk"),
+    (
         "qemu-user-static",
         "the aarch64 stage1 binary under qemu-aarch64-static",
     ),
