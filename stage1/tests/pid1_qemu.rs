@@ -96,7 +96,10 @@ fn stage1_as_pid_1_mounts_reports_retries_and_never_exits() {
         all.contains("stage1: mounted /sys") && all.contains("stage1: mounted /dev"),
         "{tail:#?}"
     );
-    assert!(all.contains("BMC: connect 127.0.0.1:9"), "{tail:#?}");
+    assert!(
+        all.contains("cannot connect to the BMC simulator at 127.0.0.1:9"),
+        "{tail:#?}"
+    );
     assert!(failures >= 6, "stopped retrying: {tail:#?}");
     assert!(
         !all.contains("Attempted to kill init"),

@@ -370,7 +370,13 @@ fn field(line: &str, key: &str) -> Option<String> {
 
 /// The message of a tracing line (`… LEVEL target: message key=value …`).
 fn message(line: &str) -> Option<&str> {
-    let after = line.split_once(": ")?.1;
+    // Past the time, the level, the spans (`boot{node=unit-2 attempt=1}:`)
+    // and the target (`stage1::boot:`): the first `: ` that ends a word
+    // with no span braces in it.
+    let after = line
+        .match_indices(": ")
+        .find(|(i, _)| !line[..*i].rsplit(' ').next().unwrap_or("").contains('}'))
+        .map(|(i, _)| &line[i + 2..])?;
     let end = after
         .match_indices(' ')
         .find(|(i, _)| {
@@ -489,7 +495,7 @@ mod tests {
         assert_eq!(message(l), Some("BMC facts"));
         assert_eq!(field(l, "slot").as_deref(), Some("A"));
         assert_eq!(field(l, "rollback_min").as_deref(), Some("0"));
-        let e = "2026-11-25T12:20:02.886352Z ERROR stage1::boot: boot failed error=BMC: 1: BMC refused the request: x (0x08) attempt=1";
+        let e = "2026-11-25T12:20:02.886352Z ERROR boot{node=unit-1 arch=x86_64 attempt=1}: stage1::boot: boot failed error=BMC: 1: BMC refused the request: x (0x08) failures=1";
         assert_eq!(message(e), Some("boot failed"));
         assert_eq!(
             field(e, "error").as_deref(),
