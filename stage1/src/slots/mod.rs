@@ -63,12 +63,14 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{disk, Error, Result};
 
+mod error;
 mod header;
 
+pub use error::{HeaderError, RecordError, Transition};
 pub use header::{
-    Geometry, HeaderError, RecordError, SlotImage, SlotRecord, SlotState, SlotStatus, Transition,
-    ALIGN, COPY_OFFSETS, CRC_OFFSET, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_NAME, MAX_VERSION,
-    RECORD_LEN, RECORD_OFFSETS, SLOTS_OFFSET,
+    Geometry, SlotImage, SlotRecord, SlotState, SlotStatus, ALIGN, COPY_OFFSETS, CRC_OFFSET,
+    FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_NAME, MAX_VERSION, RECORD_LEN, RECORD_OFFSETS,
+    SLOTS_OFFSET,
 };
 
 /// A disk stage1 can keep slots on: positional reads and writes, and a
