@@ -35,7 +35,8 @@ use crate::signer::PiKey;
 /// The files a `boot.img` is made of, as paths on this machine.
 #[derive(Debug, Clone)]
 pub struct PiInputs {
-    /// The aarch64 stage1 kernel (arm64 `Image`, or Debian's gzip `vmlinuz`).
+    /// The aarch64 stage1 kernel (arm64 `Image`; gzip'd into the image
+    /// unless it already is).
     pub kernel: PathBuf,
     /// The stage1 initramfs (newc cpio).
     pub initramfs: PathBuf,
@@ -143,7 +144,11 @@ pub fn make_pair(
         path("cmdline.txt")?,
         text(bootfiles::cmdline_txt(&inputs.cmdline).map_err(piboot("cmdline.txt"))?),
     );
-    files.insert(names.kernel.clone(), racklet_fsio::read(&inputs.kernel)?);
+    // The firmware decompresses a gzip kernel; unpacked it would not fit.
+    files.insert(
+        names.kernel.clone(),
+        bootfiles::gzip_kernel(&racklet_fsio::read(&inputs.kernel)?),
+    );
     files.insert(
         names.initramfs.clone(),
         racklet_fsio::read(&inputs.initramfs)?,

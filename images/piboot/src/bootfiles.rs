@@ -18,6 +18,18 @@
 //! A Pi 4 `boot.img` also needs the GPU firmware `start4.elf` and
 //! `fixup4.dat` (Debian `raspi-firmware`, `/usr/lib/raspi-firmware/`). A
 //! Pi 5 loads no GPU firmware from the boot files: its EEPROM carries it.
+//!
+//! The kernel goes in gzip-compressed ([`gzip_kernel`]): an arm64 kernel
+//! does not decompress itself, but the Pi firmware does it before handing
+//! over, since firmware commit `086d9d9d` (September 2020; Raspberry Pi
+//! OS's own 64-bit kernels ship gzip'd — popcornmix in
+//! LibreELEC/LibreELEC.tv#6632). Debian's arm64 `Image` is 32 MiB
+//! unpacked and 11 MiB gzip'd: only compressed does a `boot.img` stay
+//! under [`crate::MAX_BOOT_IMG_BYTES`].
+//!
+//! [`read_config_txt`] is the other direction, for the modelled Pi: the
+//! subset of `config.txt` a Racklet image uses, read as the firmware reads
+//! it, refusing any line it would not understand the same way.
 
 use crate::error::{Error, Result};
 use crate::path::BootPath;
@@ -69,7 +81,7 @@ impl PiModel {
 /// The names, inside `boot.img`, of the files `config.txt` points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage1Files {
-    /// The aarch64 kernel (an uncompressed arm64 `Image`, or gzip).
+    /// The aarch64 kernel: an arm64 `Image`, gzip-compressed.
     pub kernel: BootPath,
     /// The initramfs (newc cpio).
     pub initramfs: BootPath,
@@ -80,12 +92,12 @@ pub struct Stage1Files {
 }
 
 impl Stage1Files {
-    /// Racklet's names: `Image`, `initramfs.cpio`, the board's device tree,
-    /// and `bl31.bin` on a Pi 4.
+    /// Racklet's names: `Image.gz`, `initramfs.cpio`, the board's device
+    /// tree, and `bl31.bin` on a Pi 4.
     pub fn racklet(model: PiModel) -> Self {
         let p = |s: &str| BootPath::new(s).expect("a valid constant name");
         Self {
-            kernel: p("Image"),
+            kernel: p("Image.gz"),
             initramfs: p("initramfs.cpio"),
             device_tree: p(model.device_tree()),
             armstub: model.needs_armstub().then(|| p("bl31.bin")),
@@ -153,6 +165,103 @@ pub fn cmdline_txt(cmdline: &str) -> Result<String> {
     Ok(format!("{cmdline}\n"))
 }
 
+/// The gzip magic: a kernel that starts with it is already compressed.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// `kernel` as it goes into `boot.img`: gzip-compressed at level 9, with
+/// no name and mtime 0 in the gzip header, so the same kernel gives the
+/// same bytes (a kernel already in gzip is kept as it is).
+pub fn gzip_kernel(kernel: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    if kernel.starts_with(&GZIP_MAGIC) {
+        return kernel.to_vec();
+    }
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::best());
+    // Writing into a Vec cannot fail.
+    gz.write_all(kernel).expect("gzip into memory");
+    gz.finish().expect("gzip into memory")
+}
+
+/// What a `config.txt` tells the firmware to load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootConfig {
+    /// The files it names.
+    pub files: Stage1Files,
+    /// `arm_64bit=1`.
+    pub arm_64bit: bool,
+}
+
+/// Reads a Racklet `config.txt` as the firmware would: `key=value` lines
+/// and the `initramfs NAME followkernel` line, `#` comments, the `[all]`
+/// section. Any other section filter, an unknown key, a key given twice or
+/// a missing `kernel`/`initramfs`/`device_tree` is refused: the model
+/// must never boot what the firmware would read differently.
+pub fn read_config_txt(text: &str) -> Result<BootConfig> {
+    let bad = |line: &str, reason: &'static str| Error::BadConfigTxt {
+        line: line.to_owned(),
+        reason,
+    };
+    let mut seen = std::collections::BTreeMap::new();
+    for raw in text.lines() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line == "[all]" {
+            continue;
+        }
+        if line.starts_with('[') {
+            return Err(bad(raw, "a section filter other than [all]"));
+        }
+        let (key, value) = if let Some(rest) = line.strip_prefix("initramfs ") {
+            let name = rest
+                .strip_suffix(" followkernel")
+                .ok_or_else(|| bad(raw, "initramfs without followkernel"))?;
+            ("initramfs", name.trim())
+        } else {
+            line.split_once('=')
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .ok_or_else(|| bad(raw, "neither key=value nor an initramfs line"))?
+        };
+        const KNOWN: [&str; 8] = [
+            "boot_ramdisk",
+            "arm_64bit",
+            "kernel",
+            "initramfs",
+            "device_tree",
+            "armstub",
+            "enable_gic",
+            "enable_uart",
+        ];
+        if !KNOWN.contains(&key) {
+            return Err(bad(raw, "a key a Racklet boot.img does not use"));
+        }
+        if seen.insert(key, value.to_owned()).is_some() {
+            return Err(bad(raw, "a key given twice"));
+        }
+    }
+    let path = |key: &'static str| -> Result<BootPath> {
+        let v = seen.get(key).ok_or(Error::BadConfigTxt {
+            line: String::new(),
+            reason: match key {
+                "kernel" => "no kernel= line",
+                "initramfs" => "no initramfs line",
+                _ => "no device_tree= line",
+            },
+        })?;
+        BootPath::new(v)
+    };
+    let files = Stage1Files {
+        kernel: path("kernel")?,
+        initramfs: path("initramfs")?,
+        device_tree: path("device_tree")?,
+        armstub: seen.get("armstub").map(|v| BootPath::new(v)).transpose()?,
+    };
+    Ok(BootConfig {
+        files,
+        arm_64bit: seen.get("arm_64bit").map(String::as_str) == Some("1"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,7 +272,7 @@ mod tests {
         assert_eq!(
             text,
             "# Racklet stage1 boot.img for a Raspberry Pi 4 (BCM2711); written by racklet-piboot\n\
-             [all]\nboot_ramdisk=1\narm_64bit=1\nkernel=Image\n\
+             [all]\nboot_ramdisk=1\narm_64bit=1\nkernel=Image.gz\n\
              initramfs initramfs.cpio followkernel\ndevice_tree=bcm2711-rpi-4-b.dtb\n\
              armstub=bl31.bin\nenable_gic=1\nenable_uart=1\n"
         );
@@ -175,10 +284,51 @@ mod tests {
         assert_eq!(
             text,
             "# Racklet stage1 boot.img for a Raspberry Pi 5 (BCM2712); written by racklet-piboot\n\
-             [all]\nboot_ramdisk=1\narm_64bit=1\nkernel=Image\n\
+             [all]\nboot_ramdisk=1\narm_64bit=1\nkernel=Image.gz\n\
              initramfs initramfs.cpio followkernel\ndevice_tree=bcm2712-rpi-5-b.dtb\n\
              enable_uart=1\n"
         );
+    }
+
+    #[test]
+    fn config_txt_reads_back() {
+        for model in [PiModel::Pi4, PiModel::Pi5] {
+            let files = Stage1Files::racklet(model);
+            let read = read_config_txt(&config_txt(model, &files).unwrap()).unwrap();
+            assert_eq!(read.files, files);
+            assert!(read.arm_64bit);
+        }
+        let good = config_txt(PiModel::Pi5, &Stage1Files::racklet(PiModel::Pi5)).unwrap();
+        for (bad, why) in [
+            (format!("{good}[pi4]\n"), "section filter"),
+            (format!("{good}kernel=Other\n"), "twice"),
+            (format!("{good}dtoverlay=foo\n"), "does not use"),
+            (good.replace("kernel=Image.gz\n", ""), "no kernel"),
+            (good.replace(" followkernel", ""), "followkernel"),
+            (
+                good.replace("kernel=Image.gz", "kernel=../x"),
+                "boot.img path",
+            ),
+        ] {
+            let err = read_config_txt(&bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{why}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_kernel_is_gzipped_the_same_way_every_time() {
+        let kernel: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let a = gzip_kernel(&kernel);
+        assert_eq!(a, gzip_kernel(&kernel));
+        assert!(a.starts_with(&GZIP_MAGIC) && a.len() < kernel.len() / 4);
+        // mtime 0, no name: bytes 4..8 are zero, FLG has no FNAME.
+        assert_eq!(&a[4..8], &[0, 0, 0, 0]);
+        assert_eq!(a[3] & 0x08, 0);
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&a[..]), &mut back).unwrap();
+        assert_eq!(back, kernel);
+        // Already compressed: kept.
+        assert_eq!(gzip_kernel(&a), a);
     }
 
     #[test]

@@ -37,6 +37,15 @@ pub enum Error {
         unix_seconds: i64,
     },
 
+    /// A `config.txt` line the modelled Pi will not read.
+    #[error("config.txt: {reason}: {line:?}")]
+    BadConfigTxt {
+        /// The line (empty when a line is missing).
+        line: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
     // --- boot.img writer --------------------------------------------------
     /// The image would be larger than [`crate::MAX_BOOT_IMG_BYTES`].
     #[error("boot.img would be {bytes} bytes, more than the {max} bytes a Pi loads reliably")]
