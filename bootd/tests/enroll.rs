@@ -47,6 +47,7 @@ fn report_v(version: &str) -> NodeReport {
         version: version.into(),
         security_version: Some(bootd_api::SecurityVersion(1)),
         confirmed: true,
+        boot_img_sha256: None,
     }
 }
 
@@ -145,6 +146,82 @@ async fn enrollment_report_and_list_end_to_end() {
     let m = metrics(s.addr, &ca_der).await;
     assert!(m.contains("version=\"1.0.1\""), "{m}");
     s.stop().await;
+}
+
+/// A Pi 5's report carries the SHA-256 of the `boot.img` its EEPROM
+/// verified: bootd keeps it with the node, shows it, and a later report
+/// without it (a node that stopped saying) drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_report_keeps_the_firmware_verified_boot_img_sha256() {
+    let f = Fixture::new();
+    f.release("1.0.0", &[("os.img", b"os", "os")]);
+    let s = f.start().await;
+    wait_for_timestamp(s.addr, &f.ca_der(), 2).await;
+    let ca = f.ca_pem();
+    let id = enroll(&f, s.addr, "unit-3").await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // a reload tick
+
+    let hex = "3a6eb0790f39ac87c94f3856b2dd2c5d110e6811602261a9a923d3bb23adc8b7";
+    let report = NodeReport {
+        boot_img_sha256: bootd_api::Sha256Digest::from_hex(hex),
+        ..report_v("1.0.0")
+    };
+    let ack = client::report(&base(s.addr), &ca, &id, &NetConfig::default(), &report)
+        .await
+        .unwrap();
+    assert!(ack.recorded, "{ack:?}");
+
+    // Stored with the node, as it was sent.
+    let stored = NodeStore::new(&f.state).reports();
+    assert_eq!(stored["unit-3"].report, report);
+    // Shown: in full by `nodes show`, shortened in the table, in the JSON.
+    let show = bootd(&f, &["nodes", "show", "unit-3"]);
+    assert!(
+        show.contains(&format!("boot-img-sha256: {hex}\n")),
+        "{show}"
+    );
+    assert!(show.contains("identity: enrolled"), "{show}");
+    let list = bootd(&f, &["nodes", "list"]);
+    let line = list.lines().find(|l| l.starts_with("unit-3")).unwrap();
+    assert!(line.contains(&hex[..12]), "{list}");
+    let json = bootd(&f, &["nodes", "list", "--json"]);
+    assert!(
+        json.contains(&format!("\"boot_img_sha256\": \"{hex}\"")),
+        "{json}"
+    );
+    // A node without it shows none.
+    let other = bootd(&f, &["nodes", "show", "unit-1"]);
+    assert!(
+        other.contains("last-report: never") && !other.contains("boot-img-sha256"),
+        "{other}"
+    );
+    assert!(bootd_fails(&f, &["nodes", "show", "unit-99"]).contains("unit-99"));
+
+    // The next report says nothing: the node's record says nothing either.
+    client::report(
+        &base(s.addr),
+        &ca,
+        &id,
+        &NetConfig::default(),
+        &report_v("1.0.1"),
+    )
+    .await
+    .unwrap();
+    let show = bootd(&f, &["nodes", "show", "unit-3"]);
+    assert!(!show.contains("boot-img-sha256"), "{show}");
+    assert!(show.contains("version: 1.0.1"), "{show}");
+}
+
+fn bootd_fails(f: &Fixture, args: &[&str]) -> String {
+    let out = Command::cargo_bin("bootd")
+        .unwrap()
+        .arg("--config")
+        .arg(&f.config_path)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "bootd {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -72,6 +72,10 @@ pub struct BootConfig {
     /// Keep the state directory on the slot disk too
     /// ([`crate::statearea`]): for a state directory in RAM (PID 1).
     pub state_on_disk: bool,
+    /// The running device tree as files ([`crate::devicetree::BASE`]): read
+    /// for spin-table CPUs before an arm64 kexec, and by `confirm` for the
+    /// `boot_img_sha256` a Pi 5's EEPROM verified.
+    pub devicetree: PathBuf,
 }
 
 /// How a boot attempt ended.
@@ -395,6 +399,13 @@ fn start(
     let uefi = std::path::Path::new("/sys/firmware/efi").exists();
     let platform = handoff::Platform::new(cfg.node.arch, &security, uefi);
     let mut route = platform.first_route();
+    // A kernel that started CPUs by spin-table refuses every kexec with
+    // EBUSY: say why instead (a boot failure like any hand-off refusal).
+    if route != handoff::Route::Firmware {
+        if let Err(spin) = crate::devicetree::kexec_possible(cfg.node.arch, &cfg.devicetree) {
+            return spin.into();
+        }
+    }
     let mut payload = Some(payload);
     loop {
         tracing::info!(?route, %security, "hand-off route");
@@ -545,6 +556,8 @@ async fn confirm_in_span(cfg: &BootConfig) -> Result<Confirmed> {
             version: image.version.to_string(),
             security_version: Some(image.security_version),
             confirmed: true,
+            boot_img_sha256: crate::devicetree::reported_boot_img_sha256(&cfg.devicetree)
+                .map(bootd_api::Sha256Digest),
         };
         if let Err(e) = bootd_client::report(base, &read_file(ca)?, &id, &cfg.net, &report).await {
             // The BMC confirmation is what matters for the boot; say so.

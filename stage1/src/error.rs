@@ -249,6 +249,11 @@ pub enum Error {
     /// not parse, …); nothing was loaded.
     #[error("kexec_load hand-off refused: {0}")]
     KexecPlan(#[from] racklet_kexec::Error),
+    /// The running arm64 kernel cannot kexec: its device tree starts CPUs
+    /// with spin-table (a Pi 4 without TF-A). Refused before anything is
+    /// loaded, instead of the kernel's `EBUSY`.
+    #[error("hand-off refused: {0}")]
+    SpinTable(#[from] crate::devicetree::SpinTable),
     /// The firmware hand-off (UKI onto the ESP, `BootNext`) could not be
     /// prepared.
     #[error("firmware hand-off: {0}")]

@@ -19,6 +19,8 @@
 //! - [`handoff`]: payload checks, the hand-off record, the route
 //!   (`kexec_file_load`, `kexec_load`, firmware).
 //! - [`kexec_load`]: the arm64 `kexec_load` hand-off (plan by `racklet-kexec`).
+//! - [`devicetree`]: the running device tree as files: spin-table CPUs
+//!   (no kexec on arm64), a Pi 5's `boot_img_sha256`.
 //! - [`efi`]: the firmware hand-off under Secure Boot: UKI onto the ESP,
 //!   `BootNext` (load option encoder, GPT reader).
 //! - [`sys`]: the only `unsafe`: kexec, reboot, mount, modules, clock.
@@ -29,6 +31,7 @@
 
 pub mod bmc;
 pub mod boot;
+pub mod devicetree;
 pub mod efi;
 pub mod error;
 pub mod fetch;

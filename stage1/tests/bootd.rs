@@ -135,11 +135,20 @@ async fn enrolled_node_installs_over_mtls_boots_and_reports_its_confirmation() {
         .unwrap()
         .set_len(16 << 20)
         .unwrap();
+    // The node booted as a signed-boot Pi 5 does: its EEPROM left the
+    // SHA-256 of the boot.img it verified in the device tree (raw, then 32
+    // reserved zero bytes, as seen on a real Pi 5).
+    let devicetree = d.join("devicetree");
+    let boot_img = <sha2::Sha256 as sha2::Digest>::digest(b"the boot.img the EEPROM verified");
+    let prop = devicetree.join(stage1::devicetree::BOOT_IMG_SHA256);
+    std::fs::create_dir_all(prop.parent().unwrap()).unwrap();
+    std::fs::write(&prop, [boot_img.as_slice(), &[0u8; 32]].concat()).unwrap();
     let bc = BootConfig {
         bootd: Some(base.clone()),
         ca: Some(pki.ca_cert.clone()),
         identity: Some((d.join("node.pem"), d.join("node.key"))),
         state_dir: d.join("unit-2.state"),
+        devicetree,
         ..common::unit2_config(d, disk, bmc_addr, fx.root_file())
     };
     let rec = boot::run(&bc, 10, Duration::from_millis(300))
@@ -157,6 +166,9 @@ async fn enrolled_node_installs_over_mtls_boots_and_reports_its_confirmation() {
         r.report.security_version,
         Some(bootd_api::SecurityVersion(1))
     );
+    // ... with what the firmware verified, as bootd keeps and shows it.
+    let reported = r.report.boot_img_sha256.expect("boot_img_sha256 reported");
+    assert_eq!(reported.0.as_slice(), boot_img.as_slice());
     let _ = stop.send(());
     let _ = server.await;
     drop(sim);

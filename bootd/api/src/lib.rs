@@ -116,6 +116,63 @@ pub struct NodeReport {
     pub security_version: Option<SecurityVersion>,
     /// Whether the booted OS confirmed a successful boot.
     pub confirmed: bool,
+    /// What the platform firmware verified before it started the node's
+    /// loader: on a Raspberry Pi 5 in signed-boot mode, the SHA-256 of the
+    /// `boot.img` its EEPROM bootloader checked
+    /// (`/chosen/bootloader/boot_img_sha256`). Absent where the firmware
+    /// says nothing (a Pi 4, UEFI, simulation) and in reports of nodes older
+    /// than the field; left out of the JSON when absent, so a bootd older
+    /// than the field still takes the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_img_sha256: Option<Sha256Digest>,
+}
+
+/// A SHA-256 digest; on the wire 64 lowercase hex digits (uppercase is
+/// accepted and read the same).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sha256Digest(pub [u8; 32]);
+
+impl Sha256Digest {
+    /// From 64 hex digits, or `None`.
+    pub fn from_hex(s: &str) -> Option<Sha256Digest> {
+        let b = s.as_bytes();
+        if b.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+            let hi = (pair[0] as char).to_digit(16)?;
+            let lo = (pair[1] as char).to_digit(16)?;
+            *o = (hi * 16 + lo) as u8;
+        }
+        Some(Sha256Digest(out))
+    }
+}
+
+impl std::fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl std::fmt::Debug for Sha256Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sha256Digest({self})")
+    }
+}
+
+impl Serialize for Sha256Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Sha256Digest::from_hex(&s)
+            .ok_or_else(|| serde::de::Error::custom("not a SHA-256: want 64 hex digits"))
+    }
 }
 
 /// bootd's answer to a [`NodeReport`].
@@ -200,6 +257,7 @@ mod tests {
             version: "1.2.0".into(),
             security_version: Some(SecurityVersion(3)),
             confirmed: true,
+            boot_img_sha256: None,
         };
         let json = r#"{"slot":"B","version":"1.2.0","security_version":3,"confirmed":true}"#;
         assert_eq!(serde_json::to_string(&r).unwrap(), json);
@@ -210,6 +268,38 @@ mod tests {
         assert!(serde_json::from_str::<NodeReport>(big).is_err());
         let slot = r#"{"slot":"C","version":"1","confirmed":true}"#;
         assert!(serde_json::from_str::<NodeReport>(slot).is_err());
+    }
+
+    #[test]
+    fn boot_img_sha256_is_optional_hex_and_left_out_when_absent() {
+        let hex = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let r = NodeReport {
+            slot: Slot::A,
+            version: "1".into(),
+            security_version: None,
+            confirmed: true,
+            boot_img_sha256: Sha256Digest::from_hex(hex),
+        };
+        let json = format!(
+            r#"{{"slot":"A","version":"1","security_version":null,"confirmed":true,"boot_img_sha256":"{hex}"}}"#
+        );
+        assert_eq!(serde_json::to_string(&r).unwrap(), json);
+        assert_eq!(serde_json::from_str::<NodeReport>(&json).unwrap(), r);
+        // Uppercase reads the same; the wire form is lowercase.
+        let upper = json.replace(hex, &hex.to_uppercase());
+        assert_eq!(serde_json::from_str::<NodeReport>(&upper).unwrap(), r);
+        // A report from before the field still parses.
+        let old = r#"{"slot":"A","version":"1","confirmed":true}"#;
+        assert_eq!(
+            serde_json::from_str::<NodeReport>(old)
+                .unwrap()
+                .boot_img_sha256,
+            None
+        );
+        for bad in [&hex[1..], "zz", &format!("{hex}00"), &hex.replace('9', "g")] {
+            let j = json.replace(hex, bad);
+            assert!(serde_json::from_str::<NodeReport>(&j).is_err(), "{bad}");
+        }
     }
 
     #[test]

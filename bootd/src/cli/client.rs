@@ -126,6 +126,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                     version,
                     security_version: security_version.map(bootd_api::SecurityVersion),
                     confirmed,
+                    boot_img_sha256: None,
                 };
                 let net = bootd_client::NetConfig::default();
                 bootd_client::report(&server.server, &ca, &id, &net, &report).await?;

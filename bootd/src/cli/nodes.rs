@@ -26,6 +26,12 @@ pub enum NodesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// One node: every fact bootd holds about it, one per line (the
+    /// `boot.img` SHA-256 its firmware verified in full).
+    Show {
+        /// Node name.
+        node: String,
+    },
 }
 
 pub fn run(config: bootd::Config, cmd: NodesCommand) -> anyhow::Result<()> {
@@ -76,25 +82,94 @@ pub fn run(config: bootd::Config, cmd: NodesCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             println!(
-                "{:<12} {:>4} {:<17} {:<9} {:<8} {:<12} {:<9} {:<20}",
-                "NODE", "SLOT", "MAC", "IDENTITY", "BOOTED", "VERSION", "CONFIRMED", "LAST SEEN"
+                "{:<12} {:>4} {:<17} {:<9} {:<8} {:<12} {:<9} {:<20} {:<13}",
+                "NODE",
+                "SLOT",
+                "MAC",
+                "IDENTITY",
+                "BOOTED",
+                "VERSION",
+                "CONFIRMED",
+                "LAST SEEN",
+                "BOOT.IMG"
             );
             for r in rows {
-                let (slot, version, confirmed, seen) = match &r.last_report {
+                let (slot, version, confirmed, seen, boot_img) = match &r.last_report {
                     Some(rep) => (
                         format!("{:?}", rep.report.slot),
                         rep.report.version.clone(),
                         rep.report.confirmed.to_string(),
                         rep.reported_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                        short_digest(rep.report.boot_img_sha256),
                     ),
-                    None => ("-".into(), "-".into(), "-".into(), "never".into()),
+                    None => (
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "never".into(),
+                        "-".into(),
+                    ),
                 };
                 println!(
-                    "{:<12} {:>4} {:<17} {:<9} {:<8} {:<12} {:<9} {:<20}",
-                    r.node, r.slot, r.mac, r.identity, slot, version, confirmed, seen
+                    "{:<12} {:>4} {:<17} {:<9} {:<8} {:<12} {:<9} {:<20} {:<13}",
+                    r.node, r.slot, r.mac, r.identity, slot, version, confirmed, seen, boot_img
                 );
             }
         }
+        NodesCommand::Show { node } => {
+            let Some(r) = store.list(&rack).into_iter().find(|r| r.node == node) else {
+                anyhow::bail!(
+                    "no node `{node}` in the rack ({})",
+                    config.rack_file.display()
+                );
+            };
+            print!("{}", show(&r));
+        }
     }
     Ok(())
+}
+
+/// The first 12 hex digits of a firmware-verified digest, for the table.
+fn short_digest(d: Option<bootd_api::Sha256Digest>) -> String {
+    match d {
+        Some(d) => format!("{}…", &d.to_string()[..12]),
+        None => "-".into(),
+    }
+}
+
+/// `bootd nodes show`: one `key: value` line per fact.
+fn show(r: &bootd::nodes::NodeRow) -> String {
+    let mut out = format!(
+        "node: {}\nslot: {}\nmac: {}\ngroups: {}\nidentity: {}\n",
+        r.node,
+        r.slot,
+        r.mac,
+        r.groups.join(","),
+        r.identity
+    );
+    if let (Some(fp), Some(until)) = (&r.cert_fingerprint, r.cert_not_after) {
+        out += &format!("cert-sha256: {fp}\ncert-not-after: {until}\n");
+    }
+    match &r.last_report {
+        None => out += "last-report: never\n",
+        Some(rep) => {
+            let sv = rep
+                .report
+                .security_version
+                .map_or("-".to_string(), |v| v.0.to_string());
+            out += &format!(
+                "booted-slot: {:?}\nversion: {}\nsecurity-version: {sv}\nconfirmed: {}\nreported-at: {}\n",
+                rep.report.slot,
+                rep.report.version,
+                rep.report.confirmed,
+                rep.reported_at.format("%Y-%m-%dT%H:%M:%SZ"),
+            );
+            // What the platform firmware verified (Pi 5 signed boot);
+            // compare with the release's `boot.img` target.
+            if let Some(d) = rep.report.boot_img_sha256 {
+                out += &format!("boot-img-sha256: {d}\n");
+            }
+        }
+    }
+    out
 }

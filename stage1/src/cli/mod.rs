@@ -122,6 +122,11 @@ pub struct NodeArgs {
     /// Give up on DHCP after this many seconds (PID 1 then retries).
     #[arg(long, default_value_t = 60)]
     pub dhcp_timeout_s: u64,
+    /// The running device tree as files: checked for spin-table CPUs
+    /// before an arm64 kexec; `confirm` reports the `boot_img_sha256` a
+    /// Pi 5's EEPROM verified from it.
+    #[arg(long, value_name = "DIR", default_value = stage1::devicetree::BASE)]
+    pub devicetree: PathBuf,
 }
 
 pub fn parse_u8(s: &str) -> Result<u8, String> {
@@ -220,6 +225,7 @@ impl NodeArgs {
             default_cmdline: self.cmdline.clone(),
             set_clock,
             state_on_disk: self.state_on_disk,
+            devicetree: self.devicetree.clone(),
         })
     }
 }

@@ -79,5 +79,7 @@ pub fn unit2_config(
         set_clock: false,
         state_on_disk: false,
         install_deadline: Duration::from_secs(60),
+        // No device tree unless a test writes one (never the host's).
+        devicetree: dir.join("devicetree"),
     }
 }
