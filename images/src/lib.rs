@@ -149,6 +149,9 @@ pub struct Built {
     pub uname: String,
     /// True if it was built on systemd's EFI stub (firmware-bootable).
     pub on_stub: bool,
+    /// The initramfs inside it (newc cpio), for a boot path without a UKI
+    /// (a Raspberry Pi's `boot.img` carries kernel and initramfs apart).
+    pub initrd: Vec<u8>,
 }
 
 /// Builds a recipe. `resolve` maps each source to a file (paths as they are,
@@ -205,7 +208,7 @@ pub fn build(
         cmdline: recipe.cmdline.clone().into_bytes(),
         uname: uname.clone().into_bytes(),
         linux: kernel,
-        initrd,
+        initrd: initrd.clone(),
     };
     let bytes = uki::build(recipe.arch, stub, &parts)?;
     Ok(Built {
@@ -213,6 +216,7 @@ pub fn build(
         bytes,
         uname,
         on_stub: stub.is_some(),
+        initrd,
     })
 }
 

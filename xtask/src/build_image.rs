@@ -62,6 +62,18 @@ pub struct BuildImageArgs {
     /// The certificate of `--secure-boot-key` (PEM), as enrolled in `db`.
     #[arg(long, requires = "secure_boot_key", value_name = "CERT")]
     pub secure_boot_cert: Option<PathBuf>,
+    /// When signing an arm64 stage1: the rack file. Its assigned nodes with
+    /// `firmware: pi4-eeprom` / `pi5-eeprom` get that model's Raspberry Pi
+    /// `boot.img` + `boot.sig` in the same release (the kernel and this
+    /// initramfs, with the Pi files of `cargo xtask fetch-pi-files`).
+    #[arg(long, requires = "pi_key", value_name = "RACK_YAML")]
+    pub rack: Option<PathBuf>,
+    /// The Raspberry Pi secure-boot key (`imgsign pi-key generate`).
+    #[arg(long, requires = "rack", value_name = "KEY")]
+    pub pi_key: Option<String>,
+    /// The Pi's kernel command line (`cmdline.txt`); default: the recipe's.
+    #[arg(long, value_name = "TEXT")]
+    pub pi_cmdline: Option<String>,
 }
 
 impl BuildImageArgs {
@@ -83,6 +95,9 @@ impl BuildImageArgs {
             all_nodes: false,
             secure_boot_key: None,
             secure_boot_cert: None,
+            rack: None,
+            pi_key: None,
+            pi_cmdline: None,
         }
     }
 
@@ -217,6 +232,8 @@ pub fn run(args: &BuildImageArgs) -> Result<PathBuf> {
     };
     std::fs::create_dir_all(&out_dir)?;
     let sb = args.secure_boot();
+    // A Pi boots the kernel as it is: no UEFI, so no Secure Boot signature.
+    let plain_kernel = recipe.kernel.clone();
     if let Some(key) = &sb {
         if stub.is_none() {
             bail!("--secure-boot-key: the image has no EFI stub, so no firmware would run it");
@@ -295,8 +312,27 @@ pub fn run(args: &BuildImageArgs) -> Result<PathBuf> {
         if args.all_nodes {
             cmd.arg("--all-nodes");
         }
+        if let (Some(rack), Some(pi_key)) = (&args.rack, &args.pi_key) {
+            let Source::Path(kernel) = &plain_kernel else {
+                bail!("--rack: the recipe's kernel must be a file");
+            };
+            let initramfs = out_dir.join(format!(".{}.initramfs.cpio", image.name));
+            std::fs::write(&initramfs, &image.initrd)?;
+            let files = crate::pifiles::ensure()?;
+            cmd.arg("--rack").arg(rack).args(["--pi-key", pi_key]);
+            cmd.arg("--pi-kernel").arg(kernel);
+            cmd.arg("--pi-initramfs").arg(&initramfs);
+            cmd.arg("--pi-device-trees").arg(&files.device_trees);
+            cmd.arg("--pi-firmware").arg(&files.firmware);
+            cmd.arg("--pi-armstub").arg(&files.armstub);
+            cmd.args([
+                "--pi-cmdline",
+                args.pi_cmdline.as_deref().unwrap_or(&recipe.cmdline),
+            ]);
+        }
         cmd.arg(&out);
         sh(&mut cmd)?;
+        let _ = std::fs::remove_file(out_dir.join(format!(".{}.initramfs.cpio", image.name)));
     }
     Ok(out)
 }

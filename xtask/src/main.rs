@@ -15,6 +15,7 @@ mod build_image;
 mod demo;
 mod e2e;
 mod kernel;
+mod pifiles;
 mod secureboot;
 mod setup;
 mod test;
@@ -47,6 +48,9 @@ enum Command {
     /// Download and unpack Debian's kernel into target/kernel/ (for QEMU
     /// boots); prints the vmlinuz path.
     FetchKernel,
+    /// Download and unpack the Raspberry Pi files a boot.img carries (GPU
+    /// firmware, TF-A, device trees) from Debian into target/pi-files/.
+    FetchPiFiles,
     /// The whole chain under QEMU: UEFI HTTP boot, DHCP, BMC, TUF, A/B
     /// install, kexec, confirm, update, tampering, button (root); x86_64
     /// nodes, arm64 ones (`--arch aarch64`) or both (`--arch all`).
@@ -62,6 +66,7 @@ fn main() -> std::process::ExitCode {
         Command::BuildImage(a) => build_image::run(&a).map(|_| ()),
         Command::Demo(a) => demo::run(&a),
         Command::FetchKernel => kernel::ensure().map(|k| println!("{}", k.display())),
+        Command::FetchPiFiles => pifiles::ensure().map(|f| println!("{f:#?}")),
         Command::E2e(a) => e2e::run(&a),
     };
     match result {

@@ -25,6 +25,10 @@ pub const APT: &[(&str, &str)] = &[
     ),
     ("fdisk", "sfdisk: the GPT of the arm64 e2e nodes' ESP disk"),
     (
+        "device-tree-compiler",
+        "fdtput: the modelled Pi 5 bootloader's boot_img_sha256 in the device tree it hands over",
+    ),
+    (
         "qemu-user-static",
         "the aarch64 stage1 binary under qemu-aarch64-static",
     ),

@@ -105,6 +105,7 @@ const WORKSPACE: &[&str] = &[
     "xtask",
     "racklet-demo",
     "racklet-bench",
+    "racklet-pimodel",
 ];
 
 /// The contract crates: types and encoding shared by two parts.
@@ -225,7 +226,7 @@ fn rule_3_contract_crates_depend_on_serde_level_crates_only() {
 #[test]
 fn rule_4_server_and_signer_never_link_the_node_nor_the_tools() {
     let g = graph("x86_64-unknown-linux-gnu");
-    let tools = ["xtask", "racklet-demo", "racklet-bench"];
+    let tools = ["xtask", "racklet-demo", "racklet-bench", "racklet-pimodel"];
     for p in WORKSPACE.iter().filter(|p| !tools.contains(p)) {
         let reach = closure(&g, p);
         for t in tools {

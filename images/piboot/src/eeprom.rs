@@ -254,6 +254,100 @@ impl EepromConfig {
         debug_assert!(out.len() <= MAX_EEPROM_FILE_BYTES);
         Ok(out)
     }
+
+    /// Reads a `boot.conf` back, as the modelled Pi's EEPROM holds it: the
+    /// properties of the module table (others are ignored, as the
+    /// bootloader ignores what it does not know; a Racklet Pi needs none),
+    /// `#` comments and the `[all]` section. `HTTP_HOST` is required;
+    /// `HTTP_CACERT_HASH` makes the transport HTTPS. A property given
+    /// twice, or a value the bootloader would not take, is refused.
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = |key: &'static str, value: &str, reason| Error::BadEepromValue {
+            key,
+            value: value.to_owned(),
+            reason,
+        };
+        const KEYS: [&str; 9] = [
+            "BOOT_UART",
+            "BOOT_ORDER",
+            "NET_INSTALL_ENABLED",
+            "ENABLE_SELF_UPDATE",
+            "HTTP_HOST",
+            "HTTP_PORT",
+            "HTTP_PATH",
+            "HTTP_CACERT_HASH",
+            "SIGNED_BOOT",
+        ];
+        let mut seen: std::collections::BTreeMap<&'static str, String> = Default::default();
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') || line.starts_with('[') {
+                continue;
+            }
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            let Some(key) = KEYS.iter().copied().find(|known| *known == k.trim()) else {
+                continue;
+            };
+            if seen.insert(key, v.trim().to_owned()).is_some() {
+                return Err(bad(key, v.trim(), "given twice"));
+            }
+        }
+        let get = |k: &str| seen.get(k).map(String::as_str);
+        let flag = |key: &'static str| -> Result<bool> {
+            match get(key) {
+                None | Some("0") => Ok(false),
+                Some("1") => Ok(true),
+                Some(v) => Err(bad(key, v, "not 0 or 1")),
+            }
+        };
+        let host = HttpHost::new(get("HTTP_HOST").ok_or(Error::BadEepromValue {
+            key: "HTTP_HOST",
+            value: String::new(),
+            reason: "missing: HTTP boot needs a host",
+        })?)?;
+        let path = HttpPath::new(get("HTTP_PATH").ok_or(Error::BadEepromValue {
+            key: "HTTP_PATH",
+            value: String::new(),
+            reason: "missing: Racklet serves the pair under a path",
+        })?)?;
+        let transport = match get("HTTP_CACERT_HASH") {
+            None => Transport::PlainHttp,
+            Some(h) => {
+                let mut hash = [0u8; 32];
+                hex::decode_to_slice(h, &mut hash)
+                    .map_err(|_| bad("HTTP_CACERT_HASH", h, "not 64 hex digits"))?;
+                Transport::Https {
+                    ca_cert_sha256: hash,
+                }
+            }
+        };
+        let port = get("HTTP_PORT")
+            .map(|p| {
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| bad("HTTP_PORT", p, "not a port"))
+            })
+            .transpose()?;
+        let boot_order = match get("BOOT_ORDER") {
+            None => BootOrder::HTTP_THEN_RESTART,
+            Some(v) => {
+                let n = u32::from_str_radix(v.trim_start_matches("0x"), 16)
+                    .map_err(|_| bad("BOOT_ORDER", v, "not a hex number"))?;
+                BootOrder::new(n)?
+            }
+        };
+        Ok(Self {
+            host,
+            path,
+            transport,
+            port,
+            signed_boot: flag("SIGNED_BOOT")?,
+            boot_order,
+            boot_uart: flag("BOOT_UART")?,
+        })
+    }
 }
 
 /// `HTTP_CACERT_HASH` for a CA certificate: SHA-256 of its DER, refused
@@ -357,6 +451,46 @@ mod tests {
         let text = c.bootconf().unwrap();
         assert!(text.contains("\nHTTP_PORT=80\n") && !text.contains("HTTP_CACERT_HASH"));
         assert_eq!(c.url("boot.img"), "http://bootd.lan:80/racklet/boot.img");
+    }
+
+    #[test]
+    fn bootconf_reads_back() {
+        for transport in [
+            Transport::PlainHttp,
+            Transport::Https {
+                ca_cert_sha256: [7; 32],
+            },
+        ] {
+            let mut c = EepromConfig::signed_http_boot(
+                HttpHost::new("10.197.0.2").unwrap(),
+                HttpPath::new("rpi4").unwrap(),
+                transport,
+            );
+            c.port = Some(if transport == Transport::PlainHttp {
+                8080
+            } else {
+                443
+            });
+            let back = EepromConfig::parse(&c.bootconf().unwrap()).unwrap();
+            assert_eq!(back, c);
+        }
+        let ok = "HTTP_HOST=bootd\nHTTP_PATH=p\nSIGNED_BOOT=1\nUNKNOWN_THING=5\n";
+        assert!(EepromConfig::parse(ok).unwrap().signed_boot);
+        for (bad, key) in [
+            ("SIGNED_BOOT=1\n", "HTTP_HOST"),
+            ("HTTP_HOST=a\n", "HTTP_PATH"),
+            ("HTTP_HOST=a\nHTTP_HOST=b\n", "HTTP_HOST"),
+            (
+                "HTTP_HOST=a\nHTTP_PATH=p\nHTTP_CACERT_HASH=abc\n",
+                "HTTP_CACERT_HASH",
+            ),
+            ("HTTP_HOST=a\nHTTP_PATH=p\nHTTP_PORT=0\n", "HTTP_PORT"),
+            ("HTTP_HOST=a\nHTTP_PATH=p\nSIGNED_BOOT=yes\n", "SIGNED_BOOT"),
+            ("HTTP_HOST=a\nHTTP_PATH=p\nBOOT_ORDER=0xf1\n", "BOOT_ORDER"),
+        ] {
+            let err = EepromConfig::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(key), "{bad:?}: {err}");
+        }
     }
 
     #[test]
