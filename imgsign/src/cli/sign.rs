@@ -263,8 +263,13 @@ impl PiArgs {
             .context("--pi-key is needed: the release has Raspberry Pi nodes")?;
         let key = imgsign::keys::PiKey::load(key)
             .with_context(|| format!("loading the Pi key {}", super::shown(key)))?;
+        // Compressed once for every model (the pairs take it as it is).
+        let kernel = need(&self.pi_kernel, "--pi-kernel")?;
+        let gz = racklet_piboot::bootfiles::gzip_kernel(&racklet_fsio::read(&kernel)?);
+        let kernel_gz = tempfile::NamedTempFile::new_in(dir)?;
+        std::fs::write(kernel_gz.path(), &gz)?;
         let inputs = imgsign::pipair::PiInputs {
-            kernel: need(&self.pi_kernel, "--pi-kernel")?,
+            kernel: kernel_gz.path().to_owned(),
             initramfs: need(&self.pi_initramfs, "--pi-initramfs")?,
             cmdline: self.pi_cmdline.clone(),
             device_trees: need(&self.pi_device_trees, "--pi-device-trees")?,
