@@ -17,6 +17,7 @@
 pub mod config;
 pub mod error;
 pub mod files;
+mod firststage;
 mod io;
 pub mod metrics;
 pub mod nodes;

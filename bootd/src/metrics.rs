@@ -61,6 +61,13 @@ pub struct DhcpLabels {
     pub result: &'static str,
 }
 
+/// Labels of a first-stage entry.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FirstStageLabels {
+    /// The entry's `path` (a Pi's `HTTP_PATH`).
+    pub path: String,
+}
+
 /// Every metric bootd exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -91,6 +98,8 @@ pub struct Metrics {
     pub node_booted: Family<BootedLabels, Gauge>,
     /// proxyDHCP packets by what became of them.
     pub dhcp_packets: Family<DhcpLabels, Counter>,
+    /// Requests for a Pi pair refused because it fails the Pi's checks.
+    pub first_stage_refused: Family<FirstStageLabels, Counter>,
     /// Role expiry times (unix seconds), turned into `role_expires_seconds` at scrape time.
     pub expiries: Mutex<Vec<(&'static str, i64)>>,
     /// The `node_booted` labels currently set per node (one series per node).
@@ -121,6 +130,7 @@ impl Metrics {
             node_last_seen: Family::default(),
             node_booted: Family::default(),
             dhcp_packets: Family::default(),
+            first_stage_refused: Family::default(),
             expiries: Mutex::new(Vec::new()),
             booted_labels: Mutex::new(std::collections::HashMap::new()),
             registry: Registry::default(),
@@ -149,6 +159,11 @@ impl Metrics {
             "dhcp_packets",
             "DHCP packets: answered (offer, ack, nak) or why not",
             m.dhcp_packets.clone(),
+        );
+        registry.register(
+            "first_stage_refused",
+            "Requests for a Raspberry Pi boot.img/boot.sig refused: the pair fails the Pi's checks against the configured key",
+            m.first_stage_refused.clone(),
         );
         registry.register(
             "open_connections",

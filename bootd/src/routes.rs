@@ -11,7 +11,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use tracing::{error, info, warn};
 
+use crate::config::{FirstStage, FirstStageTransport};
 use crate::files::{self, full, text, Body};
+use crate::firststage;
 use crate::metrics::{BootedLabels, Metrics, NodeLabels};
 use bootd_api::{
     paths, AssignedTarget, EnrollAnswer, EnrollRequest, IssuedCert, NodeReport, NodeSelf, ReportAck,
@@ -31,25 +33,26 @@ pub(crate) async fn route(
     let method = req.method().clone();
     let is_get = method == Method::GET || method == Method::HEAD;
     let live = shared.live();
-    // First-stage artifacts: the only thing plain HTTP serves.
-    if let Some(fs) = &live.config.first_stage {
-        let file = path.strip_prefix('/').and_then(|p| {
-            if fs.path.is_empty() {
-                Some(p)
-            } else {
-                p.strip_prefix(fs.path.as_str())?.strip_prefix('/')
+    // First-stage artifacts: the only thing plain HTTP serves, and only
+    // from entries whose transport allows it.
+    let rel = path.strip_prefix('/').unwrap_or(&path);
+    let hit = live
+        .config
+        .first_stage
+        .iter()
+        .find_map(|fs| fs.file_for(rel).map(|file| (fs, file)));
+    if let Some((fs, file)) = hit {
+        if info.tls || fs.transport == FirstStageTransport::Http {
+            if !is_get {
+                return (
+                    "first_stage",
+                    text(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD"),
+                );
             }
-        });
-        if let Some(file) = file {
-            if let Some(target) = fs.files.get(file) {
-                if !is_get {
-                    return (
-                        "first_stage",
-                        text(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD"),
-                    );
-                }
-                return ("first_stage", serve_first_stage(shared, target, &req).await);
-            }
+            return (
+                "first_stage",
+                serve_first_stage(shared, fs, file, &req).await,
+            );
         }
     }
     if !info.tls {
@@ -145,7 +148,8 @@ pub(crate) async fn route(
 
 async fn serve_first_stage(
     shared: &Arc<Shared>,
-    target: &str,
+    entry: &FirstStage,
+    file: &str,
     req: &Request<Incoming>,
 ) -> Response<Body> {
     let Some(snap) = shared.snapshot() else {
@@ -154,8 +158,14 @@ async fn serve_first_stage(
             "no verified repository yet",
         );
     };
+    let Some(target) = entry.files.get(file) else {
+        return text(StatusCode::NOT_FOUND, "not found");
+    };
     match snap.targets.get(target) {
         Some(t) if t.kind() == Some("stage1") => {
+            if let Err(why) = firststage::pi_pair_verdict(shared, &snap, entry).await {
+                return text(StatusCode::SERVICE_UNAVAILABLE, &why);
+            }
             files::serve(
                 &snap.dir,
                 "targets",
@@ -169,7 +179,7 @@ async fn serve_first_stage(
         }
         Some(_) => {
             warn!(
-                target,
+                target = target.as_str(),
                 "first_stage maps to a target that is not of kind stage1; refusing"
             );
             text(StatusCode::NOT_FOUND, "not found")

@@ -178,6 +178,7 @@ pub async fn run(
         store,
         open: AtomicUsize::new(0),
         per_address: Mutex::new(HashMap::new()),
+        pi_checks: Default::default(),
     });
     for r in shared.store.reports().into_values() {
         crate::routes::note_report_metrics(&shared.metrics, &r);

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use racklet_hardware::Rack;
 
 use crate::config::Config;
+use crate::firststage::PiChecks;
 use crate::metrics::Metrics;
 use crate::nodes::NodeStore;
 use crate::repo::Snapshot;
@@ -37,6 +38,8 @@ pub(crate) struct Shared {
     pub(crate) store: NodeStore,
     pub(crate) open: AtomicUsize,
     pub(crate) per_address: Mutex<HashMap<IpAddr, usize>>,
+    /// The Pi-key verdicts on first-stage pairs, per snapshot.
+    pub(crate) pi_checks: PiChecks,
 }
 
 impl Shared {

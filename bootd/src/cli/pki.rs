@@ -39,6 +39,11 @@ pub enum PkiCommand {
         /// Log the bootloader on the UART (`BOOT_UART=1`).
         #[arg(long)]
         uart: bool,
+        /// The `first_stage` entry (its `path`) the Pi boots from; default:
+        /// the one entry that maps `boot.img` to this model's target
+        /// (`rpi4-…`/`rpi5-…`), or the only one that maps `boot.img`.
+        #[arg(long)]
+        path: Option<String>,
     },
 }
 
@@ -86,11 +91,17 @@ pub fn run(config: bootd::Config, cmd: PkiCommand) -> anyhow::Result<()> {
             host,
             port,
             uart,
+            path,
         } => {
             use racklet_piboot::eeprom::{self, EepromConfig, HttpHost, HttpPath, Transport};
-            let first = config.first_stage.as_ref().context(
-                "bootd.yaml has no `first_stage`: nothing would serve boot.img and boot.sig",
-            )?;
+            let first = pi_entry(&config, &model, path.as_deref())?;
+            if model == "pi4" && first.transport == bootd::config::FirstStageTransport::Https {
+                anyhow::bail!(
+                    "first_stage entry `{}` is `transport: https`, but a Pi 4 fetches over plain \
+                     HTTP only (its bootloader has no TLS to a custom CA): make it `http`",
+                    first.path
+                );
+            }
             let transport = if model == "pi5" {
                 let der = bootd::pki::ca_cert_der(&config.pki.ca_cert)?;
                 Transport::Https {
@@ -120,4 +131,39 @@ pub fn run(config: bootd::Config, cmd: PkiCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The `first_stage` entry a Pi of `model` boots from (see `--path`).
+fn pi_entry<'a>(
+    config: &'a bootd::Config,
+    model: &str,
+    path: Option<&str>,
+) -> anyhow::Result<&'a bootd::config::FirstStage> {
+    let with_img: Vec<&bootd::config::FirstStage> = config
+        .first_stage
+        .iter()
+        .filter(|f| f.files.contains_key("boot.img") && f.files.contains_key("boot.sig"))
+        .collect();
+    if let Some(p) = path {
+        let p = p.trim_matches('/');
+        return with_img.into_iter().find(|f| f.path == p).with_context(|| {
+            format!("no first_stage entry with path `{p}` maps boot.img and boot.sig")
+        });
+    }
+    let prefix = format!("r{model}-"); // rpi4-stage1.img, rpi5-stage1.img
+    let mine: Vec<_> = with_img
+        .iter()
+        .copied()
+        .filter(|f| f.files["boot.img"].starts_with(&prefix))
+        .collect();
+    match (mine.as_slice(), with_img.as_slice()) {
+        ([one], _) | ([], [one]) => Ok(one),
+        ([], []) => anyhow::bail!(
+            "bootd.yaml has no `first_stage` entry mapping boot.img and boot.sig: nothing \
+             would serve a Pi"
+        ),
+        _ => anyhow::bail!(
+            "several first_stage entries serve a boot.img; name the {model}'s with --path"
+        ),
+    }
 }

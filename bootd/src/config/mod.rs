@@ -66,8 +66,9 @@ pub struct Config {
     pub client_cert_days: u32,
     /// Where the repository comes from and how it is trusted.
     pub repository: RepositoryConfig,
-    /// First-stage artifacts served under a fixed path (Pi `HTTP_PATH`).
-    pub first_stage: Option<FirstStage>,
+    /// First-stage artifacts, each entry under a path of its own (a Pi's
+    /// `HTTP_PATH`, the UEFI firmware's stage1); empty when none.
+    pub first_stage: Vec<FirstStage>,
     /// Connection and request limits.
     pub limits: Limits,
     /// How often the config, the rack file and the state are re-read.
@@ -150,6 +151,35 @@ pub struct FirstStage {
     pub path: String,
     /// Served file name → TUF target name (must be of kind `stage1`).
     pub files: BTreeMap<String, String>,
+    /// Where it is served: plain HTTP and HTTPS, or HTTPS only.
+    pub transport: FirstStageTransport,
+    /// The Raspberry Pi secure-boot public key (`pubkey.bin` or PEM): when
+    /// set, the entry's `boot.img` + `boot.sig` are served only if they
+    /// pass the checks the Pi makes, against this key.
+    pub pi_public_key: Option<PathBuf>,
+}
+
+/// How a first-stage entry is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstStageTransport {
+    /// `http`: on the plain-HTTP listener and over HTTPS (a Pi 4, whose
+    /// bootloader has no TLS to a custom CA; UEFI HTTP boot).
+    Http,
+    /// `https`: over HTTPS only (a Pi 5 with `HTTP_CACERT_HASH`).
+    Https,
+}
+
+impl FirstStage {
+    /// The served file under this entry that `path` (the request path
+    /// without its leading `/`) names, if any.
+    pub fn file_for<'a>(&self, path: &'a str) -> Option<&'a str> {
+        let file = if self.path.is_empty() {
+            path
+        } else {
+            path.strip_prefix(self.path.as_str())?.strip_prefix('/')?
+        };
+        self.files.contains_key(file).then_some(file)
+    }
 }
 
 /// Connection and request limits.

@@ -64,6 +64,84 @@ fn invalid_values_name_field_and_line() {
 }
 
 #[test]
+fn first_stage_is_one_entry_or_a_list() {
+    let c = Config::parse(EXAMPLE, Path::new("/etc/bootd"), None).unwrap();
+    let paths: Vec<(&str, FirstStageTransport)> = c
+        .first_stage
+        .iter()
+        .map(|f| (f.path.as_str(), f.transport))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            ("rpi4", FirstStageTransport::Http),
+            ("rpi5", FirstStageTransport::Https)
+        ]
+    );
+    assert_eq!(c.first_stage[0].file_for("rpi4/boot.sig"), Some("boot.sig"));
+    assert_eq!(c.first_stage[0].file_for("rpi5/boot.sig"), None);
+    assert_eq!(c.first_stage[0].file_for("rpi4/other"), None);
+    // The single mapping of earlier configs still reads, as transport http.
+    let one = EXAMPLE.replace(
+        &EXAMPLE[EXAMPLE.find("first_stage:\n").unwrap()..EXAMPLE.find("\n# proxyDHCP").unwrap()],
+        "first_stage:\n  path: net_install\n  files:\n    boot.img: rpi4-stage1.img\n  \
+         pi_public_key: k.bin\n",
+    );
+    let err = Config::parse(&one, Path::new("/etc/bootd"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("map both names"), "{err}");
+    let one = one.replace("  pi_public_key: k.bin\n", "");
+    let c = Config::parse(&one, Path::new("/etc/bootd"), None).unwrap();
+    assert_eq!(c.first_stage.len(), 1);
+    assert_eq!(c.first_stage[0].transport, FirstStageTransport::Http);
+
+    let two = |a: &str, b: &str, extra: &str| {
+        EXAMPLE
+            .replace("  - path: rpi4\n", &format!("  - path: {a}\n{extra}"))
+            .replace("  - path: rpi5\n", &format!("  - path: {b}\n"))
+    };
+    for (text, field, why) in [
+        (two("pi", "pi", ""), "first_stage[1].path", "overlaps"),
+        (two("pi", "pi/five", ""), "first_stage[1].path", "overlaps"),
+        (two("\"\"", "rpi5", ""), "first_stage[1].path", "overlaps"),
+        (
+            EXAMPLE.replacen("transport: http\n", "transport: tftp\n", 1),
+            "first_stage[0].transport",
+            "tftp",
+        ),
+        (
+            EXAMPLE.replace(
+                &EXAMPLE[EXAMPLE.find("first_stage:\n").unwrap()
+                    ..EXAMPLE.find("\n# proxyDHCP").unwrap()],
+                "first_stage: []\n",
+            ),
+            "first_stage",
+            "empty list",
+        ),
+    ] {
+        let err = Config::parse(&text, Path::new("/"), None).unwrap_err();
+        let msg = err.to_string();
+        match &err {
+            Error::ConfigInvalid { field: f, .. } if f == field => {}
+            Error::ConfigParse { .. } if field == "first_stage" => {}
+            _ => panic!("want {field}: {msg}"),
+        }
+        assert!(msg.contains(why), "{field}: {msg}");
+    }
+    // pi5 and pi/five differ: a path is inside another only at a `/`.
+    Config::parse(&two("pi", "pie", ""), Path::new("/"), None).unwrap();
+    // Plain HTTP with only HTTPS-only entries serves nothing: refused.
+    let text = EXAMPLE
+        .replace("  plain_http: []", "  plain_http: [\"0.0.0.0:8080\"]")
+        .replace("transport: http\n", "transport: https\n");
+    let err = Config::parse(&text, Path::new("/"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("transport: http"), "{err}");
+}
+
+#[test]
 fn plain_http_needs_first_stage_and_mirror_needs_https() {
     let text = EXAMPLE.replace("  plain_http: []", "  plain_http: [\"0.0.0.0:8080\"]");
     assert_ne!(text, EXAMPLE);

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use super::defaults;
 use super::wire;
-use super::{Config, FirstStage, Limits, ProxyDhcpConfig, RepositoryConfig, Source, TimestampRole};
+use super::{
+    Config, FirstStage, FirstStageTransport, Limits, ProxyDhcpConfig, RepositoryConfig, Source,
+    TimestampRole,
+};
 use crate::error::{Error, Result};
 use crate::pki::PkiFiles;
 
@@ -25,10 +28,16 @@ impl Config {
             ));
         }
         let plain_http = parse_addrs("listen.plain_http", &w.listen.plain_http)?;
-        if !plain_http.is_empty() && w.first_stage.is_none() {
+        let first_stage = first_stages(w.first_stage, &abs)?;
+        if !plain_http.is_empty()
+            && !first_stage
+                .iter()
+                .any(|f| f.transport == FirstStageTransport::Http)
+        {
             return Err(invalid(
                 "listen.plain_http",
-                "plain HTTP serves first-stage artifacts only; configure `first_stage` too",
+                "plain HTTP serves first-stage artifacts only; configure a `first_stage` \
+                 entry with `transport: http` too",
             ));
         }
         if w.tls.server_names.is_empty() {
@@ -98,37 +107,6 @@ impl Config {
                     key: abs(t.key),
                     lifetime,
                     refresh_margin: margin,
-                })
-            }
-        };
-        let first_stage = match w.first_stage {
-            None => None,
-            Some(f) => {
-                let path = f.path.trim_matches('/').to_owned();
-                for seg in path.split('/').filter(|s| !s.is_empty()) {
-                    if !is_flat_name(seg) {
-                        return Err(invalid(
-                            "first_stage.path",
-                            format!(
-                                "segment `{seg}` must match [A-Za-z0-9._-]+ and not start with `.`"
-                            ),
-                        ));
-                    }
-                }
-                if f.files.is_empty() {
-                    return Err(invalid("first_stage.files", "name at least one file"));
-                }
-                for (k, v) in &f.files {
-                    if !is_flat_name(k) || !is_flat_name(v) {
-                        return Err(invalid(
-                            format!("first_stage.files.{k}"),
-                            "names must match [A-Za-z0-9._-]+ and not start with `.`",
-                        ));
-                    }
-                }
-                Some(FirstStage {
-                    path,
-                    files: f.files,
                 })
             }
         };
@@ -417,6 +395,110 @@ fn full_dhcp(
         ));
     }
     Ok(pool)
+}
+
+/// `first_stage`: one mapping or a list of them, each checked; paths
+/// unique and none inside another (the router matches the first entry
+/// whose path prefixes the request).
+fn first_stages(
+    value: Option<serde_norway::Value>,
+    abs: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<Vec<FirstStage>> {
+    let entries: Vec<(String, wire::FirstStage)> = match value {
+        None | Some(serde_norway::Value::Null) => Vec::new(),
+        Some(v @ serde_norway::Value::Mapping(_)) => vec![(
+            "first_stage".to_owned(),
+            serde_norway::from_value(v).map_err(|e| invalid("first_stage", e.to_string()))?,
+        )],
+        Some(serde_norway::Value::Sequence(list)) => {
+            if list.is_empty() {
+                return Err(invalid(
+                    "first_stage",
+                    "an empty list: leave it out instead",
+                ));
+            }
+            let mut out = Vec::new();
+            for (i, v) in list.into_iter().enumerate() {
+                let field = format!("first_stage[{i}]");
+                let e = serde_norway::from_value(v).map_err(|e| invalid(&field, e.to_string()))?;
+                out.push((field, e));
+            }
+            out
+        }
+        Some(_) => {
+            return Err(invalid(
+                "first_stage",
+                "want a mapping (path, files, …) or a list of them",
+            ))
+        }
+    };
+    let mut done: Vec<FirstStage> = Vec::new();
+    for (field, f) in entries {
+        let path = f.path.trim_matches('/').to_owned();
+        for seg in path.split('/').filter(|s| !s.is_empty()) {
+            if !is_flat_name(seg) {
+                return Err(invalid(
+                    format!("{field}.path"),
+                    format!("segment `{seg}` must match [A-Za-z0-9._-]+ and not start with `.`"),
+                ));
+            }
+        }
+        if f.files.is_empty() {
+            return Err(invalid(format!("{field}.files"), "name at least one file"));
+        }
+        for (k, v) in &f.files {
+            if !is_flat_name(k) || !is_flat_name(v) {
+                return Err(invalid(
+                    format!("{field}.files.{k}"),
+                    "names must match [A-Za-z0-9._-]+ and not start with `.`",
+                ));
+            }
+        }
+        let transport = match f.transport.as_deref() {
+            None | Some("http") => FirstStageTransport::Http,
+            Some("https") => FirstStageTransport::Https,
+            Some(other) => {
+                return Err(invalid(
+                    format!("{field}.transport"),
+                    format!(
+                        "`{other}`: want `http` (plain HTTP and HTTPS) or `https` (HTTPS only)"
+                    ),
+                ))
+            }
+        };
+        if f.pi_public_key.is_some()
+            && !(f.files.contains_key("boot.img") && f.files.contains_key("boot.sig"))
+        {
+            return Err(invalid(
+                format!("{field}.pi_public_key"),
+                "checks a Pi's boot.img + boot.sig: map both names in `files`",
+            ));
+        }
+        // A path equal to another, or inside it (or either empty), would
+        // let two entries claim one URL.
+        let nested = |a: &str, b: &str| {
+            a.is_empty() || b.is_empty() || a == b || b.starts_with(&format!("{a}/"))
+        };
+        if let Some(other) = done
+            .iter()
+            .find(|o| nested(&o.path, &path) || nested(&path, &o.path))
+        {
+            return Err(invalid(
+                format!("{field}.path"),
+                format!(
+                    "`{path}` overlaps another entry's path `{}`: each entry needs a path of its own",
+                    other.path
+                ),
+            ));
+        }
+        done.push(FirstStage {
+            path,
+            files: f.files,
+            transport,
+            pi_public_key: f.pi_public_key.map(abs),
+        });
+    }
+    Ok(done)
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {

@@ -15,8 +15,11 @@ pub struct ConfigFile {
     pub listen: Listen,
     pub tls: Tls,
     pub repository: Repository,
+    /// One [`FirstStage`] mapping, or a list of them (a Pi 4 path and a Pi
+    /// 5 path in one rack): read as a value so that either shape gets its
+    /// own precise error ([`Config::from_wire`](super::Config::from_wire)).
     #[serde(default)]
-    pub first_stage: Option<FirstStage>,
+    pub first_stage: Option<serde_norway::Value>,
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
@@ -112,6 +115,10 @@ pub struct FirstStage {
     #[serde(default)]
     pub path: String,
     pub files: BTreeMap<String, String>,
+    #[serde(default)]
+    pub transport: Option<String>,
+    #[serde(default)]
+    pub pi_public_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

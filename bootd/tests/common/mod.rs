@@ -74,6 +74,7 @@ first_stage:
   path: net_install
   files:
     boot.img: rpi4-stage1.img
+    boot.sig: rpi4-stage1.sig
 limits:
   tls_handshake_timeout_ms: 2000
   header_read_timeout_ms: 2000
