@@ -499,6 +499,9 @@ pub struct Confirmed {
     pub slot: Slot,
     /// The rollback minimum now.
     pub rollback_min: racklet_release::SecurityVersion,
+    /// The SHA-256 of the `boot.img` the boot firmware verified (a Pi 5
+    /// EEPROM in signed-boot mode), as reported to bootd.
+    pub boot_img_sha256: Option<[u8; 32]>,
 }
 
 /// The booted OS came up: confirm the boot to the BMC, raise the rollback
@@ -545,6 +548,7 @@ async fn confirm_in_span(cfg: &BootConfig) -> Result<Confirmed> {
             }
         }
     }
+    let boot_img_sha256 = crate::devicetree::reported_boot_img_sha256(&cfg.devicetree);
     if let (Some(base), Some(ca), Some((cert, key))) = (&cfg.bootd, &cfg.ca, &cfg.identity) {
         let id = bootd_client::Identity {
             node: cfg.node.name.to_string(),
@@ -556,8 +560,7 @@ async fn confirm_in_span(cfg: &BootConfig) -> Result<Confirmed> {
             version: image.version.to_string(),
             security_version: Some(image.security_version),
             confirmed: true,
-            boot_img_sha256: crate::devicetree::reported_boot_img_sha256(&cfg.devicetree)
-                .map(bootd_api::Sha256Digest),
+            boot_img_sha256: boot_img_sha256.map(bootd_api::Sha256Digest),
         };
         if let Err(e) = bootd_client::report(base, &read_file(ca)?, &id, &cfg.net, &report).await {
             // The BMC confirmation is what matters for the boot; say so.
@@ -567,5 +570,6 @@ async fn confirm_in_span(cfg: &BootConfig) -> Result<Confirmed> {
     Ok(Confirmed {
         slot,
         rollback_min: min,
+        boot_img_sha256,
     })
 }

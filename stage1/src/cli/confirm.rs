@@ -30,8 +30,16 @@ fn confirm(args: &ConfirmArgs) -> anyhow::Result<()> {
     args.node.network()?;
     let c = super::runtime()?.block_on(stage1::boot::confirm(&cfg))?;
     println!(
-        "confirmed slot {:?}; rollback minimum {}",
-        c.slot, c.rollback_min
+        "confirmed slot {:?}; rollback minimum {}{}",
+        c.slot,
+        c.rollback_min,
+        match c.boot_img_sha256 {
+            Some(d) => format!(
+                "; the boot firmware verified boot.img sha256 {}",
+                hex::encode(d)
+            ),
+            None => String::new(),
+        }
     );
     Ok(())
 }

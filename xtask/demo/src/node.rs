@@ -321,7 +321,8 @@ fn boot(
     let min = said
         .split("rollback minimum ")
         .nth(1)
-        .and_then(|s| s.trim().parse::<u64>().ok());
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|s| s.parse::<u64>().ok());
     {
         let mut s = state.lock().expect("node state");
         s.confirmed = true;

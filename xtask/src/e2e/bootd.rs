@@ -45,10 +45,12 @@ impl Bootd {
         rack_yaml: &Path,
         platforms: &[&Platform],
         https_first_stage: bool,
+        pi_pubkey: Option<&Path>,
     ) -> Result<Bootd> {
         let write = |name: &str, dhcp: Dhcp| -> Result<PathBuf> {
             let p = work.join(name);
-            std::fs::write(&p, config(rack_yaml, platforms, https_first_stage, dhcp))?;
+            let text = config(rack_yaml, platforms, https_first_stage, dhcp, pi_pubkey);
+            std::fs::write(&p, text)?;
             Ok(p)
         };
         let bootd = Bootd {
@@ -144,22 +146,37 @@ fn first_stage_url(platform: &Platform, https: bool) -> String {
 
 /// bootd's configuration: the rack, the repository it verifies and serves,
 /// each of `platforms`' first stage on its plain-HTTP listener (and the
-/// URL its firmware gets), and `dhcp`.
-fn config(rack_yaml: &Path, platforms: &[&Platform], https: bool, dhcp: Dhcp) -> String {
+/// URL its firmware gets), the Pis' `boot.img` + `boot.sig` (checked
+/// against `pi_pubkey`; the Pi 5's over HTTPS on 443, the only port its
+/// EEPROM's HTTPS is documented on), and `dhcp`.
+fn config(
+    rack_yaml: &Path,
+    platforms: &[&Platform],
+    https: bool,
+    dhcp: Dhcp,
+    pi_pubkey: Option<&Path>,
+) -> String {
     let files: String = platforms
         .iter()
-        .map(|p| format!("    {}: {}\n", p.first_stage_file(), p.stage1_target()))
+        .map(|p| format!("      {}: {}\n", p.first_stage_file(), p.stage1_target()))
         .collect();
     let urls: String = platforms
         .iter()
         .map(|p| format!("    {}: {}\n", p.arch, first_stage_url(p, https)))
         .collect();
+    let (pi_https, pis) = match pi_pubkey {
+        Some(k) => (
+            format!(", \"{SERVER}:443\""),
+            super::pi::first_stage_entries(k),
+        ),
+        None => (String::new(), String::new()),
+    };
     format!(
-        "rack_file: {rack}\nstate_dir: state\nlisten:\n  https: [\"{SERVER}:8443\"]\n  \
+        "rack_file: {rack}\nstate_dir: state\nlisten:\n  https: [\"{SERVER}:8443\"{pi_https}]\n  \
          plain_http: [\"{SERVER}:8080\"]\ntls:\n  ca_cert: pki/ca.pem\n  ca_key: pki/ca.key\n  \
          server_cert: pki/server.pem\n  server_key: pki/server.key\n  server_names: [\"{SERVER}\"]\n\
          repository:\n  trusted_root: root.json\n  local: repo\n  poll_interval_ms: 500\n\
-         first_stage:\n  path: net_install\n  files:\n{files}{proxy}",
+         first_stage:\n  - path: net_install\n    files:\n{files}    transport: http\n{pis}{proxy}",
         rack = rack_yaml.display(),
         proxy = match dhcp {
             Dhcp::Off => String::new(),
@@ -231,11 +248,11 @@ mod tests {
     fn x86_64_first_stage_names() {
         let url = "http://10.197.0.1:8080/net_install/stage1-x86_64.efi";
         let rack = Path::new("/rack.yaml");
-        let proxy = config(rack, &[&X86_64], false, Dhcp::Proxy);
-        assert!(proxy.contains("\n    stage1-x86_64.efi: stage1-x86_64-1.0.0.uki\n"));
+        let proxy = config(rack, &[&X86_64], false, Dhcp::Proxy, None);
+        assert!(proxy.contains("\n      stage1-x86_64.efi: stage1-x86_64-1.0.0.uki\n"));
         assert!(proxy.contains(&format!("\n    x86_64: {url}\n")));
-        assert!(!config(rack, &[&X86_64], false, Dhcp::Off).contains("proxy_dhcp"));
-        assert!(config(rack, &[&X86_64], false, Dhcp::Full).contains("  full_dhcp:\n"));
+        assert!(!config(rack, &[&X86_64], false, Dhcp::Off, None).contains("proxy_dhcp"));
+        assert!(config(rack, &[&X86_64], false, Dhcp::Full, None).contains("  full_dhcp:\n"));
         assert_eq!(X86_64.first_stage_file(), "stage1-x86_64.efi");
     }
 
@@ -245,10 +262,10 @@ mod tests {
     #[test]
     fn a_mixed_rack_serves_each_arch_its_own_first_stage() {
         let rack = Path::new("/rack.yaml");
-        let c = config(rack, &[&X86_64, &AARCH64], false, Dhcp::Proxy);
+        let c = config(rack, &[&X86_64, &AARCH64], false, Dhcp::Proxy, None);
         assert!(c.contains(
-            "  files:\n    stage1-x86_64.efi: stage1-x86_64-1.0.0.uki\n    \
-             stage1-aarch64.efi: stage1-aarch64-1.0.0.uki\n"
+            "    files:\n      stage1-x86_64.efi: stage1-x86_64-1.0.0.uki\n      \
+             stage1-aarch64.efi: stage1-aarch64-1.0.0.uki\n    transport: http\n"
         ));
         assert!(c.contains(
             "  boot_urls:\n    x86_64: http://10.197.0.1:8080/net_install/stage1-x86_64.efi\n    \

@@ -69,6 +69,16 @@
 //! is slow); `--arch all` is a mixed rack, an x86_64 node beside arm64 ones,
 //! each getting its own architecture's images from one bootd.
 //!
+//! An arm64 run also has two modelled Raspberry Pis (the next units of the
+//! rack, `firmware: pi4-eeprom` and `pi5-eeprom`), and the stage1 release
+//! carries their signed `boot.img` + `boot.sig`. In phase P each Pi's
+//! EEPROM bootloader, modelled by `pi-model` (`xtask/pimodel`), first
+//! refuses a pair under a key not in its EEPROM and (Pi 5) a CA its
+//! `HTTP_CACERT_HASH` does not pin, then fetches the pair from bootd —
+//! the Pi 4 over plain HTTP, the Pi 5 over HTTPS on 443 —, checks it and
+//! unpacks it; QEMU's `virt` boots the kernel, initramfs and command line
+//! from it, and stage1 installs into slot B and kexecs (`e2e/pi.rs`).
+//!
 //! About three minutes on 2 cores once built (≈35 s per boot phase, two
 //! nodes in parallel); each node's progress is printed as it happens and its whole
 //! console kept in `target/e2e/<node>.console.log`.
@@ -86,13 +96,15 @@
 //! | `lab` | the LAN: network namespaces, bridge, taps, other hosts, and the processes in them |
 //! | `rack` | [`rack::Rack`]: everything above set up and running; running a phase on every node |
 //! | `checks` | a node's expected console steps and a phase's run: every node booted, checked in parallel, under one deadline, timed |
-//! | `phases` | one function per phase, 1 to 7 |
+//! | `pi` | the modelled Raspberry Pis: their keys, EEPROM configs, `pi-model` runs, the device tree their bootloader hands over |
+//! | `phases` | one function per phase, 1 to 7 and P (the Pis) |
 
 mod bootd;
 mod checks;
 mod lab;
 mod node;
 mod phases;
+mod pi;
 mod platform;
 mod preflight;
 mod rack;
@@ -182,6 +194,8 @@ pub fn run_checked(args: &E2eArgs, require: bool, install: bool) -> Result<()> {
     }
     rack.lab.check_alive()?;
     rack.phase2_update()?;
+    // The Pis boot from the same repository, now at v2 of the OS.
+    rack.phase_pi()?;
     // Phases 3 to 7 (button, rogue proxyDHCP, full DHCP, tampering) check
     // what is the same on every architecture (the BMC, bootd, TUF) or on
     // x86_64's firmware: arm64 nodes under TCG run phases 1 and 2, which

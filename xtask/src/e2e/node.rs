@@ -15,6 +15,16 @@ use super::lab::Lab;
 use super::platform::Platform;
 use crate::secureboot::{self, PlatformKeys};
 
+/// What a node without UEFI boots (QEMU `-kernel`, `-initrd`, `-append`,
+/// `-dtb`).
+#[derive(Debug, Clone)]
+pub(super) struct DirectBoot {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub append: String,
+    pub dtb: PathBuf,
+}
+
 /// One QEMU node and its serial console.
 pub(super) struct Node {
     pub name: String,
@@ -33,6 +43,10 @@ pub(super) struct Node {
     extra: Vec<String>,
     /// Secure Boot firmware (its keys are enrolled in `vars`).
     pub secure_boot: bool,
+    /// Booted without UEFI: QEMU loads this kernel, initramfs, command
+    /// line and device tree itself (a modelled Pi, whose EEPROM unpacked
+    /// them from its `boot.img`).
+    pub direct: Option<DirectBoot>,
     console: Option<Console>,
     started: Instant,
     /// Every console line of the current boot.
@@ -81,6 +95,7 @@ impl Node {
             platform,
             extra,
             secure_boot: keys.is_some(),
+            direct: None,
             console: None,
             started: Instant::now(),
             seen: Vec::new(),
@@ -106,18 +121,48 @@ impl Node {
         Ok(())
     }
 
+    /// A board without UEFI (a modelled Pi): no ESP disk, no variable
+    /// store; it boots only once [`Node::direct`] is set.
+    pub fn without_uefi(mut self) -> Node {
+        if let Some(esp) = self.esp.take() {
+            let _ = std::fs::remove_file(esp);
+        }
+        let _ = std::fs::remove_file(&self.vars);
+        self
+    }
+
+    /// The machine part of the QEMU command line: board, CPU, memory,
+    /// console (what a device tree QEMU makes for it depends on).
+    pub fn machine_args(&self) -> Vec<String> {
+        let (machine, _) = self.platform.machine_and_code(self.secure_boot);
+        let mut v: Vec<String> = machine.iter().map(|s| s.to_string()).collect();
+        v.extend(["-m", &self.platform.memory_mib.to_string(), "-smp", "1"].map(String::from));
+        v.push("-nographic".into());
+        v
+    }
+
     /// The QEMU command line, in the rack's namespace: UEFI HTTP boot from
-    /// its tap, its disk, and its BMC on a virtio-serial port.
+    /// its tap (or, for a board without UEFI, the kernel its bootloader
+    /// unpacked), its disk, and its BMC on a virtio-serial port.
     fn qemu(&self, lab: &Lab) -> std::process::Command {
         let mut cmd = lab.cmd(self.platform.qemu);
-        let (machine, code) = self.platform.machine_and_code(self.secure_boot);
-        cmd.args(machine)
-            .args(["-m", &self.platform.memory_mib.to_string(), "-smp", "1"])
-            .arg("-nographic");
+        let (_, code) = self.platform.machine_and_code(self.secure_boot);
+        cmd.args(self.machine_args());
         // A reset ends the VM (a reboot loop would hide a failure), except
         // where the hand-off is a reset into the firmware.
         if !self.platform.firmware_handoff(self.secure_boot) {
             cmd.arg("-no-reboot");
+        }
+        if let Some(d) = &self.direct {
+            cmd.arg("-kernel")
+                .arg(&d.kernel)
+                .arg("-initrd")
+                .arg(&d.initrd)
+                .args(["-append", &d.append])
+                .arg("-dtb")
+                .arg(&d.dtb);
+            self.devices(&mut cmd, "");
+            return cmd;
         }
         cmd.arg("-drive")
             .arg(format!(
@@ -130,16 +175,23 @@ impl Node {
             ))
             // PXE would need TFTP (and costs minutes of timeouts): HTTP only.
             .args(["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n"])
-            .args(["-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n"])
-            .arg("-netdev")
+            .args(["-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n"]);
+        // romfile= : OVMF's own HttpBootDxe, not iPXE's option ROM.
+        self.devices(&mut cmd, ",romfile=,bootindex=1");
+        cmd
+    }
+
+    /// The node's devices: its NIC on its tap (with `nic_options`), its
+    /// disks, its BMC's virtio-serial port, the platform's extras.
+    fn devices(&self, cmd: &mut std::process::Command, nic_options: &str) {
+        cmd.arg("-netdev")
             .arg(format!(
                 "tap,id=n0,ifname={},script=no,downscript=no",
                 self.tap
             ))
-            // romfile= : OVMF's own HttpBootDxe, not iPXE's option ROM.
             .arg("-device")
             .arg(format!(
-                "virtio-net-pci,netdev=n0,mac={},romfile=,bootindex=1",
+                "virtio-net-pci,netdev=n0,mac={}{nic_options}",
                 self.mac
             ))
             .arg("-drive")
@@ -165,7 +217,6 @@ impl Node {
                 "virtserialport,bus=vs0.0,chardev=bmc,name=racklet.bmc",
             ])
             .args(&self.extra);
-        cmd
     }
 
     /// Prints `msg` as this node's progress, with the time since it booted.

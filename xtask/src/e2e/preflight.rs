@@ -42,7 +42,7 @@ pub(super) fn can_run(
         ]);
         if p.arch == racklet_hardware::Arch::Aarch64 {
             // The arm64 nodes' ESP disk.
-            tools.extend(["sfdisk", "mkfs.vfat"]);
+            tools.extend(["sfdisk", "mkfs.vfat", "dtc", "fdtput"]);
         }
     }
     let missing: Vec<&str> = tools

@@ -13,7 +13,8 @@ use super::bootd::Bootd;
 use super::checks::{self, StepSpec};
 use super::lab::{self, Lab, LAN_DHCP};
 use super::node::Node;
-use super::platform::Platform;
+use super::pi::{PiBoard, PiKeys};
+use super::platform::{Platform, AARCH64};
 use super::release::{Publisher, Repository};
 use super::{bin, work_dir, E2eArgs};
 use crate::secureboot;
@@ -26,6 +27,10 @@ pub(super) struct Rack {
     // Dropped in this order: the lab's processes and namespaces, then the VMs.
     pub lab: Lab,
     pub nodes: Vec<Node>,
+    /// The modelled Raspberry Pis (arm64 runs): booted by the Pi phase only.
+    pub pis: Vec<(Node, PiBoard)>,
+    /// The run's Pi secure-boot key, when there are Pis.
+    pub pi_keys: Option<PiKeys>,
     pub bootd: Bootd,
     pub publisher: Publisher,
     /// Each architecture's stage1 UKI as the rack signed it (the rogue of
@@ -80,21 +85,55 @@ impl Rack {
         if members.len() < layout.len() {
             bail!("the rack has only {} nodes after unit-1", members.len());
         }
+        // An arm64 run also has a Pi 4 and a Pi 5, from the next units.
+        let pi_members: Vec<&racklet_hardware::Node> =
+            if platforms.iter().any(|p| p.arch == Arch::Aarch64) {
+                reference
+                    .nodes
+                    .iter()
+                    .skip(1 + layout.len())
+                    .take(super::pi::MODELS.len())
+                    .collect()
+            } else {
+                Vec::new()
+            };
         let rack_yaml = work.join("rack.yaml");
-        let arches: Vec<(String, Arch)> = members
+        let mut overrides: Vec<(String, Arch, &str)> = members
             .iter()
             .zip(layout)
-            .map(|(n, (p, _))| (n.name.to_string(), p.arch))
+            .map(|(n, (p, _))| (n.name.to_string(), p.arch, "uefi"))
             .collect();
-        write_rack_file(&root().join("hardware/rack.yaml"), &rack_yaml, &arches)?;
+        for (n, (firmware, _, _)) in pi_members.iter().zip(super::pi::MODELS) {
+            overrides.push((n.name.to_string(), Arch::Aarch64, firmware));
+        }
+        write_rack_file(&root().join("hardware/rack.yaml"), &rack_yaml, &overrides)?;
+        let pi_keys = if pi_members.is_empty() {
+            None
+        } else {
+            Some(PiKeys::generate(&work)?)
+        };
 
-        let bootd = Bootd::configure(&work, &rack_yaml, &platforms, args.https_first_stage)?;
+        let bootd = Bootd::configure(
+            &work,
+            &rack_yaml,
+            &platforms,
+            args.https_first_stage,
+            pi_keys.as_ref().map(|k| k.pubkey.as_path()),
+        )?;
         let extra = if args.https_first_stage {
             bootd.ca_for_firmware(&work)?
         } else {
             Vec::new()
         };
-        let publisher = Publisher::new(&work, &repository, &platforms, &rack_yaml, &bootd.ca, db)?;
+        let publisher = Publisher::new(
+            &work,
+            &repository,
+            &platforms,
+            &rack_yaml,
+            &bootd.ca,
+            db,
+            pi_keys.as_ref().map(|k| k.key.clone()),
+        )?;
 
         eprintln!("==> building and signing the stage1 UKIs and the OS v1");
         let stage1_ukis = publisher.publish_stage1()?;
@@ -113,6 +152,19 @@ impl Rack {
                 extra.clone(),
             )?);
         }
+        let names: Vec<String> = pi_members.iter().map(|n| n.name.to_string()).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let boards = super::pi::boards(&work, &bootd.proxy, &names)?;
+        let mut pis = Vec::new();
+        for ((n, board), index) in pi_members.iter().zip(boards).zip(1 + layout.len()..) {
+            let node = Node::create(&work, n, index, &AARCH64, None, Vec::new())?.without_uefi();
+            node.say(&format!(
+                "modelled Raspberry Pi ({}): EEPROM HTTP boot of {}",
+                board.model,
+                super::pi::url(board.model)
+            ));
+            pis.push((node, board));
+        }
         for n in &nodes {
             n.say(&format!(
                 "{} node, {}",
@@ -126,12 +178,16 @@ impl Rack {
         }
 
         eprintln!("==> the LAN: namespace, bridge, taps; dnsmasq, bmc-sim, bootd");
-        let taps: Vec<String> = nodes.iter().map(|n| n.tap.clone()).collect();
+        let taps: Vec<String> = nodes
+            .iter()
+            .chain(pis.iter().map(|(n, _)| n))
+            .map(|n| n.tap.clone())
+            .collect();
         let mut lab = Lab::new(&taps)?;
         start_lan_dhcp(&mut lab, &work)?;
         start_bmc_sim(&mut lab, &work, &rack_yaml)?;
         let served = bootd.start(&mut lab, &bootd.proxy, "bootd.log")?;
-        set_bmc_clocks(&lab, &nodes)?;
+        set_bmc_clocks(&lab, nodes.iter().chain(pis.iter().map(|(n, _)| n)))?;
         let timeout_s = args.phase_timeout_s.unwrap_or_else(|| {
             platforms
                 .iter()
@@ -143,6 +199,8 @@ impl Rack {
             work,
             lab,
             nodes,
+            pis,
+            pi_keys,
             bootd,
             publisher,
             stage1_ukis,
@@ -205,9 +263,10 @@ impl Rack {
 }
 
 /// Writes `out`: the rack file `reference` with each named node's `arch:`
-/// set as `arches` says (the reference rack is all x86_64; an arm64 node
-/// is the same unit with another board), checked by loading it back.
-fn write_rack_file(reference: &Path, out: &Path, arches: &[(String, Arch)]) -> Result<()> {
+/// and `firmware:` set as `overrides` says (the reference rack is all
+/// x86_64 UEFI; an arm64 node or a Pi is the same unit with another
+/// board), checked by loading it back.
+fn write_rack_file(reference: &Path, out: &Path, overrides: &[(String, Arch, &str)]) -> Result<()> {
     let text = std::fs::read_to_string(reference)?;
     let mut node: Option<String> = None;
     let mut lines = Vec::new();
@@ -216,28 +275,33 @@ fn write_rack_file(reference: &Path, out: &Path, arches: &[(String, Arch)]) -> R
         if let Some(name) = t.strip_prefix("- name: ") {
             node = Some(name.trim().to_owned());
         }
-        let arch = node
+        let over = node
             .as_ref()
-            .and_then(|n| arches.iter().find(|(m, _)| m == n))
-            .map(|(_, a)| a);
-        match (t.strip_prefix("arch: "), arch) {
-            (Some(_), Some(a)) => {
-                let indent = &line[..line.len() - t.len()];
-                lines.push(format!("{indent}arch: {a}"));
+            .and_then(|n| overrides.iter().find(|(m, _, _)| m == n));
+        let indent = &line[..line.len() - t.len()];
+        match over {
+            Some((_, a, _)) if t.starts_with("arch: ") => lines.push(format!("{indent}arch: {a}")),
+            Some((_, _, f)) if t.starts_with("firmware: ") => {
+                lines.push(format!("{indent}firmware: {f}"))
             }
             _ => lines.push(line.to_owned()),
         }
     }
     std::fs::write(out, lines.join("\n") + "\n")?;
     let rack = racklet_hardware::Rack::load(out)?;
-    for (name, arch) in arches {
+    for (name, arch, firmware) in overrides {
         let n = rack
             .nodes
             .iter()
             .find(|n| n.name.to_string() == *name)
             .with_context(|| format!("{name} is not in {}", out.display()))?;
-        if n.arch != *arch {
-            bail!("{}: {name} is {}, not {arch}", out.display(), n.arch);
+        if n.arch != *arch || n.firmware.as_str() != *firmware {
+            bail!(
+                "{}: {name} is {} with {}, not {arch} with {firmware}",
+                out.display(),
+                n.arch,
+                n.firmware.as_str()
+            );
         }
     }
     Ok(())
@@ -257,6 +321,8 @@ fn build_binaries() -> Result<()> {
         "racklet-bmc-sim",
         "-p",
         "stage1",
+        "-p",
+        "racklet-pimodel",
     ]))
 }
 
@@ -291,7 +357,7 @@ fn start_bmc_sim(lab: &mut Lab, work: &Path, rack_yaml: &Path) -> Result<()> {
 }
 
 /// A Pi has no RTC: the BMC keeps the time stage1 trusts.
-fn set_bmc_clocks(lab: &Lab, nodes: &[Node]) -> Result<()> {
+fn set_bmc_clocks<'a>(lab: &Lab, nodes: impl Iterator<Item = &'a Node>) -> Result<()> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();

@@ -142,6 +142,10 @@ pub(super) struct Publisher {
     arches: Vec<ArchImages>,
     /// The platform's db key, when a node runs Secure Boot.
     secure_boot: Option<SigningKey>,
+    /// The rack file and the Pi secure-boot key, when the rack has Pis:
+    /// the arm64 stage1 release then also carries their `boot.img` +
+    /// `boot.sig`.
+    pi: Option<(PathBuf, String)>,
 }
 
 /// One architecture's kernel and image inputs.
@@ -164,6 +168,7 @@ impl Publisher {
         rack_yaml: &Path,
         ca: &Path,
         secure_boot: Option<SigningKey>,
+        pi_key: Option<PathBuf>,
     ) -> Result<Publisher> {
         let mut arches = Vec::new();
         for &platform in platforms {
@@ -204,17 +209,20 @@ impl Publisher {
             out: work.join("images"),
             arches,
             secure_boot,
+            pi: pi_key.map(|k| (rack_yaml.to_owned(), k.display().to_string())),
         })
     }
 
     /// Builds each architecture's stage1 UKI (`images/recipes/stage1*.yaml`,
     /// for every node of that architecture) and signs it into the
-    /// repository; returns each UKI's path.
+    /// repository, with the Pis' pairs beside the arm64 one; returns each
+    /// UKI's path.
     pub fn publish_stage1(&self) -> Result<Vec<(Arch, PathBuf)>> {
         let mut ukis = Vec::new();
         for a in &self.arches {
             let mut s1_files = a.add_files.clone();
             s1_files.push(format!("{}:/etc/stage1/args", a.stage1_args.display()));
+            let pi = self.pi.clone().filter(|_| a.platform.arch == Arch::Aarch64);
             build_image::run(&BuildImageArgs {
                 recipe: root().join("images/recipes").join(a.platform.stage1_recipe),
                 out: self.out.clone(),
@@ -231,6 +239,9 @@ impl Publisher {
                 all_nodes: true,
                 secure_boot_key: self.secure_boot.as_ref().map(|k| k.key.clone()),
                 secure_boot_cert: self.secure_boot.as_ref().map(|k| k.cert.clone()),
+                rack: pi.as_ref().map(|(r, _)| r.clone()),
+                pi_key: pi.map(|(_, k)| k),
+                pi_cmdline: None,
             })?;
             ukis.push((a.platform.arch, self.out.join(a.platform.stage1_target())));
         }
@@ -259,6 +270,9 @@ impl Publisher {
                 all_nodes: false,
                 secure_boot_key: self.secure_boot.as_ref().map(|k| k.key.clone()),
                 secure_boot_cert: self.secure_boot.as_ref().map(|k| k.cert.clone()),
+                rack: None,
+                pi_key: None,
+                pi_cmdline: None,
             };
             build_image::run(&args)?;
         }

@@ -10,11 +10,13 @@
 //! | 5 | [`Rack::phase5_rogue_gone`] | `rogue.rs` |
 //! | 6 | [`Rack::phase6_full_dhcp`] | `full_dhcp.rs` |
 //! | 7 | [`Rack::phase7_tampered_release`] | `tampered.rs` |
+//! | P | [`Rack::phase_pi`] (arm64 runs: the modelled Raspberry Pis) | `pi.rs` |
 //!
 //! Here: the console steps several phases share.
 
 mod full_dhcp;
 mod install;
+mod pi;
 mod rogue;
 mod tampered;
 
