@@ -69,6 +69,10 @@ fn setup(dir: &Path) {
 }
 
 fn sign_stage1(dir: &Path) -> assert_cmd::assert::Assert {
+    sign_stage1_with(dir, &[])
+}
+
+fn sign_stage1_with(dir: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
     std::fs::write(dir.join("stage1-aarch64.efi"), vec![9u8; 4000]).unwrap();
     imgsign(dir)
         .args(["sign", "release", "--repo", "repo", "--kind", "stage1"])
@@ -83,7 +87,9 @@ fn sign_stage1(dir: &Path) -> assert_cmd::assert::Assert {
             "in/initramfs.cpio",
         ])
         .args(["--pi-device-trees", "dtb", "--pi-firmware", "fw"])
-        .args(["--pi-armstub", "in/bl31.bin", "stage1-aarch64.efi"])
+        .args(["--pi-armstub", "in/bl31.bin"])
+        .args(extra)
+        .arg("stage1-aarch64.efi")
         .assert()
 }
 
@@ -170,6 +176,21 @@ fn a_rack_without_pi_nodes_gets_no_pair() {
     sign_stage1(d.path())
         .success()
         .stdout(predicate::str::contains("rpi4").not());
+}
+
+#[test]
+fn a_model_asked_for_gets_its_pair_whatever_the_rack_says() {
+    let d = tempfile::tempdir().unwrap();
+    setup(d.path());
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../hardware/rack.yaml"),
+        d.path().join("rack.yaml"),
+    )
+    .unwrap();
+    sign_stage1_with(d.path(), &["--pi-model", "pi4"])
+        .success()
+        .stdout(predicate::str::contains("rpi4-stage1.img"))
+        .stdout(predicate::str::contains("rpi5").not());
 }
 
 /// The library's pair for a Pi 4, from the same stand-in files.

@@ -206,6 +206,11 @@ struct PiArgs {
     /// The Pi secure-boot key (`imgsign pi-key generate`): file or pkcs11: URI.
     #[arg(long, value_name = "KEY")]
     pi_key: Option<String>,
+    /// Make this model's pair whatever the rack says (`pi4`, `pi5`;
+    /// repeatable): for Pis not (yet) in the rack file, and for a rack file
+    /// kept elsewhere.
+    #[arg(long = "pi-model", value_name = "MODEL", value_parser = ["pi4", "pi5"])]
+    pi_models: Vec<String>,
     /// The aarch64 stage1 kernel.
     #[arg(long, value_name = "FILE")]
     pi_kernel: Option<PathBuf>,
@@ -242,14 +247,30 @@ impl PiArgs {
         dir: &std::path::Path,
         now: jiff::Timestamp,
     ) -> Result<Vec<ImageSpec>> {
-        let Some(rack) = &self.rack else {
-            if self.pi_key.is_some() {
-                bail!("--pi-key needs --rack: which nodes boot through a Pi EEPROM");
+        let mut models = match &self.rack {
+            Some(rack) => {
+                imgsign::pipair::models_for(&racklet_hardware::Rack::load(rack)?, &info.assign)
             }
-            return Ok(Vec::new());
+            None if self.pi_key.is_some() && self.pi_models.is_empty() => {
+                bail!("--pi-key needs --rack or --pi-model: which Pis the release is for")
+            }
+            None => Vec::new(),
         };
-        let rack = racklet_hardware::Rack::load(rack)?;
-        let models = imgsign::pipair::models_for(&rack, &info.assign);
+        for m in &self.pi_models {
+            let m = if m == "pi4" {
+                racklet_piboot::bootfiles::PiModel::Pi4
+            } else {
+                racklet_piboot::bootfiles::PiModel::Pi5
+            };
+            if !models.contains(&m) {
+                models.push(m);
+            }
+        }
+        if !self.pi_models.is_empty()
+            && (info.kind != ImageKind::Stage1 || info.arch != Arch::Aarch64)
+        {
+            bail!("--pi-model: a Pi pair is made from an aarch64 stage1 release only");
+        }
         if models.is_empty() || info.kind != ImageKind::Stage1 || info.arch != Arch::Aarch64 {
             return Ok(Vec::new());
         }
