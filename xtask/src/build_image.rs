@@ -74,6 +74,10 @@ pub struct BuildImageArgs {
     /// The Pi's kernel command line (`cmdline.txt`); default: the recipe's.
     #[arg(long, value_name = "TEXT")]
     pub pi_cmdline: Option<String>,
+    /// Also write the image's initramfs (newc cpio) here, for a boot path
+    /// without a UKI (a Raspberry Pi's `boot.img` holds it beside the kernel).
+    #[arg(long, value_name = "FILE")]
+    pub initramfs_out: Option<PathBuf>,
 }
 
 impl BuildImageArgs {
@@ -98,6 +102,7 @@ impl BuildImageArgs {
             rack: None,
             pi_key: None,
             pi_cmdline: None,
+            initramfs_out: None,
         }
     }
 
@@ -267,6 +272,9 @@ pub fn run(args: &BuildImageArgs) -> Result<PathBuf> {
     let image = image?;
     let out = out_dir.join(&image.name);
     racklet_images::write_image(&out, &image.bytes)?;
+    if let Some(p) = &args.initramfs_out {
+        racklet_images::write_image(p, &image.initrd)?;
+    }
     if let Some(key) = &sb {
         secureboot::sign(&out, &out, key)
             .with_context(|| format!("signing {} for Secure Boot", out.display()))?;

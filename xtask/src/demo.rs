@@ -12,7 +12,9 @@ use crate::util::{cargo, root, sh};
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Passed to the demo: --reset (class reset), --keep-running,
-    /// --fresh-keys, --workdir DIR, --watchdog-s N, --port-offset N, --help.
+    /// --fresh-keys, --workdir DIR, --watchdog-s N, --port-offset N, --help;
+    /// and `--no-pi`, taken here: no Raspberry Pi pair (no arm64 stage1 to
+    /// build, no Pi files to fetch).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
 }
@@ -51,6 +53,35 @@ pub fn images() -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The arm64 stage1 a Raspberry Pi's `boot.img` is made of: its UKI (the
+/// release's image), the kernel and initramfs inside it, and the Pi files.
+struct PiStage1 {
+    uki: PathBuf,
+    kernel: PathBuf,
+    initramfs: PathBuf,
+    files: PathBuf,
+}
+
+/// Builds `stage1-aarch64.yaml` (Debian's arm64 kernel, fetched once) and
+/// fetches the Pi files (`cargo xtask fetch-pi-files`), for the demo's Pi
+/// scene.
+fn pi_stage1() -> Result<PiStage1> {
+    let out = root().join("target/demo-images");
+    let initramfs = out.join("stage1-aarch64.initramfs.cpio");
+    let uki = build_image::run(&BuildImageArgs {
+        initramfs_out: Some(initramfs.clone()),
+        ..BuildImageArgs::plain(root().join("images/recipes/stage1-aarch64.yaml"), out)
+    })?;
+    let kernel = crate::kernel::ensure_for(racklet_hardware::Arch::Aarch64)?;
+    let files = crate::pifiles::ensure()?;
+    Ok(PiStage1 {
+        uki,
+        kernel,
+        initramfs,
+        files: files.device_trees.parent().context("pi files")?.to_owned(),
+    })
+}
+
 pub fn run(a: &DemoArgs) -> Result<()> {
     let mut build = cargo();
     build.args(["build", "--locked", "--bins"]);
@@ -59,6 +90,8 @@ pub fn run(a: &DemoArgs) -> Result<()> {
     }
     sh(&mut build).context("building the demo's binaries")?;
     let images = images()?;
+    let no_pi = a.args.iter().any(|x| x == "--no-pi");
+    let pass: Vec<&String> = a.args.iter().filter(|x| *x != "--no-pi").collect();
     let bin = root().join("target/debug");
     let mut demo = Command::new(bin.join("racklet-demo"));
     demo.current_dir(root())
@@ -67,8 +100,15 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         .arg("--bin")
         .arg(&bin)
         .arg("--image")
-        .args(&images)
-        .args(&a.args);
+        .args(&images);
+    if !no_pi {
+        let pi = pi_stage1()?;
+        demo.arg("--pi-stage1")
+            .args([&pi.uki, &pi.kernel, &pi.initramfs])
+            .arg("--pi-files")
+            .arg(&pi.files);
+    }
+    demo.args(pass);
     let status = demo.status().context("starting racklet-demo")?;
     if !status.success() {
         bail!("racklet-demo failed ({status})");

@@ -94,9 +94,10 @@ pub fn run_all(args: &TestArgs, steps: &mut Steps) -> Result<()> {
         },
     )?;
     steps.step(
-        "e2e arm64: AAVMF HTTP boot, stage1 on aarch64, kexec_load, the firmware hand-off",
+        "e2e arm64: AAVMF HTTP boot, stage1 on aarch64, kexec_load, the firmware hand-off, \
+         the modelled Raspberry Pis",
         || {
-            // TCG arm64 is slow: two phases, each bounded (a phase that
+            // TCG arm64 is slow: three phases, each bounded (a phase that
             // misses it fails naming itself, with the console's tail).
             crate::e2e::run_checked(
                 &crate::e2e::E2eArgs {

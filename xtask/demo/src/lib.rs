@@ -80,6 +80,21 @@ pub struct Options {
     pub watchdog: Duration,
     /// Added to every port.
     pub port_offset: u16,
+    /// The arm64 stage1 the Raspberry Pi pair is made of; none: no Pi scene.
+    pub pi: Option<PiStage1>,
+}
+
+/// What `imgsign sign release` makes a Raspberry Pi's `boot.img` of.
+#[derive(Clone, Debug)]
+pub struct PiStage1 {
+    /// The arm64 stage1 UKI (the release's image).
+    pub uki: PathBuf,
+    /// The kernel inside it.
+    pub kernel: PathBuf,
+    /// The initramfs inside it.
+    pub initramfs: PathBuf,
+    /// `dtb/`, `firmware/`, `bl31.bin` (`cargo xtask fetch-pi-files`).
+    pub files: PathBuf,
 }
 
 /// Runs the scenario; `Ok` only if every node did what was expected.

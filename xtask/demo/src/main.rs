@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use racklet_demo::{Images, Options};
+use racklet_demo::{Images, Options, PiStage1};
 
 /// A simulated rack booted end to end through the real chain, with the
 /// example keys on the `demo` channel.
@@ -41,6 +41,13 @@ struct Args {
     /// The four images, v1 to v4 (built by `cargo xtask demo`).
     #[arg(long = "image", num_args = 4, required = true, value_names = ["V1", "V2", "V3", "V4"])]
     images: Vec<PathBuf>,
+    /// The arm64 stage1 the Raspberry Pi pair is made of: its UKI, and the
+    /// kernel and initramfs in it (set by `cargo xtask demo`).
+    #[arg(long, num_args = 3, value_names = ["UKI", "KERNEL", "INITRAMFS"], requires = "pi_files")]
+    pi_stage1: Vec<PathBuf>,
+    /// The Pi files (`cargo xtask fetch-pi-files`: dtb/, firmware/, bl31.bin).
+    #[arg(long, value_name = "DIR", requires = "pi_stage1")]
+    pi_files: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -62,6 +69,12 @@ fn main() -> std::process::ExitCode {
         keep_running: a.keep_running,
         watchdog: Duration::from_secs(a.watchdog_s),
         port_offset: a.port_offset,
+        pi: a.pi_files.map(|files| PiStage1 {
+            uki: abs(a.pi_stage1[0].clone()),
+            kernel: abs(a.pi_stage1[1].clone()),
+            initramfs: abs(a.pi_stage1[2].clone()),
+            files: abs(files),
+        }),
     };
     match racklet_demo::run(o) {
         Ok(()) => std::process::ExitCode::SUCCESS,

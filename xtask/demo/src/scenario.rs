@@ -5,6 +5,7 @@
 
 mod attacks;
 mod enroll;
+mod pi;
 mod sign;
 mod summary;
 mod updates;

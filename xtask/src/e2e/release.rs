@@ -242,6 +242,7 @@ impl Publisher {
                 rack: pi.as_ref().map(|(r, _)| r.clone()),
                 pi_key: pi.map(|(_, k)| k),
                 pi_cmdline: None,
+                initramfs_out: None,
             })?;
             ukis.push((a.platform.arch, self.out.join(a.platform.stage1_target())));
         }
@@ -273,6 +274,7 @@ impl Publisher {
                 rack: None,
                 pi_key: None,
                 pi_cmdline: None,
+                initramfs_out: None,
             };
             build_image::run(&args)?;
         }

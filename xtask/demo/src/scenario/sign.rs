@@ -57,10 +57,13 @@ impl Demo {
              every node and bootd start from",
         );
         let v1 = self.o.images.v1.clone();
-        self.release(&v1, "1.0.0", 1, &["--all-nodes"])?;
+        let mut served = self.release(&v1, "1.0.0", 1, &["--all-nodes"])?;
         // The attacker of step 6 keeps this copy: metadata that is signed
         // and not yet expired, but old.
         attacker::copy_tree(&self.w.join("repo"), &self.w.join("attacks/old-repo"))?;
+        if let Some(v) = self.pi_release()? {
+            served = v;
+        }
 
         std::fs::create_dir_all(self.w.join("bootd"))?;
         std::fs::copy(
@@ -69,7 +72,7 @@ impl Demo {
         )?;
         work::write_atomic(
             &self.w.join("bootd/bootd.yaml"),
-            bootd_config(self.ports.bootd).as_bytes(),
+            bootd_config(self.ports.bootd, self.o.pi.is_some()).as_bytes(),
         )?;
         let mut pki = self.tools.cmd("bootd");
         pki.args(["--config", "bootd/bootd.yaml", "pki", "init"]);
@@ -86,12 +89,13 @@ impl Demo {
             short(server_fp)
         ));
         self.start_bootd()?;
-        self.wait_release(2)?;
+        self.wait_release(served)?;
         self.ui.op(&format!(
             "bootd serve: verified the repository from root.json and serves it on \
              https://localhost:{}/ (log: logs/bootd.log)",
             self.ports.bootd
         ));
+        self.pi_fetch()?;
         Ok(())
     }
 
@@ -195,7 +199,12 @@ impl Demo {
 
 /// bootd's configuration for the demo rack: HTTPS on 127.0.0.1:`port`,
 /// metadata and images for enrolled nodes only.
-fn bootd_config(port: u16) -> String {
+fn bootd_config(port: u16, pi: bool) -> String {
+    let pi = if pi {
+        super::pi::first_stage_config()
+    } else {
+        String::new()
+    };
     format!(
         "# bootd for the demo rack (written by `cargo xtask demo`; see bootd/README.md).\n\
          rack_file: rack.yaml\n\
@@ -214,6 +223,6 @@ fn bootd_config(port: u16) -> String {
          \x20 poll_interval_ms: 100\n\
          \x20 # Metadata and images for enrolled nodes only (mTLS).\n\
          \x20 require_client_cert: true\n\
-         reload_interval_ms: 500\n"
+         reload_interval_ms: 500\n{pi}"
     )
 }
