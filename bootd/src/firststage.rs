@@ -14,7 +14,7 @@
 //! `bootd_first_stage_refused_total{path}`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -22,15 +22,7 @@ use tracing::{info, warn};
 use crate::config::FirstStage;
 use crate::metrics::FirstStageLabels;
 use crate::repo::Snapshot;
-use crate::state::Shared;
-
-/// Verdicts by (timestamp SHA-256 of the snapshot, entry path, key hash).
-#[derive(Debug, Default)]
-pub(crate) struct PiChecks {
-    verdicts: Mutex<HashMap<(String, String, String), Verdict>>,
-}
-
-type Verdict = std::result::Result<(), String>;
+use crate::state::{PiChecks, PiVerdict as Verdict, Shared};
 
 /// Whether `entry`'s pair may be served from `snap`: `Ok` for an entry
 /// without `pi_public_key`, else the (cached) result of the Pi's checks.

@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use racklet_hardware::Rack;
 
 use crate::config::Config;
-use crate::firststage::PiChecks;
 use crate::metrics::Metrics;
 use crate::nodes::NodeStore;
 use crate::repo::Snapshot;
@@ -53,6 +52,16 @@ impl Shared {
         self.snapshot.read().ok().and_then(|s| s.clone())
     }
 }
+
+/// The Pi-key verdicts on first-stage pairs (`firststage`), by (timestamp
+/// SHA-256 of the snapshot, entry path, key hash).
+#[derive(Debug, Default)]
+pub(crate) struct PiChecks {
+    pub(crate) verdicts: Mutex<HashMap<(String, String, String), PiVerdict>>,
+}
+
+/// Served, or refused with the reason.
+pub(crate) type PiVerdict = std::result::Result<(), String>;
 
 /// Per-connection facts the router needs.
 #[derive(Clone, Debug)]

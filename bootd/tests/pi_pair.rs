@@ -7,43 +7,18 @@ mod common;
 
 use std::net::SocketAddr;
 
-use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{KeyPair, RsaKeyPair, RSA_PKCS1_SHA256};
+use aws_lc_rs::signature::{KeyPair, RsaKeyPair};
 use common::*;
 use hyper::StatusCode;
 use racklet_piboot::fat_write::{write_boot_img, BootFile, BootImgOptions, FatTime};
 use racklet_piboot::key::PiPublicKey;
-use racklet_piboot::sig::{sign_boot_img, BootImgSigner};
+use racklet_piboot::sig::sign_boot_img;
 use racklet_piboot::{BootPath, SigTimestamp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-struct Key(RsaKeyPair);
-
-#[derive(Debug)]
-struct SignFailed;
-
-impl std::fmt::Display for SignFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("test signer failed")
-    }
-}
-
-impl std::error::Error for SignFailed {}
-
-impl BootImgSigner for Key {
-    type Error = SignFailed;
-    fn sign_rsa2048_sha256(&self, image: &[u8]) -> Result<Vec<u8>, SignFailed> {
-        let mut sig = vec![0u8; self.0.public_modulus_len()];
-        self.0
-            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), image, &mut sig)
-            .map_err(|_| SignFailed)?;
-        Ok(sig)
-    }
-}
-
 /// A small FAT `boot.img` and its `boot.sig` signed by `key`.
-fn pair(key: &Key, seed: u8) -> (Vec<u8>, Vec<u8>) {
+fn pair(key: &RsaKeyPair, seed: u8) -> (Vec<u8>, Vec<u8>) {
     let name = BootPath::new("Image.gz").unwrap();
     let data = vec![seed; 4000];
     let image = write_boot_img(
@@ -112,9 +87,9 @@ async fn plain_get(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_pi_gets_its_pair_only_if_it_passes_the_pis_checks() {
     let f = Fixture::with_config(CONFIG);
-    let key = Key(RsaKeyPair::generate(KeySize::Rsa2048).unwrap());
-    let other = Key(RsaKeyPair::generate(KeySize::Rsa2048).unwrap());
-    let public = PiPublicKey::from_pkcs1_der(key.0.public_key().as_ref()).unwrap();
+    let key = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+    let other = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+    let public = PiPublicKey::from_pkcs1_der(key.public_key().as_ref()).unwrap();
     std::fs::write(
         f.config_path.parent().unwrap().join("pi-pubkey.bin"),
         public.to_pubkey_bin(),

@@ -260,6 +260,23 @@ pub trait BootImgSigner {
     fn sign_rsa2048_sha256(&self, image: &[u8]) -> std::result::Result<Vec<u8>, Self::Error>;
 }
 
+/// An RSA key pair held in memory signs directly (imgsign's key file, the
+/// tests' keys).
+#[cfg(feature = "rsa")]
+impl BootImgSigner for aws_lc_rs::signature::RsaKeyPair {
+    type Error = aws_lc_rs::error::Unspecified;
+    fn sign_rsa2048_sha256(&self, image: &[u8]) -> std::result::Result<Vec<u8>, Self::Error> {
+        let mut sig = vec![0u8; self.public_modulus_len()];
+        self.sign(
+            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            image,
+            &mut sig,
+        )?;
+        Ok(sig)
+    }
+}
+
 /// Signs `image` into a full `boot.sig` (hash, `ts`, optional
 /// `target-soc`, `rsa2048`). The key never passes through this crate.
 pub fn sign_boot_img<S: BootImgSigner>(

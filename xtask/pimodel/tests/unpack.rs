@@ -4,33 +4,18 @@
 
 use std::path::Path;
 
-use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{KeyPair, RsaKeyPair, RSA_PKCS1_SHA256};
+use aws_lc_rs::signature::{KeyPair, RsaKeyPair};
 use racklet_piboot::bootfiles::{cmdline_txt, config_txt, gzip_kernel, PiModel, Stage1Files};
 use racklet_piboot::eeprom::{EepromConfig, HttpHost, HttpPath, Transport};
 use racklet_piboot::fat_write::{write_boot_img, BootFile, BootImgOptions, FatTime};
 use racklet_piboot::key::PiPublicKey;
-use racklet_piboot::sig::{sign_boot_img, BootImgSigner};
+use racklet_piboot::sig::sign_boot_img;
 use racklet_piboot::{BootPath, SigTimestamp};
 use racklet_pimodel::{unpack, Eeprom, Pair, TS_FILE};
 
+/// A Pi secure-boot key for one test.
 struct Key(RsaKeyPair);
-
-#[derive(Debug, thiserror::Error)]
-#[error("test signer failed")]
-struct SignFailed;
-
-impl BootImgSigner for Key {
-    type Error = SignFailed;
-    fn sign_rsa2048_sha256(&self, image: &[u8]) -> Result<Vec<u8>, SignFailed> {
-        let mut sig = vec![0u8; self.0.public_modulus_len()];
-        self.0
-            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), image, &mut sig)
-            .map_err(|_| SignFailed)?;
-        Ok(sig)
-    }
-}
 
 impl Key {
     fn new() -> Key {
@@ -82,7 +67,7 @@ fn image(drop: Option<&str>, ts: i64) -> Vec<u8> {
 }
 
 fn pair(key: &Key, image: Vec<u8>, ts: i64) -> Pair {
-    let sig = sign_boot_img(&image, SigTimestamp::from_unix(ts).unwrap(), None, key).unwrap();
+    let sig = sign_boot_img(&image, SigTimestamp::from_unix(ts).unwrap(), None, &key.0).unwrap();
     Pair {
         sig: sig.encode().into_bytes(),
         image,

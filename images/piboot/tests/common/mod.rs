@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{KeyPair, RsaKeyPair, RSA_PKCS1_SHA256};
+use aws_lc_rs::signature::{KeyPair, RsaKeyPair};
 use racklet_piboot::bootfiles::{cmdline_txt, config_txt, PiModel, Stage1Files};
 use racklet_piboot::fat_write::{write_boot_img, BootFile, BootImgOptions, FatTime};
 use racklet_piboot::key::PiPublicKey;
@@ -41,11 +40,7 @@ impl TestKey {
 impl BootImgSigner for TestKey {
     type Error = SignFailed;
     fn sign_rsa2048_sha256(&self, image: &[u8]) -> Result<Vec<u8>, SignFailed> {
-        let mut sig = vec![0u8; self.0.public_modulus_len()];
-        self.0
-            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), image, &mut sig)
-            .map_err(|_| SignFailed)?;
-        Ok(sig)
+        self.0.sign_rsa2048_sha256(image).map_err(|_| SignFailed)
     }
 }
 
