@@ -18,6 +18,7 @@
 //! bootd_client::report(&base, &ca_pem, &id, &net, &bootd_api::NodeReport {
 //!     slot: bootd_api::Slot::A, version: "1.2.0".into(),
 //!     security_version: Some(bootd_api::SecurityVersion(3)), confirmed: true,
+//!     boot_img_sha256: None,
 //! }).await?;
 //! # Ok(()) }
 //! ```
