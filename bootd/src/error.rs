@@ -152,6 +152,53 @@ pub enum Error {
     Client(#[from] bootd_client::Error),
 }
 
+/// Why bootd does not serve a Raspberry Pi `boot.img` + `boot.sig` pair
+/// of a `first_stage` entry with `pi_public_key`: the pair fails a check
+/// the Pi makes, or cannot be checked at all. Either way both halves are
+/// answered 503 with this text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PiPairError {
+    /// The entry's `pi_public_key` file cannot be read.
+    #[error("cannot read the Pi public key {path}: {source}")]
+    ReadKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The entry's `pi_public_key` is neither a `pubkey.bin` nor a PEM RSA key.
+    #[error("the Pi public key {path}: {source}")]
+    Key {
+        path: PathBuf,
+        source: racklet_piboot::Error,
+    },
+    /// The entry maps a half of the pair to a target the snapshot lacks.
+    #[error("{served} maps to `{target}`, which is not in the repository")]
+    NotInRepository {
+        served: &'static str,
+        target: String,
+    },
+    /// A half is longer than a Pi loads: not read, not served.
+    #[error("`{target}` is {length} bytes, more than a Pi loads ({max})")]
+    TooLarge {
+        target: String,
+        length: u64,
+        max: u64,
+    },
+    /// A half's file in the verified snapshot cannot be read.
+    #[error("cannot read `{target}` from the verified snapshot: {source}")]
+    ReadTarget {
+        target: String,
+        source: std::io::Error,
+    },
+    /// The pair fails the Pi's checks (`racklet_piboot::accept`: the
+    /// `boot.sig` grammar, its hash line, the RSA signature, the FAT).
+    #[error("{source}")]
+    Refused { source: racklet_piboot::Error },
+    /// The check's thread died before it gave a verdict.
+    #[error("the check did not finish: {reason}")]
+    CheckTask { reason: String },
+}
+
 fn path_suffix(path: &Option<PathBuf>) -> String {
     path.as_ref()
         .map(|p| format!(" {}", p.display()))

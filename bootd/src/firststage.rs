@@ -7,127 +7,211 @@
 //! from different releases, would otherwise be served as trusted and
 //! refused by every Pi of the rack, which then boots nothing.
 //!
-//! The verdict is worked out once per verified snapshot, entry and key
-//! (the image is up to 30 MB), on a blocking thread, and cached until the
-//! next snapshot. A refusal is answered 503 with its reason for both
-//! halves, logged once with `warn!`, and counted in
-//! `bootd_first_stage_refused_total{path}`.
+//! The check runs when a verified snapshot is taken into service and when
+//! the configuration (or a key file) changes ([`prepare`], called by
+//! `reconcile` before the new snapshot or configuration is published), on
+//! a blocking thread: never per request, the image is up to 30 MB. Its
+//! verdict is kept by what was checked (the pair's TUF hashes and the
+//! key's bytes), so a re-signed timestamp does not check again. A request
+//! finds the verdict ready; if it is not (a key file changed since),
+//! the first request checks and concurrent ones wait for it.
+//!
+//! A refusal is answered 503 with its reason for both halves, logged once
+//! with `warn!` when the check runs, and counted per request in
+//! `bootd_first_stage_refused_total{path}`; every check run is counted in
+//! `bootd_first_stage_checks_total{path,result}`.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
+use std::path::Path;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::config::FirstStage;
-use crate::metrics::FirstStageLabels;
-use crate::repo::Snapshot;
-use crate::state::{PiChecks, PiVerdict as Verdict, Shared};
+use crate::config::{Config, FirstStage};
+use crate::error::PiPairError;
+use crate::metrics::{FirstStageCheckLabels, FirstStageLabels};
+use crate::repo::{Snapshot, TargetInfo};
+use crate::state::{PairId, PiVerdict, Shared};
 
-/// Whether `entry`'s pair may be served from `snap`: `Ok` for an entry
-/// without `pi_public_key`, else the (cached) result of the Pi's checks.
+/// Whether a request for `entry`'s pair may be served from `snap`: `Ok`
+/// for an entry without `pi_public_key`, else the Pi's verdict. A refused
+/// request is counted.
 pub(crate) async fn pi_pair_verdict(
     shared: &Arc<Shared>,
     snap: &Arc<Snapshot>,
     entry: &FirstStage,
-) -> Verdict {
+) -> PiVerdict {
     let Some(key_path) = &entry.pi_public_key else {
         return Ok(());
     };
-    let key_bytes = match racklet_fsio::read(key_path) {
-        Ok(b) => b,
-        Err(e) => return refuse(shared, entry, format!("the Pi public key: {e}")),
-    };
-    let id = (
-        snap.timestamp_sha256.clone(),
-        entry.path.clone(),
-        hex::encode(Sha256::digest(&key_bytes)),
-    );
-    let cached = lock(&shared.pi_checks).get(&id).cloned();
-    match cached {
-        Some(Ok(())) => return Ok(()),
-        Some(Err(why)) => return Err(count(shared, entry, &why)),
-        None => {}
+    let (verdict, _) = verdict(shared, snap, entry, key_path).await;
+    if let Err(why) = &verdict {
+        debug!(path = entry.path.as_str(), error = %why, "first_stage: Pi pair refused");
+        shared
+            .metrics
+            .first_stage_refused
+            .get_or_create(&FirstStageLabels {
+                path: entry.path.clone(),
+            })
+            .inc();
     }
-    let (snap2, entry2) = (snap.clone(), entry.clone());
-    let verdict = tokio::task::spawn_blocking(move || check(&snap2, &entry2, &key_bytes))
-        .await
-        .unwrap_or_else(|e| Err(format!("the check did not finish: {e}")));
-    {
-        let mut cache = lock(&shared.pi_checks);
-        // Verdicts of older snapshots are never asked for again.
-        cache.retain(|(ts, _, _), _| *ts == id.0);
-        cache.insert(id, verdict.clone());
-    }
-    match verdict {
-        Ok(()) => {
-            info!(
+    verdict
+}
+
+/// Works out the verdict of every entry of `config` with `pi_public_key`
+/// on `snap` before either is published, and forgets verdicts no entry
+/// needs any more.
+pub(crate) async fn prepare(shared: &Arc<Shared>, snap: &Arc<Snapshot>, config: &Config) {
+    let mut live = HashSet::new();
+    for entry in &config.first_stage {
+        let Some(key_path) = &entry.pi_public_key else {
+            continue;
+        };
+        match verdict(shared, snap, entry, key_path).await {
+            (_, Some(id)) => {
+                live.insert(id);
+            }
+            // Not checkable at all (no key, a half missing): said here,
+            // at each snapshot or reload, not on every request.
+            (Err(why), None) => warn!(
                 path = entry.path.as_str(),
-                "first_stage: the Pi pair passes the Pi's checks"
-            );
-            Ok(())
+                error = %why,
+                "first_stage: refusing to serve the Pi pair"
+            ),
+            (Ok(()), None) => {}
         }
-        Err(why) => refuse(shared, entry, why),
     }
+    lock(shared).retain(|id, _| live.contains(id));
 }
 
-fn lock(c: &PiChecks) -> std::sync::MutexGuard<'_, HashMap<(String, String, String), Verdict>> {
-    c.verdicts.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A new refusal: logged once, then counted like every later request.
-fn refuse(shared: &Shared, entry: &FirstStage, why: String) -> Verdict {
-    warn!(
-        path = entry.path.as_str(),
-        reason = why.as_str(),
-        "first_stage: refusing to serve the Pi pair"
-    );
-    Err(count(shared, entry, &why))
-}
-
-/// Counts a refused request; the answer's text.
-fn count(shared: &Shared, entry: &FirstStage, why: &str) -> String {
+/// The verdict on `entry`'s pair in `snap`, and what it is about (none
+/// when the pair could not even be named: the key or a half is missing).
+async fn verdict(
+    shared: &Arc<Shared>,
+    snap: &Arc<Snapshot>,
+    entry: &FirstStage,
+    key_path: &Path,
+) -> (PiVerdict, Option<PairId>) {
+    // Read every time (a few hundred bytes): a replaced key counts at once.
+    let key_bytes = match std::fs::read(key_path) {
+        Ok(b) => b,
+        Err(source) => {
+            let why = PiPairError::ReadKey {
+                path: key_path.to_owned(),
+                source,
+            };
+            return (Err(Arc::new(why)), None);
+        }
+    };
+    let halves =
+        half(snap, entry, "boot.img").and_then(|img| Ok((img, half(snap, entry, "boot.sig")?)));
+    let (img, sig) = match halves {
+        Ok(h) => h,
+        Err(e) => return (Err(Arc::new(e)), None),
+    };
+    let id = PairId {
+        image_sha256: img.1.sha256.clone(),
+        sig_sha256: sig.1.sha256.clone(),
+        key_sha256: hex::encode(Sha256::digest(&key_bytes)),
+    };
+    if let Some(v) = lock(shared).get(&id).cloned() {
+        return (v, Some(id));
+    }
+    let _only = shared.pi_checks.running.lock().await;
+    if let Some(v) = lock(shared).get(&id).cloned() {
+        return (v, Some(id));
+    }
+    let dir = snap.dir.join("targets");
+    let key_path2 = key_path.to_owned();
+    let v = tokio::task::spawn_blocking(move || check(&dir, &img, &sig, &key_path2, &key_bytes))
+        .await
+        .unwrap_or_else(|e| {
+            Err(PiPairError::CheckTask {
+                reason: e.to_string(),
+            })
+        })
+        .map_err(Arc::new);
+    let result = if v.is_ok() { "pass" } else { "refused" };
     shared
         .metrics
-        .first_stage_refused
-        .get_or_create(&FirstStageLabels {
+        .first_stage_checks
+        .get_or_create(&FirstStageCheckLabels {
             path: entry.path.clone(),
+            result,
         })
         .inc();
-    format!(
-        "the Pi boot.img/boot.sig of /{} fail the Pi's checks: {why}",
-        entry.path
-    )
+    match &v {
+        Ok(()) => info!(
+            path = entry.path.as_str(),
+            "first_stage: the Pi pair passes the Pi's checks"
+        ),
+        Err(why) => warn!(
+            path = entry.path.as_str(),
+            error = %why,
+            "first_stage: refusing to serve the Pi pair"
+        ),
+    }
+    lock(shared).insert(id.clone(), v.clone());
+    (v, Some(id))
 }
 
-/// The Pi's checks on the entry's pair, read from the snapshot's files.
-fn check(snap: &Snapshot, entry: &FirstStage, key_bytes: &[u8]) -> Verdict {
+fn lock(
+    shared: &Shared,
+) -> std::sync::MutexGuard<'_, std::collections::HashMap<PairId, PiVerdict>> {
+    shared
+        .pi_checks
+        .verdicts
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// The target `entry` maps `served` to, by name, from `snap`.
+fn half(
+    snap: &Snapshot,
+    entry: &FirstStage,
+    served: &'static str,
+) -> Result<(String, TargetInfo), PiPairError> {
+    // Validation makes an entry with a key map both names.
+    let target = entry.files.get(served).cloned().unwrap_or_default();
+    match snap.targets.get(&target) {
+        Some(t) => Ok((target, t.clone())),
+        None => Err(PiPairError::NotInRepository { served, target }),
+    }
+}
+
+/// The Pi's checks on a pair, read from the snapshot's `targets/`.
+fn check(
+    dir: &Path,
+    img: &(String, TargetInfo),
+    sig: &(String, TargetInfo),
+    key_path: &Path,
+    key_bytes: &[u8],
+) -> Result<(), PiPairError> {
     let key = match std::str::from_utf8(key_bytes) {
         Ok(t) if t.contains("-----BEGIN") => racklet_piboot::key::PiPublicKey::from_pem(t),
         _ => racklet_piboot::key::PiPublicKey::from_pubkey_bin(key_bytes),
     }
-    .map_err(|e| format!("the Pi public key: {e}"))?;
-    let read = |served: &str| -> std::result::Result<Vec<u8>, String> {
-        let target = entry
-            .files
-            .get(served)
-            .ok_or_else(|| format!("no {served} in files"))?;
-        let t = snap
-            .targets
-            .get(target)
-            .ok_or_else(|| format!("{target} is not in the repository"))?;
+    .map_err(|source| PiPairError::Key {
+        path: key_path.to_owned(),
+        source,
+    })?;
+    let read = |(target, t): &(String, TargetInfo)| {
         if t.length > racklet_piboot::MAX_BOOT_IMG_BYTES {
-            return Err(format!(
-                "{target} is {} bytes, more than a Pi loads ({})",
-                t.length,
-                racklet_piboot::MAX_BOOT_IMG_BYTES
-            ));
+            return Err(PiPairError::TooLarge {
+                target: target.clone(),
+                length: t.length,
+                max: racklet_piboot::MAX_BOOT_IMG_BYTES,
+            });
         }
-        racklet_fsio::read(&snap.dir.join("targets").join(&t.file)).map_err(|e| e.to_string())
+        std::fs::read(dir.join(&t.file)).map_err(|source| PiPairError::ReadTarget {
+            target: target.clone(),
+            source,
+        })
     };
-    let image = read("boot.img")?;
-    let sig = read("boot.sig")?;
+    let image = read(img)?;
+    let sig = read(sig)?;
     racklet_piboot::accept(&image, &sig, &key, None)
         .map(drop)
-        .map_err(|e| e.to_string())
+        .map_err(|source| PiPairError::Refused { source })
 }

@@ -68,6 +68,15 @@ pub struct FirstStageLabels {
     pub path: String,
 }
 
+/// Labels of a Pi check run on a first-stage entry's pair.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FirstStageCheckLabels {
+    /// The entry's `path`.
+    pub path: String,
+    /// `pass` or `refused`.
+    pub result: &'static str,
+}
+
 /// Every metric bootd exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -100,6 +109,8 @@ pub struct Metrics {
     pub dhcp_packets: Family<DhcpLabels, Counter>,
     /// Requests for a Pi pair refused because it fails the Pi's checks.
     pub first_stage_refused: Family<FirstStageLabels, Counter>,
+    /// Pi checks run on a first-stage pair (once per new pair or key).
+    pub first_stage_checks: Family<FirstStageCheckLabels, Counter>,
     /// Role expiry times (unix seconds), turned into `role_expires_seconds` at scrape time.
     pub expiries: Mutex<Vec<(&'static str, i64)>>,
     /// The `node_booted` labels currently set per node (one series per node).
@@ -131,6 +142,7 @@ impl Metrics {
             node_booted: Family::default(),
             dhcp_packets: Family::default(),
             first_stage_refused: Family::default(),
+            first_stage_checks: Family::default(),
             expiries: Mutex::new(Vec::new()),
             booted_labels: Mutex::new(std::collections::HashMap::new()),
             registry: Registry::default(),
@@ -164,6 +176,11 @@ impl Metrics {
             "first_stage_refused",
             "Requests for a Raspberry Pi boot.img/boot.sig refused: the pair fails the Pi's checks against the configured key",
             m.first_stage_refused.clone(),
+        );
+        registry.register(
+            "first_stage_checks",
+            "Raspberry Pi checks run on a first-stage boot.img/boot.sig pair, by result (pass, refused): once per new pair or key, never per request",
+            m.first_stage_checks.clone(),
         );
         registry.register(
             "open_connections",

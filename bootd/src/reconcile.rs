@@ -8,6 +8,7 @@ use racklet_hardware::Rack;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
+use crate::firststage;
 use crate::metrics::{ResultLabels, RoleLabels};
 use crate::repo::{Publisher, Snapshot};
 use crate::state::{Live, Shared};
@@ -26,14 +27,24 @@ pub(crate) async fn reconcile_loop(
     shared: Arc<Shared>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    // The Pi public keys too: a replaced key is checked again at once.
     let stamps = |c: &Config| {
+        let pi_keys = c
+            .first_stage
+            .iter()
+            .filter_map(|f| f.pi_public_key.as_deref());
         [
-            c.path.as_deref().and_then(file_stamp),
-            file_stamp(&c.rack_file),
-            file_stamp(&c.pki.server_cert),
-            file_stamp(&c.pki.server_key),
-            file_stamp(&c.pki.ca_cert),
+            c.path.as_deref(),
+            Some(c.rack_file.as_path()),
+            Some(c.pki.server_cert.as_path()),
+            Some(c.pki.server_key.as_path()),
+            Some(c.pki.ca_cert.as_path()),
         ]
+        .into_iter()
+        .flatten()
+        .chain(pi_keys)
+        .map(file_stamp)
+        .collect::<Vec<_>>()
     };
     let mut seen = stamps(&shared.live().config);
     loop {
@@ -83,6 +94,9 @@ pub(crate) async fn reconcile_loop(
                     || config.state_dir != live.config.state_dir
                 {
                     warn!("repository or state_dir changed: that takes a restart; everything else is applied");
+                }
+                if let Some(snap) = shared.snapshot() {
+                    firststage::prepare(&shared, &snap, &config).await;
                 }
                 info!(path = %path.display(), nodes = rack.nodes.len(), "configuration reloaded");
                 shared
@@ -157,7 +171,7 @@ pub(crate) async fn publish_loop(
         .await;
         match res {
             Ok(Ok(snap)) => {
-                install(&shared, snap);
+                install(&shared, snap).await;
                 failed = None;
             }
             Ok(Err(e)) => {
@@ -192,14 +206,18 @@ async fn recover(shared: &Arc<Shared>, publisher: &Arc<Publisher>) {
     match res {
         Ok(Some(Ok(snap))) => {
             warn!(timestamp = snap.versions.timestamp, "source unavailable or refused at start-up; serving the last verified repository again");
-            install(shared, snap);
+            install(shared, snap).await;
         }
         Ok(Some(Err(e))) => error!(error = %e, "the last served repository no longer verifies"),
         Ok(None) | Err(_) => {}
     }
 }
 
-fn install(shared: &Arc<Shared>, snap: Snapshot) {
+/// Takes a verified snapshot into service, once the Pi checks of the
+/// running configuration's entries have their verdicts on it.
+async fn install(shared: &Arc<Shared>, snap: Snapshot) {
+    let snap = Arc::new(snap);
+    firststage::prepare(shared, &snap, &shared.live().config).await;
     info!(
         timestamp = snap.versions.timestamp,
         snapshot = snap.versions.snapshot,
@@ -227,7 +245,7 @@ fn install(shared: &Arc<Shared>, snap: Snapshot) {
         *e = snap.expires.clone();
     }
     if let Ok(mut s) = shared.snapshot.write() {
-        *s = Some(Arc::new(snap));
+        *s = Some(snap);
     }
 }
 

@@ -164,7 +164,11 @@ async fn serve_first_stage(
     match snap.targets.get(target) {
         Some(t) if t.kind() == Some("stage1") => {
             if let Err(why) = firststage::pi_pair_verdict(shared, &snap, entry).await {
-                return text(StatusCode::SERVICE_UNAVAILABLE, &why);
+                let path = &entry.path;
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not serving the Pi boot.img/boot.sig of /{path}: {why}"),
+                );
             }
             files::serve(
                 &snap.dir,

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use racklet_hardware::Rack;
 
 use crate::config::Config;
+use crate::error::PiPairError;
 use crate::metrics::Metrics;
 use crate::nodes::NodeStore;
 use crate::repo::Snapshot;
@@ -53,15 +54,29 @@ impl Shared {
     }
 }
 
-/// The Pi-key verdicts on first-stage pairs (`firststage`), by (timestamp
-/// SHA-256 of the snapshot, entry path, key hash).
+/// The Pi-key verdicts on first-stage pairs (`firststage`), by what was
+/// checked: the same bytes against the same key get the same verdict,
+/// whichever snapshot (a re-signed timestamp makes a new one) or entry
+/// asks.
 #[derive(Debug, Default)]
 pub(crate) struct PiChecks {
-    pub(crate) verdicts: Mutex<HashMap<(String, String, String), PiVerdict>>,
+    pub(crate) verdicts: Mutex<HashMap<PairId, PiVerdict>>,
+    /// Held while a check runs: a rack of Pis powering on together asks
+    /// for one pair at once, and only the first reads and checks it.
+    pub(crate) running: tokio::sync::Mutex<()>,
+}
+
+/// What a Pi verdict is about: SHA-256 (hex) of `boot.img` and `boot.sig`
+/// (as TUF verified them) and of the public key file's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PairId {
+    pub(crate) image_sha256: String,
+    pub(crate) sig_sha256: String,
+    pub(crate) key_sha256: String,
 }
 
 /// Served, or refused with the reason.
-pub(crate) type PiVerdict = std::result::Result<(), String>;
+pub(crate) type PiVerdict = std::result::Result<(), Arc<PiPairError>>;
 
 /// Per-connection facts the router needs.
 #[derive(Clone, Debug)]
