@@ -328,7 +328,17 @@ async fn readme_walkthrough_with_the_binaries() {
 
 #[test]
 fn pi_eeprom_config_pins_the_rack_ca_on_a_pi5_only() {
-    let f = Fixture::new();
+    let single = BASE_CONFIG
+        .find("first_stage:")
+        .zip(BASE_CONFIG.find("limits:"))
+        .unwrap();
+    let config = BASE_CONFIG.replace(
+        &BASE_CONFIG[single.0..single.1],
+        "first_stage:\n  - path: rpi4\n    files: { boot.img: rpi4-stage1.img, boot.sig: \
+         rpi4-stage1.sig }\n    transport: http\n  - path: rpi5\n    files: { boot.img: \
+         rpi5-stage1.img, boot.sig: rpi5-stage1.sig }\n    transport: https\n",
+    );
+    let f = Fixture::with_config(&config);
     let out = bootd(&f.config_path)
         .args(["pki", "ca-hash"])
         .assert()
@@ -351,6 +361,7 @@ fn pi_eeprom_config_pins_the_rack_ca_on_a_pi5_only() {
         .stdout(predicate::str::contains("BOOT_ORDER=0xf7\n"))
         .stdout(predicate::str::contains("HTTP_HOST=10.0.0.2\n"))
         .stdout(predicate::str::contains("HTTP_PORT=443\n"))
+        .stdout(predicate::str::contains("HTTP_PATH=rpi5\n"))
         .stdout(predicate::str::contains(format!("{hash}\n")))
         .stdout(predicate::str::contains("SIGNED_BOOT=1\n"));
     bootd(&f.config_path)
@@ -365,6 +376,7 @@ fn pi_eeprom_config_pins_the_rack_ca_on_a_pi5_only() {
         .assert()
         .success()
         .stdout(predicate::str::contains("HTTP_PORT=80\n"))
+        .stdout(predicate::str::contains("HTTP_PATH=rpi4\n"))
         .stdout(predicate::str::contains("HTTP_CACERT_HASH").not())
         .stdout(predicate::str::contains("SIGNED_BOOT=1\n"));
     // HTTPS on another port is not what the bootloader does.
@@ -381,4 +393,17 @@ fn pi_eeprom_config_pins_the_rack_ca_on_a_pi5_only() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("443"));
+    // Each model refuses the other's transport: a Pi 5 on the plain-HTTP
+    // entry, a Pi 4 on the HTTPS-only one.
+    for (model, path, why) in [
+        ("pi5", "rpi4", "transport: https"),
+        ("pi4", "rpi5", "make it `http`"),
+    ] {
+        bootd(&f.config_path)
+            .args(["pki", "pi-eeprom-config", "--model", model])
+            .args(["--host", "10.0.0.2", "--path", path])
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(why));
+    }
 }

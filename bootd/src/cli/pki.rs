@@ -22,9 +22,10 @@ pub enum PkiCommand {
         der_out: Option<PathBuf>,
     },
     /// Print the EEPROM bootloader config of this rack's Raspberry Pis
-    /// (HTTP boot of the signed boot.img at `first_stage.path`), for
-    /// `rpi-eeprom-config -c` (see docs/src/pi-boot.md): a Pi 5 fetches over
-    /// HTTPS pinned to the rack CA, a Pi 4 over plain HTTP.
+    /// (HTTP boot of the signed boot.img at the model's `first_stage`
+    /// entry's `path`), for `rpi-eeprom-config -c` (see docs/src/pi-boot.md):
+    /// a Pi 5 fetches over HTTPS pinned to the rack CA (its entry must be
+    /// `transport: https`), a Pi 4 over plain HTTP (`transport: http`).
     PiEepromConfig {
         /// Which Pi: `pi4` (plain HTTP) or `pi5` (HTTPS to the rack CA).
         #[arg(long, value_parser = ["pi4", "pi5"])]
@@ -95,12 +96,24 @@ pub fn run(config: bootd::Config, cmd: PkiCommand) -> anyhow::Result<()> {
         } => {
             use racklet_piboot::eeprom::{self, EepromConfig, HttpHost, HttpPath, Transport};
             let first = pi_entry(&config, &model, path.as_deref())?;
-            if model == "pi4" && first.transport == bootd::config::FirstStageTransport::Https {
-                anyhow::bail!(
+            use bootd::config::FirstStageTransport as T;
+            match (model.as_str(), first.transport) {
+                ("pi4", T::Https) => anyhow::bail!(
                     "first_stage entry `{}` is `transport: https`, but a Pi 4 fetches over plain \
                      HTTP only (its bootloader has no TLS to a custom CA): make it `http`",
                     first.path
-                );
+                ),
+                // Off the Pi's own abilities, on purpose: a Pi 5 can fetch
+                // over plain HTTP, but the config printed here pins the rack
+                // CA, and an `http` entry would also hand the Pi 5's pair out
+                // on plain HTTP, where the RSA signature is all it has.
+                ("pi5", T::Http) => anyhow::bail!(
+                    "first_stage entry `{}` is `transport: http`, but a Pi 5 fetches over HTTPS \
+                     pinned to the rack CA (HTTP_CACERT_HASH): make it `transport: https` so its \
+                     pair is not also served over plain HTTP",
+                    first.path
+                ),
+                _ => {}
             }
             let transport = if model == "pi5" {
                 let der = bootd::pki::ca_cert_der(&config.pki.ca_cert)?;
