@@ -102,9 +102,22 @@ fn first_stage_is_one_entry_or_a_list() {
             .replace("  - path: rpi5\n", &format!("  - path: {b}\n"))
     };
     for (text, field, why) in [
-        (two("pi", "pi", ""), "first_stage[1].path", "overlaps"),
+        (
+            two("pi", "pi", ""),
+            "first_stage[1].path",
+            "another entry too",
+        ),
         (two("pi", "pi/five", ""), "first_stage[1].path", "overlaps"),
         (two("\"\"", "rpi5", ""), "first_stage[1].path", "overlaps"),
+        (
+            EXAMPLE.replacen(
+                "files: { boot.img: rpi4-stage1.img, boot.sig: rpi4-stage1.sig }",
+                "files: {}",
+                1,
+            ),
+            "first_stage[0].files",
+            "at least one file",
+        ),
         (
             EXAMPLE.replacen("transport: http\n", "transport: tftp\n", 1),
             "first_stage[0].transport",

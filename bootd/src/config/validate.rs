@@ -474,19 +474,30 @@ fn first_stages(
                 "checks a Pi's boot.img + boot.sig: map both names in `files`",
             ));
         }
-        // A path equal to another, or inside it (or either empty), would
-        // let two entries claim one URL.
-        let nested = |a: &str, b: &str| {
-            a.is_empty() || b.is_empty() || a == b || b.starts_with(&format!("{a}/"))
-        };
+        // The router alone would not be confused (served names are flat,
+        // so `/pi/five/boot.img` can only be entry `pi/five`'s), but a path
+        // names one entry everywhere else: the Pi's HTTP_PATH tree, the
+        // transport that tree is reachable on, `pi-eeprom-config --path`,
+        // the `path` label of the metrics. So no path is given twice and
+        // none lies inside another (an empty path contains every other).
+        let inside = |a: &str, b: &str| a.is_empty() || b.starts_with(&format!("{a}/"));
+        if let Some(other) = done.iter().find(|o| o.path == path) {
+            return Err(invalid(
+                format!("{field}.path"),
+                format!(
+                    "`{}` is the path of another entry too: each entry needs a path of its own",
+                    other.path
+                ),
+            ));
+        }
         if let Some(other) = done
             .iter()
-            .find(|o| nested(&o.path, &path) || nested(&path, &o.path))
+            .find(|o| inside(&o.path, &path) || inside(&path, &o.path))
         {
             return Err(invalid(
                 format!("{field}.path"),
                 format!(
-                    "`{path}` overlaps another entry's path `{}`: each entry needs a path of its own",
+                    "`{path}` overlaps another entry's path `{}`: one lies inside the other",
                     other.path
                 ),
             ));
