@@ -188,13 +188,11 @@ fn check(
     key_path: &Path,
     key_bytes: &[u8],
 ) -> Result<(), PiPairError> {
-    let key = match std::str::from_utf8(key_bytes) {
-        Ok(t) if t.contains("-----BEGIN") => racklet_piboot::key::PiPublicKey::from_pem(t),
-        _ => racklet_piboot::key::PiPublicKey::from_pubkey_bin(key_bytes),
-    }
-    .map_err(|source| PiPairError::Key {
-        path: key_path.to_owned(),
-        source,
+    let key = racklet_piboot::key::PiPublicKey::from_either(key_bytes).map_err(|source| {
+        PiPairError::Key {
+            path: key_path.to_owned(),
+            source,
+        }
     })?;
     let read = |(target, t): &(String, TargetInfo)| {
         if t.length > racklet_piboot::MAX_BOOT_IMG_BYTES {

@@ -185,12 +185,8 @@ pub fn make_pair(
 /// Reads the Pi public key as `pi-key export` writes it: `pubkey.bin` (264
 /// bytes) or PEM.
 pub fn load_public(path: &Path) -> Result<PiPublicKey> {
-    let bytes = racklet_fsio::read(path)?;
-    let parsed = match std::str::from_utf8(&bytes) {
-        Ok(text) if text.contains("-----BEGIN") => PiPublicKey::from_pem(text),
-        _ => PiPublicKey::from_pubkey_bin(&bytes),
-    };
-    parsed.map_err(piboot(format!("the Pi public key {}", path.display())))
+    PiPublicKey::from_either(&racklet_fsio::read(path)?)
+        .map_err(piboot(format!("the Pi public key {}", path.display())))
 }
 
 /// What [`check_pairs`] found for one model.

@@ -124,6 +124,16 @@ impl PiPublicKey {
         }
     }
 
+    /// Reads either form `imgsign pi-key export` writes: PEM (text with a
+    /// `-----BEGIN` line, [`Self::from_pem`]) or the 264-byte `pubkey.bin`
+    /// ([`Self::from_pubkey_bin`]).
+    pub fn from_either(bytes: &[u8]) -> Result<Self> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) if text.contains("-----BEGIN") => Self::from_pem(text),
+            _ => Self::from_pubkey_bin(bytes),
+        }
+    }
+
     /// The PEM `PUBLIC KEY` form `rpi-eeprom-config --pubkey` takes.
     pub fn to_pem(&self) -> String {
         let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
@@ -316,6 +326,10 @@ mod tests {
         assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
         assert!(pem.ends_with("-----END PUBLIC KEY-----\n") && !pem.contains('\r'));
         assert_eq!(PiPublicKey::from_pem(&pem).unwrap(), k);
+        // Either file `pi-key export` writes.
+        assert_eq!(PiPublicKey::from_either(pem.as_bytes()).unwrap(), k);
+        assert_eq!(PiPublicKey::from_either(&k.to_pubkey_bin()).unwrap(), k);
+        assert!(PiPublicKey::from_either(b"neither").is_err());
     }
 
     #[test]

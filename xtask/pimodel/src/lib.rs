@@ -33,7 +33,6 @@ mod error;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use racklet_piboot::bootfiles::{self, PiModel};
@@ -91,8 +90,6 @@ fn net_config(plain: bool) -> bootd_client::http::NetConfig {
     bootd_client::http::NetConfig {
         max_len: racklet_piboot::MAX_BOOT_IMG_BYTES,
         allow_plain_http: plain,
-        connect_timeout: Duration::from_secs(10),
-        read_timeout: Duration::from_secs(10),
         ..Default::default()
     }
 }

@@ -46,11 +46,7 @@ struct BootArgs {
 fn load(args: &BootArgs) -> shell::Result<Eeprom> {
     let text = racklet_fsio::read_to_string(&args.eeprom)?;
     let config = EepromConfig::parse(&text)?;
-    let key_bytes = racklet_fsio::read(&args.pubkey)?;
-    let key = match std::str::from_utf8(&key_bytes) {
-        Ok(t) if t.contains("-----BEGIN") => PiPublicKey::from_pem(t)?,
-        _ => PiPublicKey::from_pubkey_bin(&key_bytes)?,
-    };
+    let key = PiPublicKey::from_either(&racklet_fsio::read(&args.pubkey)?)?;
     let ca_der = match &args.ca_cert {
         None => None,
         Some(p) => {
