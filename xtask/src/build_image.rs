@@ -272,7 +272,15 @@ pub fn run(args: &BuildImageArgs) -> Result<PathBuf> {
     let image = image?;
     let out = out_dir.join(&image.name);
     racklet_images::write_image(&out, &image.bytes)?;
-    if let Some(p) = &args.initramfs_out {
+    // The initramfs apart: where asked, or for the Pi pair being signed
+    // (a hidden file beside the image, removed after signing).
+    let hidden_initramfs = out_dir.join(format!(".{}.initramfs.cpio", image.name));
+    let initramfs = match (&args.initramfs_out, &args.rack, &args.sign_into) {
+        (Some(p), _, _) => Some(p.clone()),
+        (None, Some(_), Some(_)) => Some(hidden_initramfs.clone()),
+        _ => None,
+    };
+    if let Some(p) = &initramfs {
         racklet_images::write_image(p, &image.initrd)?;
     }
     if let Some(key) = &sb {
@@ -324,12 +332,13 @@ pub fn run(args: &BuildImageArgs) -> Result<PathBuf> {
             let Source::Path(kernel) = &plain_kernel else {
                 bail!("--rack: the recipe's kernel must be a file");
             };
-            let initramfs = out_dir.join(format!(".{}.initramfs.cpio", image.name));
-            std::fs::write(&initramfs, &image.initrd)?;
+            let initramfs = initramfs
+                .as_ref()
+                .context("the initramfs was written above")?;
             let files = crate::pifiles::ensure()?;
             cmd.arg("--rack").arg(rack).args(["--pi-key", pi_key]);
             cmd.arg("--pi-kernel").arg(kernel);
-            cmd.arg("--pi-initramfs").arg(&initramfs);
+            cmd.arg("--pi-initramfs").arg(initramfs);
             cmd.arg("--pi-device-trees").arg(&files.device_trees);
             cmd.arg("--pi-firmware").arg(&files.firmware);
             cmd.arg("--pi-armstub").arg(&files.armstub);
@@ -340,7 +349,7 @@ pub fn run(args: &BuildImageArgs) -> Result<PathBuf> {
         }
         cmd.arg(&out);
         sh(&mut cmd)?;
-        let _ = std::fs::remove_file(out_dir.join(format!(".{}.initramfs.cpio", image.name)));
+        let _ = std::fs::remove_file(&hidden_initramfs);
     }
     Ok(out)
 }

@@ -55,44 +55,60 @@ pub fn ensure_for(arch: Arch) -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&d)?;
     let meta = metapackage(arch)?;
-    // The metapackage's dependency is the kernel.
-    let out = Command::new("apt-cache")
-        .args(["depends", &meta])
-        .output()
-        .context("running apt-cache")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let pkg = text
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Depends: "))
-        .find(|p| p.starts_with("linux-image-"))
-        .map(str::to_owned)
-        .with_context(|| {
-            format!(
-                "apt-cache knows no {meta} (run apt-get update{})",
-                if arch == Arch::Aarch64 {
-                    " after dpkg --add-architecture arm64, or cargo xtask setup"
-                } else {
-                    ""
-                }
-            )
-        })?;
+    let pkg = linux_image_dependency(&[], &meta)?.with_context(|| {
+        format!(
+            "apt-cache knows no {meta} (run apt-get update{})",
+            if arch == Arch::Aarch64 {
+                " after dpkg --add-architecture arm64, or cargo xtask setup"
+            } else {
+                ""
+            }
+        )
+    })?;
     eprintln!("downloading Debian kernel package {pkg}…");
-    sh(Command::new("apt-get")
-        .current_dir(&d)
-        .args(["download", &pkg]))?;
-    let deb = std::fs::read_dir(&d)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .context("apt-get download produced no .deb")?;
-    sh(Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(d.join("root")))?;
-    std::fs::remove_file(&deb)?;
+    download_and_unpack(&[], &pkg, &d, &d.join("root"))?;
     match find_vmlinuz(&d)? {
         Some(k) => Ok(k),
         None => bail!("{pkg} holds no boot/vmlinuz-*"),
     }
+}
+
+/// The kernel package (`linux-image-…`) that the metapackage `meta`
+/// depends on, as `apt-cache` with `apt_options` sees it.
+pub(crate) fn linux_image_dependency(apt_options: &[String], meta: &str) -> Result<Option<String>> {
+    let out = Command::new("apt-cache")
+        .args(apt_options)
+        .args(["depends", meta])
+        .output()
+        .context("running apt-cache")?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|p| p.starts_with("linux-image-"))
+        .map(str::to_owned))
+}
+
+/// `apt-get download`s `pkg` (with `apt_options`) into `scratch` and
+/// unpacks it into `into`; the `.deb` is removed afterwards.
+pub(crate) fn download_and_unpack(
+    apt_options: &[String],
+    pkg: &str,
+    scratch: &std::path::Path,
+    into: &std::path::Path,
+) -> Result<()> {
+    std::fs::create_dir_all(scratch)?;
+    sh(Command::new("apt-get")
+        .current_dir(scratch)
+        .args(apt_options)
+        .args(["-q", "download", pkg]))?;
+    let deb = std::fs::read_dir(scratch)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .with_context(|| format!("apt-get download {pkg} produced no .deb"))?;
+    std::fs::create_dir_all(into)?;
+    sh(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(into))?;
+    std::fs::remove_file(&deb)?;
+    Ok(())
 }
 
 fn find_vmlinuz(d: &std::path::Path) -> Result<Option<PathBuf>> {

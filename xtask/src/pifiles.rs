@@ -117,16 +117,7 @@ impl Suite {
 
     /// The kernel package `linux-image-arm64` depends on in this suite.
     fn kernel_package(&self) -> Result<String> {
-        let out = Command::new("apt-cache")
-            .args(self.options())
-            .args(["depends", "linux-image-arm64"])
-            .output()
-            .context("running apt-cache")?;
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("Depends: "))
-            .find(|p| p.starts_with("linux-image-"))
-            .map(str::to_owned)
+        crate::kernel::linux_image_dependency(&self.options(), "linux-image-arm64")?
             .with_context(|| format!("Debian {} has no linux-image-arm64", self.name))
     }
 
@@ -136,18 +127,8 @@ impl Suite {
         if dl.exists() {
             std::fs::remove_dir_all(&dl)?;
         }
-        std::fs::create_dir_all(&dl)?;
         eprintln!("apt: downloading {pkg} (Debian {})…", self.name);
-        sh(Command::new("apt-get")
-            .current_dir(&dl)
-            .args(self.options())
-            .args(["-q", "download", pkg]))?;
-        let deb = std::fs::read_dir(&dl)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.extension().is_some_and(|x| x == "deb"))
-            .with_context(|| format!("apt-get download {pkg} produced no .deb"))?;
-        std::fs::create_dir_all(into)?;
-        sh(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(into))?;
+        crate::kernel::download_and_unpack(&self.options(), pkg, &dl, into)?;
         std::fs::remove_dir_all(&dl)?;
         Ok(())
     }

@@ -65,36 +65,49 @@ impl Node {
         keys: Option<&PlatformKeys>,
         extra: Vec<String>,
     ) -> Result<Node> {
-        let disk = work.join(format!("{}.disk", n.name));
-        std::fs::File::create(&disk)?.set_len(128 << 20)?;
-        let vars = work.join(format!("{}.vars.fd", n.name));
+        let mut node = Self::without_uefi(work, n, position, platform, extra)?;
         let fw = &platform.firmware;
         match keys {
-            Some(keys) => {
-                secureboot::enroll(Path::new(fw.vars_secure_boot), &vars, keys, fw.vars_delete)?
-            }
-            None => drop(std::fs::copy(fw.vars, &vars)?),
+            Some(keys) => secureboot::enroll(
+                Path::new(fw.vars_secure_boot),
+                &node.vars,
+                keys,
+                fw.vars_delete,
+            )?,
+            None => drop(std::fs::copy(fw.vars, &node.vars)?),
         }
-        let esp = match platform.arch {
-            racklet_hardware::Arch::Aarch64 => {
-                let p = work.join(format!("{}.esp.disk", n.name));
-                make_esp_disk(&p)?;
-                Some(p)
-            }
-            _ => None,
-        };
+        if platform.arch == racklet_hardware::Arch::Aarch64 {
+            let p = work.join(format!("{}.esp.disk", n.name));
+            make_esp_disk(&p)?;
+            node.esp = Some(p);
+        }
+        node.secure_boot = keys.is_some();
+        Ok(node)
+    }
+
+    /// A board without UEFI (a modelled Pi): a blank disk, no variable
+    /// store, no ESP; it boots only once [`Node::direct`] is set.
+    pub fn without_uefi(
+        work: &Path,
+        n: &racklet_hardware::Node,
+        position: usize,
+        platform: &'static Platform,
+        extra: Vec<String>,
+    ) -> Result<Node> {
+        let disk = work.join(format!("{}.disk", n.name));
+        std::fs::File::create(&disk)?.set_len(128 << 20)?;
         Ok(Node {
             name: n.name.to_string(),
             mac: n.mac.to_string(),
             bmc_port: 7701 + position as u16,
             tap: format!("tap{position}"),
             disk,
-            vars,
-            esp,
+            vars: work.join(format!("{}.vars.fd", n.name)),
+            esp: None,
             log: work.join(format!("{}.console.log", n.name)),
             platform,
             extra,
-            secure_boot: keys.is_some(),
+            secure_boot: false,
             direct: None,
             console: None,
             started: Instant::now(),
@@ -119,16 +132,6 @@ impl Node {
         self.started = Instant::now();
         self.seen.clear();
         Ok(())
-    }
-
-    /// A board without UEFI (a modelled Pi): no ESP disk, no variable
-    /// store; it boots only once [`Node::direct`] is set.
-    pub fn without_uefi(mut self) -> Node {
-        if let Some(esp) = self.esp.take() {
-            let _ = std::fs::remove_file(esp);
-        }
-        let _ = std::fs::remove_file(&self.vars);
-        self
     }
 
     /// The machine part of the QEMU command line: board, CPU, memory,

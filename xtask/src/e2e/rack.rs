@@ -157,7 +157,7 @@ impl Rack {
         let boards = super::pi::boards(&work, &bootd.proxy, &names)?;
         let mut pis = Vec::new();
         for ((n, board), index) in pi_members.iter().zip(boards).zip(1 + layout.len()..) {
-            let node = Node::create(&work, n, index, &AARCH64, None, Vec::new())?.without_uefi();
+            let node = Node::without_uefi(&work, n, index, &AARCH64, Vec::new())?;
             node.say(&format!(
                 "modelled Raspberry Pi ({}): EEPROM HTTP boot of {}",
                 board.model,
