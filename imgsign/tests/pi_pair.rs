@@ -164,15 +164,20 @@ fn a_release_carries_the_pi_pair_reproducibly_and_verify_checks_it() {
         .stderr(predicate::str::contains("signature"));
 }
 
+/// The reference rack (no Pi nodes) as `dir/rack.yaml`.
+fn reference_rack(dir: &Path) {
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../hardware/rack.yaml"),
+        dir.join("rack.yaml"),
+    )
+    .unwrap();
+}
+
 #[test]
 fn a_rack_without_pi_nodes_gets_no_pair() {
     let d = tempfile::tempdir().unwrap();
     setup(d.path());
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../hardware/rack.yaml"),
-        d.path().join("rack.yaml"),
-    )
-    .unwrap();
+    reference_rack(d.path());
     sign_stage1(d.path())
         .success()
         .stdout(predicate::str::contains("rpi4").not());
@@ -182,11 +187,7 @@ fn a_rack_without_pi_nodes_gets_no_pair() {
 fn a_model_asked_for_gets_its_pair_whatever_the_rack_says() {
     let d = tempfile::tempdir().unwrap();
     setup(d.path());
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../hardware/rack.yaml"),
-        d.path().join("rack.yaml"),
-    )
-    .unwrap();
+    reference_rack(d.path());
     sign_stage1_with(d.path(), &["--pi-model", "pi4"])
         .success()
         .stdout(predicate::str::contains("rpi4-stage1.img"))
