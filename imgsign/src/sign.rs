@@ -268,8 +268,18 @@ pub fn describe_changes(published: &Targets, staged: &Targets) -> Vec<String> {
         let info = ReleaseInfo::from_custom(name.raw(), &t.custom)
             .map(|i| {
                 format!(
-                    "{} {} security_version {} {} channel {} for {}",
-                    i.kind, i.version, i.security_version, i.arch, i.channel, i.assign
+                    "{} {} security_version {} {} channel {} for {}{}",
+                    i.kind,
+                    i.version,
+                    i.security_version,
+                    i.arch,
+                    i.channel,
+                    i.assign,
+                    if i.downgrade {
+                        " (signed downgrade)"
+                    } else {
+                        ""
+                    }
                 )
             })
             .unwrap_or_else(|e| e.to_string());

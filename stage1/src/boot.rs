@@ -70,7 +70,10 @@ pub struct BootConfig {
     /// Set the system clock to trusted time (PID 1 only).
     pub set_clock: bool,
     /// Keep the state directory on the slot disk too
-    /// ([`crate::statearea`]): for a state directory in RAM (PID 1).
+    /// ([`crate::statearea`]): the default, for the state directory is RAM
+    /// under PID 1 and a node that forgets the versions it trusted accepts
+    /// replayed old metadata. Off (`--no-state-on-disk`) only for a state
+    /// directory that survives reboots itself.
     pub state_on_disk: bool,
     /// The running device tree as files ([`crate::devicetree::BASE`]): read
     /// for spin-table CPUs before an arm64 kexec, and by `confirm` for the

@@ -65,4 +65,35 @@ mod tests {
         use clap::CommandFactory;
         super::Program::command().debug_assert();
     }
+
+    #[test]
+    fn the_trusted_state_is_kept_on_the_disk_by_default() {
+        use clap::Parser;
+        let base = [
+            "stage1",
+            "boot",
+            "--node",
+            "unit-2",
+            "--smbus",
+            "0x21",
+            "--disk",
+            "d",
+            "--bmc",
+            "b:1",
+            "--root",
+            "r",
+            "--state",
+            "/run/stage1",
+        ];
+        let cfg = |extra: &[&str]| {
+            let p = super::Program::try_parse_from(base.iter().chain(extra)).unwrap();
+            let super::cli::Command::Boot(a) = p.command else {
+                unreachable!()
+            };
+            a.node.config(false).unwrap()
+        };
+        assert!(cfg(&[]).state_on_disk);
+        assert!(cfg(&["--state-on-disk"]).state_on_disk);
+        assert!(!cfg(&["--no-state-on-disk"]).state_on_disk);
+    }
 }

@@ -15,8 +15,11 @@
 //!    preserve, and the rules below apply.
 //! 3. Every target is filtered: kind `os`, the node's architecture, the
 //!    node's channel, assigned to the node (by name, group or `all`),
-//!    `security_version` ≥ the BMC's rollback minimum, fits a slot.
-//!    Each refused target is listed with its reason.
+//!    `security_version` ≥ the BMC's rollback minimum, fits a slot, and
+//!    not older than the image in the BMC's slot unless signed as a
+//!    downgrade (`downgrade: true`): old metadata replayed by a compromised
+//!    server cannot take a node back to an older release of the same
+//!    security version. Each refused target is listed with its reason.
 //! 4. With trusted time and a verified release, the highest admitted
 //!    version is the wanted image: boot it if the BMC's slot holds it
 //!    ([`Plan::BootActive`]), else install it into the other slot
@@ -131,6 +134,16 @@ pub enum TargetRefusal {
         /// Slot capacity.
         capacity: u64,
     },
+    /// Older than the image the BMC's slot holds, and not signed as a
+    /// downgrade: replayed old metadata cannot take a node back.
+    OlderThanInstalled {
+        /// The image's version.
+        version: semver::Version,
+        /// What the BMC's slot holds.
+        installed: ImageName,
+        /// Its version.
+        installed_version: semver::Version,
+    },
 }
 
 impl fmt::Display for TargetRefusal {
@@ -152,6 +165,15 @@ impl fmt::Display for TargetRefusal {
             TargetRefusal::TooLarge { length, capacity } => {
                 write!(f, "{length} bytes do not fit a slot of {capacity}")
             }
+            TargetRefusal::OlderThanInstalled {
+                version,
+                installed,
+                installed_version,
+            } => write!(
+                f,
+                "version {version} is older than the installed {installed} {installed_version}, \
+                 and the release does not sign it as a downgrade"
+            ),
         }
     }
 }
@@ -289,6 +311,21 @@ pub fn admit(
     Ok(())
 }
 
+/// Refuses an update older than the installed image unless its signed
+/// facts say it is a downgrade ([`ReleaseInfo::downgrade`]).
+pub fn not_older(t: &ReleaseTarget, installed: Option<&SlotImage>) -> Result<(), TargetRefusal> {
+    match installed {
+        Some(i) if t.info.version < i.version && !t.info.downgrade => {
+            Err(TargetRefusal::OlderThanInstalled {
+                version: t.info.version.clone(),
+                installed: i.name.clone(),
+                installed_version: i.version.clone(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Decides what to boot. Pure: same inputs, same plan.
 pub fn plan(
     release: Option<&Release>,
@@ -300,9 +337,16 @@ pub fn plan(
     let capacity = slots.geometry.capacity;
     let mut refused = Vec::new();
     let mut admitted: Vec<&ReleaseTarget> = Vec::new();
+    // The version floor: what the BMC's slot holds, if the BMC would still
+    // let it boot. Only an update must clear it; booting what is installed
+    // (or falling back) never does.
+    let installed = slots
+        .slot(bmc.slot)
+        .valid_image()
+        .filter(|i| i.security_version >= bmc.rollback_min);
     if let Some(r) = release {
         for t in &r.targets {
-            match admit(t, node, bmc, capacity) {
+            match admit(t, node, bmc, capacity).and_then(|()| not_older(t, installed)) {
                 Ok(()) => admitted.push(t),
                 Err(why) => refused.push((t.name.clone(), why)),
             }

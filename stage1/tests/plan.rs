@@ -35,6 +35,7 @@ fn target(
             arch,
             channel: Channel::new(ch).unwrap(),
             assign,
+            downgrade: false,
         },
     }
 }
@@ -447,4 +448,92 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn replayed_metadata_with_an_older_release_of_the_same_security_version_is_not_installed() {
+    // The node runs 1.2.0 (security version 1). A compromised bootd
+    // replays older, unexpired metadata whose newest image is 1.1.0, same
+    // security version: the rollback minimum does not stop it.
+    let old = target(1, 1, Arch::X86_64, workers(), ImageKind::Os, "stable");
+    let running = target(2, 1, Arch::X86_64, workers(), ImageKind::Os, "stable");
+    let replay = fresh(vec![old.clone(), running.clone()]);
+    let d = plan(
+        Some(&fresh(vec![old.clone()])),
+        &slots_with(None, Some(&running), Some(Slot::B)),
+        &bmc(Slot::B, 1),
+        &node(),
+        now(),
+    );
+    assert!(!matches!(d.plan, Plan::Install { .. }), "{:?}", d.plan);
+    assert_eq!(
+        d.refused,
+        vec![(
+            old.name.clone(),
+            TargetRefusal::OlderThanInstalled {
+                version: old.info.version.clone(),
+                installed: running.name.clone(),
+                installed_version: running.info.version.clone(),
+            }
+        )]
+    );
+    let why = d.refused[0].1.to_string();
+    assert!(
+        why.contains("older than the installed os-2.uki 1.2.0"),
+        "{why}"
+    );
+    // Still in slot A from before (the disk keeps it): not reported
+    // back to the BMC either.
+    let d = plan(
+        Some(&replay),
+        &slots_with(Some(&old), Some(&running), Some(Slot::B)),
+        &bmc(Slot::B, 1),
+        &node(),
+        now(),
+    );
+    assert!(
+        matches!(d.plan, Plan::BootActive { slot: Slot::B, .. }),
+        "{:?}",
+        d.plan
+    );
+}
+
+#[test]
+fn a_signed_downgrade_is_installed_and_booting_an_older_installed_image_is_not_refused() {
+    let old = target(1, 1, Arch::X86_64, workers(), ImageKind::Os, "stable");
+    let running = target(2, 1, Arch::X86_64, workers(), ImageKind::Os, "stable");
+    let mut back = old.clone();
+    back.info.downgrade = true;
+    let d = plan(
+        Some(&fresh(vec![back.clone()])),
+        &slots_with(None, Some(&running), Some(Slot::B)),
+        &bmc(Slot::B, 1),
+        &node(),
+        now(),
+    );
+    assert_eq!(
+        d.plan,
+        Plan::Install {
+            target: back.clone(),
+            into: Slot::A,
+            otherwise: None,
+        }
+    );
+    // The floor applies to updates only: a node whose BMC fell back to the
+    // older image still boots it.
+    let d = plan(
+        Some(&fresh(vec![old.clone(), running.clone()])),
+        &slots_with(Some(&old), Some(&running), Some(Slot::B)),
+        &BmcFacts {
+            fallback: true,
+            ..bmc(Slot::A, 1)
+        },
+        &node(),
+        now(),
+    );
+    assert!(
+        matches!(d.plan, Plan::Fallback { slot: Slot::A, .. }),
+        "{:?}",
+        d.plan
+    );
 }

@@ -354,6 +354,57 @@ async fn trusted_state_kept_on_the_disk_survives_a_ram_state_dir_and_stops_a_rep
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_metadata_never_installs_an_older_release_even_with_the_trusted_state_lost() {
+    // The worst case for TUF's rollback checks: the node has forgotten
+    // every version it trusted (RAM state, and the disk's state area
+    // wiped). A compromised server replays the old repository, still
+    // unexpired, whose release has the same security version: TUF accepts
+    // it, and only the plan's version floor (the image the slot header
+    // records) stops the downgrade.
+    let mut w = World::new().await;
+    w.cfg.state_on_disk = false;
+    assert_eq!(w.boot().await.slot, 'B');
+    boot::confirm(&w.cfg).await.unwrap();
+    let old = tempfile::tempdir().unwrap();
+    common::repo::copy_dir(&w.fx.repo(), old.path());
+    w.fx.release(
+        "os-2.uki",
+        &uki(Arch::X86_64, "console=ttyS0 v2", 2),
+        "2.0.0",
+        1,
+        Arch::X86_64,
+        workers(),
+    );
+    let _ = std::fs::remove_dir_all(&w.cfg.state_dir);
+    let rec = w.boot().await;
+    assert_eq!((rec.slot, rec.image.as_str()), ('A', "os-2.uki"));
+    boot::confirm(&w.cfg).await.unwrap();
+    let _ = std::fs::remove_dir_all(&w.cfg.state_dir);
+    let evil = Server::start(old.path().to_owned(), &w.pki, None).await;
+    w.cfg.bootd = Some(evil.base());
+    // The replayed release lists only os-1: os-2 is not in it, so nothing
+    // on the disk checks out against it, and os-1 may not be installed.
+    let err = boot::run(&w.cfg, 1, Duration::from_millis(100))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot boot"), "{err}");
+    let slots = w.slots();
+    assert_eq!(slots.active, Some(Slot::A));
+    let b = slots.slots[Slot::B.index()].image.as_ref().unwrap();
+    assert_eq!(b.name.as_str(), "os-1.uki", "slot B was not rewritten");
+    assert_eq!(
+        slots.slots[Slot::A.index()]
+            .image
+            .as_ref()
+            .unwrap()
+            .name
+            .as_str(),
+        "os-2.uki"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_root_planted_in_the_disk_state_area_is_never_an_anchor() {
     // Whoever holds the disk (or an OS booted on the node) can rewrite the
     // state area. They plant their own root, metadata signed by their own

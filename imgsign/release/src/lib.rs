@@ -285,6 +285,12 @@ pub struct ReleaseInfo {
     pub channel: Channel,
     /// Which nodes may run it.
     pub assign: Assignment,
+    /// A signed downgrade: a node whose installed image is newer may still
+    /// install this one (backing out a bad release). Without it, stage1
+    /// refuses any image older than the one it runs, so replayed old
+    /// metadata cannot take a node back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub downgrade: bool,
 }
 
 impl ReleaseInfo {
@@ -371,6 +377,7 @@ mod tests {
                 groups: ["workers".to_string()].into(),
                 ..Default::default()
             },
+            downgrade: false,
         };
         let v = serde_json::to_value(&info).unwrap();
         assert_eq!(v["kind"], "os");

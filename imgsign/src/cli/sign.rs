@@ -65,6 +65,11 @@ pub struct ReleaseArgs {
     /// Every node may run the images.
     #[arg(long)]
     all_nodes: bool,
+    /// A signed downgrade: nodes running a newer version may install these
+    /// images (to back out a bad release). Without it stage1 never installs
+    /// an image older than the one it runs.
+    #[arg(long)]
+    downgrade: bool,
     /// Target name for a single image (default: its file name).
     #[arg(long)]
     name: Option<String>,
@@ -98,6 +103,7 @@ impl ReleaseArgs {
             arch: self.arch,
             channel: self.channel.clone(),
             assign,
+            downgrade: self.downgrade,
         };
         let mut specs = Vec::new();
         for path in &self.images {

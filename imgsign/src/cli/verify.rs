@@ -60,8 +60,9 @@ impl VerifyArgs {
         for t in &report.targets {
             let i = &t.info;
             println!(
-                "  {}  {} bytes  sha256 {}\n    kind {} version {} security_version {} arch {} channel {} for {}",
-                t.name, t.length, t.sha256, i.kind, i.version, i.security_version, i.arch, i.channel, i.assign
+                "  {}  {} bytes  sha256 {}\n    kind {} version {} security_version {} arch {} channel {} for {}{}",
+                t.name, t.length, t.sha256, i.kind, i.version, i.security_version, i.arch, i.channel, i.assign,
+                if i.downgrade { " (signed downgrade)" } else { "" }
             );
         }
         if let Some(key) = &self.pi_key {

@@ -158,6 +158,7 @@ pub fn spec(path: &Path, version: &str, sv: u32, channel: &str) -> ImageSpec {
                 groups: ["workers".to_string()].into(),
                 ..Default::default()
             },
+            downgrade: false,
         },
     }
 }

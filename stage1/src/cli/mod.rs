@@ -94,9 +94,16 @@ pub struct NodeArgs {
     /// State directory (TUF store, trusted time).
     #[arg(long, env = "STAGE1_STATE")]
     pub state: PathBuf,
-    /// Also keep the state directory on the slot disk (for a state
-    /// directory that does not survive a reboot, as under PID 1).
-    #[arg(long, env = "STAGE1_STATE_ON_DISK")]
+    /// Keep the state directory in RAM only: forget, at every reboot, the
+    /// metadata versions trusted so far. By default the state directory is
+    /// also kept on the slot disk (stage1/README.md, "Trusted state"), so
+    /// replayed old metadata is refused after a reboot. Only for a node
+    /// whose --state directory itself survives reboots.
+    #[arg(long, env = "STAGE1_NO_STATE_ON_DISK")]
+    pub no_state_on_disk: bool,
+    /// The default (kept for old command lines): the state directory is
+    /// also kept on the slot disk.
+    #[arg(long, hide = true, conflicts_with = "no_state_on_disk")]
     pub state_on_disk: bool,
     /// Simulation: record the hand-off in this JSON file instead of kexec.
     #[arg(long, env = "STAGE1_SIMULATE")]
@@ -224,7 +231,7 @@ impl NodeArgs {
             install_deadline: std::time::Duration::from_secs(self.install_deadline_s),
             default_cmdline: self.cmdline.clone(),
             set_clock,
-            state_on_disk: self.state_on_disk,
+            state_on_disk: !self.no_state_on_disk,
             devicetree: self.devicetree.clone(),
         })
     }

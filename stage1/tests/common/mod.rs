@@ -77,7 +77,8 @@ pub fn unit2_config(
         },
         default_cmdline: String::new(),
         set_clock: false,
-        state_on_disk: false,
+        // stage1's default: the trusted state is kept on the slot disk too.
+        state_on_disk: true,
         install_deadline: Duration::from_secs(60),
         // No device tree unless a test writes one (never the host's).
         devicetree: dir.join("devicetree"),

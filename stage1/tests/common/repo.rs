@@ -113,6 +113,7 @@ impl Fixture {
                 arch,
                 channel: Channel::new("stable").unwrap(),
                 assign,
+                downgrade: false,
             },
         };
         imgsign::sign::sign_release(
