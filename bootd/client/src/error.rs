@@ -33,7 +33,7 @@ pub enum Error {
         url: String,
     },
     /// The TCP connection did not open in time.
-    #[error("connect {url}: timed out after {after:?}")]
+    #[error("connect {url}: no TCP connection within the connect deadline of {after:?}")]
     ConnectTimeout {
         /// The URL.
         url: String,
@@ -57,7 +57,7 @@ pub enum Error {
         reason: String,
     },
     /// The TLS handshake did not finish in time.
-    #[error("TLS handshake with {url}: timed out after {after:?}")]
+    #[error("TLS handshake with {url}: not done within the handshake deadline of {after:?}")]
     HandshakeTimeout {
         /// The URL.
         url: String,
@@ -90,7 +90,7 @@ pub enum Error {
         source: hyper::http::Error,
     },
     /// No response head arrived in time.
-    #[error("{url}: no response head within {after:?}")]
+    #[error("{url}: no response head within the idle-read deadline of {after:?}")]
     HeadTimeout {
         /// The URL.
         url: String,
@@ -136,7 +136,7 @@ pub enum Error {
         limit: u64,
     },
     /// No data arrived for the idle deadline.
-    #[error("{url}: no data for {idle:?} after {received} bytes (slow-retrieval attack?)")]
+    #[error("{url}: no data for the idle-read deadline of {idle:?} after {received} bytes (slow-retrieval attack?)")]
     Stalled {
         /// The URL.
         url: String,
@@ -158,7 +158,7 @@ pub enum Error {
         min: u64,
     },
     /// A request/answer exchange ran past its total deadline.
-    #[error("{url}: no complete answer within {after:?}")]
+    #[error("{url}: no complete answer within the total deadline of {after:?}")]
     Deadline {
         /// The URL.
         url: String,
@@ -219,7 +219,31 @@ pub enum Error {
     },
 }
 
+/// Which deadline of [`NetConfig`](crate::NetConfig) refused an exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deadline {
+    /// `connect_timeout`: the TCP connection did not open.
+    Connect,
+    /// `handshake_timeout`: the TLS handshake did not finish.
+    Handshake,
+    /// `read_timeout`: no response head, or no next chunk, in time.
+    IdleRead,
+    /// `call_timeout` or `total_timeout`: the whole exchange took too long.
+    Total,
+}
+
 impl Error {
+    /// The deadline that fired, if a deadline is why this failed.
+    pub fn deadline(&self) -> Option<Deadline> {
+        Some(match self {
+            Error::ConnectTimeout { .. } => Deadline::Connect,
+            Error::HandshakeTimeout { .. } => Deadline::Handshake,
+            Error::HeadTimeout { .. } | Error::Stalled { .. } => Deadline::IdleRead,
+            Error::Deadline { .. } => Deadline::Total,
+            _ => return None,
+        })
+    }
+
     /// True for a `404 Not Found` answer (what ends a TUF root walk).
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::Status { status: 404, .. })

@@ -1,13 +1,16 @@
 //! HTTPS (and, when allowed, plain HTTP) requests: hyper 1 over
 //! tokio-rustls, one connection per request, every step under a deadline.
 //!
-//! Defences, each tested against a hostile server (`tests/hostile.rs`, and
+//! Defences, each tested against a hostile server (`tests/deadlines.rs`, and
 //! stage1's `tests/tuf.rs`):
 //! - TLS trusts only the configuration's CA ([`crate::tls`]);
-//! - deadlines on connect, on the TLS handshake, on the response head, on
-//!   every next chunk (idle read), a whole-exchange deadline for API calls
-//!   ([`Client::call`]), and a minimum average throughput after a grace
-//!   period for downloads (slow-retrieval attack);
+//! - deadlines on connect, on the TLS handshake, on the response head and
+//!   on every next chunk (idle read), and a total deadline on every
+//!   exchange (connect to last byte: [`NetConfig::call_timeout`] for API
+//!   calls, [`NetConfig::total_timeout`] for downloads), plus a minimum
+//!   average throughput after a grace period for downloads
+//!   (slow-retrieval attack); each refusal names the URL and the deadline
+//!   that fired ([`Error::deadline`]);
 //! - a length limit on every response (endless-data attack): a larger
 //!   `Content-Length` is refused before reading, a body that runs past the
 //!   limit is cut off;
@@ -33,9 +36,12 @@ use crate::error::{Error, Result};
 /// Network limits. `Default` documents each default.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetConfig {
-    /// TCP connect, and then the TLS handshake, each (10 s).
+    /// TCP connect (10 s).
     pub connect_timeout: Duration,
-    /// Longest wait for the response head or for any next chunk (10 s).
+    /// The TLS handshake, once connected (10 s).
+    pub handshake_timeout: Duration,
+    /// Idle read: the longest wait for the response head or for any next
+    /// chunk of the body (10 s).
     pub read_timeout: Duration,
     /// After `grace`, a download's average rate must stay at or above this
     /// many bytes per second (64 KiB/s), or it is abandoned.
@@ -45,6 +51,10 @@ pub struct NetConfig {
     /// A whole API exchange ([`Client::call`]: connect to last byte) must
     /// finish within this (30 s).
     pub call_timeout: Duration,
+    /// A whole download ([`Client::get`]: connect to last byte of the body)
+    /// must finish within this (10 min; stage1 bounds an install tighter
+    /// with its own install deadline).
+    pub total_timeout: Duration,
     /// No response may be longer than this (8 GiB; callers pass tighter
     /// limits: metadata caps, a target's signed length).
     pub max_len: u64,
@@ -56,10 +66,12 @@ impl Default for NetConfig {
     fn default() -> Self {
         NetConfig {
             connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(10),
             min_bytes_per_sec: 64 * 1024,
             grace: Duration::from_secs(5),
             call_timeout: Duration::from_secs(30),
+            total_timeout: Duration::from_secs(600),
             max_len: 8 << 30,
             allow_plain_http: false,
         }
@@ -124,7 +136,14 @@ impl Client {
     /// for a range), on a `Content-Length` over the limit, and on every
     /// deadline; the body stream enforces the rest.
     pub async fn get(&self, url: &Url, from: u64) -> Result<Response> {
-        let resp = self.open(Method::GET, url, from, None).await?;
+        let total = self.cfg.total_timeout;
+        let deadline = tokio::time::Instant::now() + total;
+        let resp = tokio::time::timeout_at(deadline, self.open(Method::GET, url, from, None))
+            .await
+            .map_err(|_| Error::Deadline {
+                url: url.to_string(),
+                after: total,
+            })??;
         let status = resp.status();
         let want = if from > 0 {
             StatusCode::PARTIAL_CONTENT
@@ -145,7 +164,12 @@ impl Client {
         Ok(Response {
             status,
             content_length,
-            body: guard(url.clone(), resp.into_body(), self.cfg.clone(), true),
+            body: guard(
+                url.clone(),
+                resp.into_body(),
+                self.cfg.clone(),
+                Some(deadline),
+            ),
         })
     }
 
@@ -169,7 +193,7 @@ impl Client {
                 max_len: max,
                 ..self.cfg.clone()
             };
-            let mut stream = guard(url.clone(), resp.into_body(), cfg, false);
+            let mut stream = guard(url.clone(), resp.into_body(), cfg, None);
             let mut out = Vec::new();
             while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
                 out.extend_from_slice(&chunk?);
@@ -232,6 +256,7 @@ impl Client {
                     reason: e.to_string(),
                 })?;
                 let conn = tokio_rustls::TlsConnector::from(tls);
+                let t = self.cfg.handshake_timeout;
                 let stream = tokio::time::timeout(t, conn.connect(name, tcp))
                     .await
                     .map_err(|_| Error::HandshakeTimeout { url: u(), after: t })?
@@ -351,14 +376,20 @@ fn content_range_start(v: &str) -> Option<u64> {
     (first <= last && total_ok).then_some(first)
 }
 
-/// The body with every limit applied; `download` turns on the throughput
-/// guard (API answers are small and bounded by the call deadline instead).
-fn guard(url: Url, body: Incoming, cfg: NetConfig, download: bool) -> BodyStream {
+/// The body with every limit applied. A download carries its total
+/// deadline (`Some`), which also turns on the throughput guard; API answers
+/// are small and bounded by the call deadline around them instead.
+fn guard(
+    url: Url,
+    body: Incoming,
+    cfg: NetConfig,
+    deadline: Option<tokio::time::Instant>,
+) -> BodyStream {
     struct St {
         url: Url,
         body: Incoming,
         cfg: NetConfig,
-        download: bool,
+        deadline: Option<tokio::time::Instant>,
         start: Instant,
         total: u64,
         done: bool,
@@ -367,7 +398,7 @@ fn guard(url: Url, body: Incoming, cfg: NetConfig, download: bool) -> BodyStream
         url,
         body,
         cfg,
-        download,
+        deadline,
         start: Instant::now(),
         total: 0,
         done: false,
@@ -377,13 +408,22 @@ fn guard(url: Url, body: Incoming, cfg: NetConfig, download: bool) -> BodyStream
             return None;
         }
         loop {
-            let frame = match tokio::time::timeout(st.cfg.read_timeout, st.body.frame()).await {
+            let idle_end = tokio::time::Instant::now() + st.cfg.read_timeout;
+            let end = st.deadline.map_or(idle_end, |d| d.min(idle_end));
+            let frame = match tokio::time::timeout_at(end, st.body.frame()).await {
                 Err(_) => {
                     st.done = true;
-                    let e = Error::Stalled {
-                        url: st.url.to_string(),
-                        idle: st.cfg.read_timeout,
-                        received: st.total,
+                    let e = if end < idle_end {
+                        Error::Deadline {
+                            url: st.url.to_string(),
+                            after: st.cfg.total_timeout,
+                        }
+                    } else {
+                        Error::Stalled {
+                            url: st.url.to_string(),
+                            idle: st.cfg.read_timeout,
+                            received: st.total,
+                        }
                     };
                     return Some((Err(e), st));
                 }
@@ -412,7 +452,7 @@ fn guard(url: Url, body: Incoming, cfg: NetConfig, download: bool) -> BodyStream
                 return Some((Err(e), st));
             }
             let elapsed = st.start.elapsed();
-            if st.download && elapsed > st.cfg.grace {
+            if st.deadline.is_some() && elapsed > st.cfg.grace {
                 let rate = (st.total as f64 / elapsed.as_secs_f64()) as u64;
                 if rate < st.cfg.min_bytes_per_sec {
                     st.done = true;

@@ -20,7 +20,7 @@ pub mod tls;
 pub mod tuf;
 
 pub use api::{new_key_and_csr, report, whoami, Enrollment, Identity};
-pub use error::{display_chain, Error, Result};
+pub use error::{display_chain, Deadline, Error, Result};
 pub use http::{Client, NetConfig, Response};
 #[cfg(feature = "tough")]
 pub use tuf::TufTransport;
