@@ -134,11 +134,14 @@ impl Publisher {
                 })?;
                 (Arc::new(tough::FilesystemTransport), url)
             }
-            Source::Mirror { url, ca_cert } => {
+            Source::Mirror {
+                url,
+                ca_cert,
+                timeouts,
+            } => {
                 let ca_pem = racklet_fsio::read(ca_cert)?;
                 let tls = bootd_client::tls::client_config(&ca_pem, None)?;
-                let client =
-                    bootd_client::Client::new(Some(tls), bootd_client::NetConfig::default());
+                let client = bootd_client::Client::new(Some(tls), timeouts.net_config());
                 (
                     Arc::new(bootd_client::TufTransport::new(client)),
                     url.clone(),

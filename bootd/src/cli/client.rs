@@ -55,6 +55,33 @@ pub struct Server {
     /// The rack CA certificate (PEM).
     #[arg(long)]
     ca: PathBuf,
+    /// Deadline for the TCP connection, in seconds.
+    #[arg(long, default_value_t = bootd_client::NetConfig::default().connect_timeout.as_secs())]
+    connect_timeout_s: u64,
+    /// Deadline for the TLS handshake, in seconds.
+    #[arg(long, default_value_t = bootd_client::NetConfig::default().handshake_timeout.as_secs())]
+    handshake_timeout_s: u64,
+    /// Idle-read deadline (the answer's head, each next chunk), in seconds.
+    #[arg(long, default_value_t = bootd_client::NetConfig::default().read_timeout.as_secs())]
+    read_timeout_s: u64,
+    /// Deadline for each whole request, connect to last byte, in seconds.
+    #[arg(long, default_value_t = bootd_client::NetConfig::default().call_timeout.as_secs())]
+    total_timeout_s: u64,
+}
+
+impl Server {
+    /// The client limits the flags ask for (each deadline at least 1 s).
+    fn net(&self) -> bootd_client::NetConfig {
+        let s = |v: u64| Duration::from_secs(v.max(1));
+        bootd_client::NetConfig {
+            connect_timeout: s(self.connect_timeout_s),
+            handshake_timeout: s(self.handshake_timeout_s),
+            read_timeout: s(self.read_timeout_s),
+            call_timeout: s(self.total_timeout_s),
+            total_timeout: s(self.total_timeout_s),
+            ..bootd_client::NetConfig::default()
+        }
+    }
 }
 
 fn parse_slot(s: &str) -> Result<bootd_api::Slot, String> {
@@ -87,7 +114,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
             } => {
                 let ca = std::fs::read(&server.ca)
                     .with_context(|| format!("reading {}", server.ca.display()))?;
-                let net = bootd_client::NetConfig::default();
+                let net = server.net();
                 let e = bootd_client::Enrollment::begin(&server.server, &ca, &node, &net).await?;
                 println!(
                     "request {} for {node} sent; key-sha256={}",
@@ -128,7 +155,7 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
                     confirmed,
                     boot_img_sha256: None,
                 };
-                let net = bootd_client::NetConfig::default();
+                let net = server.net();
                 bootd_client::report(&server.server, &ca, &id, &net, &report).await?;
                 println!("reported");
             }

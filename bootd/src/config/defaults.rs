@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::Limits;
+use super::{Limits, MirrorTimeouts};
 
 /// `tls.server_cert_days`.
 pub(super) const SERVER_CERT_DAYS: u32 = 397;
@@ -40,6 +40,18 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(10),
             max_pending_enrollments: 64,
             max_request_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Default for MirrorTimeouts {
+    fn default() -> Self {
+        let net = bootd_client::NetConfig::default();
+        MirrorTimeouts {
+            connect: net.connect_timeout,
+            handshake: net.handshake_timeout,
+            read: net.read_timeout,
+            total: net.total_timeout,
         }
     }
 }

@@ -111,7 +111,40 @@ pub enum Source {
         /// The only CA trusted for the origin (bootd trusts no public CA
         /// by default: the origin is the rack owner's, like the rack CA).
         ca_cert: PathBuf,
+        /// Deadlines on every request to the origin.
+        timeouts: MirrorTimeouts,
     },
+}
+
+/// Deadlines on the requests a mirror makes to its origin: a stalled
+/// origin fails the poll (logged, naming the URL and the deadline) and the
+/// next poll tries again; the last verified repository stays in service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MirrorTimeouts {
+    /// `connect_timeout_ms`: TCP connect. Default 10 s.
+    pub connect: Duration,
+    /// `handshake_timeout_ms`: the TLS handshake. Default 10 s.
+    pub handshake: Duration,
+    /// `read_timeout_ms`: idle read (the response head, each next chunk).
+    /// Default 10 s.
+    pub read: Duration,
+    /// `total_timeout_ms`: one whole file, connect to last byte. Default
+    /// 10 min (targets are images).
+    pub total: Duration,
+}
+
+impl MirrorTimeouts {
+    /// The client limits for the origin.
+    pub fn net_config(&self) -> bootd_client::NetConfig {
+        bootd_client::NetConfig {
+            connect_timeout: self.connect,
+            handshake_timeout: self.handshake,
+            read_timeout: self.read,
+            total_timeout: self.total,
+            call_timeout: self.total,
+            ..bootd_client::NetConfig::default()
+        }
+    }
 }
 
 /// The repository section.
@@ -135,7 +168,9 @@ pub struct RepositoryConfig {
 /// The online timestamp role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimestampRole {
-    /// The timestamp key (never logged).
+    /// The timestamp key (never logged): a key file (relative paths are
+    /// taken from the config file's directory) or a `pkcs11:` URI, kept as
+    /// written.
     pub key: PathBuf,
     /// Lifetime of a re-signed timestamp. Default 1 day.
     pub lifetime: Duration,

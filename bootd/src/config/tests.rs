@@ -267,3 +267,95 @@ fn full_dhcp_pools_are_checked() {
         assert!(reason.contains(why), "{field}: {err}");
     }
 }
+
+const MIRROR: &str = "  mirror: { url: \"https://origin.example/repo\", ca_cert: o.pem }";
+
+#[test]
+fn a_mirror_has_deadlines_with_defaults_and_each_can_be_set() {
+    let text = EXAMPLE.replace("  local: /srv/racklet/repo", MIRROR);
+    assert_ne!(text, EXAMPLE);
+    let c = Config::parse(&text, Path::new("/"), None).unwrap();
+    let Source::Mirror { timeouts, .. } = c.repository.source else {
+        panic!("not a mirror")
+    };
+    assert_eq!(timeouts, MirrorTimeouts::default());
+    assert_eq!(
+        timeouts.net_config().total_timeout,
+        Duration::from_secs(600)
+    );
+    let set = MIRROR.replace(
+        "ca_cert: o.pem }",
+        "ca_cert: o.pem, connect_timeout_ms: 1000, handshake_timeout_ms: 2000, \
+         read_timeout_ms: 3000, total_timeout_ms: 4000 }",
+    );
+    let text = EXAMPLE.replace("  local: /srv/racklet/repo", &set);
+    let c = Config::parse(&text, Path::new("/"), None).unwrap();
+    let Source::Mirror { timeouts, .. } = c.repository.source else {
+        panic!("not a mirror")
+    };
+    let net = timeouts.net_config();
+    assert_eq!(
+        (
+            net.connect_timeout,
+            net.handshake_timeout,
+            net.read_timeout,
+            net.total_timeout
+        ),
+        (
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            Duration::from_secs(3),
+            Duration::from_secs(4)
+        )
+    );
+    let zero = set.replace("read_timeout_ms: 3000", "read_timeout_ms: 0");
+    let text = EXAMPLE.replace("  local: /srv/racklet/repo", &zero);
+    let err = Config::parse(&text, Path::new("/"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("repository.mirror.read_timeout_ms"), "{err}");
+}
+
+#[test]
+fn a_timestamp_role_on_a_mirror_is_refused_not_ignored() {
+    let text = EXAMPLE
+        .replace("  local: /srv/racklet/repo", MIRROR)
+        .replace(
+            "  # timestamp: { key: timestamp.key",
+            "  timestamp: { key: timestamp.key",
+        );
+    assert!(text.contains("\n  timestamp: {"), "example changed");
+    let err = Config::parse(&text, Path::new("/"), None).unwrap_err();
+    let Error::ConfigInvalid {
+        field,
+        line,
+        reason,
+        ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!(field, "repository.timestamp");
+    assert!(line.is_some(), "{err}");
+    assert!(reason.contains("mirror"), "{reason}");
+}
+
+#[test]
+fn a_pkcs11_timestamp_key_is_kept_as_written_and_a_file_is_resolved() {
+    let uri = "pkcs11:token=racklet;object=timestamp?pin-source=pin.txt";
+    let text = EXAMPLE.replace(
+        "  # timestamp: { key: timestamp.key",
+        &format!("  timestamp: {{ key: \"{uri}\""),
+    );
+    let c = Config::parse(&text, Path::new("/etc/bootd"), None).unwrap();
+    assert_eq!(c.repository.timestamp.unwrap().key, Path::new(uri));
+    let text = EXAMPLE.replace(
+        "  # timestamp: { key: timestamp.key",
+        "  timestamp: { key: timestamp.key",
+    );
+    let c = Config::parse(&text, Path::new("/etc/bootd"), None).unwrap();
+    assert_eq!(
+        c.repository.timestamp.unwrap().key,
+        Path::new("/etc/bootd/timestamp.key")
+    );
+}

@@ -10,8 +10,8 @@ use std::time::Duration;
 use super::defaults;
 use super::wire;
 use super::{
-    Config, FirstStage, FirstStageTransport, Limits, ProxyDhcpConfig, RepositoryConfig, Source,
-    TimestampRole,
+    Config, FirstStage, FirstStageTransport, Limits, MirrorTimeouts, ProxyDhcpConfig,
+    RepositoryConfig, Source, TimestampRole,
 };
 use crate::error::{Error, Result};
 use crate::pki::PkiFiles;
@@ -67,9 +67,20 @@ impl Config {
                 if !url.path().ends_with('/') {
                     url.set_path(&format!("{}/", url.path()));
                 }
+                let d = MirrorTimeouts::default();
+                let t = |field: &str, v: Option<u64>, default: Duration| {
+                    ms(&format!("repository.mirror.{field}"), v, default, 3_600_000)
+                };
+                let timeouts = MirrorTimeouts {
+                    connect: t("connect_timeout_ms", m.connect_timeout_ms, d.connect)?,
+                    handshake: t("handshake_timeout_ms", m.handshake_timeout_ms, d.handshake)?,
+                    read: t("read_timeout_ms", m.read_timeout_ms, d.read)?,
+                    total: t("total_timeout_ms", m.total_timeout_ms, d.total)?,
+                };
                 Source::Mirror {
                     url,
                     ca_cert: abs(m.ca_cert),
+                    timeouts,
                 }
             }
             (Some(_), Some(_)) => {
@@ -87,6 +98,17 @@ impl Config {
         };
         let timestamp = match w.repository.timestamp {
             None => None,
+            // Off-spec for no one, but refused: bootd re-signs in the
+            // directory imgsign publishes into; a mirror serves what its
+            // origin signed, and its origin's timestamp role is the origin's.
+            Some(_) if matches!(source, Source::Mirror { .. }) => {
+                return Err(invalid(
+                    "repository.timestamp",
+                    "the online timestamp role re-signs a `local` repository; a mirror serves \
+                     its origin's timestamp.json as signed there: run the timestamp role at \
+                     the origin and remove `timestamp` here",
+                ))
+            }
             Some(t) => {
                 let lifetime = t
                     .lifetime_s
@@ -104,7 +126,7 @@ impl Config {
                     ));
                 }
                 Some(TimestampRole {
-                    key: abs(t.key),
+                    key: key_source(t.key, &abs),
                     lifetime,
                     refresh_margin: margin,
                 })
@@ -510,6 +532,16 @@ fn first_stages(
         });
     }
     Ok(done)
+}
+
+/// A signing key: a `pkcs11:` URI (RFC 7512) is kept as written; a file
+/// path is taken relative to the config file.
+fn key_source(key: PathBuf, abs: &dyn Fn(PathBuf) -> PathBuf) -> PathBuf {
+    if key.to_str().is_some_and(|k| k.starts_with("pkcs11:")) {
+        key
+    } else {
+        abs(key)
+    }
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {

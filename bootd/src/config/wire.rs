@@ -97,6 +97,14 @@ pub struct Repository {
 pub struct Mirror {
     pub url: String,
     pub ca_cert: PathBuf,
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub handshake_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub read_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub total_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
