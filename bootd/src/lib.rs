@@ -28,6 +28,7 @@ pub mod repo;
 mod routes;
 pub mod server;
 mod state;
+pub mod time;
 pub mod tls;
 
 pub use config::Config;

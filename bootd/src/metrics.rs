@@ -101,6 +101,8 @@ pub struct Metrics {
     pub config_reloads: Family<ResultLabels, Counter>,
     /// Timestamp re-signs by result.
     pub timestamp_resigns: Family<ResultLabels, Counter>,
+    /// `v1/time` answers, by result (`ok`, `bad_nonce`, `no_key`, `error`).
+    pub time_statements: Family<ResultLabels, Counter>,
     /// Unix time a node last reported.
     pub node_last_seen: Family<NodeLabels, Gauge<f64, AtomicU64>>,
     /// 1 for each node's last reported booted version.
@@ -138,6 +140,7 @@ impl Metrics {
             publishes: Family::default(),
             config_reloads: Family::default(),
             timestamp_resigns: Family::default(),
+            time_statements: Family::default(),
             node_last_seen: Family::default(),
             node_booted: Family::default(),
             dhcp_packets: Family::default(),
@@ -211,6 +214,11 @@ impl Metrics {
             "timestamp_resigns",
             "Online timestamp re-signs by result",
             m.timestamp_resigns.clone(),
+        );
+        registry.register(
+            "time_statements",
+            "Signed time statements (v1/time) by result",
+            m.time_statements.clone(),
         );
         registry.register(
             "node_last_seen_timestamp_seconds",

@@ -218,6 +218,50 @@ fn json(status: StatusCode, v: &impl serde::Serialize) -> Response<Body> {
     r
 }
 
+/// `GET v1/time?nonce=…`: the nonce and bootd's clock, signed with the
+/// online timestamp key (`bootd_api::time`).
+fn signed_time(shared: &Shared, live: &Live, query: Option<&str>) -> Response<Body> {
+    let count = |result: &'static str| {
+        shared
+            .metrics
+            .time_statements
+            .get_or_create(&crate::metrics::ResultLabels { result })
+            .inc();
+    };
+    let Some(nonce) = query.and_then(bootd_api::time::parse_query) else {
+        count("bad_nonce");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "want ?nonce= and 64 hex digits (32 random bytes)",
+        );
+    };
+    let Some(role) = &live.config.repository.timestamp else {
+        count("no_key");
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this bootd holds no online timestamp key (repository.timestamp), so it cannot sign time",
+        );
+    };
+    let signed = shared
+        .time_key
+        .get(&role.key)
+        .and_then(|k| crate::time::sign(&k, &nonce, chrono::Utc::now()));
+    match signed {
+        Ok(t) => {
+            count("ok");
+            json(StatusCode::OK, &t)
+        }
+        Err(e) => {
+            count("error");
+            error!(error = %e, "cannot sign a time statement");
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot sign a time statement (see bootd's log)",
+            )
+        }
+    }
+}
+
 async fn api(
     shared: &Arc<Shared>,
     info: &ConnInfo,
@@ -228,6 +272,7 @@ async fn api(
     let now = chrono::Utc::now();
     let max_body = live.config.limits.max_request_body_bytes;
     match (req.method().clone(), rest) {
+        (Method::GET, "time") => ("time", signed_time(shared, live, req.uri().query())),
         (Method::POST, "enroll") => {
             let body = match read_body(req, max_body).await {
                 Ok(b) => b,

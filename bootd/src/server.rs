@@ -179,6 +179,7 @@ pub async fn run(
         open: AtomicUsize::new(0),
         per_address: Mutex::new(HashMap::new()),
         pi_checks: Default::default(),
+        time_key: Default::default(),
     });
     for r in shared.store.reports().into_values() {
         crate::routes::note_report_metrics(&shared.metrics, &r);

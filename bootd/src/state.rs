@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) per_address: Mutex<HashMap<IpAddr, usize>>,
     /// The Pi-key verdicts on first-stage pairs, per snapshot.
     pub(crate) pi_checks: PiChecks,
+    /// The online timestamp key, for `v1/time`.
+    pub(crate) time_key: crate::time::KeyCache,
 }
 
 impl Shared {

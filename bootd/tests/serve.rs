@@ -518,6 +518,61 @@ async fn online_timestamp_is_resigned_before_it_expires() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn signed_time_needs_a_good_nonce_and_the_online_timestamp_key() {
+    let nonce = "ab".repeat(32);
+    // Without the online timestamp key bootd cannot sign time, and says so.
+    let f = Fixture::new();
+    f.release("1.0.0", &[("os.img", IMG, "os")]);
+    let s = f.start().await;
+    let ca = f.ca_der();
+    let r = get(s.addr, &ca, &format!("/v1/time?nonce={nonce}")).await;
+    assert_eq!(r.status, 503);
+    assert!(String::from_utf8_lossy(&r.body).contains("repository.timestamp"));
+    s.stop().await;
+
+    let f = Fixture::with_config(&BASE_CONFIG.replace(
+        "  poll_interval_ms: 100",
+        "  poll_interval_ms: 100\n  timestamp: { key: timestamp.key }",
+    ));
+    f.keys
+        .timestamp
+        .write_new(&f.dir.path().join("timestamp.key"))
+        .unwrap();
+    f.release("1.0.0", &[("os.img", IMG, "os")]);
+    let s = f.start().await;
+    let ca = f.ca_der();
+    for bad in [
+        "",
+        "?nonce=",
+        "?nonce=abc",
+        "?n=1",
+        &format!("?nonce={}", "zz".repeat(32)),
+    ] {
+        let r = get(s.addr, &ca, &format!("/v1/time{bad}")).await;
+        assert_eq!(r.status, 400, "{bad:?}");
+    }
+    let r = get(s.addr, &ca, &format!("/v1/time?nonce={nonce}")).await;
+    assert_eq!(r.status, 200);
+    let t: bootd_api::time::SignedTime = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(t.signed.kind, "racklet-time");
+    assert_eq!(t.signed.nonce, nonce);
+    assert_eq!(t.signatures.len(), 1);
+    assert_eq!(t.signatures[0].keyid, f.keys.timestamp.key_id());
+    let at: chrono::DateTime<chrono::Utc> = t.signed.time.parse().unwrap();
+    assert!((chrono::Utc::now() - at).num_seconds().abs() < 60);
+    let m = metrics(s.addr, &ca).await;
+    assert_eq!(
+        metric_value(&m, "bootd_time_statements_total{result=\"ok\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric_value(&m, "bootd_time_statements_total{result=\"bad_nonce\"}"),
+        Some(5.0)
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mirror_mode_verifies_and_serves_an_upstream() {
     let up = Fixture::new();
     up.release("1.0.0", &[("os.img", IMG, "os")]);

@@ -12,6 +12,7 @@
 //! | `GET v1/enroll/{id}` | server-authenticated | → `202` [`EnrollAnswer::Pending`], `200` [`EnrollAnswer::Issued`], `403` [`EnrollAnswer::Denied`], `404` unknown id |
 //! | `POST v1/node/report` | mTLS (node certificate) | [`NodeReport`] → `200` [`ReportAck`] |
 //! | `GET v1/node/self` | mTLS (node certificate) | → `200` [`NodeSelf`] |
+//! | `GET v1/time?nonce={64 hex}` | server-authenticated | → `200` [`time::SignedTime`] (signed by the online timestamp key), `400` bad nonce, `503` bootd holds no timestamp key |
 //! | `GET metadata/{file}` | server-authenticated or mTLS | the verified TUF metadata |
 //! | `GET targets/{file}` | server-authenticated or mTLS | the verified TUF targets (`Range` supported) |
 //!
@@ -21,6 +22,8 @@
 //! claims. Every error answer is `text/plain`; every JSON answer is
 //! `application/json`.
 #![forbid(unsafe_code)]
+
+pub mod time;
 
 pub use racklet_bmc_proto::{SecurityVersion, Slot};
 use racklet_release::ReleaseInfo;
@@ -34,6 +37,8 @@ pub mod paths {
     pub const NODE_REPORT: &str = "v1/node/report";
     /// `GET` (mTLS): what bootd knows about the calling node.
     pub const NODE_SELF: &str = "v1/node/self";
+    /// `GET` with `?nonce=`: a signed time statement ([`crate::time`]).
+    pub const TIME: &str = "v1/time";
     /// The TUF metadata directory (`metadata/1.root.json`, `metadata/timestamp.json`, …).
     pub const METADATA: &str = "metadata/";
     /// The TUF targets directory.

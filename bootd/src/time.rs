@@ -1,0 +1,56 @@
+//! `GET v1/time`: signed time for nodes whose BMC clock was never set
+//! ([`bootd_api::time`]). Signed with the online timestamp key, the one
+//! bootd already holds to re-sign `timestamp.json`; without it the route
+//! answers 503 and such nodes refuse updates until their clock is set.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use bootd_api::time::{SignedTime, TimeSignature, TimeStatement, NONCE_LEN};
+use imgsign::keys::SigningKeyPair;
+
+/// Signs the statement for `nonce` at `now`.
+pub fn sign(
+    key: &SigningKeyPair,
+    nonce: &[u8; NONCE_LEN],
+    now: chrono::DateTime<chrono::Utc>,
+) -> imgsign::Result<SignedTime> {
+    let signed = TimeStatement::new(
+        nonce,
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
+    let sig = key.sign_bytes(&signed.canonical())?;
+    Ok(SignedTime {
+        signed,
+        signatures: vec![TimeSignature {
+            keyid: key.key_id().to_owned(),
+            sig: sig.iter().map(|b| format!("{b:02x}")).collect(),
+        }],
+    })
+}
+
+/// The timestamp key, loaded once per key spec (a `pkcs11:` login or a
+/// file read is not repeated per request; a config naming another key
+/// loads that one).
+#[derive(Default)]
+pub(crate) struct KeyCache(Mutex<Option<(std::path::PathBuf, Arc<SigningKeyPair>)>>);
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyCache(..)")
+    }
+}
+
+impl KeyCache {
+    pub(crate) fn get(&self, spec: &Path) -> imgsign::Result<Arc<SigningKeyPair>> {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((p, k)) = g.as_ref() {
+            if p == spec {
+                return Ok(k.clone());
+            }
+        }
+        let k = Arc::new(SigningKeyPair::load(&spec.to_string_lossy())?);
+        *g = Some((spec.to_owned(), k.clone()));
+        Ok(k)
+    }
+}
