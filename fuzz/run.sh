@@ -11,7 +11,7 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
 host="$(rustc -vV | sed -n 's/^host: //p')"
 cargo build --release --locked --target "$host" --bins
-for t in bmc_request_frame bmc_response_frame bmc_stream proxydhcp_decide piboot_boot_sig piboot_fat_read kexec_fdt; do
+for t in bmc_request_frame bmc_response_frame bmc_stream bmc_auth_frame proxydhcp_decide piboot_boot_sig piboot_fat_read kexec_fdt; do
   mkdir -p "corpus/$t"
   echo "fuzzing $t for ${secs}s"
   # corpus/ grows (not committed); seeds/ holds hand-made valid inputs.

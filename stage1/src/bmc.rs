@@ -290,8 +290,8 @@ impl<S: Read + Write> Bmc<S> {
             r => return Err(Self::unexpected("GetRollbackMin", r)),
         };
         let time = match self.call(Request::GetTime)? {
-            Response::Time(UnixTime(0)) => None,
-            Response::Time(UnixTime(t)) => jiff::Timestamp::from_second(t as i64).ok(),
+            Response::Time(c) if !c.set => None,
+            Response::Time(c) => jiff::Timestamp::from_second(c.time.0 as i64).ok(),
             r => return Err(Self::unexpected("GetTime", r)),
         };
         Ok(Facts {

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | release | < `long_press` | [`Press::Short`]: toggle power |
 //! | release | ≥ `long_press` | [`Press::Long`]: force slot B for the next boot |
+//! | release | ≥ `key_clear` | [`Press::VeryLong`]: clear the unit key, power-cycle |
 //!
 //! A level counts only after it has been stable for `debounce`; bounces
 //! shorter than that are ignored.
@@ -17,6 +18,7 @@ use crate::time::{Instant, Millis};
 pub struct Button {
     debounce: Millis,
     long_press: Millis,
+    key_clear: Millis,
     raw: bool,
     raw_since: Instant,
     stable: bool,
@@ -26,10 +28,11 @@ pub struct Button {
 
 impl Button {
     /// A released button.
-    pub fn new(debounce: Millis, long_press: Millis) -> Button {
+    pub fn new(debounce: Millis, long_press: Millis, key_clear: Millis) -> Button {
         Button {
             debounce,
             long_press,
+            key_clear,
             raw: false,
             raw_since: Instant(0),
             stable: false,
@@ -60,7 +63,9 @@ impl Button {
             None
         } else {
             let held = self.raw_since - self.pressed_at;
-            let press = if held >= self.long_press {
+            let press = if held >= self.key_clear {
+                Press::VeryLong
+            } else if held >= self.long_press {
                 Press::Long
             } else {
                 Press::Short
@@ -86,7 +91,7 @@ mod tests {
     use super::*;
 
     fn b() -> Button {
-        Button::new(Millis(20), Millis(3000))
+        Button::new(Millis(20), Millis(3000), Millis(10_000))
     }
 
     #[test]
@@ -115,6 +120,19 @@ mod tests {
         btn.tick(Instant(5050));
         btn.sample(false, Instant(8000));
         assert_eq!(btn.tick(Instant(8100)), Some(Press::Long));
+    }
+
+    #[test]
+    fn ten_seconds_is_very_long() {
+        let mut btn = b();
+        btn.sample(true, Instant(0));
+        btn.tick(Instant(50));
+        btn.sample(false, Instant(9999));
+        assert_eq!(btn.tick(Instant(10_100)), Some(Press::Long));
+        btn.sample(true, Instant(20_000));
+        btn.tick(Instant(20_050));
+        btn.sample(false, Instant(30_000));
+        assert_eq!(btn.tick(Instant(30_100)), Some(Press::VeryLong));
     }
 
     #[test]

@@ -138,6 +138,10 @@ impl<S: NorFlash, B: NorFlash> Bmc<S, B> {
         let result = match incoming.request {
             Err(ProtoError::Address { .. }) => return None,
             Err(e) => Err(e.code()),
+            Ok(req) if req.is_authenticated() => {
+                let addr = self.addr;
+                self.apply(|unit| unit.handle_authenticated(addr, &incoming, now))
+            }
             Ok(req) => self.handle_request(&req, now),
         };
         Some(encode_response(
@@ -148,7 +152,9 @@ impl<S: NorFlash, B: NorFlash> Bmc<S, B> {
         ))
     }
 
-    /// Handles a decoded request (see [`Bmc::handle_frame`]).
+    /// Handles a decoded request (see [`Bmc::handle_frame`]). A decoded
+    /// request has lost its MAC: a state-changing one is refused with
+    /// [`ErrorCode::Unauthenticated`] (only [`Bmc::handle_frame`] can check it).
     pub fn handle_request(
         &mut self,
         req: &Request<'_>,
@@ -177,6 +183,25 @@ impl<S: NorFlash, B: NorFlash> Bmc<S, B> {
             }
             _ => self.unit.handle(req, now),
         };
+        self.commit_or_undo(snapshot, result)
+    }
+
+    /// Runs `f` on the unit; keeps its change only if it succeeds and
+    /// reaches flash.
+    fn apply(
+        &mut self,
+        f: impl FnOnce(&mut Unit) -> Result<Response, ErrorCode>,
+    ) -> Result<Response, ErrorCode> {
+        let snapshot = self.unit.clone();
+        let result = f(&mut self.unit);
+        self.commit_or_undo(snapshot, result)
+    }
+
+    fn commit_or_undo(
+        &mut self,
+        snapshot: Unit,
+        result: Result<Response, ErrorCode>,
+    ) -> Result<Response, ErrorCode> {
         match result {
             Err(code) => {
                 self.unit = snapshot;

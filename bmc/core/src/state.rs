@@ -3,8 +3,8 @@
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 1 | layout version, `1` |
-//! | 1 | 1 | flags: bit 0 = slot B forced for the next boot (one-shot) |
+//! | 0 | 1 | layout version, `2` |
+//! | 1 | 1 | flags: bit 0 = slot B forced for the next boot (one-shot), bit 1 = the clock was set, bit 2 = a unit key is stored |
 //! | 2 | 2 | reserved, `0` |
 //! | 4 | 4 | boot count (u32 LE): power-ons that chose a slot |
 //! | 8 | 8 | time floor (u64 LE, Unix seconds): the clock never reads earlier |
@@ -15,12 +15,16 @@
 //! | 48 | 4 | BMC firmware version (u32 LE) |
 //! | 52 | 1 | BMC firmware bank (0/1) |
 //! | 53 | 3 | reserved, `0` |
+//! | 56 | 32 | unit key (all `00` when none is stored) |
+//!
+//! Layout 1 (56 bytes, no key, no clock flag) is not read: a BMC whose
+//! flash holds only layout-1 records starts from factory state.
 
-use racklet_bmc_proto::{ImageKind, SecurityVersion, Slot, SlotInfo, UnixTime};
+use racklet_bmc_proto::{ImageKind, SecurityVersion, Slot, SlotInfo, UnitKey, UnixTime};
 
 /// Size of the encoded state.
-pub const STATE_LEN: usize = 56;
-const LAYOUT_VERSION: u8 = 1;
+pub const STATE_LEN: usize = 88;
+const LAYOUT_VERSION: u8 = 2;
 
 /// Highest slot priority.
 pub const PRIORITY_ACTIVE: u8 = 15;
@@ -38,6 +42,11 @@ pub struct Persistent {
     pub boot_count: u32,
     /// The clock never reads earlier than this.
     pub time_floor: UnixTime,
+    /// The clock was set at least once (a factory BMC's reads 1970 + uptime).
+    pub clock_set: bool,
+    /// The unit key shared with stage1, once provisioned. Only a very long
+    /// button press (physical presence) clears it.
+    pub key: Option<UnitKey>,
     /// Anti-rollback minimum per image kind.
     pub rollback_min: [SecurityVersion; ImageKind::COUNT],
     /// Slot metadata, by [`Slot::index`].
@@ -56,6 +65,8 @@ impl Persistent {
             force_b: false,
             boot_count: 0,
             time_floor: UnixTime(0),
+            clock_set: false,
+            key: None,
             rollback_min: [SecurityVersion(0); ImageKind::COUNT],
             slots: [
                 SlotInfo {
@@ -90,7 +101,7 @@ impl Persistent {
     pub fn encode(&self) -> [u8; STATE_LEN] {
         let mut b = [0u8; STATE_LEN];
         b[0] = LAYOUT_VERSION;
-        b[1] = self.force_b as u8;
+        b[1] = self.force_b as u8 | (self.clock_set as u8) << 1 | (self.key.is_some() as u8) << 2;
         b[4..8].copy_from_slice(&self.boot_count.to_le_bytes());
         b[8..16].copy_from_slice(&self.time_floor.0.to_le_bytes());
         for (i, v) in self.rollback_min.iter().enumerate() {
@@ -107,6 +118,9 @@ impl Persistent {
         }
         b[48..52].copy_from_slice(&self.fw_version.to_le_bytes());
         b[52] = self.fw_bank;
+        if let Some(k) = &self.key {
+            b[56..88].copy_from_slice(k.as_bytes());
+        }
         b
     }
 
@@ -114,9 +128,18 @@ impl Persistent {
     /// out of range (the record is then treated as absent).
     pub fn decode(b: &[u8; STATE_LEN]) -> Option<Persistent> {
         let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-        if b[0] != LAYOUT_VERSION || b[1] > 1 || b[52] > 1 {
+        if b[0] != LAYOUT_VERSION || b[1] > 0b111 || b[52] > 1 {
             return None;
         }
+        let key = if b[1] & 4 != 0 {
+            let mut k = [0u8; 32];
+            k.copy_from_slice(&b[56..88]);
+            Some(UnitKey::from_bytes(k))
+        } else if b[56..88].iter().any(|&x| x != 0) {
+            return None;
+        } else {
+            None
+        };
         let mut slots = [SlotInfo::default(); 2];
         for (i, s) in slots.iter_mut().enumerate() {
             let o = 24 + 12 * i;
@@ -133,7 +156,9 @@ impl Persistent {
         let mut floor = [0u8; 8];
         floor.copy_from_slice(&b[8..16]);
         Some(Persistent {
-            force_b: b[1] == 1,
+            force_b: b[1] & 1 != 0,
+            clock_set: b[1] & 2 != 0,
+            key,
             boot_count: u32_at(4),
             time_floor: UnixTime(u64::from_le_bytes(floor)),
             rollback_min: [SecurityVersion(u32_at(16)), SecurityVersion(u32_at(20))],
@@ -158,9 +183,12 @@ mod tests {
         p.slots[1].versions[0] = SecurityVersion(9);
         p.fw_version = 0xAABB_CCDD;
         p.fw_bank = 1;
+        p.clock_set = true;
+        p.key = Some(UnitKey::from_bytes([0xA5; 32]));
         let b = p.encode();
-        assert_eq!(b[0], 1);
-        assert_eq!(b[1], 1);
+        assert_eq!(b[0], 2);
+        assert_eq!(b[1], 0b111);
+        assert_eq!(&b[56..88], &[0xA5; 32]);
         assert_eq!(&b[4..8], &[1, 2, 3, 4]);
         assert_eq!(&b[8..16], &[0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]);
         assert_eq!(&b[16..24], &[7, 0, 0, 0, 4, 3, 2, 1]);
@@ -169,12 +197,25 @@ mod tests {
         assert_eq!(&b[40..44], &[9, 0, 0, 0]);
         assert_eq!(&b[48..53], &[0xDD, 0xCC, 0xBB, 0xAA, 1]);
         assert_eq!(Persistent::decode(&b), Some(p));
+        // No key: its bytes are zero and the flag is clear.
+        p.key = None;
+        let b = p.encode();
+        assert_eq!((b[1], &b[56..88]), (0b011, &[0u8; 32][..]));
+        assert_eq!(Persistent::decode(&b), Some(p));
     }
 
     #[test]
     fn refuses_unknown_layout_and_bad_flags() {
         let good = Persistent::factory(3).encode();
-        for (at, val) in [(0, 2u8), (1, 2), (52, 2), (26, 2), (24, 16)] {
+        for (at, val) in [
+            (0, 1u8),
+            (0, 3),
+            (1, 8),
+            (52, 2),
+            (26, 2),
+            (24, 16),
+            (60, 1),
+        ] {
             let mut b = good;
             b[at] = val;
             assert_eq!(Persistent::decode(&b), None, "byte {at} = {val}");

@@ -4,21 +4,21 @@
 //! fixed-size record to the active sector; when it is full (or holds a torn
 //! record) the *other* sector is erased and the record goes to its start, so
 //! erases alternate between the two sectors (wear spread: one erase per
-//! `sector / 72` commits). On mount the valid record with the highest
+//! `sector / 104` commits). On mount the valid record with the highest
 //! sequence number wins.
 //!
-//! Record (72 bytes, 4-byte aligned):
+//! Record (104 bytes, 4-byte aligned):
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 4 | magic `"RKST"` (`52 4B 53 54`) |
 //! | 4 | 4 | sequence number (u32 LE), +1 per commit |
-//! | 8 | 56 | state, see [`crate::state`] |
-//! | 64 | 4 | CRC-32/ISO-HDLC (zlib) of bytes 0..64, u32 LE |
-//! | 68 | 4 | commit mark `00 00 00 00`, written last, in its own write |
+//! | 8 | 88 | state, see [`crate::state`] |
+//! | 96 | 4 | CRC-32/ISO-HDLC (zlib) of bytes 0..96, u32 LE |
+//! | 100 | 4 | commit mark `00 00 00 00`, written last, in its own write |
 //!
 //! A record counts only when magic, CRC and commit mark are all right. A
-//! power cut while writing bytes 0..68 leaves the mark erased (`FF FF FF FF`);
+//! power cut while writing bytes 0..100 leaves the mark erased (`FF FF FF FF`);
 //! a cut while writing the mark leaves it partly programmed (not all zero);
 //! a cut while erasing the other sector leaves that sector holding no record
 //! newer than the active one. In each case the previous record still wins:
@@ -30,8 +30,10 @@ use embedded_storage::nor_flash::{NorFlash, NorFlashError, NorFlashErrorKind};
 use crate::state::{Persistent, STATE_LEN};
 
 /// Size of one record.
-pub const RECORD_LEN: usize = 72;
+pub const RECORD_LEN: usize = 8 + STATE_LEN + 8;
 const MAGIC: [u8; 4] = *b"RKST";
+/// Where the CRC sits (after magic, sequence and state).
+const CRC_AT: usize = 8 + STATE_LEN;
 const COMMIT: [u8; 4] = [0; 4];
 
 /// Why the store failed.
@@ -249,23 +251,28 @@ fn build_record(seq: u32, state: &Persistent) -> [u8; RECORD_LEN] {
     rec[0..4].copy_from_slice(&MAGIC);
     rec[4..8].copy_from_slice(&seq.to_le_bytes());
     rec[8..8 + STATE_LEN].copy_from_slice(&state.encode());
-    let crc = crc32(&rec[..64]);
-    rec[64..68].copy_from_slice(&crc.to_le_bytes());
-    rec[68..72].copy_from_slice(&COMMIT);
+    let crc = crc32(&rec[..CRC_AT]);
+    rec[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    rec[CRC_AT + 4..RECORD_LEN].copy_from_slice(&COMMIT);
     rec
 }
 
 fn parse_record(rec: &[u8; RECORD_LEN]) -> Option<(u32, Persistent)> {
-    if rec[0..4] != MAGIC || rec[68..72] != COMMIT {
+    if rec[0..4] != MAGIC || rec[CRC_AT + 4..RECORD_LEN] != COMMIT {
         return None;
     }
-    let crc = u32::from_le_bytes([rec[64], rec[65], rec[66], rec[67]]);
-    if crc != crc32(&rec[..64]) {
+    let crc = u32::from_le_bytes([
+        rec[CRC_AT],
+        rec[CRC_AT + 1],
+        rec[CRC_AT + 2],
+        rec[CRC_AT + 3],
+    ]);
+    if crc != crc32(&rec[..CRC_AT]) {
         return None;
     }
     let seq = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
     let mut s = [0u8; STATE_LEN];
-    s.copy_from_slice(&rec[8..64]);
+    s.copy_from_slice(&rec[8..CRC_AT]);
     Some((seq, Persistent::decode(&s)?))
 }
 
@@ -286,9 +293,10 @@ mod tests {
         let rec = build_record(0x0102_0304, &p);
         assert_eq!(&rec[0..4], &[0x52, 0x4B, 0x53, 0x54]);
         assert_eq!(&rec[4..8], &[4, 3, 2, 1]);
-        assert_eq!(&rec[8..64], &p.encode());
-        assert_eq!(&rec[64..68], &crc32(&rec[..64]).to_le_bytes());
-        assert_eq!(&rec[68..72], &[0, 0, 0, 0]);
+        assert_eq!(RECORD_LEN, 104);
+        assert_eq!(&rec[8..96], &p.encode());
+        assert_eq!(&rec[96..100], &crc32(&rec[..96]).to_le_bytes());
+        assert_eq!(&rec[100..104], &[0, 0, 0, 0]);
     }
 
     #[test]

@@ -76,7 +76,7 @@ proptest! {
             // Whatever is in RAM is what is in flash.
             prop_assert_eq!(r.bmc.store().current(), &p);
             // The clock never goes backwards (across restarts it restarts at its floor).
-            if let Ok(Response::Time(t)) = r.call(Request::GetTime) {
+            if let Ok(Response::Time(racklet_bmc_proto::Clock { time: t, .. })) = r.call(Request::GetTime) {
                 prop_assert!(t >= p.time_floor);
                 if !matches!(s, Step::BmcRestart) {
                     prop_assert!(t >= time_seen, "{t:?} < {time_seen:?}");

@@ -7,8 +7,9 @@ use ed25519_dalek::Signer;
 use racklet_bmc_core::fwupdate::{signed_prefix, HEADER_LEN};
 use racklet_bmc_core::{Event, Instant, Millis, Outputs};
 use racklet_bmc_proto::{
-    encode_request, pec::pec, ErrorCode, FaultCode, FwInfo, ImageKind, PowerState, Press, Request,
-    ResetType, Response, SecurityVersion, Slot, SmbusAddr, UnixTime, FW_CHUNK_MAX, MAX_FRAME,
+    encode_request, pec::pec, Clock, ErrorCode, FaultCode, FwInfo, ImageKind, PowerState, Press,
+    Request, ResetType, Response, SecurityVersion, Slot, SmbusAddr, UnixTime, FW_CHUNK_MAX,
+    MAX_FRAME,
 };
 
 const ON: Outputs = Outputs {
@@ -345,6 +346,7 @@ fn rollback_minimum_rises_only_after_the_image_confirmed_and_never_falls() {
     assert_eq!(r.refused(old), ErrorCode::CounterLower);
     // It survives a BMC restart.
     let mut r = r.restart();
+    r.until_on();
     assert_eq!(
         r.ok(Request::GetRollbackMin {
             kind: ImageKind::BootImage
@@ -357,13 +359,21 @@ fn rollback_minimum_rises_only_after_the_image_confirmed_and_never_falls() {
 #[test]
 fn clock_runs_refuses_to_go_backwards_and_keeps_its_floor_across_restarts() {
     let mut r = Rig::new();
+    match r.ok(Request::GetTime) {
+        Response::Time(c) => assert!(!c.set, "a factory clock says it was never set: {c:?}"),
+        other => panic!("{other:?}"),
+    }
+    r.until_on();
     r.ok(Request::SetTime {
         time: UnixTime(1_800_000_000),
     });
     r.advance(2000);
     assert_eq!(
         r.ok(Request::GetTime),
-        Response::Time(UnixTime(1_800_000_002))
+        Response::Time(Clock {
+            time: UnixTime(1_800_000_002),
+            set: true
+        })
     );
     let ops = r.flash_ops();
     assert_eq!(
@@ -375,13 +385,19 @@ fn clock_runs_refuses_to_go_backwards_and_keeps_its_floor_across_restarts() {
     assert_eq!(r.flash_ops(), ops);
     assert_eq!(
         r.ok(Request::GetTime),
-        Response::Time(UnixTime(1_800_000_002))
+        Response::Time(Clock {
+            time: UnixTime(1_800_000_002),
+            set: true
+        })
     );
     let mut r = r.restart();
     match r.ok(Request::GetTime) {
-        Response::Time(t) => assert!(t >= UnixTime(1_800_000_000), "{t:?}"),
+        Response::Time(Clock { time: t, set }) => {
+            assert!(set && t >= UnixTime(1_800_000_000), "{t:?}")
+        }
         other => panic!("{other:?}"),
     }
+    r.until_on();
     assert_eq!(
         r.refused(Request::SetTime {
             time: UnixTime(1_000)
@@ -424,12 +440,14 @@ fn bad_frames_are_refused_with_codes_change_nothing_and_the_bmc_keeps_answering(
     let mut bad = f[..n].to_vec();
     bad[n - 1] ^= 0x01;
     assert_eq!(status(&r.raw(&bad).unwrap()), 0x01);
-    // Wrong length for the command (count 2, ConfirmBoot takes 1).
-    let mut long = vec![0x40, 0x02, 0x02, 0x00, 0x00];
+    // Right PEC, but no counter and MAC: any process could send it.
+    assert_eq!(status(&r.raw(&f[..n]).unwrap()), 0x0C);
+    // Wrong length for the command (count 2, GetSlotInfo takes 1).
+    let mut long = vec![0x40, 0x0B, 0x02, 0x00, 0x00];
     long.push(pec(&long));
     assert_eq!(status(&r.raw(&long).unwrap()), 0x02);
     // Count byte disagreeing with the frame.
-    let mut short = vec![0x40, 0x02, 0x05, 0x00];
+    let mut short = vec![0x40, 0x0B, 0x05, 0x00];
     short.push(pec(&short));
     assert_eq!(status(&r.raw(&short).unwrap()), 0x02);
     // Unknown command.
@@ -437,7 +455,7 @@ fn bad_frames_are_refused_with_codes_change_nothing_and_the_bmc_keeps_answering(
     unk.push(pec(&unk));
     assert_eq!(status(&r.raw(&unk).unwrap()), 0x03);
     // Out-of-range slot.
-    let mut oor = vec![0x40, 0x02, 0x01, 0x07];
+    let mut oor = vec![0x40, 0x0B, 0x01, 0x07];
     oor.push(pec(&oor));
     assert_eq!(status(&r.raw(&oor).unwrap()), 0x04);
     // Out-of-range reset type.
@@ -597,14 +615,18 @@ fn a_power_cut_during_a_request_answers_storage_and_keeps_old_or_new() {
         kind: ImageKind::BootImage,
         version: SecurityVersion(5),
     };
-    // A history so the next commit lands at various places: count its ops.
-    let mut cfg = test_config();
-    cfg.auto_power_on = false;
+    // A history so the next commit lands at various places (a key
+    // provisioned, the clock set), then a power-on: count its ops, which a
+    // rig on the same flash repeats exactly.
+    let cfg = test_config();
     let mut probe = Rig::with(cfg, StateFlash::new(), Banks::new());
+    probe.until_on();
     probe.ok(Request::SetTime { time: UnixTime(10) });
-    let old = *probe.bmc.unit().persistent();
     let (flash, _) = probe.into_flashes();
     let mut counting = Rig::with(cfg, flash.clone(), Banks::new());
+    counting.until_on();
+    let boot_ops = counting.flash_ops() - flash.ops;
+    let old = *counting.bmc.unit().persistent();
     let before = counting.flash_ops();
     counting.ok(report);
     let new = *counting.bmc.unit().persistent();
@@ -612,8 +634,9 @@ fn a_power_cut_during_a_request_answers_storage_and_keeps_old_or_new() {
     assert!(ops >= 2);
     for k in 0..ops {
         let mut f = flash.clone();
-        f.cut_power_at(k);
+        f.cut_power_at(boot_ops + k);
         let mut r = Rig::with(cfg, f, Banks::new());
+        r.until_on();
         assert_eq!(r.refused(report), ErrorCode::Storage, "cut at op {k}");
         // The change was dropped in RAM too.
         assert_eq!(*r.bmc.unit().persistent(), old);

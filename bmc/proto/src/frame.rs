@@ -26,13 +26,20 @@
 //! The PEC of a response is exactly the PEC of the SMBus Block Read, so the
 //! same value checks on the bus and on a stream, and it binds the response
 //! to the command it answers.
+//!
+//! A state-changing request ([`Request::is_authenticated`]) carries a
+//! counter and a tag after its data (see [`crate::auth`]); the count byte
+//! covers them.
 
+use crate::auth::{self, Epoch, SessionKey, Trailer, TRAILER_LEN};
 use crate::message::{Request, Response};
 use crate::pec::Pec;
 use crate::types::{ErrorCode, SmbusAddr};
 use crate::{Error, MAX_BLOCK, MAX_FRAME};
 
-/// Encodes `req` as a Block Write frame for the BMC at `addr`. Returns its length.
+/// Encodes `req` as a Block Write frame for the BMC at `addr`, without a
+/// MAC. Returns its length. (A state-changing request sent this way is
+/// refused with [`ErrorCode::Unauthenticated`]; use [`encode_authenticated`].)
 pub fn encode_request(
     addr: SmbusAddr,
     req: &Request<'_>,
@@ -40,12 +47,64 @@ pub fn encode_request(
 ) -> Result<usize, Error> {
     let mut data = [0u8; MAX_BLOCK];
     let n = req.encode_data(&mut data)?;
+    Ok(put_frame(addr, req.command(), &data[..n], out))
+}
+
+/// Encodes an authenticated request with a given trailer (the BMC's codec
+/// re-encodes what it decoded; clients use [`encode_authenticated`]).
+pub fn encode_request_with_trailer(
+    addr: SmbusAddr,
+    req: &Request<'_>,
+    trailer: &Trailer,
+    out: &mut [u8; MAX_FRAME],
+) -> Result<usize, Error> {
+    if !req.is_authenticated() {
+        return Err(Error::OutOfRange {
+            field: "authenticated command",
+            value: req.command().into(),
+        });
+    }
+    let mut data = [0u8; MAX_BLOCK];
+    let n = req.encode_data(&mut data)?;
+    if n + TRAILER_LEN > MAX_BLOCK {
+        return Err(Error::BlockTooLong(n + TRAILER_LEN));
+    }
+    data[n..n + TRAILER_LEN].copy_from_slice(&trailer.to_bytes());
+    Ok(put_frame(
+        addr,
+        req.command(),
+        &data[..n + TRAILER_LEN],
+        out,
+    ))
+}
+
+/// Encodes a state-changing request MAC'd with `key` for `epoch` and
+/// carrying `counter`. Returns its length.
+pub fn encode_authenticated(
+    addr: SmbusAddr,
+    req: &Request<'_>,
+    key: &SessionKey,
+    epoch: Epoch,
+    counter: u32,
+    out: &mut [u8; MAX_FRAME],
+) -> Result<usize, Error> {
+    let mut data = [0u8; MAX_BLOCK];
+    let n = req.encode_data(&mut data)?;
+    let trailer = Trailer {
+        counter,
+        tag: auth::tag(key, addr, req.command(), &data[..n], epoch, counter),
+    };
+    encode_request_with_trailer(addr, req, &trailer, out)
+}
+
+fn put_frame(addr: SmbusAddr, command: u8, data: &[u8], out: &mut [u8; MAX_FRAME]) -> usize {
+    let n = data.len();
     out[0] = addr.write_byte();
-    out[1] = req.command();
+    out[1] = command;
     out[2] = n as u8;
-    out[3..3 + n].copy_from_slice(&data[..n]);
+    out[3..3 + n].copy_from_slice(data);
     out[3 + n] = crate::pec::pec(&out[..3 + n]);
-    Ok(4 + n)
+    4 + n
 }
 
 /// A request frame as the BMC parsed it.
@@ -55,21 +114,53 @@ pub struct Incoming<'a> {
     pub command: u8,
     /// The request, or why it is refused.
     pub request: Result<Request<'a>, Error>,
+    /// The counter and tag of an authenticated request (not yet checked:
+    /// see [`Incoming::verify`]).
+    pub auth: Option<Trailer>,
+    /// The command's data without the trailer (what the tag covers).
+    pub payload: &'a [u8],
+}
+
+impl Incoming<'_> {
+    /// True when the frame carries a trailer whose tag is right for `key`
+    /// in `epoch`. Constant time in the tag.
+    pub fn verify(&self, addr: SmbusAddr, key: &SessionKey, epoch: Epoch) -> bool {
+        match &self.auth {
+            Some(t) => auth::verify(key, addr, self.command, self.payload, epoch, t),
+            None => false,
+        }
+    }
 }
 
 /// Parses a complete Block Write frame addressed to `addr` (the BMC's side).
 ///
 /// A frame for another address yields [`Error::Address`]: the BMC must not
 /// answer it. Every other error is answered with [`Error::code`].
+///
+/// A state-changing command must carry the [`crate::auth`] trailer: without
+/// one it is [`Error::Unauthenticated`]. The tag is *not* checked here (the
+/// codec has no key): the BMC calls [`Incoming::verify`].
 pub fn decode_request(addr: SmbusAddr, frame: &[u8]) -> Incoming<'_> {
     let command = frame.get(1).copied().unwrap_or(0);
-    Incoming {
-        command,
-        request: decode_request_inner(addr, frame),
+    match decode_request_inner(addr, frame) {
+        Ok((request, payload, auth)) => Incoming {
+            command,
+            request: Ok(request),
+            auth,
+            payload,
+        },
+        Err(e) => Incoming {
+            command,
+            request: Err(e),
+            auth: None,
+            payload: &[],
+        },
     }
 }
 
-fn decode_request_inner(addr: SmbusAddr, frame: &[u8]) -> Result<Request<'_>, Error> {
+type Decoded<'a> = (Request<'a>, &'a [u8], Option<Trailer>);
+
+fn decode_request_inner(addr: SmbusAddr, frame: &[u8]) -> Result<Decoded<'_>, Error> {
     if frame.len() < 4 {
         return Err(Error::Length {
             expected: 4,
@@ -99,7 +190,18 @@ fn decode_request_inner(addr: SmbusAddr, frame: &[u8]) -> Result<Request<'_>, Er
             got: frame[3 + count],
         });
     }
-    Request::decode(frame[1], &frame[3..3 + count])
+    let data = &frame[3..3 + count];
+    if crate::message::is_authenticated(frame[1]) {
+        let Some(split) = data.len().checked_sub(TRAILER_LEN) else {
+            return Err(Error::Unauthenticated(frame[1]));
+        };
+        let (payload, trailer) = data.split_at(split);
+        let mut t = [0u8; TRAILER_LEN];
+        t.copy_from_slice(trailer);
+        let req = Request::decode(frame[1], payload)?;
+        return Ok((req, payload, Some(Trailer::from_bytes(&t))));
+    }
+    Ok((Request::decode(frame[1], data)?, data, None))
 }
 
 fn response_pec(addr: SmbusAddr, command: u8) -> Pec {

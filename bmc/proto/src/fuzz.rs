@@ -2,9 +2,11 @@
 //! in `fuzz/` and the bounded property tests call these; each panics when a
 //! property is broken.
 
+use crate::auth::{Epoch, Session, UnitKey, TRAILER_LEN};
 use crate::{
-    decode_request, decode_response, encode_request, encode_response, Error, SmbusAddr,
-    StreamReader, MAX_FRAME,
+    decode_request, decode_response, encode_authenticated, encode_request,
+    encode_request_with_trailer, encode_response, Error, ImageKind, Request, SecurityVersion, Slot,
+    SmbusAddr, StreamReader, UnixTime, MAX_FRAME,
 };
 
 /// BMC side: decoding never panics; an accepted request re-encodes to the
@@ -17,8 +19,31 @@ pub fn request_frame(data: &[u8]) {
     match incoming.request {
         Ok(req) => {
             let mut out = [0u8; MAX_FRAME];
-            let n = encode_request(addr, &req, &mut out).expect("accepted request re-encodes");
+            assert_eq!(
+                req.is_authenticated(),
+                incoming.auth.is_some(),
+                "a state-changing request decodes with its trailer, a read without"
+            );
+            let n = match &incoming.auth {
+                Some(t) => encode_request_with_trailer(addr, &req, t, &mut out),
+                None => encode_request(addr, &req, &mut out),
+            }
+            .expect("accepted request re-encodes");
             assert_eq!(&out[..n], data, "re-encoding differs");
+            // Without the key nobody forges a tag: a fixed test key never
+            // verifies an arbitrary frame unless it is exactly the frame
+            // that key encodes.
+            if let Some(t) = incoming.auth {
+                let key = UnitKey::from_bytes([0x5A; 32]).session(Epoch(1));
+                let mut want = [0u8; MAX_FRAME];
+                let m = encode_authenticated(addr, &req, &key, Epoch(1), t.counter, &mut want)
+                    .expect("re-encodes");
+                assert_eq!(
+                    incoming.verify(addr, &key, Epoch(1)),
+                    &want[..m] == data,
+                    "verify disagrees with encode"
+                );
+            }
         }
         Err(e) => {
             let code = e.code();
@@ -65,4 +90,75 @@ pub fn stream(data: &[u8]) {
             assert_eq!(usize::from(frame[1]) + 3, frame.len());
         }
     }
+}
+
+/// The MAC: a valid authenticated frame built from `data` verifies in its
+/// own epoch and no other; flipping any one bit of it (at a place `data`
+/// chooses) makes it fail the PEC or the tag, or decode as another request
+/// that does not verify either. Never panics.
+pub fn authenticated_frame(data: &[u8]) {
+    let Ok(addr) = SmbusAddr::new(0x20) else {
+        return;
+    };
+    let byte = |i: usize| data.get(i).copied().unwrap_or(0);
+    let word = |i: usize| u32::from_le_bytes([byte(i), byte(i + 1), byte(i + 2), byte(i + 3)]);
+    let slot = if byte(1) & 1 == 0 { Slot::A } else { Slot::B };
+    let kind = if byte(1) & 2 == 0 {
+        ImageKind::BootImage
+    } else {
+        ImageKind::Stage1
+    };
+    let req = match byte(0) % 4 {
+        0 => Request::ConfirmBoot { slot },
+        1 => Request::RaiseRollbackMin {
+            kind,
+            version: SecurityVersion(word(2)),
+        },
+        2 => Request::SetTime {
+            time: UnixTime(u64::from(word(2)) << 8),
+        },
+        _ => Request::ReportInstalled {
+            slot,
+            kind,
+            version: SecurityVersion(word(2)),
+        },
+    };
+    let mut k = [0u8; 32];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = byte(6 + i);
+    }
+    let epoch = Epoch(word(38));
+    let key = UnitKey::from_bytes(k).session(epoch);
+    let mut session = Session::new(key, epoch, word(42) % 1_000_000);
+    let mut frame = [0u8; MAX_FRAME];
+    let n = session.encode(addr, &req, &mut frame).expect("encodes");
+    let f = &frame[..n];
+    let inc = decode_request(addr, f);
+    assert_eq!(inc.request, Ok(req));
+    assert!(inc
+        .auth
+        .is_some_and(|t| t.counter == session.next_counter() - 1));
+    assert!(inc.verify(addr, &key, epoch), "own frame must verify");
+    let other = Epoch(epoch.0.wrapping_add(1 + u32::from(byte(46))));
+    assert!(!inc.verify(addr, &key, other), "verified in another epoch");
+    assert!(
+        !inc.verify(addr, &UnitKey::from_bytes(k).session(other), other),
+        "verified under another epoch's key"
+    );
+    // One flipped bit anywhere but the address byte (which makes the frame
+    // someone else's), with the PEC fixed up as anyone can, must not verify.
+    let at = 1 + usize::from(byte(47)) % (n - 2);
+    let mut bad = [0u8; MAX_FRAME];
+    bad[..n].copy_from_slice(f);
+    bad[at] ^= 1 << (byte(48) % 8);
+    bad[n - 1] = crate::pec::pec(&bad[..n - 1]);
+    let inc = decode_request(addr, &bad[..n]);
+    if let (Ok(_), Some(_)) = (inc.request, inc.auth) {
+        assert!(
+            !inc.verify(addr, &key, epoch),
+            "a frame with bit {} of byte {at} flipped verifies",
+            byte(48) % 8
+        );
+    }
+    assert!(n >= 4 + TRAILER_LEN);
 }

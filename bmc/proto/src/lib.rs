@@ -30,17 +30,25 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(test)]
+extern crate std;
+
+pub mod auth;
 pub mod frame;
 pub mod fuzz;
 pub mod message;
 pub mod pec;
 pub mod types;
 
-pub use frame::{decode_request, decode_response, encode_request, encode_response};
+pub use auth::{Epoch, KeyHalf, Session, SessionKey, Trailer, UnitKey};
+pub use frame::{
+    decode_request, decode_response, encode_authenticated, encode_request,
+    encode_request_with_trailer, encode_response,
+};
 pub use frame::{Incoming, StreamReader};
 pub use message::{
-    cmd, BootPlan, ButtonState, FwInfo, PowerMetrics, PowerStatus, Request, Response, SlotInfo,
-    FW_CHUNK_MAX,
+    cmd, AuthStatus, BootPlan, ButtonState, Clock, FwInfo, PowerMetrics, PowerStatus, Request,
+    Response, SlotInfo, FW_CHUNK_MAX,
 };
 pub use types::*;
 
@@ -91,6 +99,9 @@ pub enum Error {
         /// The frame's.
         got: u8,
     },
+    /// A state-changing request without its counter and tag.
+    #[error("command 0x{0:02x} changes state and must carry a counter and a MAC")]
+    Unauthenticated(u8),
     /// The BMC answered with an error status.
     #[error("BMC refused the request: {0}")]
     Refused(ErrorCode),
@@ -105,6 +116,7 @@ impl Error {
             Error::UnknownCommand(_) => ErrorCode::UnknownCommand,
             Error::OutOfRange { .. } => ErrorCode::OutOfRange,
             Error::Address { .. } => ErrorCode::BadState,
+            Error::Unauthenticated(_) => ErrorCode::Unauthenticated,
             Error::Refused(code) => *code,
         }
     }

@@ -3,6 +3,7 @@
 //! All integers are little-endian. The command table with every byte is in
 //! `bmc/README.md`; `tests/byte_tables.rs` checks this code against it.
 
+use crate::auth::{KeyHalf, UnitKey, KEY_HALF_LEN, KEY_LEN};
 use crate::types::*;
 use crate::{Error, MAX_BLOCK};
 
@@ -36,6 +37,14 @@ pub mod cmd {
     pub const GET_SLOT_INFO: u8 = 0x0B;
     /// [`super::Request::Reset`]
     pub const RESET: u8 = 0x0C;
+    /// [`super::Request::GetAuthStatus`]
+    pub const GET_AUTH_STATUS: u8 = 0x0D;
+    /// [`super::Request::ProvisionKey`]
+    pub const PROVISION_KEY: u8 = 0x0E;
+    /// [`super::Request::GetSessionKey`]
+    pub const GET_SESSION_KEY: u8 = 0x0F;
+    /// [`super::Request::Seal`]
+    pub const SEAL: u8 = 0x10;
     /// [`super::Request::FwBegin`]
     pub const FW_BEGIN: u8 = 0x20;
     /// [`super::Request::FwChunk`]
@@ -44,6 +53,16 @@ pub mod cmd {
     pub const FW_FINISH: u8 = 0x22;
     /// [`super::Request::GetFwInfo`]
     pub const GET_FW_INFO: u8 = 0x23;
+}
+
+/// True for the commands that change trust state and so must carry a
+/// counter and a MAC ([`crate::auth`]): ConfirmBoot, RaiseRollbackMin,
+/// SetTime, ReportInstalled.
+pub const fn is_authenticated(command: u8) -> bool {
+    matches!(
+        command,
+        cmd::CONFIRM_BOOT | cmd::RAISE_ROLLBACK_MIN | cmd::SET_TIME | cmd::REPORT_INSTALLED
+    )
 }
 
 /// A request from the compute unit (SMBus host) to its BMC.
@@ -121,6 +140,22 @@ pub enum Request<'a> {
     FwFinish,
     /// Running firmware version and bank.
     GetFwInfo,
+    /// Whether a unit key is provisioned, whether the BMC is sealed, the
+    /// epoch and the last accepted counter.
+    GetAuthStatus,
+    /// Store the unit key. Accepted only while the BMC holds no key and is
+    /// unsealed (stage1, right after a power-on by the BMC).
+    ProvisionKey {
+        /// The key (its `Debug` is redacted).
+        key: UnitKey,
+    },
+    /// Half of this epoch's session key. Refused once the BMC is sealed.
+    GetSessionKey {
+        /// 0: bytes 0..16, 1: bytes 16..32.
+        half: u8,
+    },
+    /// Reveal no key until the BMC next powers on or resets the host.
+    Seal,
 }
 
 /// The boot decision for the current power-on.
@@ -195,6 +230,32 @@ pub struct FwInfo {
     pub bank: u8,
 }
 
+/// The BMC's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clock {
+    /// What it reads.
+    pub time: UnixTime,
+    /// It was ever set (persisted): false on a factory BMC, whose clock
+    /// reads 1970 plus its uptime.
+    pub set: bool,
+}
+
+/// The link's authentication state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthStatus {
+    /// A unit key is stored.
+    pub key_provisioned: bool,
+    /// The BMC is sealed: it reveals no key until it next starts the host.
+    pub sealed: bool,
+    /// The BMC has started the host since it itself started: there is an
+    /// epoch whose frames it accepts.
+    pub session: bool,
+    /// The current epoch (the boot count).
+    pub epoch: crate::auth::Epoch,
+    /// The highest counter accepted in this epoch (0: none).
+    pub last_counter: u32,
+}
+
 /// A successful response. Requests without data answer [`Response::Done`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Response {
@@ -205,7 +266,7 @@ pub enum Response {
     /// To [`Request::GetRollbackMin`] and [`Request::RaiseRollbackMin`]: the minimum now.
     RollbackMin(SecurityVersion),
     /// To [`Request::GetTime`].
-    Time(UnixTime),
+    Time(Clock),
     /// To [`Request::GetPowerStatus`].
     PowerStatus(PowerStatus),
     /// To [`Request::GetPowerMetrics`].
@@ -216,6 +277,10 @@ pub enum Response {
     SlotInfo(SlotInfo),
     /// To [`Request::GetFwInfo`] and [`Request::FwFinish`].
     FwInfo(FwInfo),
+    /// To [`Request::GetAuthStatus`].
+    AuthStatus(AuthStatus),
+    /// To [`Request::GetSessionKey`].
+    SessionKeyHalf(KeyHalf),
 }
 
 fn need(data: &[u8], len: usize) -> Result<(), Error> {
@@ -287,7 +352,16 @@ impl<'a> Request<'a> {
             Request::FwChunk { .. } => cmd::FW_CHUNK,
             Request::FwFinish => cmd::FW_FINISH,
             Request::GetFwInfo => cmd::GET_FW_INFO,
+            Request::GetAuthStatus => cmd::GET_AUTH_STATUS,
+            Request::ProvisionKey { .. } => cmd::PROVISION_KEY,
+            Request::GetSessionKey { .. } => cmd::GET_SESSION_KEY,
+            Request::Seal => cmd::SEAL,
         }
+    }
+
+    /// True when this request must carry a counter and a MAC.
+    pub fn is_authenticated(&self) -> bool {
+        is_authenticated(self.command())
     }
 
     /// Writes the block data (not the command byte) into `buf`; returns its length.
@@ -300,7 +374,19 @@ impl<'a> Request<'a> {
             | Request::GetPowerMetrics
             | Request::GetButtonState
             | Request::FwFinish
-            | Request::GetFwInfo => {}
+            | Request::GetFwInfo
+            | Request::GetAuthStatus
+            | Request::Seal => {}
+            Request::ProvisionKey { key } => p.bytes(key.as_bytes()),
+            Request::GetSessionKey { half } => {
+                if half > 1 {
+                    return Err(Error::OutOfRange {
+                        field: "key half",
+                        value: half.into(),
+                    });
+                }
+                p.u8(half)
+            }
             Request::ConfirmBoot { slot } | Request::GetSlotInfo { slot } => p.u8(slot.to_byte()),
             Request::GetRollbackMin { kind } => p.u8(kind.to_byte()),
             Request::RaiseRollbackMin { kind, version } => {
@@ -410,6 +496,26 @@ impl<'a> Request<'a> {
             }
             cmd::FW_FINISH => need(d, 0).map(|_| Request::FwFinish)?,
             cmd::GET_FW_INFO => need(d, 0).map(|_| Request::GetFwInfo)?,
+            cmd::GET_AUTH_STATUS => need(d, 0).map(|_| Request::GetAuthStatus)?,
+            cmd::PROVISION_KEY => {
+                need(d, KEY_LEN)?;
+                let mut k = [0u8; KEY_LEN];
+                k.copy_from_slice(d);
+                Request::ProvisionKey {
+                    key: UnitKey::from_bytes(k),
+                }
+            }
+            cmd::GET_SESSION_KEY => {
+                need(d, 1)?;
+                if d[0] > 1 {
+                    return Err(Error::OutOfRange {
+                        field: "key half",
+                        value: d[0].into(),
+                    });
+                }
+                Request::GetSessionKey { half: d[0] }
+            }
+            cmd::SEAL => need(d, 0).map(|_| Request::Seal)?,
             other => return Err(Error::UnknownCommand(other)),
         })
     }
@@ -428,7 +534,10 @@ impl Response {
                 p.bytes(&b.boot_count.to_le_bytes());
             }
             Response::RollbackMin(v) => p.bytes(&v.0.to_le_bytes()),
-            Response::Time(t) => p.bytes(&t.0.to_le_bytes()),
+            Response::Time(c) => {
+                p.bytes(&c.time.0.to_le_bytes());
+                p.u8(c.set as u8);
+            }
             Response::PowerStatus(s) => {
                 p.u8(s.state.to_byte());
                 p.u8(s.fault.to_byte());
@@ -456,6 +565,12 @@ impl Response {
                 p.bytes(&f.version.to_le_bytes());
                 p.u8(f.bank);
             }
+            Response::AuthStatus(a) => {
+                p.u8(a.key_provisioned as u8 | (a.sealed as u8) << 1 | (a.session as u8) << 2);
+                p.bytes(&a.epoch.0.to_le_bytes());
+                p.bytes(&a.last_counter.to_le_bytes());
+            }
+            Response::SessionKeyHalf(h) => p.bytes(&h.0),
         }
         p.len
     }
@@ -468,7 +583,9 @@ impl Response {
             | cmd::REPORT_INSTALLED
             | cmd::RESET
             | cmd::FW_BEGIN
-            | cmd::FW_CHUNK => {
+            | cmd::FW_CHUNK
+            | cmd::PROVISION_KEY
+            | cmd::SEAL => {
                 need(d, 0)?;
                 Response::Done
             }
@@ -494,8 +611,11 @@ impl Response {
                 Response::RollbackMin(SecurityVersion(u32_at(d, 0)))
             }
             cmd::GET_TIME => {
-                need(d, 8)?;
-                Response::Time(UnixTime(u64_at(d, 0)))
+                need(d, 9)?;
+                Response::Time(Clock {
+                    time: UnixTime(u64_at(d, 0)),
+                    set: flag(d[8], "clock set")?,
+                })
             }
             cmd::GET_POWER_STATUS => {
                 need(d, 3)?;
@@ -540,6 +660,28 @@ impl Response {
                     version: u32_at(d, 0),
                     bank: d[4],
                 })
+            }
+            cmd::GET_AUTH_STATUS => {
+                need(d, 9)?;
+                if d[0] & !0b111 != 0 {
+                    return Err(Error::OutOfRange {
+                        field: "auth status flags",
+                        value: d[0].into(),
+                    });
+                }
+                Response::AuthStatus(AuthStatus {
+                    key_provisioned: d[0] & 1 != 0,
+                    sealed: d[0] & 2 != 0,
+                    session: d[0] & 4 != 0,
+                    epoch: crate::auth::Epoch(u32_at(d, 1)),
+                    last_counter: u32_at(d, 5),
+                })
+            }
+            cmd::GET_SESSION_KEY => {
+                need(d, KEY_HALF_LEN)?;
+                let mut h = [0u8; KEY_HALF_LEN];
+                h.copy_from_slice(d);
+                Response::SessionKeyHalf(KeyHalf(h))
             }
             other => return Err(Error::UnknownCommand(other)),
         })

@@ -312,6 +312,9 @@ pub enum Press {
     Short,
     /// Long press (≥ 3 s): forces slot B for the next boot (wire 2).
     Long,
+    /// Very long press (≥ 10 s): clears the unit key (physical presence),
+    /// then power-cycles the unit so stage1 provisions a new one (wire 3).
+    VeryLong,
 }
 
 impl Press {
@@ -321,6 +324,7 @@ impl Press {
             Press::None => 0,
             Press::Short => 1,
             Press::Long => 2,
+            Press::VeryLong => 3,
         }
     }
 
@@ -330,6 +334,7 @@ impl Press {
             0 => Press::None,
             1 => Press::Short,
             2 => Press::Long,
+            3 => Press::VeryLong,
             _ => {
                 return Err(Error::OutOfRange {
                     field: "press",
@@ -369,6 +374,20 @@ pub enum ErrorCode {
     OlderFirmware,
     /// The persistent state could not be written; nothing changed (0x0B).
     Storage,
+    /// A state-changing request without a counter and tag, or whose tag is
+    /// wrong (0x0C).
+    Unauthenticated,
+    /// An authenticated request whose counter is not above the last one
+    /// accepted in this epoch (0x0D).
+    Replayed,
+    /// The BMC is sealed: no key is revealed or provisioned until it next
+    /// starts the host (0x0E).
+    Sealed,
+    /// No unit key is provisioned: nothing can be authenticated yet (0x0F).
+    NoKey,
+    /// A unit key is already provisioned; clearing it needs physical
+    /// presence (0x10).
+    KeyPresent,
     /// A status byte this version does not know (any other value).
     Other(u8),
 }
@@ -388,6 +407,11 @@ impl ErrorCode {
             ErrorCode::BadSignature => 0x09,
             ErrorCode::OlderFirmware => 0x0A,
             ErrorCode::Storage => 0x0B,
+            ErrorCode::Unauthenticated => 0x0C,
+            ErrorCode::Replayed => 0x0D,
+            ErrorCode::Sealed => 0x0E,
+            ErrorCode::NoKey => 0x0F,
+            ErrorCode::KeyPresent => 0x10,
             ErrorCode::Other(b) => b,
         }
     }
@@ -406,6 +430,11 @@ impl ErrorCode {
             0x09 => ErrorCode::BadSignature,
             0x0A => ErrorCode::OlderFirmware,
             0x0B => ErrorCode::Storage,
+            0x0C => ErrorCode::Unauthenticated,
+            0x0D => ErrorCode::Replayed,
+            0x0E => ErrorCode::Sealed,
+            0x0F => ErrorCode::NoKey,
+            0x10 => ErrorCode::KeyPresent,
             other => ErrorCode::Other(other),
         }
     }
@@ -425,6 +454,11 @@ impl core::fmt::Display for ErrorCode {
             ErrorCode::BadSignature => "bad firmware signature",
             ErrorCode::OlderFirmware => "firmware not newer than the running one",
             ErrorCode::Storage => "flash write failed",
+            ErrorCode::Unauthenticated => "state-changing request without a valid MAC",
+            ErrorCode::Replayed => "replayed request (counter not above the last one)",
+            ErrorCode::Sealed => "BMC sealed until it next starts the host",
+            ErrorCode::NoKey => "no unit key provisioned",
+            ErrorCode::KeyPresent => "a unit key is already provisioned",
             ErrorCode::Other(_) => "unknown error code",
         };
         write!(f, "{name} (0x{:02x})", self.to_byte())

@@ -74,8 +74,11 @@ fn table() -> Vec<(Request<'static>, Vec<u8>, Response, Vec<u8>)> {
         (
             Request::GetTime,
             vec![],
-            Response::Time(UnixTime(0x6553_F100)),
-            vec![0x00, 0xF1, 0x53, 0x65, 0, 0, 0, 0],
+            Response::Time(Clock {
+                time: UnixTime(0x6553_F100),
+                set: true,
+            }),
+            vec![0x00, 0xF1, 0x53, 0x65, 0, 0, 0, 0, 0x01],
         ),
         (
             Request::SetTime {
@@ -177,7 +180,44 @@ fn table() -> Vec<(Request<'static>, Vec<u8>, Response, Vec<u8>)> {
             }),
             vec![1, 0, 0, 0, 0],
         ),
+        (
+            Request::GetAuthStatus,
+            vec![],
+            Response::AuthStatus(AuthStatus {
+                key_provisioned: true,
+                sealed: true,
+                session: true,
+                epoch: Epoch(0x0102),
+                last_counter: 3,
+            }),
+            vec![0x07, 0x02, 0x01, 0, 0, 3, 0, 0, 0],
+        ),
+        (
+            Request::ProvisionKey {
+                key: UnitKey::from_bytes(key_bytes()),
+            },
+            key_bytes().to_vec(),
+            Response::Done,
+            vec![],
+        ),
+        (
+            Request::GetSessionKey { half: 1 },
+            vec![0x01],
+            Response::SessionKeyHalf(KeyHalf([0xC3; 16])),
+            vec![0xC3; 16],
+        ),
+        (Request::Seal, vec![], Response::Done, vec![]),
     ]
+}
+
+/// The README's example unit key: bytes 00 01 … 1F.
+fn key_bytes() -> [u8; 32] {
+    core::array::from_fn(|i| i as u8)
+}
+
+/// The README's example session: that key, epoch 5.
+fn session_key() -> SessionKey {
+    UnitKey::from_bytes(key_bytes()).session(Epoch(5))
 }
 
 #[test]
@@ -187,20 +227,52 @@ fn command_codes_match_the_table() {
         codes,
         vec![
             0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x20, 0x21,
-            0x22, 0x23
+            0x22, 0x23, 0x0D, 0x0E, 0x0F, 0x10
         ]
     );
 }
 
 #[test]
 fn every_request_and_response_matches_its_byte_table_row() {
+    let authenticated = [0x02, 0x04, 0x06, 0x0A];
     for (req, data, resp, payload) in table() {
         let cmd = req.command();
-        let mut expect = vec![0x40, cmd, data.len() as u8];
-        expect.extend_from_slice(&data);
-        let expect = with_pec(expect);
-        assert_eq!(req_bytes(req), expect, "{req:?}");
-        assert_eq!(decode_request(addr(), &expect).request, Ok(req));
+        assert_eq!(
+            req.is_authenticated(),
+            authenticated.contains(&cmd),
+            "{req:?}"
+        );
+        let mut expect = vec![0x40, cmd];
+        if req.is_authenticated() {
+            // data ‖ counter ‖ tag, and the count covers them.
+            let t = auth::tag(&session_key(), addr(), cmd, &data, Epoch(5), 9);
+            expect.push(data.len() as u8 + 20);
+            expect.extend_from_slice(&data);
+            expect.extend_from_slice(&[9, 0, 0, 0]);
+            expect.extend_from_slice(&t);
+            let expect = with_pec(expect);
+            let mut out = [0u8; MAX_FRAME];
+            let n =
+                encode_authenticated(addr(), &req, &session_key(), Epoch(5), 9, &mut out).unwrap();
+            assert_eq!(out[..n].to_vec(), expect, "{req:?}");
+            let inc = decode_request(addr(), &expect);
+            assert_eq!(inc.request, Ok(req));
+            assert_eq!(inc.auth.map(|t| t.counter), Some(9));
+            assert!(inc.verify(addr(), &session_key(), Epoch(5)));
+            // The same request without counter and tag is refused.
+            assert_eq!(
+                decode_request(addr(), &req_bytes(req)).request,
+                Err(Error::Unauthenticated(cmd))
+            );
+        } else {
+            expect.push(data.len() as u8);
+            expect.extend_from_slice(&data);
+            let expect = with_pec(expect);
+            assert_eq!(req_bytes(req), expect, "{req:?}");
+            let inc = decode_request(addr(), &expect);
+            assert_eq!(inc.request, Ok(req));
+            assert_eq!(inc.auth, None);
+        }
 
         let mut r = vec![0x41, payload.len() as u8 + 1, 0x00];
         r.extend_from_slice(&payload);
@@ -233,6 +305,43 @@ fn worked_example_frames_from_the_readme() {
     );
 }
 
+#[test]
+fn worked_authenticated_example_from_the_readme() {
+    // Session key and tag computed independently (Python's hmac module).
+    let mut out = [0u8; MAX_FRAME];
+    let ks = session_key();
+    assert_eq!(
+        [ks.half(0).0, ks.half(1).0].concat(),
+        hex("16078060f45999f47b537e3888e155be38ce3571ce835468a9c024ff617d174e")
+    );
+    let n = encode_authenticated(
+        addr(),
+        &Request::ConfirmBoot { slot: Slot::A },
+        &ks,
+        Epoch(5),
+        1,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(
+        out[..n].to_vec(),
+        hex("40021500010000006d271db8182ffd8c114f6759d1ecc92b46")
+    );
+    // The same frame in epoch 6 does not verify: no replay across epochs.
+    let inc = decode_request(addr(), &out[..n]);
+    assert!(inc.verify(addr(), &ks, Epoch(5)));
+    assert!(!inc.verify(addr(), &ks, Epoch(6)));
+    let ks6 = UnitKey::from_bytes(key_bytes()).session(Epoch(6));
+    assert!(!inc.verify(addr(), &ks6, Epoch(6)));
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
 fn with_pec_resp(cmd: u8, mut r: Vec<u8>) -> Vec<u8> {
     let p = pec::Pec::new()
         .update(0x40)
@@ -257,6 +366,11 @@ fn error_codes_match_the_table() {
         (ErrorCode::BadSignature, 0x09),
         (ErrorCode::OlderFirmware, 0x0A),
         (ErrorCode::Storage, 0x0B),
+        (ErrorCode::Unauthenticated, 0x0C),
+        (ErrorCode::Replayed, 0x0D),
+        (ErrorCode::Sealed, 0x0E),
+        (ErrorCode::NoKey, 0x0F),
+        (ErrorCode::KeyPresent, 0x10),
     ];
     for (c, b) in codes {
         assert_eq!(c.to_byte(), b);
@@ -266,7 +380,13 @@ fn error_codes_match_the_table() {
 
 #[test]
 fn client_rejects_a_response_with_a_wrong_pec_or_for_another_command() {
-    let r = resp_bytes(0x05, Ok(&Response::Time(UnixTime(5))));
+    let r = resp_bytes(
+        0x05,
+        Ok(&Response::Time(Clock {
+            time: UnixTime(5),
+            set: false,
+        })),
+    );
     let mut bad = r.clone();
     *bad.last_mut().unwrap() ^= 0xFF;
     assert!(matches!(
@@ -329,5 +449,10 @@ proptest! {
     #[test]
     fn fuzz_stream(data in prop::collection::vec(any::<u8>(), 0..300)) {
         fuzz::stream(&data);
+    }
+
+    #[test]
+    fn fuzz_authenticated_frame(data in prop::collection::vec(any::<u8>(), 0..64)) {
+        fuzz::authenticated_frame(&data);
     }
 }

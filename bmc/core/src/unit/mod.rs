@@ -40,8 +40,8 @@
 //! time, installed images). Both only add `impl Unit` blocks.
 
 use racklet_bmc_proto::{
-    BootPlan, ButtonState, FaultCode, PowerMetrics, PowerState, PowerStatus, ResetType, Slot,
-    UnixTime,
+    AuthStatus, BootPlan, ButtonState, Epoch, FaultCode, PowerMetrics, PowerState, PowerStatus,
+    ResetType, SessionKey, Slot, UnixTime,
 };
 
 mod power;
@@ -75,6 +75,9 @@ pub struct Config {
     pub debounce: Millis,
     /// Minimum hold of a long press.
     pub long_press: Millis,
+    /// Minimum hold of a very long press: clears the unit key (physical
+    /// presence), then power-cycles the unit.
+    pub key_clear_press: Millis,
 }
 
 impl Default for Config {
@@ -91,6 +94,7 @@ impl Default for Config {
             max_tries: 3,
             debounce: Millis(20),
             long_press: Millis::from_secs(3),
+            key_clear_press: Millis::from_secs(10),
         }
     }
 }
@@ -145,6 +149,19 @@ struct Boot {
     confirmed: bool,
 }
 
+/// The link's authentication in one epoch (RAM only: a BMC that restarts
+/// has none until it starts the host again).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Auth {
+    epoch: Epoch,
+    /// This epoch's session key (None while no unit key is stored).
+    key: Option<SessionKey>,
+    /// Highest counter accepted in this epoch.
+    last_counter: u32,
+    /// Set by `Seal`; only the next start of the host clears it.
+    sealed: bool,
+}
+
 /// One unit's BMC logic. Cheap to clone (the BMC snapshots it to undo a
 /// refused request).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -162,6 +179,7 @@ pub struct Unit {
     metrics: PowerMetrics,
     energy_uj: u64,
     last_sample: Option<Instant>,
+    auth: Option<Auth>,
 }
 
 impl Unit {
@@ -181,12 +199,24 @@ impl Unit {
             fault: FaultCode::None,
             boot: None,
             power_good: false,
-            button: Button::new(cfg.debounce, cfg.long_press),
+            button: Button::new(cfg.debounce, cfg.long_press, cfg.key_clear_press),
             clock_base: state.time_floor,
             clock_at: now,
             metrics: PowerMetrics::default(),
             energy_uj: 0,
             last_sample: None,
+            auth: None,
+        }
+    }
+
+    /// The link's authentication state, as on the wire.
+    pub fn auth_status(&self) -> AuthStatus {
+        AuthStatus {
+            key_provisioned: self.state.key.is_some(),
+            sealed: self.auth.is_none_or(|a| a.sealed),
+            session: self.auth.is_some(),
+            epoch: self.auth.map_or(Epoch(self.state.boot_count), |a| a.epoch),
+            last_counter: self.auth.map_or(0, |a| a.last_counter),
         }
     }
 

@@ -20,6 +20,19 @@ impl Unit {
                     self.reset(ResetType::PowerCycle, now);
                 }
             }
+            Press::VeryLong => {
+                // Physical presence: forget the unit key (the rest of the
+                // state stays). Power-cycle so that nothing started under
+                // the old key runs on, and the next stage1 provisions a new
+                // key in a fresh, unsealed epoch.
+                self.state.key = None;
+                if let Some(a) = self.auth.as_mut() {
+                    a.key = None;
+                }
+                if !matches!(self.power, Power::Off | Power::Fault) {
+                    self.reset(ResetType::PowerCycle, now);
+                }
+            }
             Press::None => {}
         }
     }

@@ -2,9 +2,12 @@
 //! requests that read or change them: confirmation, rollback minimums,
 //! installed images, time.
 
-use racklet_bmc_proto::{ErrorCode, ImageKind, Request, Response, SecurityVersion, Slot};
+use racklet_bmc_proto::{
+    Clock, Epoch, ErrorCode, ImageKind, Incoming, Request, Response, SecurityVersion, Slot,
+    SmbusAddr,
+};
 
-use super::{Boot, Power, Unit};
+use super::{Auth, Boot, Power, Unit};
 use crate::state::PRIORITY_ACTIVE;
 use crate::time::Instant;
 
@@ -32,6 +35,16 @@ impl Unit {
         let s = st.slot_mut(slot);
         s.tries = s.tries.saturating_sub(1);
         st.boot_count = st.boot_count.wrapping_add(1);
+        // A new epoch: the host starts afresh (reset held until the try is
+        // committed), so stage1 may read this epoch's session key until it
+        // seals. Only this unseals.
+        let epoch = Epoch(st.boot_count);
+        self.auth = Some(Auth {
+            epoch,
+            key: st.key.map(|k| k.session(epoch)),
+            last_counter: 0,
+            sealed: false,
+        });
         self.boot = Some(Boot {
             slot,
             forced,
@@ -49,10 +62,54 @@ impl Unit {
 
     /// Answers a protocol request (see the command table in `bmc/README.md`).
     /// Firmware-update requests are the BMC's, not the unit's: they answer
-    /// [`ErrorCode::UnknownCommand`] here.
+    /// [`ErrorCode::UnknownCommand`] here. A state-changing request
+    /// ([`Request::is_authenticated`]) answers [`ErrorCode::Unauthenticated`]
+    /// here: it goes through [`Unit::handle_authenticated`].
     ///
     /// On `Err` the caller must drop any change (the BMC restores a snapshot).
     pub fn handle(&mut self, req: &Request<'_>, now: Instant) -> Result<Response, ErrorCode> {
+        if req.is_authenticated() {
+            return Err(ErrorCode::Unauthenticated);
+        }
+        self.handle_checked(req, now)
+    }
+
+    /// Answers a state-changing request from frame `incoming` after checking
+    /// its MAC against this epoch's session key and its counter against the
+    /// last one accepted: no key stored → `NoKey`; no epoch since the BMC
+    /// started → `BadState`; no or wrong tag → `Unauthenticated`; counter
+    /// not above the last → `Replayed`. The counter counts only when the
+    /// request succeeds (on `Err` the caller drops every change).
+    pub fn handle_authenticated(
+        &mut self,
+        addr: SmbusAddr,
+        incoming: &Incoming<'_>,
+        now: Instant,
+    ) -> Result<Response, ErrorCode> {
+        let req = incoming.request.map_err(|e| e.code())?;
+        if !req.is_authenticated() {
+            return self.handle(&req, now);
+        }
+        if self.state.key.is_none() {
+            return Err(ErrorCode::NoKey);
+        }
+        let auth = self.auth.ok_or(ErrorCode::BadState)?;
+        let key = auth.key.ok_or(ErrorCode::NoKey)?;
+        let trailer = incoming.auth.ok_or(ErrorCode::Unauthenticated)?;
+        if !incoming.verify(addr, &key, auth.epoch) {
+            return Err(ErrorCode::Unauthenticated);
+        }
+        if trailer.counter <= auth.last_counter {
+            return Err(ErrorCode::Replayed);
+        }
+        let resp = self.handle_checked(&req, now)?;
+        if let Some(a) = self.auth.as_mut() {
+            a.last_counter = trailer.counter;
+        }
+        Ok(resp)
+    }
+
+    fn handle_checked(&mut self, req: &Request<'_>, now: Instant) -> Result<Response, ErrorCode> {
         // Let time-driven transitions catch up first.
         self.step(now);
         let resp = match *req {
@@ -82,7 +139,10 @@ impl Unit {
                 self.raise_rollback_min(kind, version)?;
                 Response::RollbackMin(self.state.rollback_min[kind.index()])
             }
-            Request::GetTime => Response::Time(self.time(now)),
+            Request::GetTime => Response::Time(Clock {
+                time: self.time(now),
+                set: self.state.clock_set,
+            }),
             Request::SetTime { time } => {
                 if time < self.time(now) {
                     return Err(ErrorCode::TimeBackwards);
@@ -90,6 +150,40 @@ impl Unit {
                 self.clock_base = time;
                 self.clock_at = now;
                 self.state.time_floor = time;
+                self.state.clock_set = true;
+                Response::Done
+            }
+            Request::GetAuthStatus => Response::AuthStatus(self.auth_status()),
+            Request::ProvisionKey { key } => {
+                if self.state.key.is_some() {
+                    return Err(ErrorCode::KeyPresent);
+                }
+                match self.auth.as_mut() {
+                    Some(a) if !a.sealed => {
+                        a.key = Some(key.session(a.epoch));
+                        self.state.key = Some(key);
+                    }
+                    _ => return Err(ErrorCode::Sealed),
+                }
+                Response::Done
+            }
+            Request::GetSessionKey { half } => {
+                if self.state.key.is_none() {
+                    return Err(ErrorCode::NoKey);
+                }
+                match self.auth {
+                    Some(Auth {
+                        key: Some(k),
+                        sealed: false,
+                        ..
+                    }) => Response::SessionKeyHalf(k.half(half)),
+                    _ => return Err(ErrorCode::Sealed),
+                }
+            }
+            Request::Seal => {
+                if let Some(a) = self.auth.as_mut() {
+                    a.sealed = true;
+                }
                 Response::Done
             }
             Request::GetPowerStatus => Response::PowerStatus(self.power_status()),

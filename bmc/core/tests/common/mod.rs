@@ -6,13 +6,19 @@ use ed25519_dalek::SigningKey;
 use racklet_bmc_core::memflash::{MemFlash, SECTOR};
 use racklet_bmc_core::{Bmc, Config, Event, Instant, Millis, Outputs};
 use racklet_bmc_proto::{
-    decode_response, encode_request, Error, ErrorCode, Request, Response, SmbusAddr, MAX_FRAME,
+    decode_response, encode_request, AuthStatus, Error, ErrorCode, Request, Response, Session,
+    SessionKey, SmbusAddr, UnitKey, MAX_FRAME,
 };
 
 pub type StateFlash = MemFlash<{ 2 * SECTOR }>;
 pub type Banks = MemFlash<{ 8 * SECTOR }>;
 
 pub const ADDR: u8 = 0x20;
+
+/// The unit key the rig provisions on a factory BMC, as stage1 would.
+pub fn unit_key() -> UnitKey {
+    UnitKey::from_bytes([0x42; 32])
+}
 
 pub fn signing_key() -> SigningKey {
     SigningKey::from_bytes(&racklet_bmc_core::fwupdate::danger::INSECURE_EXAMPLE_SEED)
@@ -38,6 +44,7 @@ pub fn test_config() -> Config {
         max_tries: 3,
         debounce: Millis(20),
         long_press: Millis(3000),
+        key_clear_press: Millis(10_000),
     }
 }
 
@@ -50,6 +57,8 @@ pub struct Rig {
     pub out: Outputs,
     /// Every output change, with its time.
     pub trace: Vec<(Instant, Outputs)>,
+    /// stage1's side of the link (see [`Rig::session`]).
+    pub session: Option<Session>,
 }
 
 impl Rig {
@@ -69,6 +78,7 @@ impl Rig {
             rail_since: None,
             out,
             trace: vec![(now, out)],
+            session: None,
         };
         rig.event(Event::Tick);
         rig
@@ -124,11 +134,66 @@ impl Rig {
         self.advance(50);
     }
 
-    /// Sends `req` as a frame and decodes the answer frame.
+    /// Sends `req` as a frame and decodes the answer frame; a state-changing
+    /// request goes MAC'd, as stage1 sends it ([`Rig::session`]).
     pub fn call(&mut self, req: Request<'_>) -> Result<Response, Error> {
-        let addr = SmbusAddr::new(ADDR).unwrap();
+        if req.is_authenticated() {
+            let mut s = self.session()?;
+            let mut f = [0u8; MAX_FRAME];
+            let n = s.encode(addr(), &req, &mut f).unwrap();
+            self.session = Some(s);
+            return self.exchange(&f[..n], req.command());
+        }
+        self.call_plain(req)
+    }
+
+    /// Sends `req` without a MAC (what any process on the node can do).
+    pub fn call_plain(&mut self, req: Request<'_>) -> Result<Response, Error> {
         let mut f = [0u8; MAX_FRAME];
-        let n = encode_request(addr, &req, &mut f).unwrap();
+        let n = encode_request(addr(), &req, &mut f).unwrap();
+        self.exchange(&f[..n], req.command())
+    }
+
+    pub fn auth_status(&mut self) -> AuthStatus {
+        match self.ok(Request::GetAuthStatus) {
+            Response::AuthStatus(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// stage1's session for the current epoch: kept while the epoch lasts;
+    /// else opened as stage1 opens it — provision [`unit_key`] on a BMC
+    /// without a key, read this epoch's session key.
+    pub fn session(&mut self) -> Result<Session, Error> {
+        let st = self.auth_status();
+        if let Some(s) = &self.session {
+            if s.epoch() == st.epoch {
+                return Ok(s.clone());
+            }
+        }
+        if !st.key_provisioned {
+            self.call(Request::ProvisionKey { key: unit_key() })?;
+        }
+        let key = self.read_session_key()?;
+        let s = Session::new(key, st.epoch, st.last_counter);
+        self.session = Some(s.clone());
+        Ok(s)
+    }
+
+    pub fn read_session_key(&mut self) -> Result<SessionKey, Error> {
+        let mut halves = vec![];
+        for half in 0..2 {
+            match self.call(Request::GetSessionKey { half })? {
+                Response::SessionKeyHalf(h) => halves.push(h),
+                other => panic!("{other:?}"),
+            }
+        }
+        Ok(SessionKey::from_halves(&halves[0], &halves[1]))
+    }
+
+    fn exchange(&mut self, frame: &[u8], command: u8) -> Result<Response, Error> {
+        let f = frame;
+        let n = f.len();
         let mut out = [0u8; MAX_FRAME];
         let m = self
             .bmc
@@ -136,7 +201,7 @@ impl Rig {
             .expect("answered");
         let outputs = self.bmc.unit().outputs();
         self.apply(outputs);
-        decode_response(addr, req.command(), &out[..m])
+        decode_response(addr(), command, &out[..m])
     }
 
     pub fn ok(&mut self, req: Request<'_>) -> Response {
@@ -195,4 +260,8 @@ impl Rig {
         }
         panic!("unit never came on: {:?}", self.bmc.unit().power_status());
     }
+}
+
+pub fn addr() -> SmbusAddr {
+    SmbusAddr::new(ADDR).unwrap()
 }
