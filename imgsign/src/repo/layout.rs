@@ -58,22 +58,32 @@ impl Layout {
     }
 }
 
-/// An exclusive lock on a repository (`REPO/.imgsign.lock`, `flock`): every
-/// operation that writes holds it, so a release and bootd's timestamp
-/// refresh cannot interleave and publish two different files under one
-/// version. Released on drop.
+/// An exclusive lock on a repository (`REPO/metadata/.imgsign.lock`,
+/// `flock`): every operation that writes holds it, so a release and bootd's
+/// timestamp refresh cannot interleave and publish two different files
+/// under one version. Released on drop.
+///
+/// It lives in `metadata/` because that is the one directory every writer
+/// writes anyway: bootd's online timestamp role may write there and
+/// nowhere else (its systemd unit makes only `metadata/` writable), and
+/// `metadata/` is never listed, so the file is never published.
 #[derive(Debug)]
 pub struct RepoLock {
     _file: std::fs::File,
 }
 
-/// The lock file's name in the repository's top directory (not served).
+/// The lock file's name, in the repository's `metadata/` directory.
 pub const LOCK_FILE: &str = ".imgsign.lock";
 
 impl Layout {
+    /// `REPO/metadata/.imgsign.lock`.
+    pub fn lock_file(&self) -> PathBuf {
+        self.metadata_dir().join(LOCK_FILE)
+    }
+
     /// Takes the repository's write lock, waiting for another writer.
     pub fn lock(&self) -> Result<RepoLock> {
-        let path = self.dir.join(LOCK_FILE);
+        let path = self.lock_file();
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
