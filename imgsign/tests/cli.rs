@@ -390,6 +390,28 @@ fn root_rotation_ceremony_on_separate_machines() {
         .assert()
         .success()
         .stdout(predicate::str::contains("3 signature(s)"));
+    // The staged root's expiry is what its keys signed: a lifetime given
+    // to `root publish` would be ignored, so it is refused, and nothing is
+    // published.
+    imgsign(d.path())
+        .args([
+            "root",
+            "publish",
+            "--repo",
+            "repo",
+            "signed.json",
+            "--key",
+            "sn.pem",
+            "--key",
+            "ts2.pem",
+            "--root-expires",
+            "3650d",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--root-expires 3650d"))
+        .stderr(predicate::str::contains("root stage --expires"));
+    assert!(!d.path().join("repo/metadata/2.root.json").exists());
     imgsign(d.path())
         .args([
             "root",

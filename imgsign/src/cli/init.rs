@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use imgsign::init::{RoleSpec, RootSpec};
 use imgsign::keys;
 
-use super::{load_keys, refs, ExpiryArgs};
+use super::{load_keys, refs, InitExpiryArgs};
 
 /// Create a repository in one sitting. Root keys given with --root-key sign
 /// now; root keys given with --root-public are authorized but sign later
@@ -41,7 +41,7 @@ pub struct InitArgs {
     #[arg(long = "timestamp-key", value_name = "KEY", required = true)]
     timestamp_keys: Vec<String>,
     #[command(flatten)]
-    expiry: ExpiryArgs,
+    expiry: InitExpiryArgs,
 }
 
 impl InitArgs {

@@ -103,10 +103,50 @@ pub fn init_tracing(verbose: u8) {
         .init();
 }
 
-/// Expiry options shared by the commands that sign roles.
+/// Lifetimes of the roles a command re-signs (targets, snapshot,
+/// timestamp). A root's lifetime is signed into the root itself: only
+/// `init` ([`InitExpiryArgs`]) and `root stage --expires` set it, so
+/// `--root-expires` anywhere else is refused, not silently ignored.
 #[derive(Debug, clap::Args)]
 pub struct ExpiryArgs {
-    /// Lifetime of a new root (e.g. 365d).
+    /// Lifetime of new targets metadata.
+    #[arg(long, value_name = "DURATION", default_value = "90d", value_parser = parse_duration)]
+    pub targets_expires: jiff::SignedDuration,
+    /// Lifetime of new snapshot metadata.
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
+    pub snapshot_expires: jiff::SignedDuration,
+    /// Lifetime of a new timestamp (bootd re-signs it before it runs out).
+    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = parse_duration)]
+    pub timestamp_expires: jiff::SignedDuration,
+    /// Refused: this command signs no new root (see `root stage --expires`).
+    #[arg(long, value_name = "DURATION", hide = true)]
+    pub root_expires: Option<String>,
+}
+
+impl ExpiryArgs {
+    /// As the library's type (its `root` is unused: no root is signed).
+    pub fn expiries(&self) -> Result<Expiries> {
+        if let Some(v) = &self.root_expires {
+            anyhow::bail!(
+                "--root-expires {v}: this command signs no new root, so it would be ignored; \
+                 a root's expiry is signed into the root: set it with `imgsign init \
+                 --root-expires` or, for root N+1, `imgsign root stage --expires` \
+                 (`root publish` publishes the staged root as its keys signed it)"
+            );
+        }
+        Ok(Expiries {
+            root: Expiries::default().root,
+            targets: self.targets_expires,
+            snapshot: self.snapshot_expires,
+            timestamp: self.timestamp_expires,
+        })
+    }
+}
+
+/// `init`'s lifetimes: the first root's too.
+#[derive(Debug, clap::Args)]
+pub struct InitExpiryArgs {
+    /// Lifetime of the new root (e.g. 365d).
     #[arg(long, value_name = "DURATION", default_value = "365d", value_parser = parse_duration)]
     pub root_expires: jiff::SignedDuration,
     /// Lifetime of new targets metadata.
@@ -120,7 +160,7 @@ pub struct ExpiryArgs {
     pub timestamp_expires: jiff::SignedDuration,
 }
 
-impl ExpiryArgs {
+impl InitExpiryArgs {
     /// As the library's type.
     pub fn expiries(&self) -> Expiries {
         Expiries {

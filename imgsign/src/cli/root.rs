@@ -185,7 +185,7 @@ impl RootCommand {
                         staged,
                         &refs(&keys),
                         now,
-                        &expiry.expiries(),
+                        &expiry.expiries()?,
                     )?;
                     super::record(&store, &repo)?;
                     store.open(&repo)?
@@ -195,7 +195,7 @@ impl RootCommand {
                         staged,
                         &refs(&keys),
                         now,
-                        &expiry.expiries(),
+                        &expiry.expiries()?,
                     )?;
                     let store = imgsign::trust::TrustStore::default_location()?;
                     store.pin(&repo, &imgsign::repo::to_bytes(&p.root)?)?;

@@ -152,7 +152,7 @@ impl ReleaseArgs {
                 &specs,
                 placement,
                 now,
-                &self.expiry.expiries(),
+                &self.expiry.expiries()?,
                 &mut |p| bar.update(p),
             )?;
             bar.finish();
@@ -178,7 +178,7 @@ impl ReleaseArgs {
             placement,
             &refs(&keys),
             now,
-            &self.expiry.expiries(),
+            &self.expiry.expiries()?,
             &mut |p| bar.update(p),
         )
         .with_context(|| format!("signing a release into {}", self.repo.display()))?;

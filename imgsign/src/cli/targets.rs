@@ -100,7 +100,7 @@ impl TargetsCommand {
                     staged,
                     &refs(&keys),
                     now,
-                    &expiry.expiries(),
+                    &expiry.expiries()?,
                 )
                 .with_context(|| format!("publishing {}", file.display()))?;
                 super::record(&store, &repo)?;
