@@ -4,45 +4,18 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
+use common::softhsm;
 use common::*;
 use racklet_piboot::sig::{self, SigTimestamp};
 
 #[test]
 fn a_pi_key_in_softhsm_signs_a_boot_sig_the_pi_accepts() {
-    if !have(
-        Path::new("/usr/bin/softhsm2-util").exists()
-            && Path::new(imgsign::pkcs11::SOFTHSM_MODULE).exists(),
-        "softhsm2 (Debian package softhsm2)",
-    ) {
+    if !have(softhsm::available(), softhsm::NEEDS) {
         return;
     }
-    let d = tempfile::tempdir().unwrap();
-    let conf = d.path().join("softhsm2.conf");
-    std::fs::create_dir(d.path().join("tokens")).unwrap();
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            d.path().join("tokens").display()
-        ),
-    )
-    .unwrap();
-    std::env::set_var("SOFTHSM2_CONF", &conf);
-    let ok = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", "racklet-pi"])
-        .args(["--pin", "4321", "--so-pin", "8765"])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    let uri = "pkcs11:token=racklet-pi;object=pi-boot?pin-value=4321";
+    let token = softhsm::Token::new("racklet-pi");
+    let d = &token.dir;
+    let uri = &token.uri_with_pin("pi-boot");
 
     let key = imgsign::keys::PiKey::generate(uri).unwrap();
     assert!(matches!(

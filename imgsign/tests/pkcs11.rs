@@ -2,58 +2,17 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
+use common::softhsm;
 use common::*;
 
 #[test]
 fn a_root_key_in_softhsm_signs_a_repository_that_tough_accepts() {
-    if !have(
-        Path::new("/usr/bin/softhsm2-util").exists()
-            && Path::new(imgsign::pkcs11::SOFTHSM_MODULE).exists(),
-        "softhsm2 (Debian package softhsm2)",
-    ) {
+    if !have(softhsm::available(), softhsm::NEEDS) {
         return;
     }
-    let d = tempfile::tempdir().unwrap();
-    let conf = d.path().join("softhsm2.conf");
-    std::fs::create_dir(d.path().join("tokens")).unwrap();
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            d.path().join("tokens").display()
-        ),
-    )
-    .unwrap();
-    // SoftHSM reads its configuration from the environment of this process.
-    std::env::set_var("SOFTHSM2_CONF", &conf);
-    let ok = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "racklet-test",
-            "--pin",
-            "4321",
-            "--so-pin",
-            "8765",
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    let pin = d.path().join("pin");
-    std::fs::write(&pin, "4321\n").unwrap();
-    let uri = format!(
-        "pkcs11:token=racklet-test;object=root-hsm?pin-source={}",
-        pin.display()
-    );
+    let token = softhsm::Token::new("racklet-test");
+    let (d, conf, pin) = (&token.dir, &token.conf, &token.pin_file);
+    let uri = token.uri("root-hsm");
 
     let hsm = imgsign::pkcs11::generate(&uri).unwrap();
     match imgsign::pkcs11::generate(&uri) {
@@ -84,10 +43,10 @@ fn a_root_key_in_softhsm_signs_a_repository_that_tough_accepts() {
 
     // A wrong PIN is a clear error, and the PIN is not in it. (A fresh
     // process: login state is per process and token.)
-    std::fs::write(&pin, "0000\n").unwrap();
+    std::fs::write(pin, "0000\n").unwrap();
     let out = assert_cmd::Command::cargo_bin("imgsign")
         .unwrap()
-        .env("SOFTHSM2_CONF", &conf)
+        .env("SOFTHSM2_CONF", conf)
         .args(["key", "id", &uri])
         .output()
         .unwrap();
@@ -97,7 +56,7 @@ fn a_root_key_in_softhsm_signs_a_repository_that_tough_accepts() {
     let uri_with_value = "pkcs11:token=racklet-test;object=root-hsm?pin-value=0000";
     let out = assert_cmd::Command::cargo_bin("imgsign")
         .unwrap()
-        .env("SOFTHSM2_CONF", &conf)
+        .env("SOFTHSM2_CONF", conf)
         .args(["key", "id", uri_with_value])
         .output()
         .unwrap();
@@ -107,7 +66,7 @@ fn a_root_key_in_softhsm_signs_a_repository_that_tough_accepts() {
     // The right PIN in a fresh process gives the same key id.
     let out = assert_cmd::Command::cargo_bin("imgsign")
         .unwrap()
-        .env("SOFTHSM2_CONF", &conf)
+        .env("SOFTHSM2_CONF", conf)
         .args([
             "key",
             "id",

@@ -70,6 +70,7 @@ repository:
   trusted_root: trusted-root.json
   local: repo
   poll_interval_ms: 100
+  require_client_cert: false
 first_stage:
   path: net_install
   files:
@@ -89,13 +90,27 @@ impl Fixture {
     }
 
     pub fn with_config(config: &str) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
+        Self::with_timestamp_key(config, SigningKeyPair::generate())
+    }
+
+    /// A fixture whose timestamp role is `timestamp` (e.g. a key in a
+    /// PKCS#11 token).
+    pub fn with_timestamp_key(config: &str, timestamp: SigningKeyPair) -> Fixture {
+        Self::with_timestamp_key_in(tempfile::tempdir().unwrap(), config, timestamp)
+    }
+
+    /// The same, in `dir`.
+    pub fn with_timestamp_key_in(
+        dir: tempfile::TempDir,
+        config: &str,
+        timestamp: SigningKeyPair,
+    ) -> Fixture {
         let repo = dir.path().join("repo");
         let keys = Keys {
             root: SigningKeyPair::generate(),
             targets: SigningKeyPair::generate(),
             snapshot: SigningKeyPair::generate(),
-            timestamp: SigningKeyPair::generate(),
+            timestamp,
         };
         let role = |k: &SigningKeyPair| RoleSpec {
             keys: vec![k.public()],

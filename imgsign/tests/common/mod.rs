@@ -1,6 +1,8 @@
 //! Shared fixtures: real keys, real repositories in temporary directories.
 #![allow(dead_code)]
 
+pub mod softhsm;
+
 use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 
