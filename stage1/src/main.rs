@@ -16,25 +16,15 @@ fn main() -> std::process::ExitCode {
         .init();
     // As PID 1 the kernel passes no arguments: read them from a file.
     let program = if std::process::id() == 1 && std::env::args().len() <= 1 {
-        let args = std::fs::read_to_string(cli::init::ARGS_FILE).unwrap_or_default();
-        let lines: Vec<String> = args
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect();
-        // A first line that is not a flag names the subcommand (an OS
-        // image's init runs `confirm`); otherwise it is `init`.
-        let sub = match lines.first() {
-            Some(l) if !l.starts_with('-') => None,
-            _ => Some("init".to_owned()),
-        };
-        let argv = std::iter::once("stage1".to_owned()).chain(sub).chain(lines);
-        match Program::try_parse_from(argv) {
+        let file = std::path::Path::new(cli::init::ARGS_FILE);
+        let parsed = cli::init::pid1_argv(file).and_then(|argv| {
+            Program::try_parse_from(argv).map_err(|e| format!("bad {}: {e}", file.display()))
+        });
+        match parsed {
             Ok(p) => p,
             Err(e) => loop {
                 // PID 1 never exits: say why, and wait for the BMC watchdog.
-                eprintln!("stage1: bad {}: {e}", cli::init::ARGS_FILE);
+                eprintln!("stage1: {e}");
                 std::thread::sleep(std::time::Duration::from_secs(60));
             },
         }

@@ -21,6 +21,34 @@ pub struct InitArgs {
 /// Where PID 1 reads its arguments (one per line) when started without any.
 pub const ARGS_FILE: &str = "/etc/stage1/args";
 
+/// PID 1's command line from `path` (one argument a line, blank lines
+/// skipped; a first line that is not a flag names the subcommand, an OS
+/// image's init runs `confirm`; otherwise it is `init`). A file that is
+/// missing or unreadable is an error naming it and why: an empty command
+/// line would only fail later with clap's words about a missing `--disk`.
+pub fn pid1_argv(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read {}: {e} (as PID 1, stage1 takes its arguments from this file, one a line)",
+            path.display()
+        )
+    })?;
+    let lines: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let sub = match lines.first() {
+        Some(l) if !l.starts_with('-') => None,
+        _ => Some("init".to_owned()),
+    };
+    Ok(std::iter::once("stage1".to_owned())
+        .chain(sub)
+        .chain(lines)
+        .collect())
+}
+
 pub fn console(msg: &str) {
     eprintln!("stage1: {msg}");
 }
