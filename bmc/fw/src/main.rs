@@ -9,8 +9,9 @@
 //!   `racklet-bmc-proto` (SMBus frames with PEC), address 0x20.
 //! * UART1 (0x4000_5000): a console. Because QEMU's MPS2 has no button or
 //!   rail to wire up, the console stands in for them: `S` short press, `L`
-//!   long press (3.5 s), `P` pull the unit's power (power-good drops), `R`
-//!   restore it, `?` status. The firmware prints state changes there.
+//!   long press (3.5 s), `K` very long press (10.5 s: clears the unit key),
+//!   `P` pull the unit's power (power-good drops), `R` restore it, `?`
+//!   status (with the link's key, seal, epoch and clock-set flag). The firmware prints state changes there.
 //! * The rail is modelled: power-good rises 5 ms after the rail is enabled
 //!   unless pulled. The FPGAIO LEDs (0x4002_8000) show rail (LED0) and
 //!   reset released (LED1).
@@ -172,6 +173,7 @@ fn main() -> ! {
             match c {
                 b'S' => board.button_until = Some(now + Millis(200)),
                 b'L' => board.button_until = Some(now + Millis(3500)),
+                b'K' => board.button_until = Some(now + Millis(10_500)),
                 b'P' => board.pulled = true,
                 b'R' => board.pulled = false,
                 _ => {}
@@ -179,10 +181,12 @@ fn main() -> ! {
             let u = bmc.unit();
             let _ = writeln!(
                 console,
-                "status: {:?} plan {:?} button {:?}",
+                "status: {:?} plan {:?} button {:?} auth {:?} clock_set {}",
                 u.power_status(),
                 u.boot_plan(),
-                u.button_state()
+                u.button_state(),
+                u.auth_status(),
+                u.persistent().clock_set
             );
         }
         if now == last_ms {

@@ -18,7 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::shared::Shared;
-use crate::unit::{LONG_PRESS, SHORT_PRESS};
+use crate::unit::{KEY_CLEAR_PRESS, LONG_PRESS, SHORT_PRESS};
 
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     loop {
@@ -76,7 +76,8 @@ fn execute(shared: &Shared, line: &str) -> Result<String, String> {
             let hold = match *kind {
                 "short" => SHORT_PRESS,
                 "long" => LONG_PRESS,
-                other => return Err(format!("press `{other}`: want short or long")),
+                "very-long" => KEY_CLEAR_PRESS,
+                other => return Err(format!("press `{other}`: want short, long or very-long")),
             };
             let i = unit(name)?;
             shared.unit(i).press(now, hold);
@@ -148,6 +149,21 @@ pub fn status_line(shared: &Shared, i: usize) -> String {
     }
     .expect("write to String");
     write!(s, " boot_count={} force_b={}", p.boot_count, p.force_b).expect("write to String");
+    let auth = unit.auth_status();
+    write!(
+        s,
+        " key={} sealed={} epoch={} last_counter={} clock_set={}",
+        if auth.key_provisioned {
+            "provisioned"
+        } else {
+            "none"
+        },
+        auth.sealed,
+        auth.epoch.0,
+        auth.last_counter,
+        p.clock_set,
+    )
+    .expect("write to String");
     for slot in Slot::ALL {
         let info = p.slot(slot);
         let n = slot_name(slot);

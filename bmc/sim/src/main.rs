@@ -32,6 +32,9 @@ enum Cmd {
         /// Hold 3.5 s: force slot B for the next boot.
         #[arg(long)]
         long: bool,
+        /// Hold 10.5 s: clear the unit key (physical presence) and power-cycle.
+        #[arg(long, conflicts_with = "long")]
+        very_long: bool,
         #[command(flatten)]
         control: ControlArgs,
     },
@@ -158,6 +161,16 @@ enum CallCmd {
     Metrics,
     /// GetButtonState.
     Button,
+    /// GetAuthStatus: key provisioned, sealed, epoch, last counter.
+    Auth,
+    /// Seal: no key is revealed until the BMC next starts the host.
+    Seal,
+    /// ConfirmBoot without a MAC: what a root process in the OS can send
+    /// (the BMC refuses it: Unauthenticated).
+    ForgeConfirm {
+        /// The slot.
+        slot: SlotArg,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -212,11 +225,16 @@ fn dispatch(p: Program) -> anyhow::Result<()> {
         Cmd::Press {
             unit,
             long,
+            very_long,
             control: c,
-        } => control(
-            &c,
-            &format!("press {unit} {}", if long { "long" } else { "short" }),
-        ),
+        } => {
+            let kind = match (long, very_long) {
+                (_, true) => "very-long",
+                (true, _) => "long",
+                _ => "short",
+            };
+            control(&c, &format!("press {unit} {kind}"))
+        }
         Cmd::Power {
             unit,
             action,
@@ -350,6 +368,16 @@ fn call(
         CallCmd::Power => Request::GetPowerStatus,
         CallCmd::Metrics => Request::GetPowerMetrics,
         CallCmd::Button => Request::GetButtonState,
+        CallCmd::Auth => Request::GetAuthStatus,
+        CallCmd::Seal => Request::Seal,
+        CallCmd::ForgeConfirm { slot } => {
+            let req = Request::ConfirmBoot { slot: slot.into() };
+            let resp = client
+                .call_plain(req)
+                .with_context(|| format!("{req:?} without a MAC to {unit}"))?;
+            println!("{resp:?}");
+            return Ok(());
+        }
     };
     let resp = client
         .call(req)

@@ -53,6 +53,9 @@ pub fn render(shared: &Shared) -> String {
     let prio = Family::<Labels, Gauge>::default();
     let ok = Family::<Labels, Gauge>::default();
     let min = Family::<Labels, Gauge>::default();
+    let keyed = Family::<Labels, Gauge>::default();
+    let sealed = Family::<Labels, Gauge>::default();
+    let clock_set = Family::<Labels, Gauge>::default();
     for i in 0..shared.units.len() {
         let u = shared.unit(i);
         let unit = u.bmc.unit();
@@ -80,6 +83,12 @@ pub fn render(shared: &Shared) -> String {
             .get_or_create(&ul)
             .set(i64::from(plan.is_some_and(|b| b.confirmed)));
         boots.get_or_create(&ul).inc_by(u64::from(p.boot_count));
+        let auth = unit.auth_status();
+        keyed
+            .get_or_create(&ul)
+            .set(i64::from(auth.key_provisioned));
+        sealed.get_or_create(&ul).set(i64::from(auth.sealed));
+        clock_set.get_or_create(&ul).set(i64::from(p.clock_set));
         for s in Slot::ALL {
             let sl = l(&[
                 ("unit", name),
@@ -138,6 +147,21 @@ pub fn render(shared: &Shared) -> String {
         "racklet_bmc_rollback_min",
         "Anti-rollback minimum security version",
         min,
+    );
+    reg.register(
+        "racklet_bmc_key_provisioned",
+        "A unit key is stored (the link can authenticate)",
+        keyed,
+    );
+    reg.register(
+        "racklet_bmc_sealed",
+        "Sealed: no key is revealed until the BMC next starts the host",
+        sealed,
+    );
+    reg.register(
+        "racklet_bmc_clock_set",
+        "The BMC's clock was ever set",
+        clock_set,
     );
     let mut out = String::new();
     encode(&mut out, &reg).expect("encoding to a String cannot fail");

@@ -23,6 +23,8 @@ pub const POWER_GOOD_DELAY: Millis = Millis(5);
 pub const SHORT_PRESS: Millis = Millis(200);
 /// A long press as the control interface makes it.
 pub const LONG_PRESS: Millis = Millis(3500);
+/// A very long press (clears the unit key) as the control interface makes it.
+pub const KEY_CLEAR_PRESS: Millis = Millis(10_500);
 
 /// Why a unit could not start.
 #[derive(Debug, thiserror::Error)]

@@ -163,6 +163,8 @@ fn counters_slots_and_time_survive_a_simulator_restart() {
     }
     let sim = Sim::start(dir.path(), 10.0, None);
     let mut c = sim.client(4);
+    // MAC'd frames need an epoch: the restarted BMC starts the host first.
+    wait_plan(&mut c, "boot after restart", |_| true);
     assert_eq!(
         call(
             &mut c,
@@ -180,7 +182,7 @@ fn counters_slots_and_time_survive_a_simulator_restart() {
     let p = wait_plan(&mut c, "boot after restart", |_| true);
     assert_eq!(p.slot, Slot::B, "B stays active");
     match call(&mut c, Request::GetTime) {
-        Response::Time(t) => assert!(t.0 >= 1_900_000_000),
+        Response::Time(t) => assert!(t.set && t.time.0 >= 1_900_000_000),
         other => panic!("{other:?}"),
     }
     // Another unit's counter was never touched.
@@ -303,4 +305,71 @@ fn the_cli_presses_and_reads_status_of_a_running_simulator() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no unit `unit-9`"));
+}
+
+#[test]
+fn after_seal_the_link_refuses_forged_and_unsealed_frames_and_status_shows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 10.0, None);
+    let bin = env!("CARGO_BIN_EXE_bmc-sim");
+    let ctl = sim.control.to_string();
+    let mut c = sim.client(1);
+    wait_plan(&mut c, "first boot", |_| true);
+    let st = &sim.status()["unit-2"];
+    assert_eq!(
+        (
+            st["key"].as_str(),
+            st["sealed"].as_str(),
+            st["clock_set"].as_str()
+        ),
+        ("none", "false", "false")
+    );
+    // Playing stage1: the client provisions a key and MACs its SetTime.
+    call(
+        &mut c,
+        Request::SetTime {
+            time: racklet_bmc_proto::UnixTime(1_900_000_000),
+        },
+    );
+    call(&mut c, Request::Seal);
+    let st = &sim.status()["unit-2"];
+    assert_eq!(
+        (
+            st["key"].as_str(),
+            st["sealed"].as_str(),
+            st["clock_set"].as_str()
+        ),
+        ("provisioned", "true", "true")
+    );
+    // A process in the booted OS: a new client has no session key and
+    // cannot get one; a frame without a MAC is refused.
+    let mut os = sim.client(1);
+    match os.call(Request::ConfirmBoot { slot: Slot::A }) {
+        Err(racklet_bmc_sim::client::ClientError::NoSession { why, .. }) => {
+            assert_eq!(why, racklet_bmc_proto::Error::Refused(ErrorCode::Sealed))
+        }
+        other => panic!("{other:?}"),
+    }
+    let out = std::process::Command::new(bin)
+        .args(["call", "unit-2", "forge-confirm", "a", "--control", &ctl])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("without a valid MAC"),
+        "{out:?}"
+    );
+    assert!(!wait_plan(&mut c, "still on", |_| true).confirmed);
+    let (_, body) = sim.metrics_text();
+    assert!(
+        body.contains("racklet_bmc_sealed{unit=\"unit-2\"} 1"),
+        "{body}"
+    );
+    // The operator's very long press clears the key and power-cycles.
+    sim.control("press unit-2 very-long").unwrap();
+    let start = std::time::Instant::now();
+    while sim.status()["unit-2"]["key"] != "none" {
+        assert!(start.elapsed() < Duration::from_secs(20), "key not cleared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
