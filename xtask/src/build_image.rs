@@ -26,8 +26,10 @@ pub struct BuildImageArgs {
     /// Add a file to the initramfs: SRC:DST[:MODE] (e.g. the pinned root).
     #[arg(long = "add-file", value_name = "SRC:DST[:MODE]")]
     pub add_files: Vec<String>,
-    /// systemd EFI stub: `auto` (use Debian's if installed), `none` (plain
-    /// PE container, not firmware-bootable) or a path.
+    /// systemd EFI stub: `auto` (Debian's systemd-boot-efi; an error if it
+    /// is not installed), `none` (a plain PE container: stage1 starts it,
+    /// no firmware boots it), `if-installed` (Debian's if installed, else
+    /// none: for images only stage1 starts, as in the demo) or a path.
     #[arg(long, default_value = "auto")]
     pub stub: String,
     /// Override the recipe's version (e.g. to build v2 of the same image).
@@ -88,7 +90,9 @@ impl BuildImageArgs {
             out,
             kernel: None,
             add_files: Vec::new(),
-            stub: "auto".into(),
+            // Callers of `plain` (the demo, the test image) run their
+            // images under stage1 only: no firmware, so no stub needed.
+            stub: "if-installed".into(),
             version: None,
             security_version: None,
             sign_into: None,
@@ -164,22 +168,38 @@ pub fn build_binaries(names: &[&str], arch: Arch) -> Result<BTreeMap<String, Pat
 
 /// Reads the stub choice.
 fn stub(choice: &str, arch: Arch) -> Result<Option<Vec<u8>>> {
+    stub_under(choice, arch, Path::new("/"))
+}
+
+/// [`stub`] with Debian's stub paths taken below `root` (tests).
+fn stub_under(choice: &str, arch: Arch, root: &Path) -> Result<Option<Vec<u8>>> {
     let path = match choice {
         "none" => return Ok(None),
-        "auto" => {
-            let p = match arch {
-                Arch::X86_64 => racklet_images::SYSTEMD_STUB_X64,
-                Arch::Aarch64 => racklet_images::SYSTEMD_STUB_AA64,
+        "auto" | "if-installed" => {
+            let (p, package) = match arch {
+                Arch::X86_64 => (racklet_images::SYSTEMD_STUB_X64, "systemd-boot-efi"),
+                Arch::Aarch64 => (racklet_images::SYSTEMD_STUB_AA64, "systemd-boot-efi:arm64"),
                 Arch::Thumbv7em => return Ok(None),
             };
-            if !Path::new(p).exists() {
+            let p = root.join(p.trim_start_matches('/'));
+            if !p.exists() {
+                if choice == "auto" {
+                    bail!(
+                        "--stub auto: {} is not installed (Debian package {package}; `cargo \
+                         xtask setup` installs it): without it the image is a plain PE \
+                         container that no firmware boots. Install it, or pass --stub none \
+                         for an image only stage1 starts",
+                        p.display()
+                    );
+                }
                 eprintln!(
-                    "note: {p} is not installed (Debian systemd-boot-efi): building a plain PE \
-                     container that stage1 reads but firmware cannot boot"
+                    "note: {} is not installed ({package}): building a plain PE container \
+                     that stage1 starts but firmware cannot boot",
+                    p.display()
                 );
                 return Ok(None);
             }
-            PathBuf::from(p)
+            p
         }
         p => PathBuf::from(p),
     };
@@ -352,4 +372,39 @@ pub fn run(args: &BuildImageArgs) -> Result<PathBuf> {
         let _ = std::fs::remove_file(&hidden_initramfs);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stub_auto_without_systemd_boot_efi_is_an_error_not_a_plain_pe() {
+        let empty = tempfile::tempdir().unwrap();
+        for (arch, package) in [
+            (Arch::X86_64, "systemd-boot-efi"),
+            (Arch::Aarch64, "systemd-boot-efi:arm64"),
+        ] {
+            let e = stub_under("auto", arch, empty.path())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(package) && e.contains("--stub none"), "{e}");
+            assert_eq!(
+                stub_under("if-installed", arch, empty.path()).unwrap(),
+                None
+            );
+            assert_eq!(stub_under("none", arch, empty.path()).unwrap(), None);
+        }
+        // Installed: `auto` takes it.
+        let root = tempfile::tempdir().unwrap();
+        let p = root
+            .path()
+            .join(racklet_images::SYSTEMD_STUB_X64.trim_start_matches('/'));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"MZ stub").unwrap();
+        assert_eq!(
+            stub_under("auto", Arch::X86_64, root.path()).unwrap(),
+            Some(b"MZ stub".to_vec())
+        );
+    }
 }

@@ -68,6 +68,14 @@ pub const APT: &[(&str, &str)] = &[
         "linuxaa64.efi.stub, the EFI stub under arm64 UKIs (Multi-Arch: same; needs the arm64 architecture)",
     ),
     ("iproute2", "network namespaces, veth and bridges in tests"),
+    (
+        "systemd",
+        "systemd-analyze verify on bootd.service (and systemd-run where systemd is PID 1)",
+    ),
+    (
+        "util-linux",
+        "unshare and setpriv: bootd.service's sandbox, and stage1 as PID 1 in a PID namespace",
+    ),
     ("python3-pip", "installs the python-tuf reference client"),
     ("g++", "libfuzzer-sys compiles libFuzzer (C++)"),
     (
