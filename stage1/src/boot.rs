@@ -48,8 +48,12 @@ pub struct BootConfig {
     pub bootd: Option<Url>,
     /// The rack CA (PEM file).
     pub ca: Option<PathBuf>,
-    /// Client certificate and key (PEM files) once enrolled.
+    /// Client certificate and key (PEM files) given on the command line;
+    /// otherwise the ones kept in the state directory ([`crate::identity`]).
     pub identity: Option<(PathBuf, PathBuf)>,
+    /// Without an identity, ask bootd for one and wait this long for the
+    /// operator's approval ([`crate::identity::enroll`]); `None`: never ask.
+    pub enroll_wait: Option<Duration>,
     /// The pinned root (used until a newer root is persisted).
     pub root: PathBuf,
     /// State directory (TUF store, trusted time).
@@ -102,12 +106,20 @@ fn read_file(p: &std::path::Path) -> Result<Vec<u8>> {
 }
 
 impl BootConfig {
+    /// The node's certificate and key: the command line's, or the ones
+    /// kept in the state directory.
+    pub fn identity(&self) -> Option<(PathBuf, PathBuf)> {
+        self.identity
+            .clone()
+            .or_else(|| crate::identity::stored(&self.state_dir))
+    }
+
     /// The transport for bootd (pinned CA, client cert when enrolled).
     pub fn transport(&self) -> Result<TufTransport> {
         let tls = match &self.ca {
             Some(ca) => {
                 let ca = read_file(ca)?;
-                let id = match &self.identity {
+                let id = match &self.identity() {
                     Some((c, k)) => Some((read_file(c)?, read_file(k)?)),
                     None => None,
                 };
@@ -173,6 +185,47 @@ fn disk_file(path: &std::path::Path) -> Result<std::fs::File> {
         })
 }
 
+/// Asks `cfg.bootd` for the time signed by the online timestamp key
+/// ([`bootd_api::time`]), verified against the node's trusted root: what a
+/// boot does when the BMC's clock was never set.
+pub async fn signed_time(cfg: &BootConfig) -> Result<jiff::Timestamp> {
+    let base = cfg.bootd.as_ref().ok_or_else(|| Error::SignedTime {
+        why: "no bootd to ask (offline)".to_owned(),
+    })?;
+    fetch_signed_time(&cfg.tuf()?, &cfg.transport()?, base, &cfg.root).await
+}
+
+/// [`signed_time`] with the pieces a boot already has.
+async fn fetch_signed_time(
+    tcfg: &TufConfig,
+    transport: &TufTransport,
+    base: &Url,
+    pinned: &std::path::Path,
+) -> Result<jiff::Timestamp> {
+    let mut nonce = [0u8; bootd_api::time::NONCE_LEN];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+    let mut url = base
+        .join(bootd_api::paths::TIME)
+        .map_err(|e| Error::SignedTime {
+            why: format!("{base}: {e}"),
+        })?;
+    url.set_query(Some(&bootd_api::time::query(&nonce)));
+    let (status, body) = transport
+        .client()
+        .call(hyper::Method::GET, &url, None, 16 << 10)
+        .await?;
+    if status != hyper::StatusCode::OK {
+        return Err(Error::SignedTime {
+            why: format!(
+                "{url} answered {status}: {}",
+                String::from_utf8_lossy(&body).trim()
+            ),
+        });
+    }
+    let root = tuf::trusted_root(tcfg, Some(pinned))?;
+    tuf::verify_time(&root, &body, &nonce)
+}
+
 /// One boot attempt, start to hand-off.
 pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
     // 1. The BMC's facts.
@@ -194,8 +247,37 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
             tracing::info!(files = n, "trusted state restored from the disk");
         }
     }
+    // The node's identity: kept, or asked for now.
+    if let (None, Some(base), Some(ca), Some(wait)) =
+        (cfg.identity(), &cfg.bootd, &cfg.ca, cfg.enroll_wait)
+    {
+        let name = cfg.node.name.to_string();
+        let asked =
+            crate::identity::enroll(base, &read_file(ca)?, &name, &cfg.state_dir, &cfg.net, wait)
+                .await;
+        if let Err(e) = asked {
+            tracing::warn!(error = %e, "not enrolled: bootd serves this node nothing but enrollment and time until the operator approves it");
+        }
+    }
     let floor = tuf::time_floor(&cfg.state_dir)?;
-    let time = match TrustedTime::resolve(facts.time, floor) {
+    let tcfg = cfg.tuf()?;
+    let transport = cfg.transport()?;
+    // A clock never set (a factory BMC counts from 1970) is no time at
+    // all: ask bootd for time signed by the online timestamp key.
+    let signed = match (facts.time, &cfg.bootd) {
+        (None, Some(base)) => match fetch_signed_time(&tcfg, &transport, base, &cfg.root).await {
+            Ok(t) => {
+                tracing::info!(time = %t, "the BMC's clock was never set; using bootd's signed time");
+                Some(t)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the BMC's clock was never set and there is no signed time");
+                None
+            }
+        },
+        _ => None,
+    };
+    let time = match TrustedTime::resolve(facts.time, signed, floor) {
         Ok(t) => {
             if cfg.set_clock {
                 // Trusted time has whole seconds: setting it when the clock
@@ -208,7 +290,15 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
             }
             if t.raised_to_floor {
                 tracing::warn!(bmc = ?facts.time, now = %t.now, "BMC clock behind the persisted trusted time; using the latter");
-                let _ = bmc.set_time(t.now);
+            }
+            if t.raised_to_floor || t.source == tuf::TimeSource::Signed {
+                // Only time backed by signed data ever reaches the BMC.
+                if let Err(e) = bmc.set_time(t.now) {
+                    tracing::warn!(error = %e, "cannot set the BMC's clock");
+                }
+            }
+            if t.source == tuf::TimeSource::Signed {
+                tuf::persist_time(&cfg.state_dir, t.now)?;
             }
             Some(t)
         }
@@ -218,8 +308,6 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
         }
     };
     // 4. Signed metadata: fresh from bootd, else the stored copy.
-    let tcfg = cfg.tuf()?;
-    let transport = cfg.transport()?;
     let mut consistent = true;
     let release: Option<Release> = match (&cfg.bootd, &time) {
         (Some(_), Some(t)) => match tuf::refresh(&tcfg, &transport, Some(&cfg.root), t).await {
@@ -552,11 +640,16 @@ async fn confirm_in_span(cfg: &BootConfig) -> Result<Confirmed> {
         }
     }
     let boot_img_sha256 = crate::devicetree::reported_boot_img_sha256(&cfg.devicetree);
-    if let (Some(base), Some(ca), Some((cert, key))) = (&cfg.bootd, &cfg.ca, &cfg.identity) {
+    if cfg.state_on_disk {
+        // The OS's own `confirm` starts from an empty state directory: the
+        // node's identity is on the disk.
+        crate::statearea::restore(&disk_file(&cfg.disk)?, &cfg.state_dir)?;
+    }
+    if let (Some(base), Some(ca), Some((cert, key))) = (&cfg.bootd, &cfg.ca, cfg.identity()) {
         let id = bootd_client::Identity {
             node: cfg.node.name.to_string(),
-            cert_pem: String::from_utf8_lossy(&read_file(cert)?).into_owned(),
-            key_pem: String::from_utf8_lossy(&read_file(key)?).into_owned(),
+            cert_pem: String::from_utf8_lossy(&read_file(&cert)?).into_owned(),
+            key_pem: String::from_utf8_lossy(&read_file(&key)?).into_owned(),
         };
         let report = bootd_api::NodeReport {
             slot,

@@ -127,9 +127,15 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// No trusted time: neither the BMC nor a persisted trusted time.
-    #[error("no trusted time (no BMC clock and no persisted trusted time): updates refused")]
+    /// No trusted time: the BMC's clock was never set and no signed time.
+    #[error("no trusted time (the BMC's clock was never set and bootd gave no signed time): updates refused")]
     NoTrustedTime,
+    /// bootd's signed time statement was refused.
+    #[error("signed time from bootd refused: {why}")]
+    SignedTime {
+        /// What was wrong.
+        why: String,
+    },
     /// Talking to the BMC failed.
     #[error(transparent)]
     Bmc(#[from] crate::bmc::BmcError),

@@ -25,6 +25,7 @@
 //!   `BootNext` (load option encoder, GPT reader).
 //! - [`sys`]: the only `unsafe`: kexec, reboot, mount, modules, clock.
 //! - [`bmc`]: the BMC protocol client.
+//! - [`identity`]: enrollment, and the node's key and certificate.
 //! - [`net`]: link up, a DHCP lease, address and route (netlink).
 //! - [`boot`]: one boot, start to hand-off; `confirm`; PID-1 mode.
 #![deny(unsafe_code)]
@@ -36,6 +37,7 @@ pub mod efi;
 pub mod error;
 pub mod fetch;
 pub mod handoff;
+pub mod identity;
 pub mod install;
 pub mod kexec_load;
 pub mod net;

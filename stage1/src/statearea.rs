@@ -308,7 +308,8 @@ pub fn restore(disk: &File, dir: &Path) -> Result<usize> {
         if let Some(parent) = to.parent() {
             std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
         }
-        crate::tuf::write_atomic(&to, data)?;
+        // 0600 for every file: the node's key is among them.
+        racklet_fsio::write_atomic(&to, data, racklet_fsio::Mode::Secret)?;
     }
     Ok(entries.len())
 }

@@ -74,38 +74,115 @@ impl TufConfig {
     }
 }
 
-/// Trusted time: the BMC's clock, never below the newest time persisted.
+/// Where the trusted time came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeSource {
+    /// A clock that was set: the BMC's (only stage1, with time backed by
+    /// signed data, or the operator at the BMC sets it), or the system's
+    /// for the standalone `stage1 tuf` client.
+    Clock,
+    /// A statement signed by the online timestamp key for this boot's
+    /// nonce ([`verify_time`]).
+    Signed,
+}
+
+/// Trusted time: signed time or the BMC's (set) clock, never below the
+/// newest signed time persisted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrustedTime {
     /// The time used.
     pub now: jiff::Timestamp,
-    /// True when the BMC's clock was behind the persisted floor.
+    /// True when the source was behind the persisted floor.
     pub raised_to_floor: bool,
+    /// Where `now` came from.
+    pub source: TimeSource,
 }
 
 impl TrustedTime {
-    /// Pure rule: the later of the BMC's time and the persisted floor; with
-    /// neither, no trusted time (updates are then refused).
+    /// Pure rule: signed time if there is some, else the BMC's clock if it
+    /// was ever set — either raised to the persisted floor. An unset clock
+    /// without signed time is refused (updates are then refused): the
+    /// floor is a lower bound, never the time itself, for a node that
+    /// trusted a months-old floor as "now" would accept metadata that
+    /// expired since.
     pub fn resolve(
         bmc: Option<jiff::Timestamp>,
+        signed: Option<jiff::Timestamp>,
         floor: Option<jiff::Timestamp>,
     ) -> Result<TrustedTime> {
-        match (bmc, floor) {
-            (None, None) => Err(Error::NoTrustedTime),
-            (Some(b), None) => Ok(TrustedTime {
-                now: b,
-                raised_to_floor: false,
-            }),
-            (None, Some(f)) => Ok(TrustedTime {
+        let (t, source) = match (signed, bmc) {
+            (Some(s), _) => (s, TimeSource::Signed),
+            (None, Some(b)) => (b, TimeSource::Clock),
+            (None, None) => return Err(Error::NoTrustedTime),
+        };
+        Ok(match floor {
+            Some(f) if f > t => TrustedTime {
                 now: f,
                 raised_to_floor: true,
-            }),
-            (Some(b), Some(f)) => Ok(TrustedTime {
-                now: b.max(f),
-                raised_to_floor: f > b,
-            }),
-        }
+                source,
+            },
+            _ => TrustedTime {
+                now: t,
+                raised_to_floor: false,
+                source,
+            },
+        })
     }
+}
+
+/// A [`bootd_api::time::TimeStatement`] as tough sees a role, so that
+/// tough's own threshold check ([`tough::schema::Root::verify_role`]:
+/// distinct key ids, the role's keys only) verifies it against the
+/// timestamp role's keys. Only `verify_role` ever sees it.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+struct TimeRole(bootd_api::time::TimeStatement);
+
+impl tough::schema::Role for TimeRole {
+    const TYPE: tough::schema::RoleType = tough::schema::RoleType::Timestamp;
+    fn expires(&self) -> jiff::Timestamp {
+        jiff::Timestamp::MAX
+    }
+    fn version(&self) -> std::num::NonZeroU64 {
+        std::num::NonZeroU64::MIN
+    }
+    fn filename(&self, _consistent_snapshot: bool) -> String {
+        String::new()
+    }
+}
+
+/// Verifies bootd's answer to `GET v1/time?nonce=…` against `root` (the
+/// JSON of the node's most recently trusted root): the timestamp role's
+/// threshold of signatures over the canonical statement, this boot's
+/// nonce, `_type` `racklet-time`. Returns the signed time.
+pub fn verify_time(root: &[u8], answer: &[u8], nonce: &[u8; 32]) -> Result<jiff::Timestamp> {
+    let bad = |why: String| Error::SignedTime { why };
+    let root: tough::schema::Signed<tough::schema::Root> =
+        serde_json::from_slice(root).map_err(|e| bad(format!("the trusted root: {e}")))?;
+    let st: tough::schema::Signed<TimeRole> = serde_json::from_slice(answer)
+        .map_err(|e| bad(format!("not a signed time statement: {e}")))?;
+    if st.signed.0.kind != bootd_api::time::TYPE {
+        return Err(bad(format!(
+            "_type is {:?}, not {:?}",
+            st.signed.0.kind,
+            bootd_api::time::TYPE
+        )));
+    }
+    if st.signed.0.nonce != hex::encode(nonce) {
+        return Err(bad(
+            "signed for another nonce (a recorded answer replayed?)".to_owned(),
+        ));
+    }
+    root.signed.verify_role(&st).map_err(|e| {
+        bad(format!(
+            "not signed by the timestamp role of the trusted root: {e}"
+        ))
+    })?;
+    st.signed
+        .0
+        .time
+        .parse()
+        .map_err(|e| bad(format!("time {:?}: {e}", st.signed.0.time)))
 }
 
 /// The persisted trusted-time floor, if any.
@@ -297,7 +374,11 @@ pub async fn refresh(
             }
         }
     }
-    persist_time(&cfg.state_dir, time.now)?;
+    // Only time backed by signed data raises the floor: a BMC clock is
+    // trusted for this boot, never beyond it.
+    if time.source == TimeSource::Signed {
+        persist_time(&cfg.state_dir, time.now)?;
+    }
     Ok(Refreshed {
         repo,
         release,

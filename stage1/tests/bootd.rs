@@ -1,7 +1,8 @@
 //! stage1 against a real bootd (in this process, over TLS on loopback) and
-//! the real BMC simulator: enrollment (CSR → operator approval → client
-//! certificate), an install over mTLS, the hand-off, and `confirm`
-//! reporting to bootd.
+//! the real BMC simulator: stage1's own enrollment (CSR → operator
+//! approval → client certificate, across a reboot), an install over mTLS
+//! (bootd's default), the hand-off, `confirm` reporting to bootd, and
+//! signed time for a BMC whose clock was never set.
 
 mod common;
 
@@ -25,96 +26,102 @@ tls:
   server_cert: pki/server.pem
   server_key: pki/server.key
   server_names: [localhost]
+reload_interval_ms: 100
 repository:
   trusted_root: trusted-root.json
   local: repo
   poll_interval_ms: 100
-reload_interval_ms: 100
 "#;
+
+/// A real bootd (in this process, on loopback) serving a fresh release of
+/// os-1 for unit-2; `repository_extra` is appended to its `repository:`.
+struct Rig {
+    dir: tempfile::TempDir,
+    fx: Fixture,
+    base: url::Url,
+    pki: bootd::pki::PkiFiles,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<bootd::error::Result<()>>,
+}
+
+impl Rig {
+    async fn start(repository_extra: &str) -> Rig {
+        Self::start_with(|_| repository_extra.to_owned()).await
+    }
+
+    async fn start_with(repository_extra: impl Fn(&Fixture) -> String) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // The release manager's repository.
+        let fx = Fixture::new();
+        fx.release(
+            "os-1.uki",
+            &uki(Arch::X86_64, "console=ttyS0", 1),
+            "1.0.0",
+            1,
+            Arch::X86_64,
+            workers(),
+        );
+        // bootd serving it.
+        common::repo::copy_dir(&fx.repo(), &d.join("repo"));
+        std::fs::copy(fx.root_file(), d.join("trusted-root.json")).unwrap();
+        std::fs::write(
+            d.join("rack.yaml"),
+            include_str!("../../hardware/rack.yaml"),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("bootd.yaml"),
+            format!("{CONFIG}{}", repository_extra(&fx)),
+        )
+        .unwrap();
+        let cfg = bootd::Config::load(&d.join("bootd.yaml")).unwrap();
+        bootd::pki::init(
+            &cfg.pki,
+            "racklet-ref",
+            &cfg.server_names,
+            30,
+            chrono::Utc::now(),
+            false,
+        )
+        .unwrap();
+        let pki = cfg.pki.clone();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(bootd::run(
+            cfg.clone(),
+            bootd::Listeners {
+                https: vec![l],
+                plain_http: vec![],
+                dhcp: vec![],
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let base = url::Url::parse(&format!("https://localhost:{port}/")).unwrap();
+        Rig {
+            dir,
+            fx,
+            base,
+            pki,
+            stop,
+            server,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrolled_node_installs_over_mtls_boots_and_reports_its_confirmation() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    // The release manager's repository.
-    let fx = Fixture::new();
-    fx.release(
-        "os-1.uki",
-        &uki(Arch::X86_64, "console=ttyS0", 1),
-        "1.0.0",
-        1,
-        Arch::X86_64,
-        workers(),
-    );
-    // bootd serving it.
-    common::repo::copy_dir(&fx.repo(), &d.join("repo"));
-    std::fs::copy(fx.root_file(), d.join("trusted-root.json")).unwrap();
-    std::fs::write(
-        d.join("rack.yaml"),
-        include_str!("../../hardware/rack.yaml"),
-    )
-    .unwrap();
-    std::fs::write(d.join("bootd.yaml"), CONFIG).unwrap();
-    let cfg = bootd::Config::load(&d.join("bootd.yaml")).unwrap();
-    bootd::pki::init(
-        &cfg.pki,
-        "racklet-ref",
-        &cfg.server_names,
-        30,
-        chrono::Utc::now(),
-        false,
-    )
-    .unwrap();
-    let pki = cfg.pki.clone();
-    let ca_pem = std::fs::read(&pki.ca_cert).unwrap();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(bootd::run(
-        cfg.clone(),
-        bootd::Listeners {
-            https: vec![l],
-            plain_http: vec![],
-            dhcp: vec![],
-        },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    let base = url::Url::parse(&format!("https://localhost:{port}/")).unwrap();
-
-    // Enrollment: the node submits a CSR; the operator approves it.
-    let pending = {
-        let start = std::time::Instant::now();
-        loop {
-            match bootd_client::Enrollment::begin(
-                &base,
-                &ca_pem,
-                "unit-2",
-                &bootd_client::NetConfig::default(),
-            )
-            .await
-            {
-                Ok(p) => break p,
-                Err(e) if start.elapsed() < Duration::from_secs(20) => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("enrollment: {e}"),
-            }
-        }
-    };
-    let rack = racklet_hardware::Rack::load(&d.join("rack.yaml")).unwrap();
-    bootd::nodes::NodeStore::new(&d.join("state"))
-        .approve(&rack, &pki, &pending.id, 30, chrono::Utc::now())
-        .unwrap();
-    let id = pending
-        .wait(Duration::from_millis(100), Duration::from_secs(20))
-        .await
-        .unwrap();
-    std::fs::write(d.join("node.pem"), &id.cert_pem).unwrap();
-    std::fs::write(d.join("node.key"), &id.key_pem).unwrap();
-
+    let rig = Rig::start("").await;
+    let (d, base, pki) = (rig.dir.path(), rig.base.clone(), &rig.pki);
+    let fx = &rig.fx;
     // The BMC simulator; stage1 boots unit-2.
     let sim = Sim::start(&d.join("bmc"), 1.0, Some(Duration::from_secs(600)));
     let bmc_addr = sim.units[1].to_string();
@@ -143,18 +150,59 @@ async fn enrolled_node_installs_over_mtls_boots_and_reports_its_confirmation() {
     let prop = devicetree.join(stage1::devicetree::BOOT_IMG_SHA256);
     std::fs::create_dir_all(prop.parent().unwrap()).unwrap();
     std::fs::write(&prop, [boot_img.as_slice(), &[0u8; 32]].concat()).unwrap();
-    let bc = BootConfig {
+    let mut bc = BootConfig {
         bootd: Some(base.clone()),
         ca: Some(pki.ca_cert.clone()),
-        identity: Some((d.join("node.pem"), d.join("node.key"))),
+        enroll_wait: Some(Duration::from_secs(1)),
         state_dir: d.join("unit-2.state"),
         devicetree,
         ..common::unit2_config(d, disk, bmc_addr, fx.root_file())
     };
+    // bootd requires a client certificate by default: without one the node
+    // is refused the metadata, asks to join, and cannot boot (its disk is
+    // blank). It reboots (its RAM state gone) before the operator acts.
+    let e = boot::run(&bc, 1, Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("cannot boot"), "{e}");
+    let store = bootd::nodes::NodeStore::new(&d.join("state"));
+    let pending = store.pending();
+    assert_eq!(pending.len(), 1, "one request: {pending:?}");
+    assert_eq!(pending[0].node, "unit-2");
+    std::fs::remove_dir_all(&bc.state_dir).unwrap();
+    // The operator approves the request while the node boots again: the
+    // node takes up the same request (kept on its disk), gets its
+    // certificate, and installs over mTLS.
+    let rack = racklet_hardware::Rack::load(&d.join("rack.yaml")).unwrap();
+    let id = pending[0].id.clone();
+    let approver = {
+        let (d, pki) = (d.to_owned(), pki.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            bootd::nodes::NodeStore::new(&d.join("state"))
+                .approve(&rack, &pki, &id, 30, chrono::Utc::now())
+                .unwrap();
+        })
+    };
+    bc.enroll_wait = Some(Duration::from_secs(20));
     let rec = boot::run(&bc, 10, Duration::from_millis(300))
         .await
         .unwrap();
+    approver.join().unwrap();
+    assert_eq!(store.pending().len(), 0, "no second request");
+    let (cert, key) = stage1::identity::stored(&bc.state_dir).expect("kept identity");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(std::fs::read_to_string(cert)
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
     assert_eq!((rec.slot, rec.image.as_str()), ('B', "os-1.uki"));
+    // The OS's confirm starts with an empty state directory: the identity
+    // comes back from the disk.
+    std::fs::remove_dir_all(&bc.state_dir).unwrap();
     let c = boot::confirm(&bc).await.unwrap();
     assert_eq!(c.slot, Slot::B);
     // bootd recorded the node's report (from its certificate, over mTLS).
@@ -169,7 +217,116 @@ async fn enrolled_node_installs_over_mtls_boots_and_reports_its_confirmation() {
     // ... with what the firmware verified, as bootd keeps and shows it.
     let reported = r.report.boot_img_sha256.expect("boot_img_sha256 reported");
     assert_eq!(reported.0.as_slice(), boot_img.as_slice());
-    let _ = stop.send(());
-    let _ = server.await;
+    rig.stop().await;
+    drop(sim);
+}
+
+/// unit-2 of a fresh BMC simulator (its clock never set) in `rig`'s
+/// directory, booting from `rig`'s bootd without a client certificate.
+fn factory_node(rig: &Rig, name: &str) -> (Sim, BootConfig) {
+    let d = rig.dir.path().join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    let sim = Sim::start(&d.join("bmc"), 1.0, Some(Duration::from_secs(600)));
+    let bmc_addr = sim.units[1].to_string();
+    let start = std::time::Instant::now();
+    while Bmc::connect(&bmc_addr, 0x21)
+        .and_then(|mut b| b.facts())
+        .is_err()
+    {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let disk = d.join("unit-2.disk");
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(16 << 20)
+        .unwrap();
+    let bc = BootConfig {
+        bootd: Some(rig.base.clone()),
+        ca: Some(rig.pki.ca_cert.clone()),
+        ..common::unit2_config(&d, disk, bmc_addr, rig.fx.root_file())
+    };
+    (sim, bc)
+}
+
+fn bmc_time(bc: &BootConfig) -> Option<jiff::Timestamp> {
+    Bmc::connect(&bc.bmc_addr, bc.smbus)
+        .unwrap()
+        .facts()
+        .unwrap()
+        .time
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_factory_bmc_clock_takes_bootds_signed_time_and_the_node_installs() {
+    // bootd holds the online timestamp key the node's root names.
+    let rig = Rig::start_with(|fx| {
+        format!(
+            "  require_client_cert: false\n  timestamp:\n    key: {}\n",
+            fx.dir.path().join("keys/timestamp.pem").display()
+        )
+    })
+    .await;
+    let (sim, bc) = factory_node(&rig, "node");
+    assert_eq!(bmc_time(&bc), None, "a factory BMC's clock is not set");
+    let t = boot::signed_time(&bc).await.unwrap();
+    let drift = (t.as_second() - jiff::Timestamp::now().as_second()).abs();
+    assert!(drift < 120, "signed time {t} is bootd's clock");
+    let rec = boot::run(&bc, 10, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!((rec.slot, rec.image.as_str()), ('B', "os-1.uki"));
+    // The BMC's clock is now set, from the signed time, and the floor kept.
+    let set = bmc_time(&bc).expect("the BMC's clock was set");
+    assert!((set.as_second() - t.as_second()).abs() < 120);
+    assert!(stage1::tuf::time_floor(&bc.state_dir).unwrap().is_some());
+    rig.stop().await;
+    drop(sim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_signed_by_a_key_the_root_does_not_name_or_no_signed_time_refuses_updates() {
+    // A bootd whose "timestamp key" is not the root's: what a server
+    // pretending to be the rack's bootd could sign.
+    let rig = Rig::start_with(|fx| {
+        let k = fx.dir.path().join("keys/impostor.pem");
+        imgsign::keys::SigningKeyPair::generate_file(&k).unwrap();
+        format!(
+            "  require_client_cert: false\n  timestamp:\n    key: {}\n",
+            k.display()
+        )
+    })
+    .await;
+    let (sim, bc) = factory_node(&rig, "forged");
+    let e = boot::signed_time(&bc).await.unwrap_err().to_string();
+    assert!(
+        e.contains("not signed by the timestamp role of the trusted root"),
+        "{e}"
+    );
+    // The boot refuses updates: nothing installed, the clock still unset.
+    let e = boot::run(&bc, 1, Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("cannot boot"), "{e}");
+    assert_eq!(bmc_time(&bc), None);
+    let slots = stage1::slots::SlotStore::open(std::fs::File::open(&bc.disk).unwrap())
+        .unwrap()
+        .state()
+        .clone();
+    assert!(slots.slots.iter().all(|s| s.image.is_none()), "{slots:?}");
+    rig.stop().await;
+    drop(sim);
+
+    // A bootd without the key cannot sign at all, and says so.
+    let rig = Rig::start("  require_client_cert: false\n").await;
+    let (sim, bc) = factory_node(&rig, "unsigned");
+    let e = boot::signed_time(&bc).await.unwrap_err().to_string();
+    assert!(
+        e.contains("503") && e.contains("holds no online timestamp key"),
+        "{e}"
+    );
+    assert!(boot::run(&bc, 1, Duration::from_millis(100)).await.is_err());
+    assert_eq!(bmc_time(&bc), None);
+    rig.stop().await;
     drop(sim);
 }

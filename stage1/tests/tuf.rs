@@ -18,7 +18,7 @@ use stage1::tuf::{self, TrustedTime, TufConfig};
 use stage1::Error;
 
 fn now() -> TrustedTime {
-    TrustedTime::resolve(Some(jiff::Timestamp::now()), None).unwrap()
+    TrustedTime::resolve(Some(jiff::Timestamp::now()), None, None).unwrap()
 }
 
 fn transport(pki: &Pki) -> TufTransport {
@@ -114,7 +114,8 @@ async fn a_good_repository_loads_and_offers_chacha_first() {
     let stored = tuf::load_stored(&rig.cfg()).await.unwrap();
     assert!(!stored.fresh);
     assert_eq!(stored.targets, r.release.targets);
-    assert!(tuf::time_floor(rig.state.path()).unwrap().is_some());
+    // A clock's time is used, never kept: only signed time raises the floor.
+    assert!(tuf::time_floor(rig.state.path()).unwrap().is_none());
 }
 
 #[tokio::test]
@@ -218,6 +219,7 @@ async fn metadata_expired_by_trusted_time_is_refused_though_the_system_clock_lag
     let later = TrustedTime::resolve(
         Some(jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 400)),
         None,
+        None,
     )
     .unwrap();
     let e = tuf::refresh(
@@ -230,20 +232,34 @@ async fn metadata_expired_by_trusted_time_is_refused_though_the_system_clock_lag
     .unwrap_err();
     assert!(chain(&e).contains("freeze attack"), "{}", chain(&e));
     assert!(tuf::time_floor(rig.state.path()).unwrap().is_none());
-    // No time at all: refused by name.
+    // No time at all: refused by name — and an unset clock is refused even
+    // with a floor (the floor bounds time from below; it is not "now").
     assert!(matches!(
-        TrustedTime::resolve(None, None),
+        TrustedTime::resolve(None, None, None),
+        Err(Error::NoTrustedTime)
+    ));
+    let floor = jiff::Timestamp::now();
+    assert!(matches!(
+        TrustedTime::resolve(None, None, Some(floor)),
         Err(Error::NoTrustedTime)
     ));
     // The floor wins over a BMC clock that went back.
-    let floor = jiff::Timestamp::now();
     let t = TrustedTime::resolve(
         Some(floor - jiff::SignedDuration::from_hours(1)),
+        None,
         Some(floor),
     )
     .unwrap();
     assert_eq!(t.now, floor);
     assert!(t.raised_to_floor);
+    // Signed time wins over a BMC clock someone pushed ahead.
+    let t = TrustedTime::resolve(
+        Some(floor + jiff::SignedDuration::from_hours(24 * 365 * 70)),
+        Some(floor),
+        None,
+    )
+    .unwrap();
+    assert_eq!((t.now, t.source), (floor, tuf::TimeSource::Signed));
     tuf::persist_time(rig.state.path(), floor).unwrap();
     tuf::persist_time(
         rig.state.path(),
@@ -576,4 +592,58 @@ async fn a_target_whose_hash_or_length_differs_is_never_made_valid() {
         );
         assert_eq!(store.state().active, None);
     }
+}
+
+#[test]
+fn a_signed_time_statement_is_accepted_only_from_the_timestamp_role_for_this_nonce() {
+    let fx = Fixture::new();
+    let root = std::fs::read(fx.root_file()).unwrap();
+    let nonce = [7u8; 32];
+    let at = chrono::DateTime::parse_from_rfc3339("2027-01-02T03:04:05Z")
+        .unwrap()
+        .to_utc();
+    let answer = |key: &imgsign::keys::SigningKeyPair, n: &[u8; 32]| {
+        serde_json::to_value(bootd::time::sign(key, n, at).unwrap()).unwrap()
+    };
+    let verify = |v: &serde_json::Value| {
+        tuf::verify_time(&root, &serde_json::to_vec(v).unwrap(), &nonce).map_err(|e| e.to_string())
+    };
+    let good = answer(&fx.timestamp, &nonce);
+    assert_eq!(
+        verify(&good).unwrap(),
+        "2027-01-02T03:04:05Z".parse::<jiff::Timestamp>().unwrap()
+    );
+    // A recorded answer, for another boot's nonce.
+    let e = verify(&answer(&fx.timestamp, &[8u8; 32])).unwrap_err();
+    assert!(e.contains("another nonce"), "{e}");
+    // Signed by a key of another role (targets), or by no key of the root.
+    for k in [&fx.targets, &imgsign::keys::SigningKeyPair::generate()] {
+        let e = verify(&answer(k, &nonce)).unwrap_err();
+        assert!(e.contains("not signed by the timestamp role"), "{e}");
+    }
+    // The time moved after signing.
+    let mut moved = good.clone();
+    moved["signed"]["time"] = "2099-01-01T00:00:00Z".into();
+    let e = verify(&moved).unwrap_err();
+    assert!(e.contains("not signed by the timestamp role"), "{e}");
+    // One signature counted twice.
+    let mut twice = good.clone();
+    let sig = twice["signatures"][0].clone();
+    twice["signatures"].as_array_mut().unwrap().push(sig);
+    assert!(verify(&twice).is_err());
+    // Another _type, extra fields, and TUF metadata offered as a statement.
+    let mut other = good.clone();
+    other["signed"]["_type"] = "timestamp".into();
+    assert!(verify(&other).unwrap_err().contains("_type"));
+    let mut extra = good.clone();
+    extra["signed"]["expires"] = "2099-01-01T00:00:00Z".into();
+    assert!(verify(&extra)
+        .unwrap_err()
+        .contains("not a signed time statement"));
+    let ts: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fx.repo().join("metadata/timestamp.json")).unwrap())
+            .unwrap();
+    assert!(verify(&ts)
+        .unwrap_err()
+        .contains("not a signed time statement"));
 }

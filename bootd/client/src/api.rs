@@ -125,7 +125,61 @@ fn status_err(url: &Url, status: StatusCode, body: &[u8]) -> Error {
     }
 }
 
+/// An enrollment request as a node keeps it across reboots (the key
+/// included: keep it 0600), so that the operator's approval of that
+/// request still counts after the node restarted while waiting.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingEnrollment {
+    /// Request id.
+    pub id: String,
+    /// Node name.
+    pub node: String,
+    /// SHA-256 of the public key (what the operator compares).
+    pub key_fingerprint: String,
+    /// The private key, PEM (never logged).
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for PendingEnrollment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingEnrollment")
+            .field("id", &self.id)
+            .field("node", &self.node)
+            .field("key_fingerprint", &self.key_fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Enrollment {
+    /// What to keep to [`Enrollment::resume`] this request later.
+    pub fn pending(&self) -> PendingEnrollment {
+        PendingEnrollment {
+            id: self.id.clone(),
+            node: self.node.clone(),
+            key_fingerprint: self.key_fingerprint.clone(),
+            key_pem: self.key_pem.clone(),
+        }
+    }
+
+    /// Takes up a request submitted before (by this node, before a
+    /// reboot): nothing is sent until [`Enrollment::wait`].
+    pub fn resume(
+        base: &Url,
+        ca_pem: &[u8],
+        p: &PendingEnrollment,
+        net: &NetConfig,
+    ) -> Result<Enrollment> {
+        Ok(Enrollment {
+            id: p.id.clone(),
+            key_fingerprint: p.key_fingerprint.clone(),
+            node: p.node.clone(),
+            key_pem: p.key_pem.clone(),
+            base: base.clone(),
+            client: Client::new(Some(client_config(ca_pem, None)?), net.clone()),
+        })
+    }
+
     /// Creates a fresh key and CSR for `node` and submits it over
     /// server-authenticated TLS (trusting only `ca_pem`).
     pub async fn begin(

@@ -159,9 +159,11 @@ pub struct RepositoryConfig {
     /// The online timestamp role, if bootd holds its key.
     pub timestamp: Option<TimestampRole>,
     /// Serve `/metadata/` and `/targets/` only to enrolled nodes (mTLS).
-    /// Default off: platform firmware (Pi EEPROM, UEFI HTTP boot) has no
-    /// client certificate, and the repository is signed anyway.
-    /// First-stage files are not affected.
+    /// Default on: a rack's bootd answers its own nodes, and an unknown
+    /// client learns nothing (which releases exist, who they are for).
+    /// First-stage files (what platform firmware without a client
+    /// certificate fetches), enrollment, `v1/time`, `/metrics` and
+    /// `/healthz` are not affected.
     pub require_client_cert: bool,
 }
 

@@ -88,8 +88,12 @@ pub struct Repository {
     pub poll_interval_ms: Option<u64>,
     #[serde(default)]
     pub timestamp: Option<Timestamp>,
-    #[serde(default)]
+    #[serde(default = "require_client_cert")]
     pub require_client_cert: bool,
+}
+
+fn require_client_cert() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]

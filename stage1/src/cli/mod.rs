@@ -88,6 +88,15 @@ pub struct NodeArgs {
     /// Client key (PEM).
     #[arg(long, requires = "cert", env = "STAGE1_KEY")]
     pub key: Option<PathBuf>,
+    /// Without --cert and no identity kept in --state: ask bootd to enroll
+    /// this node and wait this long for the operator's approval
+    /// (`bootd nodes approve`) before booting without one.
+    #[arg(long, default_value_t = 60, env = "STAGE1_ENROLL_WAIT_S")]
+    pub enroll_wait_s: u64,
+    /// Never ask bootd to enroll this node (a bootd that does not require
+    /// client certificates).
+    #[arg(long, env = "STAGE1_NO_ENROLL", conflicts_with = "cert")]
+    pub no_enroll: bool,
     /// The pinned TUF root (used until a newer root is verified and stored).
     #[arg(long, env = "STAGE1_ROOT")]
     pub root: PathBuf,
@@ -220,6 +229,8 @@ impl NodeArgs {
             bootd: self.bootd.clone(),
             ca: self.ca.clone(),
             identity: self.cert.clone().zip(self.key.clone()),
+            enroll_wait: (!self.no_enroll)
+                .then(|| std::time::Duration::from_secs(self.enroll_wait_s)),
             root: self.root.clone(),
             state_dir: self.state.clone(),
             mode: match &self.simulate {

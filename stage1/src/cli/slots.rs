@@ -99,6 +99,7 @@ pub fn run(cmd: SlotsCommand) -> anyhow::Result<()> {
             let cfg = stage1::tuf::TufConfig::at(&repo, &state)?;
             let time = stage1::tuf::TrustedTime::resolve(
                 Some(jiff::Timestamp::now()),
+                None,
                 stage1::tuf::time_floor(&state)?,
             )?;
             let rt = super::runtime()?;

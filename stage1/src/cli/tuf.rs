@@ -107,7 +107,11 @@ async fn refresh(r: &Remote) -> anyhow::Result<tuf::Refreshed> {
         state_dir: r.state.clone(),
         pinned_anchor: None,
     };
-    let time = TrustedTime::resolve(Some(jiff::Timestamp::now()), tuf::time_floor(&r.state)?)?;
+    let time = TrustedTime::resolve(
+        Some(jiff::Timestamp::now()),
+        None,
+        tuf::time_floor(&r.state)?,
+    )?;
     Ok(tuf::refresh(&cfg, &t, None, &time).await?)
 }
 

@@ -64,6 +64,8 @@ pub fn unit2_config(
         bootd: None,
         ca: None,
         identity: None,
+        // The test server has no enrollment; tests with bootd enable it.
+        enroll_wait: None,
         root,
         state_dir: dir.join("state"),
         mode: stage1::boot::Mode::Simulate {

@@ -105,18 +105,19 @@ impl Bootd {
         bail!("bootd never served the repository (log: {})", log.display())
     }
 
-    /// The version of the timestamp bootd serves now.
+    /// The version of the timestamp bootd serves now (from `/healthz`:
+    /// the metadata itself is for enrolled nodes only).
     fn timestamp_version(&self, lab: &Lab) -> Result<u64> {
         let body = output(
             lab.cmd("curl")
                 .args(["-sSf", "--max-time", "5", "--cacert"])
                 .arg(&self.ca)
-                .arg(format!("https://{SERVER}:8443/metadata/timestamp.json")),
+                .arg(format!("https://{SERVER}:8443/healthz")),
         )?;
-        let v: serde_json::Value = serde_json::from_str(&body)?;
-        v["signed"]["version"]
-            .as_u64()
-            .context("timestamp.json without a version")
+        body.trim()
+            .strip_prefix("ok timestamp=")
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("/healthz said {body:?}"))
     }
 
     /// Waits until bootd serves a timestamp newer than `old`.
@@ -235,6 +236,83 @@ fn signature_list(der: &[u8]) -> Vec<u8> {
     v.extend_from_slice(b"racklet-rack-ca\0"); // SignatureOwner (any GUID)
     v.extend_from_slice(der);
     v
+}
+
+/// The rack's operator, as a thread: bootd requires client certificates,
+/// so every node asks to join (stage1's enrollment) and prints its key's
+/// fingerprint on its console. The operator approves a pending request
+/// only when that fingerprint is on the console of the node the request
+/// names — what a person does by comparing the two.
+pub(super) struct Operator {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Operator {
+    /// Starts watching the requests of the bootd configured by `config`
+    /// (its state directory is shared by all three configurations); node
+    /// `N`'s console is `work/N.console.log`.
+    pub fn start(config: &Path, work: &Path) -> Operator {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (config, work, flag) = (config.to_owned(), work.to_owned(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Err(e) = approve_seen(&config, &work) {
+                    eprintln!("e2e: operator: {e:#}");
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        Operator {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One look at the pending requests (`bootd nodes pending`): approves each
+/// whose key fingerprint its node's console shows.
+fn approve_seen(config: &Path, work: &Path) -> Result<()> {
+    let bootd = |args: &[&str]| {
+        output(
+            Command::new(bin("bootd"))
+                .arg("--config")
+                .arg(config)
+                .arg("nodes")
+                .args(args),
+        )
+    };
+    for line in bootd(&["pending"])?.lines() {
+        let mut id = None;
+        let (mut node, mut fp) = (None, None);
+        for (i, word) in line.split_whitespace().enumerate() {
+            match (i, word.split_once('=')) {
+                (0, None) => id = Some(word),
+                (_, Some(("node", v))) => node = Some(v),
+                (_, Some(("key-sha256", v))) => fp = Some(v),
+                _ => {}
+            }
+        }
+        let (Some(id), Some(node), Some(fp)) = (id, node, fp) else {
+            continue;
+        };
+        let console =
+            std::fs::read_to_string(work.join(format!("{node}.console.log"))).unwrap_or_default();
+        if console.contains(&format!("key_sha256={fp}")) {
+            bootd(&["approve", id])?;
+            eprintln!("e2e: operator approves {node}: the key {fp} is the one its console shows");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

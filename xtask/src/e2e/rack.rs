@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use racklet_hardware::Arch;
 
-use super::bootd::Bootd;
+use super::bootd::{Bootd, Operator};
 use super::checks::{self, StepSpec};
 use super::lab::{self, Lab, LAN_DHCP};
 use super::node::Node;
@@ -32,6 +32,8 @@ pub(super) struct Rack {
     /// The run's Pi secure-boot key, when there are Pis.
     pub pi_keys: Option<PiKeys>,
     pub bootd: Bootd,
+    /// Approves each node's enrollment once its console shows the key.
+    pub _operator: Operator,
     pub publisher: Publisher,
     /// Each architecture's stage1 UKI as the rack signed it (the rogue of
     /// phase 4 serves copies of it).
@@ -195,7 +197,9 @@ impl Rack {
                 .max()
                 .unwrap_or(300)
         });
+        let operator = Operator::start(&bootd.proxy, &work);
         Ok(Rack {
+            _operator: operator,
             work,
             lab,
             nodes,

@@ -123,10 +123,10 @@ fn common_args(module_paths: &str) -> String {
         "/etc/stage1/ca.pem",
         "--root",
         "/etc/stage1/root.json",
+        // /run is RAM: stage1 keeps the metadata versions seen and the
+        // node's identity on the disk too (its default).
         "--state",
         "/run/stage1",
-        // /run is RAM: the metadata versions seen are kept on the disk.
-        "--state-on-disk",
     ]
     .join("\n")
 }

@@ -19,7 +19,41 @@ impl Rack {
             true,
             &[],
             |_, n| Self::fresh(n, &["slot=B"], "confirmed slot B"),
-        )
+        )?;
+        self.check_enrolled_and_reported("1.0.0")
+    }
+
+    /// bootd requires client certificates (its default): every node
+    /// enrolled itself, the operator approved it, and its OS's
+    /// confirmation reached bootd over mTLS.
+    fn check_enrolled_and_reported(&self, version: &str) -> Result<()> {
+        let rows = super::super::output(
+            std::process::Command::new(bin("bootd"))
+                .arg("--config")
+                .arg(&self.bootd.proxy)
+                .args(["nodes", "list", "--json"]),
+        )?;
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&rows)?;
+        for n in &self.nodes {
+            let Some(row) = rows.iter().find(|r| r["node"] == n.name.as_str()) else {
+                bail!("bootd nodes list has no {}", n.name);
+            };
+            let report = &row["last_report"];
+            if row["identity"] != "enrolled"
+                || report["confirmed"] != true
+                || report["version"] != version
+            {
+                bail!(
+                    "{}: want enrolled and a confirmed {version} reported over mTLS, bootd has {row}",
+                    n.name
+                );
+            }
+            n.say(&format!(
+                "enrolled (certificate {}), its confirmation of {version} reached bootd over mTLS",
+                row["cert_fingerprint"].as_str().unwrap_or("?")
+            ));
+        }
+        Ok(())
     }
 
     /// Phase 2: v2 is published (same security version: a feature
