@@ -1,13 +1,28 @@
 //! Talking to the BMC with `racklet-bmc-proto` frames over a byte stream:
 //! TCP to the simulator (`bmc-sim`), a UART, or (on the board) SMBus.
+//!
+//! # The authenticated link (`bmc/README.md`, "The authenticated link")
+//!
+//! Reads are open. A state change (report an install, raise the rollback
+//! minimum, set the clock, confirm a boot) carries a counter and a MAC
+//! under this epoch's session key. stage1 runs while the BMC is *unsealed*
+//! (from a start of the host by the BMC until [`Bmc::seal`]): the first
+//! state change opens a session — provisioning a fresh unit key from the
+//! kernel's CSPRNG on a BMC that has none, then reading the epoch's session
+//! key. Right before the hand-off stage1 makes a [`ConfirmToken`] (the
+//! ConfirmBoot, and RaiseRollbackMin if due, MAC'd for this epoch), puts it
+//! on the OS's command line (`racklet.confirm=…`) and seals. The OS cannot
+//! MAC anything; `stage1 confirm` inside it sends the token's frames, which
+//! work once, in this epoch only.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use racklet_bmc_proto::{
-    ImageKind, Request, ResetType, Response, SecurityVersion, Slot, SmbusAddr, StreamReader,
-    UnixTime, MAX_FRAME,
+    AuthStatus, ErrorCode, ImageKind, KeyHalf, Request, ResetType, Response, SecurityVersion,
+    Session, SessionKey, Slot, SmbusAddr, StreamReader, UnitKey, UnixTime, MAX_FRAME,
 };
 
 use crate::error::{Error, Result};
@@ -87,6 +102,37 @@ pub enum BmcError {
         /// What came back.
         answer: String,
     },
+    /// A state change needs a MAC, but stage1 holds no session key (the
+    /// BMC is sealed for this boot, or has not started the host since it
+    /// itself started) and no confirm token covers it.
+    #[error(
+        "the BMC refused to authenticate {request}: {why}; only stage1 right after a start of \
+         the host by the BMC can change BMC state (the booted OS confirms with the \
+         racklet.confirm= token stage1 handed it)"
+    )]
+    NoSession {
+        /// The state change that could not be sent.
+        request: String,
+        /// Why no session key: the BMC's refusal.
+        why: ErrorCode,
+    },
+    /// The BMC refused an authenticated request because of its MAC or counter.
+    #[error("the BMC refused {request} as {why}")]
+    Unauthenticated {
+        /// The request.
+        request: String,
+        /// `Unauthenticated`, `Replayed`, `NoKey` …
+        why: ErrorCode,
+    },
+    /// A `racklet.confirm=` word that does not parse.
+    #[error("the confirm token on the kernel command line is malformed: {why}")]
+    BadToken {
+        /// What is wrong.
+        why: String,
+    },
+    /// The key could not be drawn from the kernel's CSPRNG.
+    #[error("drawing a BMC unit key: {0}")]
+    Random(String),
 }
 
 /// One BMC behind a stream.
@@ -95,6 +141,10 @@ pub struct Bmc<S> {
     stream: S,
     addr: SmbusAddr,
     timeout: Duration,
+    /// This epoch's session (stage1 before it seals).
+    session: Option<Session>,
+    /// The precomputed confirmation (the booted OS).
+    token: Option<ConfirmToken>,
 }
 
 /// What stage1 asks the BMC at the start of a boot.
@@ -102,10 +152,111 @@ pub struct Bmc<S> {
 pub struct Facts {
     /// For the plan.
     pub plan: BmcFacts,
-    /// The BMC's clock (None when it reads 0: never set).
+    /// The BMC's clock, `None` unless the BMC says it was ever set (a
+    /// factory BMC reads 1970 + its uptime: never a time to trust).
     pub time: Option<jiff::Timestamp>,
+    /// The clock as read, set or not.
+    pub clock: BmcClock,
     /// Whether this boot was confirmed already.
     pub confirmed: bool,
+    /// The link: key provisioned, sealed, epoch, last counter.
+    pub auth: AuthStatus,
+}
+
+/// The BMC's clock reading and whether it was ever set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BmcClock {
+    /// What it reads (Unix seconds).
+    pub reading: UnixTime,
+    /// It was set at least once (persisted in the BMC's flash).
+    pub set: bool,
+}
+
+/// The kernel command-line key of a [`ConfirmToken`].
+pub const CONFIRM_CMDLINE_KEY: &str = "racklet.confirm";
+
+/// The booted OS's one-shot confirmation: a ConfirmBoot frame and, when the
+/// rollback minimum is to rise, a RaiseRollbackMin frame, MAC'd by stage1
+/// for this epoch with the counters after its own. Anyone who reads it
+/// (it is on `/proc/cmdline`) can only confirm this boot, once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfirmToken {
+    frames: Vec<Vec<u8>>,
+}
+
+impl ConfirmToken {
+    /// The command-line word: `racklet.confirm=<hex frame>[.<hex frame>]`.
+    pub fn cmdline_word(&self) -> String {
+        let frames: Vec<String> = self.frames.iter().map(hex::encode).collect();
+        format!("{CONFIRM_CMDLINE_KEY}={}", frames.join("."))
+    }
+
+    /// Finds and parses the token in a kernel command line (`None`: none there).
+    pub fn from_cmdline(cmdline: &str) -> Option<Result<ConfirmToken, BmcError>> {
+        let prefix = format!("{CONFIRM_CMDLINE_KEY}=");
+        let word = cmdline
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix(prefix.as_str()))
+            .next_back()?;
+        Some(Self::parse(word))
+    }
+
+    fn parse(value: &str) -> Result<ConfirmToken, BmcError> {
+        let bad = |why: String| BmcError::BadToken { why };
+        let mut frames = Vec::new();
+        for part in value.split('.') {
+            let f = hex::decode(part).map_err(|e| bad(format!("`{part}`: {e}")))?;
+            let addr = f
+                .first()
+                .and_then(|b| SmbusAddr::new(b >> 1).ok())
+                .ok_or_else(|| bad("a frame without an address".into()))?;
+            let inc = racklet_bmc_proto::decode_request(addr, &f);
+            match inc.request {
+                Ok(Request::ConfirmBoot { .. } | Request::RaiseRollbackMin { .. })
+                    if inc.auth.is_some() => {}
+                other => {
+                    return Err(bad(format!(
+                        "not an authenticated ConfirmBoot or RaiseRollbackMin: {other:?}"
+                    )))
+                }
+            }
+            frames.push(f);
+        }
+        if frames.is_empty() || frames.len() > 2 {
+            return Err(bad(format!("{} frames, want 1 or 2", frames.len())));
+        }
+        Ok(ConfirmToken { frames })
+    }
+
+    /// The token's frame for exactly `req` at `addr`, if it has one.
+    fn frame_for(&self, addr: SmbusAddr, req: &Request<'_>) -> Option<&[u8]> {
+        self.frames
+            .iter()
+            .find(|f| racklet_bmc_proto::decode_request(addr, f).request.as_ref() == Ok(req))
+            .map(Vec::as_slice)
+    }
+}
+
+/// `cmdline` with `token`'s word appended (any `racklet.confirm=` word it
+/// carried before is dropped: only stage1's counts).
+pub fn cmdline_with_confirm_token(cmdline: &str, token: &ConfirmToken) -> String {
+    let prefix = format!("{CONFIRM_CMDLINE_KEY}=");
+    let mut words: Vec<String> = cmdline
+        .split_whitespace()
+        .filter(|w| !w.starts_with(prefix.as_str()))
+        .map(str::to_owned)
+        .collect();
+    words.push(token.cmdline_word());
+    words.join(" ")
+}
+
+static PROVIDED_TOKEN: Mutex<Option<ConfirmToken>> = Mutex::new(None);
+
+/// Hands the process a confirm token (`stage1 confirm` does, from the
+/// kernel command line): every [`Bmc`] opened afterwards uses it for the
+/// ConfirmBoot and RaiseRollbackMin it covers when it has no session.
+pub fn provide_confirm_token(token: Option<ConfirmToken>) {
+    *PROVIDED_TOKEN.lock().unwrap_or_else(|e| e.into_inner()) = token;
 }
 
 /// The byte stream to a BMC: the simulator's TCP socket, or a character
@@ -216,24 +367,203 @@ impl<S: Read + Write> Bmc<S> {
                 source,
             })?,
             timeout: Duration::from_secs(5),
+            session: None,
+            token: PROVIDED_TOKEN
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         })
     }
 
-    /// One request, one response (decoded and PEC-checked by the proto crate).
+    /// Uses `token` for the confirmation it covers (instead of one
+    /// [`provide_confirm_token`] gave the process).
+    pub fn with_confirm_token(mut self, token: ConfirmToken) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// One request, one response (decoded and PEC-checked by the proto
+    /// crate). A state change goes MAC'd ([`Bmc::call_authenticated`]).
     pub fn call(&mut self, req: Request<'_>) -> Result<Response> {
+        if req.is_authenticated() {
+            return self.call_authenticated(req);
+        }
         let mut buf = [0u8; MAX_FRAME];
-        let request = || format!("{req:?}");
         let n = req
             .encode(self.addr, &mut buf)
             .map_err(|source| BmcError::Encode {
-                request: request(),
+                request: format!("{req:?}"),
                 source,
             })?;
+        self.exchange(&req, &buf[..n])
+    }
+
+    /// A state change: MAC'd with this epoch's session key (opening the
+    /// session first, see [`Bmc::open_session`]), else the confirm token's
+    /// frame for exactly this request, else [`BmcError::NoSession`].
+    pub fn call_authenticated(&mut self, req: Request<'_>) -> Result<Response> {
+        let session_error = match self.open_session() {
+            Ok(()) => None,
+            Err(Error::Bmc(BmcError::NoSession { why, .. })) => Some(why),
+            Err(e) => return Err(e),
+        };
+        let mut buf = [0u8; MAX_FRAME];
+        let frame: Vec<u8> = match (self.session.as_mut(), session_error) {
+            (Some(s), _) => {
+                let n = s
+                    .encode(self.addr, &req, &mut buf)
+                    .map_err(|source| BmcError::Encode {
+                        request: format!("{req:?}"),
+                        source,
+                    })?;
+                buf[..n].to_vec()
+            }
+            (None, why) => match self
+                .token
+                .as_ref()
+                .and_then(|t| t.frame_for(self.addr, &req))
+            {
+                Some(f) => f.to_vec(),
+                None => {
+                    return Err(BmcError::NoSession {
+                        request: format!("{req:?}"),
+                        why: why.unwrap_or(ErrorCode::Sealed),
+                    }
+                    .into())
+                }
+            },
+        };
+        self.exchange(&req, &frame).map_err(|e| match e {
+            Error::Bmc(BmcError::Decode {
+                request,
+                source: racklet_bmc_proto::Error::Refused(why),
+            }) if matches!(
+                why,
+                ErrorCode::Unauthenticated | ErrorCode::Replayed | ErrorCode::NoKey
+            ) =>
+            {
+                BmcError::Unauthenticated { request, why }.into()
+            }
+            e => e,
+        })
+    }
+
+    /// The link's state.
+    pub fn auth_status(&mut self) -> Result<AuthStatus> {
+        match self.call(Request::GetAuthStatus)? {
+            Response::AuthStatus(a) => Ok(a),
+            r => Err(Self::unexpected("GetAuthStatus", r)),
+        }
+    }
+
+    /// Opens this epoch's session if none is held: provisions a fresh unit
+    /// key (kernel CSPRNG) on a BMC that has none, then reads the session
+    /// key. Fails with [`BmcError::NoSession`] when the BMC is sealed.
+    pub fn open_session(&mut self) -> Result<()> {
+        let st = self.auth_status()?;
+        if self.session.as_ref().is_some_and(|s| s.epoch() == st.epoch) {
+            return Ok(());
+        }
+        self.session = None;
+        let refused = |why| BmcError::NoSession {
+            request: "opening a session".into(),
+            why,
+        };
+        if !st.session || st.sealed {
+            return Err(refused(ErrorCode::Sealed).into());
+        }
+        if !st.key_provisioned {
+            let mut k = [0u8; 32];
+            crate::sys::random_bytes(&mut k).map_err(|e| BmcError::Random(e.to_string()))?;
+            match self.call(Request::ProvisionKey {
+                key: UnitKey::from_bytes(k),
+            }) {
+                // Someone provisioned it first (a simulator's operator): read it.
+                Ok(_)
+                | Err(Error::Bmc(BmcError::Decode {
+                    source: racklet_bmc_proto::Error::Refused(ErrorCode::KeyPresent),
+                    ..
+                })) => {}
+                Err(Error::Bmc(BmcError::Decode {
+                    source: racklet_bmc_proto::Error::Refused(why),
+                    ..
+                })) => return Err(refused(why).into()),
+                Err(e) => return Err(e),
+            }
+            k.fill(0);
+            tracing::info!(epoch = st.epoch.0, "provisioned a new unit key in the BMC");
+        }
+        let mut halves = [KeyHalf([0; 16]); 2];
+        for (half, h) in halves.iter_mut().enumerate() {
+            match self.call(Request::GetSessionKey { half: half as u8 }) {
+                Ok(Response::SessionKeyHalf(k)) => *h = k,
+                Ok(r) => return Err(Self::unexpected("GetSessionKey", r)),
+                Err(Error::Bmc(BmcError::Decode {
+                    source: racklet_bmc_proto::Error::Refused(why),
+                    ..
+                })) => return Err(refused(why).into()),
+                Err(e) => return Err(e),
+            }
+        }
+        self.session = Some(Session::new(
+            SessionKey::from_halves(&halves[0], &halves[1]),
+            st.epoch,
+            st.last_counter,
+        ));
+        Ok(())
+    }
+
+    /// The booted OS's confirmation for this epoch: ConfirmBoot of `slot`
+    /// and, with `raise_to`, RaiseRollbackMin to it — MAC'd now, with the
+    /// next counters. Make it last, right before [`Bmc::seal`]: a state
+    /// change stage1 sends after it uses a higher counter and so voids it.
+    pub fn confirm_token(
+        &mut self,
+        slot: Slot,
+        raise_to: Option<SecurityVersion>,
+    ) -> Result<ConfirmToken> {
+        self.open_session()?;
+        let mut reqs = vec![Request::ConfirmBoot { slot }];
+        if let Some(version) = raise_to {
+            reqs.push(Request::RaiseRollbackMin {
+                kind: ImageKind::BootImage,
+                version,
+            });
+        }
+        let mut frames = Vec::new();
+        for req in reqs {
+            let mut buf = [0u8; MAX_FRAME];
+            let s = self.session.as_mut().ok_or_else(|| BmcError::NoSession {
+                request: format!("{req:?}"),
+                why: ErrorCode::Sealed,
+            })?;
+            let n = s
+                .encode(self.addr, &req, &mut buf)
+                .map_err(|source| BmcError::Encode {
+                    request: format!("{req:?}"),
+                    source,
+                })?;
+            frames.push(buf[..n].to_vec());
+        }
+        Ok(ConfirmToken { frames })
+    }
+
+    /// Seals the BMC: it reveals no key until it next powers on or resets
+    /// the host. stage1 seals right before the hand-off; this client forgets
+    /// its session key too.
+    pub fn seal(&mut self) -> Result<()> {
+        self.session = None;
+        self.call(Request::Seal).map(drop)
+    }
+
+    /// Sends one encoded frame of `req` and decodes the answer.
+    fn exchange(&mut self, req: &Request<'_>, frame: &[u8]) -> Result<Response> {
+        let request = || format!("{req:?}");
         let io = |source| BmcError::Link {
             request: request(),
             source,
         };
-        self.stream.write_all(&buf[..n]).map_err(io)?;
+        self.stream.write_all(frame).map_err(io)?;
         self.stream.flush().map_err(io)?;
         let mut reader = StreamReader::responses();
         let start = Instant::now();
@@ -289,11 +619,21 @@ impl<S: Read + Write> Bmc<S> {
             Response::RollbackMin(v) => v,
             r => return Err(Self::unexpected("GetRollbackMin", r)),
         };
-        let time = match self.call(Request::GetTime)? {
-            Response::Time(c) if !c.set => None,
-            Response::Time(c) => jiff::Timestamp::from_second(c.time.0 as i64).ok(),
+        let clock = match self.call(Request::GetTime)? {
+            Response::Time(c) => BmcClock {
+                reading: c.time,
+                set: c.set,
+            },
             r => return Err(Self::unexpected("GetTime", r)),
         };
+        let time = if clock.set {
+            i64::try_from(clock.reading.0)
+                .ok()
+                .and_then(|t| jiff::Timestamp::from_second(t).ok())
+        } else {
+            None
+        };
+        let auth = self.auth_status()?;
         Ok(Facts {
             plan: BmcFacts {
                 slot: plan.slot,
@@ -303,7 +643,9 @@ impl<S: Read + Write> Bmc<S> {
                 rollback_min: min,
             },
             time,
+            clock,
             confirmed: plan.confirmed,
+            auth,
         })
     }
 

@@ -293,6 +293,23 @@ pub fn set_clock(t: jiff::Timestamp) -> Result<()> {
     check("clock_settime", rc.into()).map(drop)
 }
 
+/// Fills `buf` from the kernel's CSPRNG (`getrandom(2)`, which blocks until
+/// the pool is initialised; no `/dev` needed, so it works as PID 1).
+pub fn random_bytes(buf: &mut [u8]) -> Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes
+        // for the whole call; the kernel writes at most that many.
+        let rc = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        done += check("getrandom", rc as libc::c_long)? as usize;
+    }
+    Ok(())
+}
+
 /// Reaps every exited child without blocking; returns how many.
 pub fn reap_children() -> usize {
     let mut n = 0;

@@ -5,6 +5,12 @@
 //! as PID 1 it mounts the kernel file systems and loads `--modules` first,
 //! and with `--power-off` it powers the machine off afterwards (a test
 //! image's way to say "done"); as PID 1 without it, it never exits.
+//!
+//! The BMC is sealed by now: the OS cannot MAC a state change. stage1 put
+//! a one-shot confirm token on the kernel command line
+//! (`racklet.confirm=…`, see `stage1::bmc::ConfirmToken`); this reads it
+//! from `--kernel-cmdline` (default `/proc/cmdline`; the simulation passes
+//! the hand-off record's command line in a file) and sends its frames.
 
 use std::path::PathBuf;
 
@@ -23,10 +29,33 @@ pub struct ConfirmArgs {
     /// Power the machine off afterwards (whether confirmed or not).
     #[arg(long)]
     pub power_off: bool,
+    /// The booted kernel's command line, where stage1 left the confirm
+    /// token (`racklet.confirm=`). A missing file means no token.
+    #[arg(long, default_value = "/proc/cmdline")]
+    pub kernel_cmdline: PathBuf,
+}
+
+/// The confirm token on the kernel command line in `path`, if any.
+fn token(path: &std::path::Path) -> anyhow::Result<Option<stage1::bmc::ConfirmToken>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+    };
+    Ok(stage1::bmc::ConfirmToken::from_cmdline(&text).transpose()?)
 }
 
 fn confirm(args: &ConfirmArgs) -> anyhow::Result<()> {
     let cfg = args.node.config(false)?;
+    let token = token(&args.kernel_cmdline)?;
+    if token.is_none() {
+        console(&format!(
+            "no {}= token in {}: confirming only works while the BMC is unsealed",
+            stage1::bmc::CONFIRM_CMDLINE_KEY,
+            args.kernel_cmdline.display()
+        ));
+    }
+    stage1::bmc::provide_confirm_token(token);
     args.node.network()?;
     let c = super::runtime()?.block_on(stage1::boot::confirm(&cfg))?;
     println!(
