@@ -306,9 +306,16 @@ fn boot(
         );
         return Ok(());
     }
+    // The OS's kernel command line: where stage1 left the one-shot confirm
+    // token (the BMC is sealed; nothing in the OS can MAC a frame).
+    let cmdline = spec.dir.join("cmdline");
+    std::fs::write(&cmdline, &h.cmdline)
+        .with_context(|| format!("writing {}", cmdline.display()))?;
     let mut c = r.tools.cmd("stage1");
     c.arg("confirm")
-        .args(spec.stage1_args(&r.bootd, &r.channel));
+        .args(spec.stage1_args(&r.bootd, &r.channel))
+        .arg("--kernel-cmdline")
+        .arg(&cmdline);
     let out = r.tools.run(c).with_context(|| {
         format!(
             "stage1 confirm (if the BMC had already power-cycled the node, this boot took \
