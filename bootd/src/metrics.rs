@@ -32,6 +32,15 @@ pub struct RoleLabels {
     pub role: &'static str,
 }
 
+/// Labels of `bootd_node_refusals_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// The node (from its certificate).
+    pub node: String,
+    /// [`bootd_api::RefusalReason::as_str`].
+    pub reason: &'static str,
+}
+
 /// Labels naming a node.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NodeLabels {
@@ -103,6 +112,8 @@ pub struct Metrics {
     pub timestamp_resigns: Family<ResultLabels, Counter>,
     /// `v1/time` answers, by result (`ok`, `bad_nonce`, `no_key`, `error`).
     pub time_statements: Family<ResultLabels, Counter>,
+    /// Updates nodes refused, by node and reason (`v1/node/refusal`).
+    pub node_refusals: Family<RefusalLabels, Counter>,
     /// Unix time a node last reported.
     pub node_last_seen: Family<NodeLabels, Gauge<f64, AtomicU64>>,
     /// 1 for each node's last reported booted version.
@@ -141,6 +152,7 @@ impl Metrics {
             config_reloads: Family::default(),
             timestamp_resigns: Family::default(),
             time_statements: Family::default(),
+            node_refusals: Family::default(),
             node_last_seen: Family::default(),
             node_booted: Family::default(),
             dhcp_packets: Family::default(),
@@ -214,6 +226,11 @@ impl Metrics {
             "timestamp_resigns",
             "Online timestamp re-signs by result",
             m.timestamp_resigns.clone(),
+        );
+        registry.register(
+            "node_refusals",
+            "Updates nodes refused, by node and reason (a replay, a freeze, a tampered download, …)",
+            m.node_refusals.clone(),
         );
         registry.register(
             "time_statements",

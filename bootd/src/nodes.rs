@@ -133,6 +133,21 @@ pub struct NodeRow {
     pub cert_not_after: Option<DateTime<Utc>>,
     /// The last report.
     pub last_report: Option<Report>,
+    /// The updates it refused, newest last (at most [`KEPT_REFUSALS`]).
+    pub refusals: Vec<Refusal>,
+}
+
+/// How many refusals bootd keeps per node.
+pub const KEPT_REFUSALS: usize = 20;
+
+/// An update a node refused, as bootd keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// What the node said (the node comes from its certificate).
+    #[serde(flatten)]
+    pub report: bootd_api::RefusalReport,
+    /// When bootd received it.
+    pub reported_at: DateTime<Utc>,
 }
 
 /// The state directory's node records.
@@ -212,6 +227,43 @@ impl NodeStore {
     }
     fn reports_dir(&self) -> PathBuf {
         self.dir.join("reports")
+    }
+
+    fn refusals_file(&self, node: &str) -> PathBuf {
+        self.dir.join("refusals").join(format!("{node}.json"))
+    }
+
+    /// Appends an update `node` refused (its detail cut to
+    /// [`bootd_api::MAX_REFUSAL_DETAIL`] bytes), keeping the last
+    /// [`KEPT_REFUSALS`].
+    pub fn record_refusal(
+        &self,
+        node: &str,
+        mut report: bootd_api::RefusalReport,
+        now: DateTime<Utc>,
+    ) -> Result<Refusal> {
+        if report.detail.len() > bootd_api::MAX_REFUSAL_DETAIL {
+            let mut end = bootd_api::MAX_REFUSAL_DETAIL;
+            while !report.detail.is_char_boundary(end) {
+                end -= 1;
+            }
+            report.detail.truncate(end);
+        }
+        let r = Refusal {
+            report,
+            reported_at: now,
+        };
+        let mut all = self.refusals(node);
+        all.push(r.clone());
+        let drop = all.len().saturating_sub(KEPT_REFUSALS);
+        all.drain(..drop);
+        write_json(&self.refusals_file(node), &all)?;
+        Ok(r)
+    }
+
+    /// The updates `node` refused, newest last.
+    pub fn refusals(&self, node: &str) -> Vec<Refusal> {
+        read_json(&self.refusals_file(node)).unwrap_or_default()
     }
 
     /// Records a node's CSR. The node must be in the rack and the CSR's
@@ -448,6 +500,7 @@ impl NodeStore {
                     cert_fingerprint: latest.map(|r| r.fingerprint.clone()),
                     cert_not_after: latest.map(|r| r.not_after),
                     last_report: reports.remove(name),
+                    refusals: self.refusals(name),
                 }
             })
             .collect()

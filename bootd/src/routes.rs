@@ -363,8 +363,12 @@ async fn api(
                 }
             }
         }
-        (method, r @ ("node/report" | "node/self")) => {
-            let route = if r == "node/report" { "report" } else { "node" };
+        (method, r @ ("node/report" | "node/self" | "node/refusal")) => {
+            let route = match r {
+                "node/report" => "report",
+                "node/refusal" => "refusal",
+                _ => "node",
+            };
             // Per-node endpoints: a verified client certificate that bootd
             // issued, not revoked, for a node still in the rack.
             let node = match node_of(shared, info, live) {
@@ -410,6 +414,61 @@ async fn api(
                             (
                                 route,
                                 text(StatusCode::INTERNAL_SERVER_ERROR, "cannot store report"),
+                            )
+                        }
+                        Err(_) => (
+                            route,
+                            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+                        ),
+                    }
+                }
+                (Method::POST, "refusal") => {
+                    let body = match read_body(req, max_body).await {
+                        Ok(b) => b,
+                        Err(r) => return (route, r),
+                    };
+                    let refusal: bootd_api::RefusalReport = match serde_json::from_slice(&body) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            return (
+                                route,
+                                text(StatusCode::BAD_REQUEST, format!("bad refusal: {e}")),
+                            )
+                        }
+                    };
+                    let store = shared.store.clone();
+                    let n = node.clone();
+                    match tokio::task::spawn_blocking(move || {
+                        store.record_refusal(&n, refusal, now)
+                    })
+                    .await
+                    {
+                        Ok(Ok(r)) => {
+                            shared
+                                .metrics
+                                .node_refusals
+                                .get_or_create(&crate::metrics::RefusalLabels {
+                                    node: node.clone(),
+                                    reason: r.report.reason.as_str(),
+                                })
+                                .inc();
+                            warn!(node = %node, reason = %r.report.reason, detail = %r.report.detail, "node refused an update");
+                            (
+                                route,
+                                json(
+                                    StatusCode::OK,
+                                    &ReportAck {
+                                        node: node.clone(),
+                                        recorded: true,
+                                    },
+                                ),
+                            )
+                        }
+                        Ok(Err(e)) => {
+                            error!(node = %node, error = %e, "cannot store a node's refusal");
+                            (
+                                route,
+                                text(StatusCode::INTERNAL_SERVER_ERROR, "cannot store refusal"),
                             )
                         }
                         Err(_) => (

@@ -212,6 +212,52 @@ async fn a_report_keeps_the_firmware_verified_boot_img_sha256() {
     assert!(show.contains("version: 1.0.1"), "{show}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_update_is_kept_shown_and_counted_per_node_and_reason() {
+    let f = Fixture::new();
+    f.release("1.0.0", &[("os.img", b"os", "os")]);
+    let s = f.start().await;
+    wait_for_timestamp(s.addr, &f.ca_der(), 2).await;
+    let ca = f.ca_pem();
+    let id = enroll(&f, s.addr, "unit-3").await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // a reload tick
+    let refuse = |reason, detail: String| bootd_api::RefusalReport { reason, detail };
+    for r in [
+        refuse(
+            bootd_api::RefusalReason::Rollback,
+            "TUF metadata from https://bootd/: timestamp version 3 older than 5".into(),
+        ),
+        refuse(bootd_api::RefusalReason::TamperedTarget, "é".repeat(2000)),
+    ] {
+        let ack = client::refusal(&base(s.addr), &ca, &id, &NetConfig::default(), &r)
+            .await
+            .unwrap();
+        assert!(ack.recorded);
+    }
+    // Kept, newest last, the long detail cut at a character boundary.
+    let kept = NodeStore::new(&f.state).refusals("unit-3");
+    assert_eq!(kept.len(), 2);
+    assert_eq!(kept[1].report.detail.len(), bootd_api::MAX_REFUSAL_DETAIL);
+    let show = bootd(&f, &["nodes", "show", "unit-3"]);
+    assert!(
+        show.contains("refused: ") && show.contains(" rollback TUF metadata from"),
+        "{show}"
+    );
+    let list = bootd(&f, &["nodes", "list"]);
+    let line = list.lines().find(|l| l.starts_with("unit-3")).unwrap();
+    assert!(line.ends_with("tampered_target"), "{list}");
+    let m = metrics(s.addr, &f.ca_der()).await;
+    for reason in ["rollback", "tampered_target"] {
+        let series = format!("bootd_node_refusals_total{{node=\"unit-3\",reason=\"{reason}\"}}");
+        assert_eq!(metric_value(&m, &series), Some(1.0), "{series} in {m}");
+    }
+    // Only an enrolled node reports (about itself: the node is its
+    // certificate's).
+    let anon = get(s.addr, &f.ca_der(), "/v1/node/refusal").await;
+    assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
+    s.stop().await;
+}
+
 fn bootd_fails(f: &Fixture, args: &[&str]) -> String {
     let out = Command::cargo_bin("bootd")
         .unwrap()
@@ -417,11 +463,11 @@ async fn serve_needs_no_ca_key_and_a_node_removed_from_the_rack_loses_access() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_repository_can_be_restricted_to_enrolled_nodes() {
-    let f = Fixture::with_config(&BASE_CONFIG.replace(
-        "  poll_interval_ms: 100",
-        "  poll_interval_ms: 100\n  require_client_cert: true",
-    ));
+async fn the_repository_is_restricted_to_enrolled_nodes_by_default() {
+    // BASE_CONFIG opens the repository for the other tests; the default
+    // (no `require_client_cert` line) is closed.
+    let f = Fixture::with_config(&BASE_CONFIG.replace("  require_client_cert: false\n", ""));
+    assert!(f.config().repository.require_client_cert);
     f.release("1.0.0", &[("rpi4-stage1.img", b"s1", "stage1")]);
     let s = f.start().await;
     let ca_der = f.ca_der();

@@ -226,6 +226,55 @@ async fn fetch_signed_time(
     tuf::verify_time(&root, &body, &nonce)
 }
 
+/// The report of a refusal: its label and the error's whole chain.
+fn refusal(e: &Error) -> bootd_api::RefusalReport {
+    bootd_api::RefusalReport {
+        reason: e.refusal_reason(),
+        detail: bootd_client::display_chain(e),
+    }
+}
+
+/// How long telling bootd about refusals may hold up a boot.
+const REFUSAL_REPORT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Tells bootd (if the node is enrolled) and the BMC what this boot
+/// refused. Never fails the boot: a bootd that replays old metadata may
+/// well not listen, which is why the BMC is told too.
+async fn tell_refusals(
+    cfg: &BootConfig,
+    bmc: &mut Bmc<crate::bmc::Link>,
+    refused: &[bootd_api::RefusalReport],
+) {
+    if refused.is_empty() {
+        return;
+    }
+    let _ = bmc;
+    let (Some(base), Some(ca), Some((cert, key))) = (&cfg.bootd, &cfg.ca, cfg.identity()) else {
+        return;
+    };
+    let (Ok(ca), Ok(cert), Ok(key)) = (read_file(ca), read_file(&cert), read_file(&key)) else {
+        return;
+    };
+    let id = bootd_client::Identity {
+        node: cfg.node.name.to_string(),
+        cert_pem: String::from_utf8_lossy(&cert).into_owned(),
+        key_pem: String::from_utf8_lossy(&key).into_owned(),
+    };
+    let all = async {
+        for r in refused {
+            bootd_client::refusal(base, &ca, &id, &cfg.net, r).await?;
+        }
+        Ok::<_, bootd_client::Error>(())
+    };
+    match tokio::time::timeout(REFUSAL_REPORT_DEADLINE, all).await {
+        Ok(Ok(())) => tracing::info!(count = refused.len(), "refusals reported to bootd"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "refusals NOT reported to bootd"),
+        Err(_) => {
+            tracing::warn!(after = ?REFUSAL_REPORT_DEADLINE, "refusals NOT reported to bootd (no answer)")
+        }
+    }
+}
+
 /// One boot attempt, start to hand-off.
 pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
     // 1. The BMC's facts.
@@ -259,6 +308,9 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
             tracing::warn!(error = %e, "not enrolled: bootd serves this node nothing but enrollment and time until the operator approves it");
         }
     }
+    // What this boot refused, told to bootd and the BMC before the plan
+    // is carried out (a refused update is never silent).
+    let mut refused: Vec<bootd_api::RefusalReport> = Vec::new();
     let floor = tuf::time_floor(&cfg.state_dir)?;
     let tcfg = cfg.tuf()?;
     let transport = cfg.transport()?;
@@ -304,6 +356,9 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
         }
         Err(e) => {
             tracing::warn!(error = %e, "updates refused");
+            if cfg.bootd.is_some() {
+                refused.push(refusal(&e));
+            }
             None
         }
     };
@@ -320,6 +375,7 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "metadata refresh failed; re-verifying the stored metadata (offline boot)");
+                refused.push(refusal(&e));
                 stored(&tcfg).await
             }
         },
@@ -342,7 +398,16 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
     );
     for (name, why) in &d.refused {
         tracing::info!(target = %name, %why, "target refused");
+        // An assignment elsewhere is normal; an older release offered
+        // as the newest is what a replay looks like.
+        if let plan::TargetRefusal::OlderThanInstalled { .. } = why {
+            refused.push(bootd_api::RefusalReport {
+                reason: bootd_api::RefusalReason::OlderThanInstalled,
+                detail: format!("{name}: {why}"),
+            });
+        }
     }
+    tell_refusals(cfg, &mut bmc, &refused).await;
     if let Some(n) = &d.no_update {
         tracing::info!(why = %n, "no update");
     }
@@ -401,6 +466,7 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
                 // touched and checked out before the install began.
                 Err(e) => match otherwise {
                     Some(image) => {
+                        tell_refusals(cfg, &mut bmc, &[refusal(&e)]).await;
                         tracing::warn!(target = %target.name, error = %e, slot = ?facts.plan.slot, image = ?image,
                             "update not installed; booting the installed image");
                         hand_off(cfg, &mut store, facts.plan.slot).map(Outcome::HandedOff)

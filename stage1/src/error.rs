@@ -281,6 +281,37 @@ impl From<racklet_fsio::Error> for Error {
     }
 }
 
+impl Error {
+    /// The label bootd counts this refusal under (`bootd nodes show`,
+    /// `bootd_node_refusals_total{node,reason}`).
+    pub fn refusal_reason(&self) -> bootd_api::RefusalReason {
+        use bootd_api::RefusalReason as R;
+        use tough::error::Error as T;
+        match self {
+            Error::Tuf { source, .. } => match source.as_ref() {
+                T::OlderMetadata { .. }
+                | T::OlderSnapshotInTimestamp { .. }
+                | T::SnapshotRoleRollback { .. } => R::Rollback,
+                T::ExpiredMetadata { .. } => R::Expired,
+                T::VerifyMetadata { .. }
+                | T::VerifyRoleMetadata { .. }
+                | T::VerifyTrustedMetadata { .. }
+                | T::HashMismatch { .. }
+                | T::MaxSizeExceeded { .. } => R::Signature,
+                T::Transport { .. } => R::Unreachable,
+                _ => R::Other,
+            },
+            Error::Expired { .. } => R::Expired,
+            Error::TimestampChanged { .. } => R::Rollback,
+            Error::NoTrustedTime | Error::SignedTime { .. } => R::NoTrustedTime,
+            Error::Http(_) | Error::ShortBody { .. } => R::Unreachable,
+            Error::DigestMismatch { .. } | Error::TooLong { .. } => R::TamperedTarget,
+            Error::InstallDeadline { .. } => R::InstallDeadline,
+            _ => R::Other,
+        }
+    }
+}
+
 /// stage1's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

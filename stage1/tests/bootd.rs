@@ -330,3 +330,59 @@ async fn time_signed_by_a_key_the_root_does_not_name_or_no_signed_time_refuses_u
     rig.stop().await;
     drop(sim);
 }
+
+/// Approves the first request for `node` that reaches bootd's store in
+/// `rig` (what the operator does), from a thread.
+fn approve_when_asked(rig: &Rig, node: &'static str) -> std::thread::JoinHandle<()> {
+    let (d, pki) = (rig.dir.path().to_owned(), rig.pki.clone());
+    std::thread::spawn(move || {
+        let store = bootd::nodes::NodeStore::new(&d.join("state"));
+        let rack = racklet_hardware::Rack::load(&d.join("rack.yaml")).unwrap();
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(p) = store.pending().into_iter().find(|p| p.node == node) {
+                store
+                    .approve(&rack, &pki, &p.id, 30, chrono::Utc::now())
+                    .unwrap();
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{node} never asked"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_update_is_reported_to_bootd_not_only_logged() {
+    // bootd as shipped (client certificates required, no online timestamp
+    // key); an enrolled node whose factory BMC clock was never set: it
+    // must refuse every update — and say so to bootd.
+    let rig = Rig::start("").await;
+    let (sim, mut bc) = factory_node(&rig, "loud");
+    bc.enroll_wait = Some(Duration::from_secs(20));
+    let approver = approve_when_asked(&rig, "unit-2");
+    let e = boot::run(&bc, 1, Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    approver.join().unwrap();
+    assert!(e.to_string().contains("cannot boot"), "{e}");
+    let store = bootd::nodes::NodeStore::new(&rig.dir.path().join("state"));
+    let refusals = store.refusals("unit-2");
+    let last = refusals.last().expect("the refusal reached bootd");
+    assert_eq!(
+        last.report.reason,
+        bootd_api::RefusalReason::NoTrustedTime,
+        "{refusals:?}"
+    );
+    assert!(
+        last.report.detail.contains("holds no online timestamp key")
+            || last.report.detail.contains("never set"),
+        "{}",
+        last.report.detail
+    );
+    rig.stop().await;
+    drop(sim);
+}

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use bootd_api::RefusalReason;
 use bootd_client::{tls::client_config, Client, NetConfig, TufTransport};
 use common::repo::{copy_dir, workers, Fixture};
 use common::server::{Attack, Pki, Server};
@@ -148,6 +149,8 @@ async fn rolled_back_timestamp_snapshot_and_targets_are_refused() {
         "{}",
         chain(&e)
     );
+    // Reported to bootd and counted as what it is.
+    assert_eq!(e.refusal_reason(), RefusalReason::Rollback, "{}", chain(&e));
     // Snapshot: a fresh timestamp naming the old snapshot (bootd's key is
     // online, so a compromised bootd can sign this).
     let forged = tempfile::tempdir().unwrap();
@@ -162,6 +165,7 @@ async fn rolled_back_timestamp_snapshot_and_targets_are_refused() {
         "{}",
         chain(&e)
     );
+    assert_eq!(e.refusal_reason(), RefusalReason::Rollback, "{}", chain(&e));
     // Targets: new snapshot and timestamp versions naming the old targets.
     let forged = tempfile::tempdir().unwrap();
     copy_dir(old.path(), forged.path());
@@ -173,6 +177,7 @@ async fn rolled_back_timestamp_snapshot_and_targets_are_refused() {
         "{}",
         chain(&e)
     );
+    assert_eq!(e.refusal_reason(), RefusalReason::Rollback, "{}", chain(&e));
     assert!(t_v >= 2);
     // The trusted state still holds the newest release.
     let stored = tuf::load_stored(&rig.cfg()).await.unwrap();
@@ -209,6 +214,7 @@ async fn expired_metadata_is_refused_as_a_freeze_attack() {
         "{}",
         chain(&e)
     );
+    assert_eq!(e.refusal_reason(), RefusalReason::Expired, "{}", chain(&e));
 }
 
 #[tokio::test]
@@ -231,6 +237,7 @@ async fn metadata_expired_by_trusted_time_is_refused_though_the_system_clock_lag
     .await
     .unwrap_err();
     assert!(chain(&e).contains("freeze attack"), "{}", chain(&e));
+    assert_eq!(e.refusal_reason(), RefusalReason::Expired);
     assert!(tuf::time_floor(rig.state.path()).unwrap().is_none());
     // No time at all: refused by name — and an unset clock is refused even
     // with a floor (the floor bounds time from below; it is not "now").
@@ -336,6 +343,12 @@ async fn too_few_valid_signatures_or_an_unknown_key_are_refused() {
         "{}",
         chain(&e)
     );
+    assert_eq!(
+        e.refusal_reason(),
+        RefusalReason::Signature,
+        "{}",
+        chain(&e)
+    );
     // Signed by a key the root does not list.
     let unknown = imgsign::keys::SigningKeyPair::generate();
     edit_timestamp(&rig, |ts| {
@@ -424,6 +437,12 @@ async fn a_server_with_a_certificate_from_another_ca_is_refused() {
     .unwrap_err();
     assert!(
         chain(&e).contains("TLS") || chain(&e).contains("certificate"),
+        "{}",
+        chain(&e)
+    );
+    assert_eq!(
+        e.refusal_reason(),
+        RefusalReason::Unreachable,
         "{}",
         chain(&e)
     );
@@ -569,6 +588,13 @@ async fn a_target_whose_hash_or_length_differs_is_never_made_valid() {
                     | Error::TooLong { .. }
                     | Error::Http(_)
                     | Error::ShortBody { .. }
+            ),
+            "{what}: {e}"
+        );
+        assert!(
+            matches!(
+                e.refusal_reason(),
+                RefusalReason::TamperedTarget | RefusalReason::Unreachable
             ),
             "{what}: {e}"
         );

@@ -12,6 +12,7 @@
 //! | `GET v1/enroll/{id}` | server-authenticated | → `202` [`EnrollAnswer::Pending`], `200` [`EnrollAnswer::Issued`], `403` [`EnrollAnswer::Denied`], `404` unknown id |
 //! | `POST v1/node/report` | mTLS (node certificate) | [`NodeReport`] → `200` [`ReportAck`] |
 //! | `GET v1/node/self` | mTLS (node certificate) | → `200` [`NodeSelf`] |
+//! | `POST v1/node/refusal` | mTLS (node certificate) | [`RefusalReport`] → `200` [`ReportAck`] |
 //! | `GET v1/time?nonce={64 hex}` | server-authenticated | → `200` [`time::SignedTime`] (signed by the online timestamp key), `400` bad nonce, `503` bootd holds no timestamp key |
 //! | `GET metadata/{file}` | server-authenticated or mTLS | the verified TUF metadata |
 //! | `GET targets/{file}` | server-authenticated or mTLS | the verified TUF targets (`Range` supported) |
@@ -37,6 +38,8 @@ pub mod paths {
     pub const NODE_REPORT: &str = "v1/node/report";
     /// `GET` (mTLS): what bootd knows about the calling node.
     pub const NODE_SELF: &str = "v1/node/self";
+    /// `POST` (mTLS): an update the node refused, and why.
+    pub const NODE_REFUSAL: &str = "v1/node/refusal";
     /// `GET` with `?nonce=`: a signed time statement ([`crate::time`]).
     pub const TIME: &str = "v1/time";
     /// The TUF metadata directory (`metadata/1.root.json`, `metadata/timestamp.json`, …).
@@ -178,6 +181,81 @@ impl<'de> Deserialize<'de> for Sha256Digest {
         Sha256Digest::from_hex(&s)
             .ok_or_else(|| serde::de::Error::custom("not a SHA-256: want 64 hex digits"))
     }
+}
+
+/// Why a node refused an update (a small fixed set: it labels a metric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalReason {
+    /// Metadata older than what the node trusted (a replay).
+    Rollback,
+    /// Metadata expired by the node's trusted time (a freeze).
+    Expired,
+    /// Metadata whose signatures, threshold, hashes or lengths failed.
+    Signature,
+    /// A download whose bytes are not the signed ones.
+    TamperedTarget,
+    /// A release older than the image the node runs, not signed as a
+    /// downgrade.
+    OlderThanInstalled,
+    /// No trusted time (the BMC's clock never set, no signed time).
+    NoTrustedTime,
+    /// bootd unreachable, TLS refused, or an answer cut short.
+    Unreachable,
+    /// The install took longer than the node's deadline.
+    InstallDeadline,
+    /// Any other refusal of metadata.
+    Other,
+}
+
+impl RefusalReason {
+    /// Every reason, in order.
+    pub const ALL: [RefusalReason; 9] = [
+        RefusalReason::Rollback,
+        RefusalReason::Expired,
+        RefusalReason::Signature,
+        RefusalReason::TamperedTarget,
+        RefusalReason::OlderThanInstalled,
+        RefusalReason::NoTrustedTime,
+        RefusalReason::Unreachable,
+        RefusalReason::InstallDeadline,
+        RefusalReason::Other,
+    ];
+
+    /// Its name on the wire and as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::Rollback => "rollback",
+            RefusalReason::Expired => "expired",
+            RefusalReason::Signature => "signature",
+            RefusalReason::TamperedTarget => "tampered_target",
+            RefusalReason::OlderThanInstalled => "older_than_installed",
+            RefusalReason::NoTrustedTime => "no_trusted_time",
+            RefusalReason::Unreachable => "unreachable",
+            RefusalReason::InstallDeadline => "install_deadline",
+            RefusalReason::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Longest [`RefusalReport::detail`] bootd keeps (bytes).
+pub const MAX_REFUSAL_DETAIL: usize = 1024;
+
+/// The body of `POST v1/node/refusal`: an update the node refused before
+/// booting what it had (its last stage1 boot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefusalReport {
+    /// Why, as a label.
+    pub reason: RefusalReason,
+    /// The node's error message (at most [`MAX_REFUSAL_DETAIL`] bytes).
+    pub detail: String,
 }
 
 /// bootd's answer to a [`NodeReport`].

@@ -322,6 +322,27 @@ pub async fn report(
     .await
 }
 
+/// Tells bootd about an update the node refused, over mTLS.
+pub async fn refusal(
+    base: &Url,
+    ca_pem: &[u8],
+    id: &Identity,
+    net: &NetConfig,
+    refusal: &bootd_api::RefusalReport,
+) -> Result<ReportAck> {
+    let body = serde_json::to_vec(refusal).expect("a RefusalReport always serializes");
+    node_call(
+        base,
+        ca_pem,
+        id,
+        net,
+        Method::POST,
+        paths::NODE_REFUSAL,
+        Some(body),
+    )
+    .await
+}
+
 /// What bootd knows about the calling node (name, groups, targets the
 /// signed metadata assigns to it), over mTLS. Informational: the node must
 /// still verify assignments in the signed targets metadata itself.

@@ -19,7 +19,7 @@ pub mod tls;
 #[cfg(feature = "tough")]
 pub mod tuf;
 
-pub use api::{new_key_and_csr, report, whoami, Enrollment, Identity, PendingEnrollment};
+pub use api::{new_key_and_csr, refusal, report, whoami, Enrollment, Identity, PendingEnrollment};
 pub use error::{display_chain, Deadline, Error, Result};
 pub use http::{Client, NetConfig, Response};
 #[cfg(feature = "tough")]

@@ -82,7 +82,7 @@ pub fn run(config: bootd::Config, cmd: NodesCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             println!(
-                "{:<12} {:>4} {:<17} {:<9} {:<8} {:<12} {:<9} {:<20} {:<13}",
+                "{:<12} {:>4} {:<17} {:<9} {:<8} {:<12} {:<9} {:<20} {:<13} LAST REFUSAL",
                 "NODE",
                 "SLOT",
                 "MAC",
@@ -110,9 +110,26 @@ pub fn run(config: bootd::Config, cmd: NodesCommand) -> anyhow::Result<()> {
                         "-".into(),
                     ),
                 };
+                let refusal = match r.refusals.last() {
+                    Some(f) => format!(
+                        "{} {}",
+                        f.reported_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                        f.report.reason
+                    ),
+                    None => "-".into(),
+                };
                 println!(
-                    "{:<12} {:>4} {:<17} {:<9} {:<8} {:<12} {:<9} {:<20} {:<13}",
-                    r.node, r.slot, r.mac, r.identity, slot, version, confirmed, seen, boot_img
+                    "{:<12} {:>4} {:<17} {:<9} {:<8} {:<12} {:<9} {:<20} {:<13} {}",
+                    r.node,
+                    r.slot,
+                    r.mac,
+                    r.identity,
+                    slot,
+                    version,
+                    confirmed,
+                    seen,
+                    boot_img,
+                    refusal
                 );
             }
         }
@@ -170,6 +187,16 @@ fn show(r: &bootd::nodes::NodeRow) -> String {
                 out += &format!("boot-img-sha256: {d}\n");
             }
         }
+    }
+    // What it refused, newest last: a replay, a freeze, a tampered
+    // download is never silent.
+    for f in &r.refusals {
+        out += &format!(
+            "refused: {} {} {}\n",
+            f.reported_at.format("%Y-%m-%dT%H:%M:%SZ"),
+            f.report.reason,
+            f.report.detail.replace('\n', " ")
+        );
     }
     out
 }
