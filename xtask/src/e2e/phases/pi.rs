@@ -101,6 +101,24 @@ impl Rack {
                     node.name
                 ),
             }
+            // ... and reached bootd over mTLS (the Pi enrolled itself):
+            // `bootd nodes show` holds what its firmware verified.
+            let show = super::super::output(
+                std::process::Command::new(bin("bootd"))
+                    .arg("--config")
+                    .arg(&self.bootd.proxy)
+                    .args(["nodes", "show", &node.name]),
+            )?;
+            let held = show.contains(&format!("boot-img-sha256: {sha}\n"));
+            match (*model, held, show.contains("boot-img-sha256:")) {
+                ("pi5", true, _) | ("pi4", _, false) => node.say(&format!(
+                    "ok: {model}: bootd holds what the EEPROM verified, as the node reported it"
+                )),
+                _ => bail!(
+                    "{}: bootd nodes show does not hold the {model}'s verified boot.img ({sha}):\n{show}",
+                    node.name
+                ),
+            }
         }
         Ok(())
     }
