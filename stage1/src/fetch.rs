@@ -1,5 +1,10 @@
 //! Downloading a verified target into a slot: one pass (network → hash →
-//! disk), resumed with `Range` after an interrupted transfer, with backoff.
+//! disk), resumed with `Range` after an interrupted transfer, with backoff
+//! — and after a power cut or a kill, from the install's last checkpoint
+//! ([`crate::install`]: the durable prefix, hashed again from the disk).
+//! A `206` must carry the `Content-Range` asked for (checked by
+//! [`bootd_client::Client::get`]): bytes from anywhere else would land at
+//! the wrong offset.
 //! TUF 5.7.1–5.7.3: the signed length bounds what is accepted (more bytes
 //! are refused as they arrive) and the SHA-256 is checked before the slot
 //! is marked valid ([`crate::install::Session::finish`]).
@@ -65,8 +70,11 @@ pub struct Installed {
     pub image: SlotImage,
     /// The slot.
     pub slot: Slot,
-    /// Transfers resumed with `Range`.
+    /// Transfers resumed with `Range` (an interrupted install taken over
+    /// from its checkpoint counts as one).
     pub resumed: u32,
+    /// Bytes taken over from an install cut short before (0: none).
+    pub resumed_from: u64,
 }
 
 /// Streams `target` from `url` into `into` and commits it (see
@@ -79,7 +87,8 @@ pub async fn install_target<D: Disk>(
     client: &Client,
     backoff: &Backoff,
 ) -> Result<Installed> {
-    let mut s = Session::begin(store, into, target.slot_image())?;
+    let mut s = Session::resume(store, into, target.slot_image())?;
+    let resumed_from = s.resumed_from();
     let mut failures = 0u32;
     let mut resumed = 0u32;
     loop {
@@ -106,6 +115,7 @@ pub async fn install_target<D: Disk>(
         image,
         slot: into,
         resumed,
+        resumed_from,
     })
 }
 

@@ -36,6 +36,9 @@ pub enum Attack {
     DropAfter { bytes: usize, times: usize },
     /// Answer 404.
     NotFound,
+    /// Answer every request `206` from byte `start` of the file, whatever
+    /// range was asked for (`Content-Range` says so, truthfully).
+    WrongRange { start: usize },
 }
 
 /// A rack CA and certificates made with rcgen.
@@ -260,6 +263,20 @@ async fn serve(
     };
     Ok(match attack {
         Some(Attack::NotFound) => full(StatusCode::NOT_FOUND, b"not found".to_vec()),
+        Some(Attack::WrongRange { start }) => match file() {
+            None => full(StatusCode::NOT_FOUND, vec![]),
+            Some(data) => {
+                let len = data.len();
+                let mut r = full(StatusCode::PARTIAL_CONTENT, data[start.min(len)..].to_vec());
+                r.headers_mut().insert(
+                    "content-range",
+                    format!("bytes {start}-{}/{len}", len.saturating_sub(1))
+                        .parse()
+                        .unwrap(),
+                );
+                r
+            }
+        },
         Some(Attack::Replace(b)) => slice(b),
         Some(Attack::Endless) => {
             let s = futures::stream::repeat_with(|| {
