@@ -186,6 +186,18 @@ impl<S: NorFlash, B: NorFlash> Bmc<S, B> {
         self.commit_or_undo(snapshot, result)
     }
 
+    /// Sets the clock from the BMC's own operator interface (a person at
+    /// the rack, the simulator's control socket) — not a frame from the
+    /// host, so no MAC. Never backwards; committed like a request.
+    pub fn set_time_by_operator(
+        &mut self,
+        time: racklet_bmc_proto::UnixTime,
+        now: Instant,
+    ) -> Result<(), ErrorCode> {
+        self.apply(|unit| unit.set_time(time, now).map(|()| Response::Done))
+            .map(drop)
+    }
+
     /// Runs `f` on the unit; keeps its change only if it succeeds and
     /// reaches flash.
     fn apply(

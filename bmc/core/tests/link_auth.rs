@@ -392,3 +392,22 @@ fn a_power_cut_during_key_provisioning_leaves_no_key_or_the_whole_key() {
         assert_eq!(r.bmc.unit().persistent().key, Some(unit_key()));
     }
 }
+
+#[test]
+fn the_operator_sets_the_clock_without_the_host_link_and_never_backwards() {
+    let mut r = Rig::new();
+    // Before any boot: no epoch, so no MAC'd frame could do it.
+    r.bmc
+        .set_time_by_operator(UnixTime(1_800_000_000), r.now)
+        .unwrap();
+    match r.ok(Request::GetTime) {
+        Response::Time(c) => assert!(c.set && c.time >= UnixTime(1_800_000_000)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        r.bmc.set_time_by_operator(UnixTime(5), r.now),
+        Err(ErrorCode::TimeBackwards)
+    );
+    let r = r.restart();
+    assert!(r.bmc.unit().persistent().clock_set, "persisted");
+}

@@ -97,6 +97,18 @@ fn execute(shared: &Shared, line: &str) -> Result<String, String> {
             tracing::info!(unit = %name, pulled, "power");
             Ok(String::new())
         }
+        ["time", name, unix] => {
+            let t = unix
+                .parse::<u64>()
+                .map_err(|e| format!("time `{unix}`: {e}"))?;
+            let i = unit(name)?;
+            shared
+                .unit(i)
+                .set_time(racklet_bmc_proto::UnixTime(t), now)
+                .map_err(|code| format!("{name} refused the time: {code}"))?;
+            tracing::info!(unit = %name, unix = t, "clock set by the operator");
+            Ok(String::new())
+        }
         ["reset", name, kind] => {
             let kind = parse_reset(kind).ok_or_else(|| format!("reset type `{kind}` unknown"))?;
             let i = unit(name)?;

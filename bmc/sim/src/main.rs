@@ -56,6 +56,16 @@ enum Cmd {
         #[command(flatten)]
         control: ControlArgs,
     },
+    /// Set a unit's BMC clock as the operator (the BMC's own interface,
+    /// not the host link; never backwards).
+    SetTime {
+        /// Unit name.
+        unit: String,
+        /// Unix seconds.
+        unix: u64,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
     /// Speak the BMC protocol to a unit, as its compute unit (stage1) would.
     Call {
         /// Unit name (found through the control socket), or `-` with `--link`.
@@ -251,6 +261,11 @@ fn dispatch(p: Program) -> anyhow::Result<()> {
             kind,
             control: c,
         } => control(&c, &format!("reset {unit} {kind}")),
+        Cmd::SetTime {
+            unit,
+            unix,
+            control: c,
+        } => control(&c, &format!("time {unit} {unix}")),
         Cmd::Call {
             unit,
             request,

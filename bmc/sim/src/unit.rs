@@ -183,6 +183,18 @@ impl SimUnit {
         self.apply(now);
     }
 
+    /// The operator sets the BMC's clock (its management interface, not
+    /// the host link: no MAC).
+    pub fn set_time(
+        &mut self,
+        time: racklet_bmc_proto::UnixTime,
+        now: Instant,
+    ) -> Result<(), racklet_bmc_proto::ErrorCode> {
+        self.step(now);
+        let now = self.last_now;
+        self.bmc.set_time_by_operator(time, now)
+    }
+
     /// Handles one protocol frame.
     pub fn frame(&mut self, frame: &[u8], now: Instant) -> Option<Vec<u8>> {
         // Sample the board at `now` first, as the firmware's 1 ms loop

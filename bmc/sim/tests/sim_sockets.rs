@@ -298,6 +298,18 @@ fn the_cli_presses_and_reads_status_of_a_running_simulator() {
         String::from_utf8_lossy(&out.stdout).contains("slot: B"),
         "{out:?}"
     );
+    // The operator sets the clock through the control socket (no MAC).
+    let out = std::process::Command::new(bin)
+        .args(["set-time", "unit-4", "1900000000", "--control", &ctl])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(sim.status()["unit-4"]["clock_set"], "true");
+    let out = std::process::Command::new(bin)
+        .args(["set-time", "unit-4", "5", "--control", &ctl])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "backwards: {out:?}");
     // Errors exit non-zero with the cause.
     let out = std::process::Command::new(bin)
         .args(["press", "unit-9", "--control", &ctl])

@@ -4,7 +4,7 @@
 
 use racklet_bmc_proto::{
     Clock, Epoch, ErrorCode, ImageKind, Incoming, Request, Response, SecurityVersion, Slot,
-    SmbusAddr,
+    SmbusAddr, UnixTime,
 };
 
 use super::{Auth, Boot, Power, Unit};
@@ -144,13 +144,7 @@ impl Unit {
                 set: self.state.clock_set,
             }),
             Request::SetTime { time } => {
-                if time < self.time(now) {
-                    return Err(ErrorCode::TimeBackwards);
-                }
-                self.clock_base = time;
-                self.clock_at = now;
-                self.state.time_floor = time;
-                self.state.clock_set = true;
+                self.set_time(time, now)?;
                 Response::Done
             }
             Request::GetAuthStatus => Response::AuthStatus(self.auth_status()),
@@ -221,6 +215,20 @@ impl Unit {
             | Request::GetFwInfo => return Err(ErrorCode::UnknownCommand),
         };
         Ok(resp)
+    }
+
+    /// Sets the clock (never backwards) and marks it set. Reached by a
+    /// MAC'd SetTime, or by the BMC's own operator interface
+    /// ([`crate::Bmc::set_time_by_operator`]), never by an unauthenticated frame.
+    pub(crate) fn set_time(&mut self, time: UnixTime, now: Instant) -> Result<(), ErrorCode> {
+        if time < self.time(now) {
+            return Err(ErrorCode::TimeBackwards);
+        }
+        self.clock_base = time;
+        self.clock_at = now;
+        self.state.time_floor = time;
+        self.state.clock_set = true;
+        Ok(())
     }
 
     /// Raises a rollback minimum: only forward, and only to a version the
