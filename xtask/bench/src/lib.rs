@@ -253,12 +253,20 @@ impl Bootd {
 }
 
 /// `curl` over TLS 1.3 to `https://localhost:PORT/PATH` trusting `ca`,
-/// body discarded; `extra` are more curl arguments (e.g. `-w`).
+/// body discarded; `extra` are more curl arguments (e.g. `-w`). Deadlines
+/// as every client of the tree has them: connect + TLS handshake 10 s,
+/// idle (under 1 B/s for 30 s), total 300 s.
 pub fn curl(ca: &Path, port: u16, path: &str, extra: &[&str]) -> Result<String> {
     let out = Command::new("curl")
         .args([
             "-sS",
             "--fail",
+            "--connect-timeout",
+            "10",
+            "--speed-limit",
+            "1",
+            "--speed-time",
+            "30",
             "--max-time",
             "300",
             "-o",

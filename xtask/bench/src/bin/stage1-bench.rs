@@ -152,7 +152,8 @@ fn main() -> Result<()> {
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "curl -sf --cacert '{}' '{url}' | tee '{}' | sha256sum",
+            "curl -sf --connect-timeout 10 --speed-limit 1 --speed-time 30 --max-time 600 \
+             --cacert '{}' '{url}' | tee '{}' | sha256sum",
             ca.display(),
             d.join("curl-slot").display()
         ))
