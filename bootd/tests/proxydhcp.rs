@@ -177,7 +177,16 @@ fn start_bootd(net: &Net, f: &Fixture) -> Bootd {
 /// bootd's `/metrics`, from inside the server's namespace.
 fn metrics(net: &Net, f: &Fixture) -> String {
     let out = Command::new("ip")
-        .args(["netns", "exec", &net.server, "curl", "-sS", "--cacert"])
+        .args([
+            "netns",
+            "exec",
+            &net.server,
+            "curl",
+            "-sS",
+            "--max-time",
+            "30",
+            "--cacert",
+        ])
         .arg(&f.pki.ca_cert)
         .arg("https://127.0.0.1:8443/metrics")
         .output()

@@ -110,7 +110,14 @@ impl Bootd {
     fn timestamp_version(&self, lab: &Lab) -> Result<u64> {
         let body = output(
             lab.cmd("curl")
-                .args(["-sSf", "--max-time", "5", "--cacert"])
+                .args([
+                    "-sSf",
+                    "--connect-timeout",
+                    "3",
+                    "--max-time",
+                    "5",
+                    "--cacert",
+                ])
                 .arg(&self.ca)
                 .arg(format!("https://{SERVER}:8443/healthz")),
         )?;
