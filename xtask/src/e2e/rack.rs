@@ -368,7 +368,7 @@ fn set_bmc_clocks<'a>(lab: &Lab, nodes: impl Iterator<Item = &'a Node>) -> Resul
     for n in nodes {
         sh(lab
             .cmd(bin("bmc-sim"))
-            .args(["call", &n.name, "set-time", &now.to_string()]))?;
+            .args(["set-time", &n.name, &now.to_string()]))?;
     }
     Ok(())
 }

@@ -175,7 +175,7 @@ impl Demo {
             .as_secs();
         for n in &rack.nodes {
             let mut c = self.tools.cmd("bmc-sim");
-            c.args(["call", n.name.as_str(), "set-time", &now.to_string()]);
+            c.args(["set-time", n.name.as_str(), &now.to_string()]);
             self.tools.run(c)?;
         }
         self.ui
