@@ -461,7 +461,10 @@ impl<S: Read + Write> Bmc<S> {
     /// key. Fails with [`BmcError::NoSession`] when the BMC is sealed.
     pub fn open_session(&mut self) -> Result<()> {
         let st = self.auth_status()?;
-        if self.session.as_ref().is_some_and(|s| s.epoch() == st.epoch) {
+        if let Some(s) = self.session.as_mut().filter(|s| s.epoch() == st.epoch) {
+            // Another client of this epoch (an earlier `Bmc` of the same
+            // boot) may have used counters since.
+            s.resync(st.last_counter);
             return Ok(());
         }
         self.session = None;

@@ -204,3 +204,21 @@ fn a_confirm_token_on_the_command_line_parses_or_is_refused_clearly() {
         "racklet.confirm=40021500010000006d271db8182ffd8c114f6759d1ecc92b46"
     );
 }
+
+#[test]
+fn two_clients_of_one_boot_keep_their_counters_apart() {
+    // boot.rs opens the BMC more than once per boot: a later client's
+    // frames must not make an earlier one's look replayed.
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(dir.path(), 1.0, Some(Duration::from_secs(600)));
+    let addr = sim.units[UNIT].to_string();
+    wait_on(&addr, 0);
+    let mut a = Bmc::connect(&addr, SMBUS).unwrap();
+    let mut b = Bmc::connect(&addr, SMBUS).unwrap();
+    let t = jiff::Timestamp::now();
+    a.set_time(t).unwrap();
+    b.set_time(t).unwrap();
+    b.set_time(t).unwrap();
+    a.set_time(t).unwrap();
+    assert_eq!(a.auth_status().unwrap().last_counter, 4);
+}

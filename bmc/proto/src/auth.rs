@@ -240,6 +240,13 @@ impl Session {
         self.next
     }
 
+    /// Moves the next counter above `last_counter` (what `GetAuthStatus`
+    /// says the BMC accepted last: another client of the same epoch may
+    /// have sent frames since). Never moves it back.
+    pub fn resync(&mut self, last_counter: u32) {
+        self.next = self.next.max(last_counter.saturating_add(1));
+    }
+
     /// Encodes `req` with the next counter (and uses it up).
     pub fn encode(
         &mut self,

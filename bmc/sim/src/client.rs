@@ -123,10 +123,9 @@ impl<S: Read + Write> Client<S> {
             Response::AuthStatus(st) => st,
             other => return Err(unexpected(other)),
         };
-        if let Some(s) = &self.session {
-            if s.epoch() == st.epoch {
-                return Ok(s.clone());
-            }
+        if let Some(s) = self.session.as_mut().filter(|s| s.epoch() == st.epoch) {
+            s.resync(st.last_counter);
+            return Ok(s.clone());
         }
         if !st.key_provisioned {
             let key = random_key()?;
