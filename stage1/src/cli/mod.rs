@@ -57,7 +57,7 @@ pub struct NodeArgs {
     #[arg(long, env = "STAGE1_RACK", requires = "dhcp", conflicts_with_all = ["node", "smbus"])]
     pub rack: Option<PathBuf>,
     /// Its groups (comma separated).
-    #[arg(long, value_delimiter = ',', env = "STAGE1_GROUPS")]
+    #[arg(long, value_delimiter = ',', env = "STAGE1_GROUPS", conflicts_with = "rack")]
     pub groups: Vec<String>,
     /// Its architecture (default: the one stage1 was built for).
     #[arg(long, env = "STAGE1_ARCH")]
