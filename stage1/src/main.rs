@@ -57,6 +57,35 @@ mod tests {
     }
 
     #[test]
+    fn groups_with_rack_is_refused_not_ignored() {
+        use clap::Parser;
+        // With --rack the rack file names the node's groups; a --groups
+        // beside it used to be parsed and silently dropped.
+        let e = super::Program::try_parse_from([
+            "stage1",
+            "boot",
+            "--rack",
+            "rack.yaml",
+            "--dhcp",
+            "eth0",
+            "--groups",
+            "workers",
+            "--disk",
+            "d",
+            "--bmc",
+            "b:1",
+            "--root",
+            "r",
+            "--state",
+            "s",
+        ])
+        .unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict, "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("--groups") && msg.contains("--rack"), "{msg}");
+    }
+
+    #[test]
     fn the_trusted_state_is_kept_on_the_disk_by_default() {
         use clap::Parser;
         let base = [
