@@ -222,3 +222,23 @@ fn two_clients_of_one_boot_keep_their_counters_apart() {
     a.set_time(t).unwrap();
     assert_eq!(a.auth_status().unwrap().last_counter, 4);
 }
+
+#[test]
+fn a_confirm_token_round_trips_through_an_efivarfs_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(ConfirmToken::from_efi_variable(dir.path()).is_none());
+    let t = ConfirmToken::from_cmdline(
+        "racklet.confirm=40021500010000006d271db8182ffd8c114f6759d1ecc92b46",
+    )
+    .unwrap()
+    .unwrap();
+    t.write_efi_variable(dir.path()).unwrap();
+    let raw = std::fs::read(dir.path().join(stage1::bmc::CONFIRM_EFI_VARIABLE)).unwrap();
+    assert_eq!(&raw[..4], &[7, 0, 0, 0], "NV | BS | RT");
+    assert_eq!(
+        ConfirmToken::from_efi_variable(dir.path())
+            .unwrap()
+            .unwrap(),
+        t
+    );
+}

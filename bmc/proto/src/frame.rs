@@ -32,8 +32,9 @@
 //! covers them.
 
 use crate::auth::{self, Epoch, SessionKey, Trailer, TRAILER_LEN};
-use crate::message::{Request, Response};
+use crate::message::Request;
 use crate::pec::Pec;
+use crate::response::Response;
 use crate::types::{ErrorCode, SmbusAddr};
 use crate::{Error, MAX_BLOCK, MAX_FRAME};
 

@@ -2,7 +2,8 @@
 //! in `fuzz/` and the bounded property tests call these; each panics when a
 //! property is broken.
 
-use crate::auth::{Epoch, Session, UnitKey, TRAILER_LEN};
+use crate::auth::{Epoch, UnitKey, TRAILER_LEN};
+use crate::session::Session;
 use crate::{
     decode_request, decode_response, encode_authenticated, encode_request,
     encode_request_with_trailer, encode_response, Error, ImageKind, Request, SecurityVersion, Slot,

@@ -34,22 +34,26 @@
 extern crate std;
 
 pub mod auth;
+mod codec;
 pub mod frame;
 pub mod fuzz;
 pub mod message;
 pub mod pec;
+pub mod response;
+pub mod session;
 pub mod types;
 
-pub use auth::{Epoch, KeyHalf, Session, SessionKey, Trailer, UnitKey};
+pub use auth::{Epoch, KeyHalf, SessionKey, Trailer, UnitKey};
 pub use frame::{
     decode_request, decode_response, encode_authenticated, encode_request,
     encode_request_with_trailer, encode_response,
 };
 pub use frame::{Incoming, StreamReader};
-pub use message::{
-    cmd, AuthStatus, BootPlan, ButtonState, Clock, FwInfo, PowerMetrics, PowerStatus, Request,
-    Response, SlotInfo, FW_CHUNK_MAX,
+pub use message::{cmd, Request, FW_CHUNK_MAX};
+pub use response::{
+    AuthStatus, BootPlan, ButtonState, Clock, FwInfo, PowerMetrics, PowerStatus, Response, SlotInfo,
 };
+pub use session::Session;
 pub use types::*;
 
 /// Largest SMBus block (SMBus 2.0 limit, kept so any SMBus controller works).

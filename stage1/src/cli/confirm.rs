@@ -10,7 +10,9 @@
 //! a one-shot confirm token on the kernel command line
 //! (`racklet.confirm=…`, see `stage1::bmc::ConfirmToken`); this reads it
 //! from `--kernel-cmdline` (default `/proc/cmdline`; the simulation passes
-//! the hand-off record's command line in a file) and sends its frames.
+//! the hand-off record's command line in a file) — or, after a hand-off
+//! through the firmware, from the EFI variable `RackletConfirmToken-…` —
+//! and sends its frames.
 
 use std::path::PathBuf;
 
@@ -45,9 +47,27 @@ fn token(path: &std::path::Path) -> anyhow::Result<Option<stage1::bmc::ConfirmTo
     Ok(stage1::bmc::ConfirmToken::from_cmdline(&text).transpose()?)
 }
 
+/// The token a firmware hand-off left in an EFI variable (mounting
+/// efivarfs first as PID 1), if any.
+fn efi_token(pid1: bool) -> anyhow::Result<Option<stage1::bmc::ConfirmToken>> {
+    let efivars = std::path::Path::new(stage1::efi::EFIVARS);
+    if !std::path::Path::new("/sys/firmware/efi").exists() {
+        return Ok(None);
+    }
+    if pid1 && !efivars.join(stage1::bmc::CONFIRM_EFI_VARIABLE).exists() {
+        if let Err(e) = stage1::sys::mount("efivarfs", stage1::efi::EFIVARS, "efivarfs") {
+            console(&format!("mount {}: {e}", stage1::efi::EFIVARS));
+        }
+    }
+    Ok(stage1::bmc::ConfirmToken::from_efi_variable(efivars).transpose()?)
+}
+
 fn confirm(args: &ConfirmArgs) -> anyhow::Result<()> {
     let cfg = args.node.config(false)?;
-    let token = token(&args.kernel_cmdline)?;
+    let token = match token(&args.kernel_cmdline)? {
+        Some(t) => Some(t),
+        None => efi_token(std::process::id() == 1)?,
+    };
     if token.is_none() {
         console(&format!(
             "no {}= token in {}: confirming only works while the BMC is unsealed",

@@ -16,8 +16,6 @@
 //! work once, in this epoch only.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use racklet_bmc_proto::{
@@ -27,6 +25,15 @@ use racklet_bmc_proto::{
 
 use crate::error::{Error, Result};
 use crate::plan::BmcFacts;
+
+mod link;
+mod token;
+
+pub use link::Link;
+pub use token::{
+    cmdline_with_confirm_token, provide_confirm_token, ConfirmToken, CONFIRM_CMDLINE_KEY,
+    CONFIRM_EFI_VARIABLE,
+};
 
 /// Why talking to the BMC failed.
 #[derive(Debug, thiserror::Error)]
@@ -172,190 +179,6 @@ pub struct BmcClock {
     pub set: bool,
 }
 
-/// The kernel command-line key of a [`ConfirmToken`].
-pub const CONFIRM_CMDLINE_KEY: &str = "racklet.confirm";
-
-/// The booted OS's one-shot confirmation: a ConfirmBoot frame and, when the
-/// rollback minimum is to rise, a RaiseRollbackMin frame, MAC'd by stage1
-/// for this epoch with the counters after its own. Anyone who reads it
-/// (it is on `/proc/cmdline`) can only confirm this boot, once.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfirmToken {
-    frames: Vec<Vec<u8>>,
-}
-
-impl ConfirmToken {
-    /// The command-line word: `racklet.confirm=<hex frame>[.<hex frame>]`.
-    pub fn cmdline_word(&self) -> String {
-        let frames: Vec<String> = self.frames.iter().map(hex::encode).collect();
-        format!("{CONFIRM_CMDLINE_KEY}={}", frames.join("."))
-    }
-
-    /// Finds and parses the token in a kernel command line (`None`: none there).
-    pub fn from_cmdline(cmdline: &str) -> Option<Result<ConfirmToken, BmcError>> {
-        let prefix = format!("{CONFIRM_CMDLINE_KEY}=");
-        let word = cmdline
-            .split_whitespace()
-            .filter_map(|w| w.strip_prefix(prefix.as_str()))
-            .next_back()?;
-        Some(Self::parse(word))
-    }
-
-    fn parse(value: &str) -> Result<ConfirmToken, BmcError> {
-        let bad = |why: String| BmcError::BadToken { why };
-        let mut frames = Vec::new();
-        for part in value.split('.') {
-            let f = hex::decode(part).map_err(|e| bad(format!("`{part}`: {e}")))?;
-            let addr = f
-                .first()
-                .and_then(|b| SmbusAddr::new(b >> 1).ok())
-                .ok_or_else(|| bad("a frame without an address".into()))?;
-            let inc = racklet_bmc_proto::decode_request(addr, &f);
-            match inc.request {
-                Ok(Request::ConfirmBoot { .. } | Request::RaiseRollbackMin { .. })
-                    if inc.auth.is_some() => {}
-                other => {
-                    return Err(bad(format!(
-                        "not an authenticated ConfirmBoot or RaiseRollbackMin: {other:?}"
-                    )))
-                }
-            }
-            frames.push(f);
-        }
-        if frames.is_empty() || frames.len() > 2 {
-            return Err(bad(format!("{} frames, want 1 or 2", frames.len())));
-        }
-        Ok(ConfirmToken { frames })
-    }
-
-    /// The token's frame for exactly `req` at `addr`, if it has one.
-    fn frame_for(&self, addr: SmbusAddr, req: &Request<'_>) -> Option<&[u8]> {
-        self.frames
-            .iter()
-            .find(|f| racklet_bmc_proto::decode_request(addr, f).request.as_ref() == Ok(req))
-            .map(Vec::as_slice)
-    }
-}
-
-/// `cmdline` with `token`'s word appended (any `racklet.confirm=` word it
-/// carried before is dropped: only stage1's counts).
-pub fn cmdline_with_confirm_token(cmdline: &str, token: &ConfirmToken) -> String {
-    let prefix = format!("{CONFIRM_CMDLINE_KEY}=");
-    let mut words: Vec<String> = cmdline
-        .split_whitespace()
-        .filter(|w| !w.starts_with(prefix.as_str()))
-        .map(str::to_owned)
-        .collect();
-    words.push(token.cmdline_word());
-    words.join(" ")
-}
-
-static PROVIDED_TOKEN: Mutex<Option<ConfirmToken>> = Mutex::new(None);
-
-/// Hands the process a confirm token (`stage1 confirm` does, from the
-/// kernel command line): every [`Bmc`] opened afterwards uses it for the
-/// ConfirmBoot and RaiseRollbackMin it covers when it has no session.
-pub fn provide_confirm_token(token: Option<ConfirmToken>) {
-    *PROVIDED_TOKEN.lock().unwrap_or_else(|e| e.into_inner()) = token;
-}
-
-/// The byte stream to a BMC: the simulator's TCP socket, or a character
-/// device (a UART; under QEMU a virtio-serial port wired to the simulator).
-#[derive(Debug)]
-pub enum Link {
-    /// `host:port`.
-    Tcp(TcpStream),
-    /// A device path, opened non-blocking.
-    Device(std::fs::File),
-}
-
-impl Read for Link {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Link::Tcp(s) => s.read(buf),
-            Link::Device(f) => match f.read(buf) {
-                // A device has no read timeout: poll it gently instead.
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(2));
-                    Err(e)
-                }
-                r => r,
-            },
-        }
-    }
-}
-
-impl Write for Link {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Link::Tcp(s) => s.write(buf),
-            Link::Device(f) => f.write(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Link::Tcp(s) => s.flush(),
-            Link::Device(f) => f.flush(),
-        }
-    }
-}
-
-impl Bmc<Link> {
-    /// Opens the link named by `addr`: a path (starting with `/`) is a
-    /// character device, anything else `host:port` of the simulator.
-    pub fn open(addr: &str, smbus: u8) -> Result<Self> {
-        if addr.starts_with('/') {
-            use std::os::unix::fs::OpenOptionsExt;
-            let path = virtio_port(addr).unwrap_or_else(|| addr.into());
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-                .open(&path)
-                .map_err(|source| BmcError::Open {
-                    path: path.clone(),
-                    source,
-                })?;
-            // Drop whatever a previous run left unread (a late answer).
-            let mut junk = [0u8; 256];
-            while matches!((&f).read(&mut junk), Ok(n) if n > 0) {}
-            return Bmc::new(Link::Device(f), smbus);
-        }
-        let b = Bmc::connect(addr, smbus)?;
-        Bmc::new(Link::Tcp(b.stream), smbus)
-    }
-}
-
-/// `/dev/virtio-ports/NAME` is a udev symlink; an initramfs has no udev.
-/// Finds the port named NAME in sysfs instead (`/dev/vportNpM`), when the
-/// link itself is missing.
-fn virtio_port(addr: &str) -> Option<std::path::PathBuf> {
-    let name = addr.strip_prefix("/dev/virtio-ports/")?;
-    if std::path::Path::new(addr).exists() {
-        return None;
-    }
-    std::fs::read_dir("/sys/class/virtio-ports")
-        .ok()?
-        .flatten()
-        .find(|e| std::fs::read_to_string(e.path().join("name")).is_ok_and(|n| n.trim() == name))
-        .map(|e| std::path::Path::new("/dev").join(e.file_name()))
-}
-
-impl Bmc<TcpStream> {
-    /// Connects to a simulator socket (`host:port`).
-    pub fn connect(addr: &str, smbus: u8) -> Result<Self> {
-        let connect = |source| BmcError::Connect {
-            addr: addr.to_owned(),
-            source,
-        };
-        let s = TcpStream::connect(addr).map_err(connect)?;
-        s.set_read_timeout(Some(Duration::from_millis(200)))
-            .map_err(connect)?;
-        let _ = s.set_nodelay(true);
-        Bmc::new(s, smbus)
-    }
-}
-
 impl<S: Read + Write> Bmc<S> {
     /// A client for the BMC at `smbus` behind `stream` (which should have a
     /// short read timeout).
@@ -368,10 +191,7 @@ impl<S: Read + Write> Bmc<S> {
             })?,
             timeout: Duration::from_secs(5),
             session: None,
-            token: PROVIDED_TOKEN
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+            token: token::provided(),
         })
     }
 
@@ -548,7 +368,7 @@ impl<S: Read + Write> Bmc<S> {
                 })?;
             frames.push(buf[..n].to_vec());
         }
-        Ok(ConfirmToken { frames })
+        Ok(ConfirmToken::from_frames(frames))
     }
 
     /// Seals the BMC: it reveals no key until it next powers on or resets
