@@ -132,6 +132,10 @@ pub(crate) async fn publish_loop(
     let mut failed: Option<(String, Instant, String)> = None;
     let mut first = true;
     let mut tried_recovery = false;
+    // The source's last read error: a stalled or unreachable origin is
+    // logged once at WARN (naming the URL and the deadline that fired),
+    // not once per poll.
+    let mut unreadable: Option<String> = None;
     loop {
         let interval = shared.live().config.repository.poll_interval;
         if !first {
@@ -148,10 +152,19 @@ pub(crate) async fn publish_loop(
                     tried_recovery = true;
                     recover(&shared, &publisher).await;
                 }
-                debug!(error = %e, "repository source not readable");
+                let msg = e.to_string();
+                if unreadable.as_deref() != Some(msg.as_str()) {
+                    warn!(error = %msg, "repository source not readable; the last verified repository stays in service, trying again next poll");
+                } else {
+                    debug!(error = %msg, "repository source still not readable");
+                }
+                unreadable = Some(msg);
                 continue;
             }
         };
+        if unreadable.take().is_some() {
+            info!("repository source readable again");
+        }
         let current = shared.snapshot();
         if let Some(cur) = current.as_ref().filter(|c| c.timestamp_sha256 == hash) {
             maybe_resign_timestamp(&shared, cur).await;

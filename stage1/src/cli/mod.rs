@@ -57,7 +57,12 @@ pub struct NodeArgs {
     #[arg(long, env = "STAGE1_RACK", requires = "dhcp", conflicts_with_all = ["node", "smbus"])]
     pub rack: Option<PathBuf>,
     /// Its groups (comma separated).
-    #[arg(long, value_delimiter = ',', env = "STAGE1_GROUPS", conflicts_with = "rack")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        env = "STAGE1_GROUPS",
+        conflicts_with = "rack"
+    )]
     pub groups: Vec<String>,
     /// Its architecture (default: the one stage1 was built for).
     #[arg(long, env = "STAGE1_ARCH")]
@@ -126,6 +131,16 @@ pub struct NodeArgs {
     /// Per-read timeout in seconds.
     #[arg(long, default_value_t = 10)]
     pub read_timeout_s: u64,
+    /// TCP connect timeout in seconds.
+    #[arg(long, default_value_t = NetConfig::default().connect_timeout.as_secs())]
+    pub connect_timeout_s: u64,
+    /// TLS handshake timeout in seconds.
+    #[arg(long, default_value_t = NetConfig::default().handshake_timeout.as_secs())]
+    pub handshake_timeout_s: u64,
+    /// The longest one API exchange with bootd may take (enrollment,
+    /// signed time, reports), in seconds.
+    #[arg(long, default_value_t = NetConfig::default().call_timeout.as_secs())]
+    pub call_timeout_s: u64,
     /// The longest an install may take, retries included; then the
     /// installed image boots. Keep it below the BMC's watchdog window
     /// (hardware/rack.yaml: 120 s) minus the boot time.
@@ -219,6 +234,9 @@ impl NodeArgs {
         let net = NetConfig {
             min_bytes_per_sec: self.min_rate,
             read_timeout: std::time::Duration::from_secs(self.read_timeout_s),
+            connect_timeout: std::time::Duration::from_secs(self.connect_timeout_s.max(1)),
+            handshake_timeout: std::time::Duration::from_secs(self.handshake_timeout_s.max(1)),
+            call_timeout: std::time::Duration::from_secs(self.call_timeout_s.max(1)),
             ..NetConfig::default()
         };
         Ok(BootConfig {
