@@ -181,6 +181,11 @@ enum CallCmd {
         /// The slot.
         slot: SlotArg,
     },
+    /// SetTime without a MAC (refused: Unauthenticated).
+    ForgeSetTime {
+        /// Unix seconds.
+        unix: u64,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -385,8 +390,14 @@ fn call(
         CallCmd::Button => Request::GetButtonState,
         CallCmd::Auth => Request::GetAuthStatus,
         CallCmd::Seal => Request::Seal,
-        CallCmd::ForgeConfirm { slot } => {
-            let req = Request::ConfirmBoot { slot: slot.into() };
+        CallCmd::ForgeConfirm { .. } | CallCmd::ForgeSetTime { .. } => {
+            let req = match cmd {
+                CallCmd::ForgeConfirm { slot } => Request::ConfirmBoot { slot: slot.into() },
+                CallCmd::ForgeSetTime { unix } => Request::SetTime {
+                    time: UnixTime(unix),
+                },
+                _ => unreachable!("matched above"),
+            };
             let resp = client
                 .call_plain(req)
                 .with_context(|| format!("{req:?} without a MAC to {unit}"))?;

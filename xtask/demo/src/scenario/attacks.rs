@@ -56,6 +56,8 @@ impl Demo {
             ("refused bootd's metadata", "previously fetched"),
         )?;
 
+        self.forged_bmc_frames()?;
+
         self.start_bootd()?;
         self.wait_release(ts)?;
         self.ui
@@ -64,6 +66,52 @@ impl Demo {
         self.expect("every node installs v4 and confirms it", |i, s| {
             s.handoffs.len() > before[i] && confirmed_on(s, "4.0.0") && s.rollback_min == Some(2)
         })
+    }
+
+    /// Attack 3: root on a node opens the BMC device and sends frames that
+    /// change state, without the key (stage1 holds it in RAM only). The BMC
+    /// refuses each, and its clock stays where it was.
+    fn forged_bmc_frames(&mut self) -> Result<()> {
+        let node = self.nodes[0].spec.name.clone();
+        self.ui.op(&format!(
+            "attack 3, root on {node}: it can open the BMC device, so it sends SetTime \
+             2100-01-01 (every later expiry check would fail) and a ConfirmBoot — \
+             without the unit key, which lives only in the BMC and in stage1's RAM"
+        ));
+        for args in [
+            vec!["forge-set-time", "4102444800"],
+            vec!["forge-confirm", "a"],
+        ] {
+            let mut c = self.tools.cmd("bmc-sim");
+            c.arg("call").arg(&node).args(&args);
+            self.tools.note(&c);
+            let out = c
+                .stdin(std::process::Stdio::null())
+                .output()
+                .context("running bmc-sim")?;
+            let said = String::from_utf8_lossy(&out.stderr);
+            if out.status.success() || !said.contains("without a valid MAC") {
+                bail!("{node}'s BMC took a forged {}: {said}", args[0]);
+            }
+        }
+        let mut c = self.tools.cmd("bmc-sim");
+        c.args(["call", node.as_str(), "time"]);
+        let time = String::from_utf8_lossy(&self.tools.run(c)?.stdout).into_owned();
+        let secs: u64 = time
+            .split("UnixTime(")
+            .nth(1)
+            .and_then(|t| t.split(')').next())
+            .and_then(|t| t.parse().ok())
+            .with_context(|| format!("reading {node}'s BMC clock from `{time}`"))?;
+        if secs >= 4_102_444_800 {
+            bail!("{node}'s BMC clock moved to {secs}");
+        }
+        let epoch = self.bmc.unit(&node)?.num("epoch");
+        self.ui.op(&format!(
+            "{node}'s BMC refuses both (Unauthenticated: no valid MAC for this boot, epoch \
+             {epoch}); its clock and boot state are unchanged"
+        ));
+        Ok(())
     }
 
     /// Serves `dir` as the compromised boot server, reboots every node, and
