@@ -216,7 +216,28 @@ fn firmware_under_qemu_full_scenario() {
     // First power-on from a factory-fresh flash: slot A, one try used.
     let p = emu.wait_plan("first boot", |_| true);
     assert_eq!((p.slot, p.tries_left, p.boot_count), (Slot::A, 2, 1));
+    // The firmware's link authenticates: a ConfirmBoot without a MAC is
+    // refused before any key exists and after the client (playing stage1)
+    // provisions one and confirms MAC'd.
+    emu.drain_console();
+    let forged = |emu: &mut Emulator| emu.link.call_plain(Request::ConfirmBoot { slot: Slot::A });
+    assert!(matches!(
+        forged(&mut emu),
+        Err(ClientError::Protocol(racklet_bmc_proto::Error::Refused(
+            ErrorCode::Unauthenticated
+        )))
+    ));
     emu.ok(Request::ConfirmBoot { slot: Slot::A });
+    assert!(matches!(
+        forged(&mut emu),
+        Err(ClientError::Protocol(racklet_bmc_proto::Error::Refused(
+            ErrorCode::Unauthenticated
+        )))
+    ));
+    match emu.ok(Request::GetAuthStatus) {
+        Response::AuthStatus(a) => assert!(a.key_provisioned && !a.sealed && a.last_counter >= 1),
+        other => panic!("{other:?}"),
+    }
 
     // stage1 installs a new image in B and reboots into it.
     emu.ok(Request::ReportInstalled {
