@@ -528,3 +528,58 @@ async fn an_install_slower_than_its_deadline_is_abandoned_and_the_installed_imag
     assert_eq!((rec.slot, rec.image.as_str()), ('B', "os-1.uki"));
     assert_ne!(w.slots().slot(Slot::A).status, SlotStatus::Valid);
 }
+
+/// True when `needle` occurs nowhere in `hay`.
+fn absent(hay: &[u8], needle: &[u8]) -> bool {
+    !hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn files_under(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bmc_unit_key_and_session_key_never_reach_the_node_s_disk_or_state() {
+    // A disk holder (or root in the booted OS) reads every byte stage1
+    // wrote: the disk, the trusted state, the hand-off record. stage1
+    // provisioned the unit key (World::new sets the clock MAC'd) and
+    // authenticated an install with the session key; neither may be there.
+    use racklet_bmc_core::memflash::{MemFlash, SECTOR};
+    let w = World::new().await;
+    w.boot().await;
+    let flash = std::fs::read(w._dir.path().join("bmc/unit-2.state.flash")).unwrap();
+    let image: [u8; 2 * SECTOR] = flash.try_into().unwrap();
+    let store = racklet_bmc_core::Store::mount(
+        MemFlash::<{ 2 * SECTOR }>::from_image(&image),
+        racklet_bmc_core::Persistent::factory(3),
+    )
+    .unwrap();
+    let key = store.current().key.expect("stage1 provisioned a unit key");
+    let epoch = Bmc::connect(&w.cfg.bmc_addr, 0x21)
+        .unwrap()
+        .auth_status()
+        .unwrap()
+        .epoch;
+    let mut needles = vec![key.as_bytes()[..16].to_vec(), key.as_bytes()[16..].to_vec()];
+    for e in 1..=epoch.0 {
+        let s = key.session(racklet_bmc_proto::Epoch(e));
+        needles.push(s.half(0).0.to_vec());
+        needles.push(s.half(1).0.to_vec());
+    }
+    let mut files = vec![w.cfg.disk.clone(), w.record_path()];
+    files_under(&w.cfg.state_dir, &mut files);
+    assert!(files.len() > 2, "{files:?}");
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        for n in &needles {
+            assert!(absent(&bytes, n), "key material in {}", f.display());
+        }
+    }
+}
