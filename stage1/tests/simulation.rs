@@ -583,3 +583,36 @@ async fn the_bmc_unit_key_and_session_key_never_reach_the_node_s_disk_or_state()
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_bmc_takes_boot_confirm_only_with_the_token_stage1_handed_the_os() {
+    use racklet_bmc_proto::SecurityVersion;
+    use stage1::bmc::{cmdline_with_confirm_token, provide_confirm_token, ConfirmToken};
+    let w = World::new().await;
+    let rec = w.boot().await;
+    assert_eq!(rec.slot, 'B');
+    // What the hand-off does right before it starts the OS: the token on
+    // the command line, then Seal.
+    let mut b = Bmc::connect(&w.cfg.bmc_addr, 0x21).unwrap();
+    let min = b.facts().unwrap().plan.rollback_min;
+    let sv = SecurityVersion(rec.security_version);
+    let token = b.confirm_token(Slot::B, (sv > min).then_some(sv)).unwrap();
+    let cmdline = cmdline_with_confirm_token(&rec.cmdline, &token);
+    b.seal().unwrap();
+    // The OS without the token: refused, and the error names the request.
+    let e = boot::confirm(&w.cfg).await.unwrap_err().to_string();
+    assert!(e.contains("ConfirmBoot") && e.contains("sealed"), "{e}");
+    // `stage1 confirm` with the token from /proc/cmdline: confirmed, and
+    // the minimum raised to the booted image's security version.
+    provide_confirm_token(ConfirmToken::from_cmdline(&cmdline).transpose().unwrap());
+    let c = boot::confirm(&w.cfg).await;
+    provide_confirm_token(None);
+    let c = c.unwrap();
+    assert_eq!((c.slot, c.rollback_min.0), (Slot::B, 1));
+    // Once only.
+    provide_confirm_token(ConfirmToken::from_cmdline(&cmdline).transpose().unwrap());
+    let again = boot::confirm(&w.cfg).await;
+    provide_confirm_token(None);
+    let e = again.unwrap_err().to_string();
+    assert!(e.contains("Replayed") || e.contains("replayed"), "{e}");
+}
