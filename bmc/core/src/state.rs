@@ -17,8 +17,9 @@
 //! | 53 | 3 | reserved, `0` |
 //! | 56 | 32 | unit key (all `00` when none is stored) |
 //!
-//! Layout 1 (56 bytes, no key, no clock flag) is not read: a BMC whose
-//! flash holds only layout-1 records starts from factory state.
+//! Layout 1 (56 bytes: the same fields up to offset 56, flags bit 0 only,
+//! no key) is read once to migrate a BMC whose flash holds only layout-1
+//! records ([`Persistent::decode_v1`]); the next commit writes layout 2.
 
 use racklet_bmc_proto::{ImageKind, SecurityVersion, Slot, SlotInfo, UnitKey, UnixTime};
 
@@ -166,6 +167,26 @@ impl Persistent {
             fw_version: u32_at(48),
             fw_bank: b[52],
         })
+    }
+}
+
+/// Size of the layout-1 state (in 72-byte records).
+pub const STATE_LEN_V1: usize = 56;
+
+impl Persistent {
+    /// Decodes a layout-1 state (before the unit key and the clock flag):
+    /// no key; the clock counts as set when its floor is not 0 (layout 1
+    /// raised the floor only by SetTime).
+    pub fn decode_v1(b: &[u8; STATE_LEN_V1]) -> Option<Persistent> {
+        if b[0] != 1 || b[1] > 1 {
+            return None;
+        }
+        let mut v2 = [0u8; STATE_LEN];
+        v2[..STATE_LEN_V1].copy_from_slice(b);
+        v2[0] = LAYOUT_VERSION;
+        let mut p = Persistent::decode(&v2)?;
+        p.clock_set = p.time_floor.0 != 0;
+        Some(p)
     }
 }
 

@@ -152,6 +152,22 @@ impl<F: NorFlash> Store<F> {
             }
             ends[i] = clean.then_some(off);
         }
+        if best.is_none() {
+            // A BMC updated from layout 1 (72-byte records): carry its
+            // counters over; the first commit writes layout 2 into the
+            // other sector, and until it lands the layout-1 records stay.
+            if let Some((seq, base, state)) = newest_v1(&mut flash, sector)? {
+                return Ok(Store {
+                    flash,
+                    sector,
+                    active: base,
+                    next: None,
+                    seq,
+                    current: state,
+                    found: true,
+                });
+            }
+        }
         Ok(match best {
             Some((seq, base, state)) => Store {
                 flash,
@@ -246,6 +262,49 @@ impl<F: NorFlash> Store<F> {
     }
 }
 
+/// Length of a layout-1 record (56-byte state).
+const RECORD_LEN_V1: usize = 72;
+
+/// The newest valid layout-1 record: (sequence, sector base, state).
+fn newest_v1<F: NorFlash>(
+    flash: &mut F,
+    sector: u32,
+) -> Result<Option<(u32, u32, Persistent)>, StoreError> {
+    let mut best: Option<(u32, u32, Persistent)> = None;
+    for base in [0, sector] {
+        let mut off = 0u32;
+        while off + RECORD_LEN_V1 as u32 <= sector {
+            let mut rec = [0u8; RECORD_LEN_V1];
+            flash
+                .read(base + off, &mut rec)
+                .map_err(flash_err("read", base + off))?;
+            let Some((seq, state)) = parse_record_v1(&rec) else {
+                break;
+            };
+            if best.as_ref().is_none_or(|(s, _, _)| seq > *s) {
+                best = Some((seq, base, state));
+            }
+            off += RECORD_LEN_V1 as u32;
+        }
+    }
+    Ok(best)
+}
+
+fn parse_record_v1(rec: &[u8; RECORD_LEN_V1]) -> Option<(u32, Persistent)> {
+    if rec[0..4] != MAGIC || rec[68..72] != COMMIT {
+        return None;
+    }
+    if u32::from_le_bytes([rec[64], rec[65], rec[66], rec[67]]) != crc32(&rec[..64]) {
+        return None;
+    }
+    let mut s = [0u8; crate::state::STATE_LEN_V1];
+    s.copy_from_slice(&rec[8..64]);
+    Some((
+        u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]),
+        Persistent::decode_v1(&s)?,
+    ))
+}
+
 fn build_record(seq: u32, state: &Persistent) -> [u8; RECORD_LEN] {
     let mut rec = [0u8; RECORD_LEN];
     rec[0..4].copy_from_slice(&MAGIC);
@@ -338,6 +397,39 @@ mod tests {
         let ops = s.flash().ops;
         s.commit(&p).unwrap();
         assert_eq!(s.flash().ops, ops);
+    }
+
+    #[test]
+    fn a_layout_1_flash_is_migrated_and_its_counters_kept() {
+        use racklet_bmc_proto::{SecurityVersion, UnixTime};
+        // A layout-1 record as the previous firmware wrote it.
+        let mut old = Persistent::factory(3);
+        old.rollback_min[0] = SecurityVersion(4);
+        old.boot_count = 77;
+        old.time_floor = UnixTime(1_800_000_000);
+        let mut state = [0u8; crate::state::STATE_LEN_V1];
+        state.copy_from_slice(&old.encode()[..crate::state::STATE_LEN_V1]);
+        state[0] = 1;
+        let mut rec = [0xFFu8; RECORD_LEN_V1];
+        rec[0..4].copy_from_slice(&MAGIC);
+        rec[4..8].copy_from_slice(&9u32.to_le_bytes());
+        rec[8..64].copy_from_slice(&state);
+        let crc = crc32(&rec[..64]);
+        rec[64..68].copy_from_slice(&crc.to_le_bytes());
+        rec[68..72].copy_from_slice(&COMMIT);
+        let mut f = MemFlash::<{ 2 * SECTOR }>::new();
+        f.write(SECTOR as u32, &rec).unwrap();
+        let mut s = Store::mount(f, Persistent::factory(3)).unwrap();
+        let got = *s.current();
+        assert_eq!(got.rollback_min[0], SecurityVersion(4));
+        assert_eq!((got.boot_count, got.key, got.clock_set), (77, None, true));
+        // The first commit writes layout 2, into the other sector.
+        let mut next = got;
+        next.boot_count = 78;
+        s.commit(&next).unwrap();
+        let s = Store::mount(s.into_flash(), Persistent::factory(3)).unwrap();
+        assert_eq!(*s.current(), next);
+        assert_eq!(s.sequence(), 10);
     }
 
     #[test]
