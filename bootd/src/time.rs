@@ -19,7 +19,7 @@ pub fn sign(
         nonce,
         now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     );
-    let sig = key.sign_bytes(&signed.canonical())?;
+    let sig = key.sign_bytes(&canonical(&signed))?;
     Ok(SignedTime {
         signed,
         signatures: vec![TimeSignature {
@@ -27,6 +27,16 @@ pub fn sign(
             sig: sig.iter().map(|b| format!("{b:02x}")).collect(),
         }],
     })
+}
+
+/// The bytes signed: the statement's canonical JSON (OLPC), the encoding
+/// TUF signs metadata in and tough's `verify_role` checks on the node.
+pub fn canonical(s: &TimeStatement) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut ser =
+        serde_json::Serializer::with_formatter(&mut out, olpc_cjson::CanonicalFormatter::new());
+    serde::Serialize::serialize(s, &mut ser).expect("a time statement always serializes");
+    out
 }
 
 /// The timestamp key, loaded once per key spec (a `pkcs11:` login or a
@@ -52,5 +62,23 @@ impl KeyCache {
         let k = Arc::new(SigningKeyPair::load(&spec.to_string_lossy())?);
         *g = Some((spec.to_owned(), k.clone()));
         Ok(k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_bytes_are_sorted_and_compact() {
+        let s = TimeStatement::new(&[1; NONCE_LEN], "2026-12-04T02:50:00Z".into());
+        let c = String::from_utf8(canonical(&s)).unwrap();
+        assert_eq!(
+            c,
+            format!(
+                r#"{{"_type":"racklet-time","nonce":"{}","time":"2026-12-04T02:50:00Z"}}"#,
+                "01".repeat(32)
+            )
+        );
     }
 }

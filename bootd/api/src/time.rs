@@ -3,8 +3,8 @@
 //! A factory BMC counts from 1970, and a clock any process could set is no
 //! basis for TUF's expiry checks. So a node asks `GET v1/time?nonce=HEX`
 //! with 32 fresh random bytes; bootd answers a [`SignedTime`]: the nonce
-//! and its clock, signed like TUF metadata (Ed25519 over the canonical JSON
-//! of `signed`) by the **online timestamp key** — the key the node's pinned
+//! and its clock, signed like TUF metadata (Ed25519 over the OLPC canonical
+//! JSON of `signed`, as tough verifies metadata) by the **online timestamp key** — the key the node's pinned
 //! root already names for the timestamp role, so no new trust is added. The
 //! nonce makes a recorded answer useless later; the `_type` keeps the
 //! statement from ever passing for TUF metadata.
@@ -63,16 +63,6 @@ impl TimeStatement {
             time,
         }
     }
-
-    /// The bytes signed: canonical JSON (OLPC, as TUF signs metadata).
-    pub fn canonical(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut ser =
-            serde_json::Serializer::with_formatter(&mut out, olpc_cjson::CanonicalFormatter::new());
-        self.serialize(&mut ser)
-            .expect("a time statement always serializes");
-        out
-    }
 }
 
 /// The query of `GET v1/time` for `nonce`.
@@ -120,16 +110,7 @@ mod tests {
     }
 
     #[test]
-    fn canonical_bytes_are_sorted_and_compact() {
-        let s = TimeStatement::new(&[1; NONCE_LEN], "2026-12-04T02:50:00Z".into());
-        let c = String::from_utf8(s.canonical()).unwrap();
-        assert_eq!(
-            c,
-            format!(
-                r#"{{"_type":"racklet-time","nonce":"{}","time":"2026-12-04T02:50:00Z"}}"#,
-                "01".repeat(32)
-            )
-        );
+    fn extra_fields_are_refused() {
         let extra = r#"{"_type":"racklet-time","nonce":"00","time":"x","also":1}"#;
         assert!(serde_json::from_str::<TimeStatement>(extra).is_err());
     }
