@@ -3,7 +3,7 @@
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 1 | layout version, `2` |
+//! | 0 | 1 | layout version, `3` |
 //! | 1 | 1 | flags: bit 0 = slot B forced for the next boot (one-shot), bit 1 = the clock was set, bit 2 = a unit key is stored |
 //! | 2 | 2 | reserved, `0` |
 //! | 4 | 4 | boot count (u32 LE): power-ons that chose a slot |
@@ -16,16 +16,24 @@
 //! | 52 | 1 | BMC firmware bank (0/1) |
 //! | 53 | 3 | reserved, `0` |
 //! | 56 | 32 | unit key (all `00` when none is stored) |
+//! | 88 | 4 | update refusals reported (u32 LE, saturating) |
+//! | 92 | 1 | last refusal's reason (`RefusalReason` byte; `0` when none) |
+//! | 93 | 4 | last refusal's epoch (u32 LE; `0` when none) |
+//! | 97 | 3 | reserved, `0` |
 //!
-//! Layout 1 (56 bytes: the same fields up to offset 56, flags bit 0 only,
-//! no key) is read once to migrate a BMC whose flash holds only layout-1
-//! records ([`Persistent::decode_v1`]); the next commit writes layout 2.
+//! Bytes 88…96 are exactly GetRefusal's payload.
+//!
+//! Older layouts are read once to migrate a BMC whose flash holds none of
+//! the current records; the next commit writes layout 3. Layout 2 (88
+//! bytes, [`Persistent::decode_v2`]) is this one up to offset 88: no
+//! refusal recorded. Layout 1 (56 bytes, [`Persistent::decode_v1`]): the
+//! same fields up to offset 56, flags bit 0 only, no key.
 
-use racklet_bmc_proto::{ImageKind, SecurityVersion, Slot, SlotInfo, UnitKey, UnixTime};
+use racklet_bmc_proto::{ImageKind, Refusals, SecurityVersion, Slot, SlotInfo, UnitKey, UnixTime};
 
 /// Size of the encoded state.
-pub const STATE_LEN: usize = 88;
-const LAYOUT_VERSION: u8 = 2;
+pub const STATE_LEN: usize = 100;
+const LAYOUT_VERSION: u8 = 3;
 
 /// Highest slot priority.
 pub const PRIORITY_ACTIVE: u8 = 15;
@@ -56,6 +64,9 @@ pub struct Persistent {
     pub fw_version: u32,
     /// Bank holding it.
     pub fw_bank: u8,
+    /// Update refusals stage1 reported, and the last one. Only a factory
+    /// reset (erasing the flash) clears them: history matters.
+    pub refusals: Refusals,
 }
 
 impl Persistent {
@@ -85,6 +96,7 @@ impl Persistent {
             ],
             fw_version: 1,
             fw_bank: 0,
+            refusals: Refusals::default(),
         }
     }
 
@@ -122,6 +134,7 @@ impl Persistent {
         if let Some(k) = &self.key {
             b[56..88].copy_from_slice(k.as_bytes());
         }
+        b[88..97].copy_from_slice(&self.refusals.to_bytes());
         b
     }
 
@@ -129,9 +142,12 @@ impl Persistent {
     /// out of range (the record is then treated as absent).
     pub fn decode(b: &[u8; STATE_LEN]) -> Option<Persistent> {
         let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-        if b[0] != LAYOUT_VERSION || b[1] > 0b111 || b[52] > 1 {
+        if b[0] != LAYOUT_VERSION || b[1] > 0b111 || b[52] > 1 || b[97..100] != [0; 3] {
             return None;
         }
+        let mut r = [0u8; 9];
+        r.copy_from_slice(&b[88..97]);
+        let refusals = Refusals::from_bytes(&r).ok()?;
         let key = if b[1] & 4 != 0 {
             let mut k = [0u8; 32];
             k.copy_from_slice(&b[56..88]);
@@ -166,14 +182,29 @@ impl Persistent {
             slots,
             fw_version: u32_at(48),
             fw_bank: b[52],
+            refusals,
         })
     }
 }
+
+/// Size of the layout-2 state (in 104-byte records).
+pub const STATE_LEN_V2: usize = 88;
 
 /// Size of the layout-1 state (in 72-byte records).
 pub const STATE_LEN_V1: usize = 56;
 
 impl Persistent {
+    /// Decodes a layout-2 state (before the refusal record): no refusal.
+    pub fn decode_v2(b: &[u8; STATE_LEN_V2]) -> Option<Persistent> {
+        if b[0] != 2 {
+            return None;
+        }
+        let mut v3 = [0u8; STATE_LEN];
+        v3[..STATE_LEN_V2].copy_from_slice(b);
+        v3[0] = LAYOUT_VERSION;
+        Persistent::decode(&v3)
+    }
+
     /// Decodes a layout-1 state (before the unit key and the clock flag):
     /// no key; the clock counts as set when its floor is not 0 (layout 1
     /// raised the floor only by SetTime).
@@ -181,10 +212,10 @@ impl Persistent {
         if b[0] != 1 || b[1] > 1 {
             return None;
         }
-        let mut v2 = [0u8; STATE_LEN];
-        v2[..STATE_LEN_V1].copy_from_slice(b);
-        v2[0] = LAYOUT_VERSION;
-        let mut p = Persistent::decode(&v2)?;
+        let mut v3 = [0u8; STATE_LEN];
+        v3[..STATE_LEN_V1].copy_from_slice(b);
+        v3[0] = LAYOUT_VERSION;
+        let mut p = Persistent::decode(&v3)?;
         p.clock_set = p.time_floor.0 != 0;
         Some(p)
     }
@@ -206,8 +237,19 @@ mod tests {
         p.fw_bank = 1;
         p.clock_set = true;
         p.key = Some(UnitKey::from_bytes([0xA5; 32]));
+        p.refusals = Refusals {
+            count: 0x0102_0304,
+            last: Some(racklet_bmc_proto::LastRefusal {
+                reason: racklet_bmc_proto::RefusalReason::Other,
+                epoch: racklet_bmc_proto::Epoch(0x0A0B_0C0D),
+            }),
+        };
         let b = p.encode();
-        assert_eq!(b[0], 2);
+        assert_eq!(b[0], 3);
+        assert_eq!(
+            &b[88..100],
+            &[4, 3, 2, 1, 8, 0x0D, 0x0C, 0x0B, 0x0A, 0, 0, 0]
+        );
         assert_eq!(b[1], 0b111);
         assert_eq!(&b[56..88], &[0xA5; 32]);
         assert_eq!(&b[4..8], &[1, 2, 3, 4]);
@@ -220,8 +262,10 @@ mod tests {
         assert_eq!(Persistent::decode(&b), Some(p));
         // No key: its bytes are zero and the flag is clear.
         p.key = None;
+        p.refusals = Refusals::default();
         let b = p.encode();
         assert_eq!((b[1], &b[56..88]), (0b011, &[0u8; 32][..]));
+        assert_eq!(&b[88..100], &[0u8; 12]);
         assert_eq!(Persistent::decode(&b), Some(p));
     }
 
@@ -230,7 +274,11 @@ mod tests {
         let good = Persistent::factory(3).encode();
         for (at, val) in [
             (0, 1u8),
-            (0, 3),
+            (0, 2),
+            (0, 4),
+            (92, 1),
+            (93, 1),
+            (98, 1),
             (1, 8),
             (52, 2),
             (26, 2),
@@ -241,5 +289,23 @@ mod tests {
             b[at] = val;
             assert_eq!(Persistent::decode(&b), None, "byte {at} = {val}");
         }
+        // A refusal's reason out of range.
+        let mut b = good;
+        b[88] = 1;
+        b[92] = 9;
+        assert_eq!(Persistent::decode(&b), None);
+    }
+
+    #[test]
+    fn a_layout_2_state_decodes_with_no_refusal() {
+        let mut p = Persistent::factory(3);
+        p.boot_count = 41;
+        p.key = Some(UnitKey::from_bytes([7; 32]));
+        let mut v2 = [0u8; STATE_LEN_V2];
+        v2.copy_from_slice(&p.encode()[..STATE_LEN_V2]);
+        v2[0] = 2;
+        assert_eq!(Persistent::decode_v2(&v2), Some(p));
+        v2[0] = 3;
+        assert_eq!(Persistent::decode_v2(&v2), None);
     }
 }

@@ -4,21 +4,26 @@
 //! fixed-size record to the active sector; when it is full (or holds a torn
 //! record) the *other* sector is erased and the record goes to its start, so
 //! erases alternate between the two sectors (wear spread: one erase per
-//! `sector / 104` commits). On mount the valid record with the highest
+//! `sector / 116` commits). On mount the valid record with the highest
 //! sequence number wins.
 //!
-//! Record (104 bytes, 4-byte aligned):
+//! Record (116 bytes, 4-byte aligned):
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 4 | magic `"RKST"` (`52 4B 53 54`) |
 //! | 4 | 4 | sequence number (u32 LE), +1 per commit |
-//! | 8 | 88 | state, see [`crate::state`] |
-//! | 96 | 4 | CRC-32/ISO-HDLC (zlib) of bytes 0..96, u32 LE |
-//! | 100 | 4 | commit mark `00 00 00 00`, written last, in its own write |
+//! | 8 | 100 | state, see [`crate::state`] |
+//! | 108 | 4 | CRC-32/ISO-HDLC (zlib) of bytes 0..108, u32 LE |
+//! | 112 | 4 | commit mark `00 00 00 00`, written last, in its own write |
+//!
+//! Older layouts had the same frame around a shorter state: 104-byte
+//! records (layout 2) and 72-byte ones (layout 1). A flash holding no
+//! current record is migrated from the newest older one (see
+//! [`Store::mount`]).
 //!
 //! A record counts only when magic, CRC and commit mark are all right. A
-//! power cut while writing bytes 0..100 leaves the mark erased (`FF FF FF FF`);
+//! power cut while writing bytes 0..112 leaves the mark erased (`FF FF FF FF`);
 //! a cut while writing the mark leaves it partly programmed (not all zero);
 //! a cut while erasing the other sector leaves that sector holding no record
 //! newer than the active one. In each case the previous record still wins:
@@ -153,10 +158,15 @@ impl<F: NorFlash> Store<F> {
             ends[i] = clean.then_some(off);
         }
         if best.is_none() {
-            // A BMC updated from layout 1 (72-byte records): carry its
-            // counters over; the first commit writes layout 2 into the
-            // other sector, and until it lands the layout-1 records stay.
-            if let Some((seq, base, state)) = newest_v1(&mut flash, sector)? {
+            // A BMC updated from layout 2 (104-byte records) or layout 1
+            // (72-byte ones): carry its counters over; the first commit
+            // writes the current layout into the other sector, and until it
+            // lands the older records stay.
+            let older = match newest_older::<_, RECORD_LEN_V2>(&mut flash, sector, decode_v2)? {
+                Some(found) => Some(found),
+                None => newest_older::<_, RECORD_LEN_V1>(&mut flash, sector, decode_v1)?,
+            };
+            if let Some((seq, base, state)) = older {
                 return Ok(Store {
                     flash,
                     sector,
@@ -262,47 +272,58 @@ impl<F: NorFlash> Store<F> {
     }
 }
 
+/// Length of a layout-2 record (88-byte state).
+const RECORD_LEN_V2: usize = 8 + crate::state::STATE_LEN_V2 + 8;
 /// Length of a layout-1 record (56-byte state).
-const RECORD_LEN_V1: usize = 72;
+const RECORD_LEN_V1: usize = 8 + crate::state::STATE_LEN_V1 + 8;
 
-/// The newest valid layout-1 record: (sequence, sector base, state).
-fn newest_v1<F: NorFlash>(
+fn decode_v2(s: &[u8]) -> Option<Persistent> {
+    Persistent::decode_v2(s.try_into().ok()?)
+}
+
+fn decode_v1(s: &[u8]) -> Option<Persistent> {
+    Persistent::decode_v1(s.try_into().ok()?)
+}
+
+/// The newest valid record of an older layout with `LEN`-byte records:
+/// (sequence, sector base, state).
+fn newest_older<F: NorFlash, const LEN: usize>(
     flash: &mut F,
     sector: u32,
+    decode: fn(&[u8]) -> Option<Persistent>,
 ) -> Result<Option<(u32, u32, Persistent)>, StoreError> {
     let mut best: Option<(u32, u32, Persistent)> = None;
     for base in [0, sector] {
         let mut off = 0u32;
-        while off + RECORD_LEN_V1 as u32 <= sector {
-            let mut rec = [0u8; RECORD_LEN_V1];
+        while off + LEN as u32 <= sector {
+            let mut rec = [0u8; LEN];
             flash
                 .read(base + off, &mut rec)
                 .map_err(flash_err("read", base + off))?;
-            let Some((seq, state)) = parse_record_v1(&rec) else {
+            let Some((seq, state)) = parse_older(&rec, decode) else {
                 break;
             };
             if best.as_ref().is_none_or(|(s, _, _)| seq > *s) {
                 best = Some((seq, base, state));
             }
-            off += RECORD_LEN_V1 as u32;
+            off += LEN as u32;
         }
     }
     Ok(best)
 }
 
-fn parse_record_v1(rec: &[u8; RECORD_LEN_V1]) -> Option<(u32, Persistent)> {
-    if rec[0..4] != MAGIC || rec[68..72] != COMMIT {
+/// magic ‖ seq ‖ state ‖ CRC ‖ commit mark, as in every layout.
+fn parse_older(rec: &[u8], decode: fn(&[u8]) -> Option<Persistent>) -> Option<(u32, Persistent)> {
+    let crc_at = rec.len() - 8;
+    if rec[0..4] != MAGIC || rec[crc_at + 4..] != COMMIT {
         return None;
     }
-    if u32::from_le_bytes([rec[64], rec[65], rec[66], rec[67]]) != crc32(&rec[..64]) {
+    let crc = u32::from_le_bytes(rec[crc_at..crc_at + 4].try_into().ok()?);
+    if crc != crc32(&rec[..crc_at]) {
         return None;
     }
-    let mut s = [0u8; crate::state::STATE_LEN_V1];
-    s.copy_from_slice(&rec[8..64]);
-    Some((
-        u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]),
-        Persistent::decode_v1(&s)?,
-    ))
+    let seq = u32::from_le_bytes(rec[4..8].try_into().ok()?);
+    Some((seq, decode(&rec[8..crc_at])?))
 }
 
 fn build_record(seq: u32, state: &Persistent) -> [u8; RECORD_LEN] {
@@ -352,10 +373,10 @@ mod tests {
         let rec = build_record(0x0102_0304, &p);
         assert_eq!(&rec[0..4], &[0x52, 0x4B, 0x53, 0x54]);
         assert_eq!(&rec[4..8], &[4, 3, 2, 1]);
-        assert_eq!(RECORD_LEN, 104);
-        assert_eq!(&rec[8..96], &p.encode());
-        assert_eq!(&rec[96..100], &crc32(&rec[..96]).to_le_bytes());
-        assert_eq!(&rec[100..104], &[0, 0, 0, 0]);
+        assert_eq!(RECORD_LEN, 116);
+        assert_eq!(&rec[8..108], &p.encode());
+        assert_eq!(&rec[108..112], &crc32(&rec[..108]).to_le_bytes());
+        assert_eq!(&rec[112..116], &[0, 0, 0, 0]);
     }
 
     #[test]
@@ -423,13 +444,90 @@ mod tests {
         let got = *s.current();
         assert_eq!(got.rollback_min[0], SecurityVersion(4));
         assert_eq!((got.boot_count, got.key, got.clock_set), (77, None, true));
-        // The first commit writes layout 2, into the other sector.
+        // The first commit writes layout 3, into the other sector.
         let mut next = got;
         next.boot_count = 78;
         s.commit(&next).unwrap();
         let s = Store::mount(s.into_flash(), Persistent::factory(3)).unwrap();
         assert_eq!(*s.current(), next);
         assert_eq!(s.sequence(), 10);
+    }
+
+    /// A layout-2 record as the firmware before the refusal record wrote it.
+    fn v2_record(seq: u32, p: &Persistent) -> [u8; RECORD_LEN_V2] {
+        let mut rec = [0u8; RECORD_LEN_V2];
+        rec[0..4].copy_from_slice(&MAGIC);
+        rec[4..8].copy_from_slice(&seq.to_le_bytes());
+        rec[8..96].copy_from_slice(&p.encode()[..crate::state::STATE_LEN_V2]);
+        rec[8] = 2;
+        let crc = crc32(&rec[..96]);
+        rec[96..100].copy_from_slice(&crc.to_le_bytes());
+        rec[100..104].copy_from_slice(&COMMIT);
+        rec
+    }
+
+    /// A layout-2 flash: two records in sector 1, the newer one last.
+    fn v2_flash() -> (MemFlash<{ 2 * SECTOR }>, Persistent) {
+        use racklet_bmc_proto::{SecurityVersion, UnitKey};
+        let mut p = Persistent::factory(3);
+        p.rollback_min[1] = SecurityVersion(6);
+        p.boot_count = 300;
+        p.key = Some(UnitKey::from_bytes([0x3C; 32]));
+        p.clock_set = true;
+        let mut older = p;
+        older.boot_count = 299;
+        let mut f = MemFlash::<{ 2 * SECTOR }>::new();
+        f.write(SECTOR as u32, &v2_record(20, &older)).unwrap();
+        f.write((SECTOR + RECORD_LEN_V2) as u32, &v2_record(21, &p))
+            .unwrap();
+        (f, p)
+    }
+
+    #[test]
+    fn a_layout_2_flash_is_migrated_with_its_key_and_no_refusal() {
+        let (f, p) = v2_flash();
+        let mut s = Store::mount(f, Persistent::factory(3)).unwrap();
+        assert_eq!(*s.current(), p);
+        assert_eq!(s.current().refusals.count, 0);
+        assert_eq!(s.sequence(), 21);
+        let mut next = p;
+        next.refusals.record(
+            racklet_bmc_proto::RefusalReason::Expired,
+            racklet_bmc_proto::Epoch(300),
+        );
+        s.commit(&next).unwrap();
+        let s = Store::mount(s.into_flash(), Persistent::factory(3)).unwrap();
+        assert_eq!((*s.current(), s.sequence()), (next, 22));
+    }
+
+    #[test]
+    fn a_cut_at_every_op_of_the_migrating_commit_leaves_layout_2_or_3() {
+        let (f, p) = v2_flash();
+        let mut next = p;
+        next.refusals.record(
+            racklet_bmc_proto::RefusalReason::Rollback,
+            racklet_bmc_proto::Epoch(300),
+        );
+        let mut probe = Store::mount(f.clone(), Persistent::factory(3)).unwrap();
+        let before = probe.flash().ops;
+        probe.commit(&next).unwrap();
+        let ops = probe.flash().ops - before;
+        assert!(ops >= 3, "erase, record, mark: {ops}");
+        for k in 0..ops {
+            let mut cut = f.clone();
+            cut.cut_power_at(k);
+            let mut s = Store::mount(cut, Persistent::factory(3)).unwrap();
+            assert!(s.commit(&next).is_err(), "cut at op {k}");
+            let mut cut = s.into_flash();
+            cut.restore_power();
+            let mut s = Store::mount(cut, Persistent::factory(3)).unwrap();
+            let got = *s.current();
+            assert!(got == p || got == next, "cut at op {k}: {got:?}");
+            // And the store goes on: the migration is retried and lands.
+            s.commit(&next).unwrap();
+            let s = Store::mount(s.into_flash(), Persistent::factory(3)).unwrap();
+            assert_eq!(*s.current(), next, "after cut {k}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use racklet_bmc_core::memflash::{MemFlash, SECTOR};
 use racklet_bmc_core::store::{Store, RECORD_LEN};
 use racklet_bmc_core::Persistent;
-use racklet_bmc_proto::{SecurityVersion, UnixTime};
+use racklet_bmc_proto::{Epoch, RefusalReason, SecurityVersion, UnixTime};
 
 type Flash = MemFlash<{ 2 * SECTOR }>;
 
@@ -21,6 +21,13 @@ fn state(i: u32) -> Persistent {
     p.rollback_min[0] = SecurityVersion(i / 3);
     p.slots[1].tries = (i % 4) as u8;
     p.force_b = i % 2 == 1;
+    // The refusal record (layout 3) moves too: none, then one every 3rd state.
+    for n in 0..i / 3 {
+        p.refusals.record(
+            RefusalReason::ALL[(n as usize) % RefusalReason::COUNT],
+            Epoch(n),
+        );
+    }
     p
 }
 

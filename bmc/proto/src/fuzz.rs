@@ -6,8 +6,8 @@ use crate::auth::{Epoch, UnitKey, TRAILER_LEN};
 use crate::session::Session;
 use crate::{
     decode_request, decode_response, encode_authenticated, encode_request,
-    encode_request_with_trailer, encode_response, Error, ImageKind, Request, SecurityVersion, Slot,
-    SmbusAddr, StreamReader, UnixTime, MAX_FRAME,
+    encode_request_with_trailer, encode_response, Error, ImageKind, RefusalReason, Request,
+    SecurityVersion, Slot, SmbusAddr, StreamReader, UnixTime, MAX_FRAME,
 };
 
 /// BMC side: decoding never panics; an accepted request re-encodes to the
@@ -109,7 +109,7 @@ pub fn authenticated_frame(data: &[u8]) {
     } else {
         ImageKind::Stage1
     };
-    let req = match byte(0) % 4 {
+    let req = match byte(0) % 5 {
         0 => Request::ConfirmBoot { slot },
         1 => Request::RaiseRollbackMin {
             kind,
@@ -118,10 +118,13 @@ pub fn authenticated_frame(data: &[u8]) {
         2 => Request::SetTime {
             time: UnixTime(u64::from(word(2)) << 8),
         },
-        _ => Request::ReportInstalled {
+        3 => Request::ReportInstalled {
             slot,
             kind,
             version: SecurityVersion(word(2)),
+        },
+        _ => Request::ReportRefusal {
+            reason: RefusalReason::ALL[usize::from(byte(1)) % RefusalReason::COUNT],
         },
     };
     let mut k = [0u8; 32];

@@ -51,7 +51,8 @@ pub use frame::{
 pub use frame::{Incoming, StreamReader};
 pub use message::{cmd, Request, FW_CHUNK_MAX};
 pub use response::{
-    AuthStatus, BootPlan, ButtonState, Clock, FwInfo, PowerMetrics, PowerStatus, Response, SlotInfo,
+    AuthStatus, BootPlan, ButtonState, Clock, FwInfo, LastRefusal, PowerMetrics, PowerStatus,
+    Refusals, Response, SlotInfo,
 };
 pub use session::Session;
 pub use types::*;

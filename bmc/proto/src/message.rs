@@ -47,6 +47,10 @@ pub mod cmd {
     pub const GET_SESSION_KEY: u8 = 0x0F;
     /// [`super::Request::Seal`]
     pub const SEAL: u8 = 0x10;
+    /// [`super::Request::ReportRefusal`]
+    pub const REPORT_REFUSAL: u8 = 0x11;
+    /// [`super::Request::GetRefusal`]
+    pub const GET_REFUSAL: u8 = 0x12;
     /// [`super::Request::FwBegin`]
     pub const FW_BEGIN: u8 = 0x20;
     /// [`super::Request::FwChunk`]
@@ -59,11 +63,15 @@ pub mod cmd {
 
 /// True for the commands that change trust state and so must carry a
 /// counter and a MAC ([`crate::auth`]): ConfirmBoot, RaiseRollbackMin,
-/// SetTime, ReportInstalled.
+/// SetTime, ReportInstalled, ReportRefusal.
 pub const fn is_authenticated(command: u8) -> bool {
     matches!(
         command,
-        cmd::CONFIRM_BOOT | cmd::RAISE_ROLLBACK_MIN | cmd::SET_TIME | cmd::REPORT_INSTALLED
+        cmd::CONFIRM_BOOT
+            | cmd::RAISE_ROLLBACK_MIN
+            | cmd::SET_TIME
+            | cmd::REPORT_INSTALLED
+            | cmd::REPORT_REFUSAL
     )
 }
 
@@ -158,6 +166,16 @@ pub enum Request<'a> {
     },
     /// Reveal no key until the BMC next powers on or resets the host.
     Seal,
+    /// stage1 refused an update in this boot, for `reason`: the BMC counts
+    /// it and keeps the last one with its epoch (a fault an operator sees
+    /// even when bootd never heard of it). MAC'd, and refused once sealed,
+    /// so the booted OS can neither raise nor hide one.
+    ReportRefusal {
+        /// Why.
+        reason: RefusalReason,
+    },
+    /// How many refusals the BMC recorded and the last one (read-only).
+    GetRefusal,
 }
 
 impl<'a> Request<'a> {
@@ -184,6 +202,8 @@ impl<'a> Request<'a> {
             Request::ProvisionKey { .. } => cmd::PROVISION_KEY,
             Request::GetSessionKey { .. } => cmd::GET_SESSION_KEY,
             Request::Seal => cmd::SEAL,
+            Request::ReportRefusal { .. } => cmd::REPORT_REFUSAL,
+            Request::GetRefusal => cmd::GET_REFUSAL,
         }
     }
 
@@ -204,7 +224,9 @@ impl<'a> Request<'a> {
             | Request::FwFinish
             | Request::GetFwInfo
             | Request::GetAuthStatus
+            | Request::GetRefusal
             | Request::Seal => {}
+            Request::ReportRefusal { reason } => p.u8(reason.to_byte()),
             Request::ProvisionKey { key } => p.bytes(key.as_bytes()),
             Request::GetSessionKey { half } => {
                 if half > 1 {
@@ -344,6 +366,13 @@ impl<'a> Request<'a> {
                 Request::GetSessionKey { half: d[0] }
             }
             cmd::SEAL => need(d, 0).map(|_| Request::Seal)?,
+            cmd::REPORT_REFUSAL => {
+                need(d, 1)?;
+                Request::ReportRefusal {
+                    reason: RefusalReason::from_byte(d[0])?,
+                }
+            }
+            cmd::GET_REFUSAL => need(d, 0).map(|_| Request::GetRefusal)?,
             other => return Err(Error::UnknownCommand(other)),
         })
     }

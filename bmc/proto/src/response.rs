@@ -106,6 +106,73 @@ pub struct AuthStatus {
     pub last_counter: u32,
 }
 
+/// The last update refusal stage1 reported ([`crate::Request::ReportRefusal`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastRefusal {
+    /// Why.
+    pub reason: RefusalReason,
+    /// The epoch (boot count) of the boot that refused.
+    pub epoch: crate::auth::Epoch,
+}
+
+/// The update refusals a BMC recorded (persisted; no command clears them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Refusals {
+    /// Refusals reported since the flash was formatted (saturates).
+    pub count: u32,
+    /// The newest one; `None` exactly when `count` is 0.
+    pub last: Option<LastRefusal>,
+}
+
+impl Refusals {
+    /// Records one more refusal in `epoch`.
+    pub fn record(&mut self, reason: RefusalReason, epoch: crate::auth::Epoch) {
+        self.count = self.count.saturating_add(1);
+        self.last = Some(LastRefusal { reason, epoch });
+    }
+
+    /// How many boots ago the last refusal happened, given the boot count
+    /// now (0: in this boot).
+    pub fn boots_ago(&self, boot_count: u32) -> Option<u32> {
+        self.last.map(|l| boot_count.saturating_sub(l.epoch.0))
+    }
+
+    /// The payload bytes: count u32, reason u8, epoch u32 (reason and
+    /// epoch 0 when there is none).
+    pub fn to_bytes(&self) -> [u8; 9] {
+        let mut b = [0u8; 9];
+        b[0..4].copy_from_slice(&self.count.to_le_bytes());
+        if let Some(l) = self.last {
+            b[4] = l.reason.to_byte();
+            b[5..9].copy_from_slice(&l.epoch.0.to_le_bytes());
+        }
+        b
+    }
+
+    /// Parses [`Refusals::to_bytes`]: with count 0 the rest must be 0 (one
+    /// encoding per value).
+    pub fn from_bytes(d: &[u8; 9]) -> Result<Refusals, Error> {
+        let count = u32_at(d, 0);
+        let epoch = u32_at(d, 5);
+        if count == 0 {
+            if d[4] != 0 || epoch != 0 {
+                return Err(Error::OutOfRange {
+                    field: "refusal without count",
+                    value: d[4].into(),
+                });
+            }
+            return Ok(Refusals::default());
+        }
+        Ok(Refusals {
+            count,
+            last: Some(LastRefusal {
+                reason: RefusalReason::from_byte(d[4])?,
+                epoch: crate::auth::Epoch(epoch),
+            }),
+        })
+    }
+}
+
 /// A successful response. Requests without data answer [`Response::Done`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Response {
@@ -131,6 +198,8 @@ pub enum Response {
     AuthStatus(AuthStatus),
     /// To [`crate::Request::GetSessionKey`].
     SessionKeyHalf(KeyHalf),
+    /// To [`crate::Request::GetRefusal`].
+    Refusals(Refusals),
 }
 
 impl Response {
@@ -183,6 +252,7 @@ impl Response {
                 p.bytes(&a.last_counter.to_le_bytes());
             }
             Response::SessionKeyHalf(h) => p.bytes(&h.0),
+            Response::Refusals(r) => p.bytes(&r.to_bytes()),
         }
         p.len
     }
@@ -197,6 +267,7 @@ impl Response {
             | cmd::FW_BEGIN
             | cmd::FW_CHUNK
             | cmd::PROVISION_KEY
+            | cmd::REPORT_REFUSAL
             | cmd::SEAL => {
                 need(d, 0)?;
                 Response::Done
@@ -294,6 +365,12 @@ impl Response {
                 let mut h = [0u8; KEY_HALF_LEN];
                 h.copy_from_slice(d);
                 Response::SessionKeyHalf(KeyHalf(h))
+            }
+            cmd::GET_REFUSAL => {
+                need(d, 9)?;
+                let mut b = [0u8; 9];
+                b.copy_from_slice(d);
+                Response::Refusals(Refusals::from_bytes(&b)?)
             }
             other => return Err(Error::UnknownCommand(other)),
         })

@@ -303,6 +303,86 @@ impl FaultCode {
     }
 }
 
+/// Why stage1 refused an update in this boot, as the BMC keeps it
+/// ([`crate::Request::ReportRefusal`]). The values mirror bootd's
+/// `RefusalReason`, in its order (bootd-api converts); this crate does not
+/// depend on bootd's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RefusalReason {
+    /// Metadata older than what the node trusted: a replay (wire 0).
+    Rollback,
+    /// Metadata expired by the node's trusted time: a freeze (wire 1).
+    Expired,
+    /// Signatures, threshold, hashes or lengths failed (wire 2).
+    Signature,
+    /// A download whose bytes are not the signed ones (wire 3).
+    TamperedTarget,
+    /// A release older than the installed image, not signed as a downgrade (wire 4).
+    OlderThanInstalled,
+    /// No trusted time (wire 5).
+    NoTrustedTime,
+    /// bootd unreachable, TLS refused, or an answer cut short (wire 6).
+    Unreachable,
+    /// The install took longer than the node's deadline (wire 7).
+    InstallDeadline,
+    /// Any other refusal (wire 8).
+    Other,
+}
+
+impl RefusalReason {
+    /// Number of reasons (size of per-reason tables).
+    pub const COUNT: usize = 9;
+    /// Every reason, in wire order.
+    pub const ALL: [RefusalReason; RefusalReason::COUNT] = [
+        RefusalReason::Rollback,
+        RefusalReason::Expired,
+        RefusalReason::Signature,
+        RefusalReason::TamperedTarget,
+        RefusalReason::OlderThanInstalled,
+        RefusalReason::NoTrustedTime,
+        RefusalReason::Unreachable,
+        RefusalReason::InstallDeadline,
+        RefusalReason::Other,
+    ];
+
+    /// The wire value.
+    pub const fn to_byte(self) -> u8 {
+        self as u8
+    }
+
+    /// Parses a wire value.
+    pub fn from_byte(b: u8) -> Result<RefusalReason, Error> {
+        RefusalReason::ALL
+            .get(usize::from(b))
+            .copied()
+            .ok_or(Error::OutOfRange {
+                field: "refusal reason",
+                value: b.into(),
+            })
+    }
+
+    /// Its name, as bootd spells it (status lines, metric labels).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::Rollback => "rollback",
+            RefusalReason::Expired => "expired",
+            RefusalReason::Signature => "signature",
+            RefusalReason::TamperedTarget => "tampered_target",
+            RefusalReason::OlderThanInstalled => "older_than_installed",
+            RefusalReason::NoTrustedTime => "no_trusted_time",
+            RefusalReason::Unreachable => "unreachable",
+            RefusalReason::InstallDeadline => "install_deadline",
+            RefusalReason::Other => "other",
+        }
+    }
+}
+
+impl core::fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What the last completed button press was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Press {

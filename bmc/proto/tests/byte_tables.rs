@@ -207,6 +207,26 @@ fn table() -> Vec<(Request<'static>, Vec<u8>, Response, Vec<u8>)> {
             vec![0xC3; 16],
         ),
         (Request::Seal, vec![], Response::Done, vec![]),
+        (
+            Request::ReportRefusal {
+                reason: RefusalReason::NoTrustedTime,
+            },
+            vec![0x05],
+            Response::Done,
+            vec![],
+        ),
+        (
+            Request::GetRefusal,
+            vec![],
+            Response::Refusals(Refusals {
+                count: 3,
+                last: Some(LastRefusal {
+                    reason: RefusalReason::TamperedTarget,
+                    epoch: Epoch(12),
+                }),
+            }),
+            vec![0x03, 0x00, 0x00, 0x00, 0x03, 0x0C, 0x00, 0x00, 0x00],
+        ),
     ]
 }
 
@@ -227,14 +247,14 @@ fn command_codes_match_the_table() {
         codes,
         vec![
             0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x20, 0x21,
-            0x22, 0x23, 0x0D, 0x0E, 0x0F, 0x10
+            0x22, 0x23, 0x0D, 0x0E, 0x0F, 0x10, 0x11, 0x12
         ]
     );
 }
 
 #[test]
 fn every_request_and_response_matches_its_byte_table_row() {
-    let authenticated = [0x02, 0x04, 0x06, 0x0A];
+    let authenticated = [0x02, 0x04, 0x06, 0x0A, 0x11];
     for (req, data, resp, payload) in table() {
         let cmd = req.command();
         assert_eq!(
@@ -333,6 +353,75 @@ fn worked_authenticated_example_from_the_readme() {
     assert!(!inc.verify(addr(), &ks, Epoch(6)));
     let ks6 = UnitKey::from_bytes(key_bytes()).session(Epoch(6));
     assert!(!inc.verify(addr(), &ks6, Epoch(6)));
+}
+
+#[test]
+fn refusal_reasons_and_the_worked_refusal_frames_from_the_readme() {
+    // The reason bytes: bootd's RefusalReason, in its order, from 0.
+    let names: Vec<(u8, &str)> = RefusalReason::ALL
+        .iter()
+        .map(|r| (r.to_byte(), r.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            (0, "rollback"),
+            (1, "expired"),
+            (2, "signature"),
+            (3, "tampered_target"),
+            (4, "older_than_installed"),
+            (5, "no_trusted_time"),
+            (6, "unreachable"),
+            (7, "install_deadline"),
+            (8, "other"),
+        ]
+    );
+    for b in 9..=255u8 {
+        // With a (wrong) counter and tag: the payload is checked first.
+        let mut frame = vec![0x40, 0x11, 21, b];
+        frame.extend_from_slice(&[0; 20]);
+        let frame = with_pec(frame);
+        assert_eq!(
+            decode_request(addr(), &frame).request,
+            Err(Error::OutOfRange {
+                field: "refusal reason",
+                value: b.into()
+            })
+        );
+    }
+    // ReportRefusal { rollback }, key 00…1F, epoch 5, counter 2 (Python's hmac).
+    let mut out = [0u8; MAX_FRAME];
+    let req = Request::ReportRefusal {
+        reason: RefusalReason::Rollback,
+    };
+    let n = encode_authenticated(addr(), &req, &session_key(), Epoch(5), 2, &mut out).unwrap();
+    assert_eq!(
+        out[..n].to_vec(),
+        hex("4011150002000000afdfba8d2400182169a193cdd679673333")
+    );
+    // GetRefusal and its answer: 3 refusals, the last rollback in epoch 12.
+    assert_eq!(req_bytes(Request::GetRefusal), hex("401200fb"));
+    let answer = hex("410a0003000000000c00000062");
+    let got = Request::GetRefusal
+        .decode_response(addr(), &answer)
+        .unwrap();
+    let Response::Refusals(r) = got else {
+        panic!("{got:?}")
+    };
+    assert_eq!(r.count, 3);
+    assert_eq!(r.boots_ago(15), Some(3));
+    // None recorded: all zero; a count of 0 with anything else is refused.
+    let none = Response::Refusals(Refusals::default());
+    let zero = resp_bytes(0x12, Ok(&none));
+    assert_eq!(zero, with_pec_resp(0x12, hex("410a00000000000000000000")));
+    assert_eq!(Request::GetRefusal.decode_response(addr(), &zero), Ok(none));
+    for bad in ["410a00000000000100000000", "410a00000000000001000000"] {
+        let f = with_pec_resp(0x12, hex(bad));
+        assert!(matches!(
+            Request::GetRefusal.decode_response(addr(), &f),
+            Err(Error::OutOfRange { .. })
+        ));
+    }
 }
 
 fn hex(s: &str) -> Vec<u8> {

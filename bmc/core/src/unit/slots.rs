@@ -204,6 +204,17 @@ impl Unit {
                 Response::Done
             }
             Request::GetSlotInfo { slot } => Response::SlotInfo(*self.state.slot(slot)),
+            Request::ReportRefusal { reason } => {
+                // Reached only through `handle_authenticated`: an epoch is
+                // there. Refused once sealed, so that the OS, which may
+                // read stage1's leftover session key, cannot add one.
+                match self.auth {
+                    Some(a) if !a.sealed => self.state.refusals.record(reason, a.epoch),
+                    _ => return Err(ErrorCode::Sealed),
+                }
+                Response::Done
+            }
+            Request::GetRefusal => Response::Refusals(self.state.refusals),
             Request::Reset { kind } => {
                 self.reset(kind, now);
                 self.step(now);
