@@ -176,6 +176,21 @@ pub fn status_line(shared: &Shared, i: usize) -> String {
         p.clock_set,
     )
     .expect("write to String");
+    // The last refused update and how many boots ago (0: this boot); a
+    // later good boot keeps it.
+    let r = p.refusals;
+    match r.last {
+        Some(last) => write!(
+            s,
+            " refused={}@epoch{} refused_boots_ago={} refusals={}",
+            last.reason,
+            last.epoch.0,
+            r.boots_ago(p.boot_count).unwrap_or(0),
+            r.count
+        ),
+        None => write!(s, " refused=none refusals=0"),
+    }
+    .expect("write to String");
     for slot in Slot::ALL {
         let info = p.slot(slot);
         let n = slot_name(slot);

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use racklet_bmc_proto::{ImageKind, Request, SecurityVersion, Slot, SmbusAddr, UnixTime};
+use racklet_bmc_proto::{
+    ImageKind, RefusalReason, Request, SecurityVersion, Slot, SmbusAddr, UnixTime,
+};
 use racklet_bmc_sim::client::Client;
 use racklet_bmc_sim::control::parse_status_line;
 use racklet_bmc_sim::{Listeners, SimConfig};
@@ -186,6 +188,29 @@ enum CallCmd {
         /// Unix seconds.
         unix: u64,
     },
+    /// ReportRefusal: this boot refused an update (what stage1 sends).
+    Refuse {
+        /// Why, as bootd names it: rollback, expired, signature,
+        /// tampered_target, older_than_installed, no_trusted_time,
+        /// unreachable, install_deadline, other.
+        #[arg(value_parser = parse_reason)]
+        reason: RefusalReason,
+    },
+    /// GetRefusal: how many refusals, the last one and its epoch.
+    Refusal,
+    /// ReportRefusal without a MAC (refused: Unauthenticated).
+    ForgeRefuse {
+        /// Why.
+        #[arg(value_parser = parse_reason)]
+        reason: RefusalReason,
+    },
+}
+
+fn parse_reason(s: &str) -> Result<RefusalReason, String> {
+    RefusalReason::ALL
+        .into_iter()
+        .find(|r| r.as_str() == s)
+        .ok_or_else(|| format!("not a refusal reason: `{s}`"))
 }
 
 #[derive(Debug, Args)]
@@ -390,12 +415,17 @@ fn call(
         CallCmd::Button => Request::GetButtonState,
         CallCmd::Auth => Request::GetAuthStatus,
         CallCmd::Seal => Request::Seal,
-        CallCmd::ForgeConfirm { .. } | CallCmd::ForgeSetTime { .. } => {
+        CallCmd::Refuse { reason } => Request::ReportRefusal { reason },
+        CallCmd::Refusal => Request::GetRefusal,
+        CallCmd::ForgeConfirm { .. }
+        | CallCmd::ForgeSetTime { .. }
+        | CallCmd::ForgeRefuse { .. } => {
             let req = match cmd {
                 CallCmd::ForgeConfirm { slot } => Request::ConfirmBoot { slot: slot.into() },
                 CallCmd::ForgeSetTime { unix } => Request::SetTime {
                     time: UnixTime(unix),
                 },
+                CallCmd::ForgeRefuse { reason } => Request::ReportRefusal { reason },
                 _ => unreachable!("matched above"),
             };
             let resp = client

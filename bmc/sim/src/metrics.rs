@@ -14,6 +14,12 @@
 //! | `racklet_bmc_slot_priority` | unit, slot | priority (15 = active) |
 //! | `racklet_bmc_slot_successful` | unit, slot | 1 when the slot confirmed a boot |
 //! | `racklet_bmc_rollback_min` | unit, kind | anti-rollback minimum |
+//! | `racklet_bmc_update_refusals_total` | unit | updates stage1 reported refused (ReportRefusal) since the flash was formatted |
+//! | `racklet_bmc_update_refusal_last_epoch` | unit, reason | the epoch (boot count) of the last refusal; only the last reason has a series |
+//! | `racklet_bmc_update_refusal_boots_ago` | unit | boots since the last refusal (0: this boot), -1 none |
+//!
+//! The BMC keeps the total and the last refusal, not a count per reason
+//! (bootd's `bootd_node_refusals_total` has those for the refusals it hears of).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -56,6 +62,9 @@ pub fn render(shared: &Shared) -> String {
     let keyed = Family::<Labels, Gauge>::default();
     let sealed = Family::<Labels, Gauge>::default();
     let clock_set = Family::<Labels, Gauge>::default();
+    let refusals = Family::<Labels, Counter>::default();
+    let refusal_epoch = Family::<Labels, Gauge>::default();
+    let refusal_ago = Family::<Labels, Gauge>::default();
     for i in 0..shared.units.len() {
         let u = shared.unit(i);
         let unit = u.bmc.unit();
@@ -89,6 +98,17 @@ pub fn render(shared: &Shared) -> String {
             .set(i64::from(auth.key_provisioned));
         sealed.get_or_create(&ul).set(i64::from(auth.sealed));
         clock_set.get_or_create(&ul).set(i64::from(p.clock_set));
+        refusals
+            .get_or_create(&ul)
+            .inc_by(u64::from(p.refusals.count));
+        refusal_ago
+            .get_or_create(&ul)
+            .set(p.refusals.boots_ago(p.boot_count).map_or(-1, i64::from));
+        if let Some(last) = p.refusals.last {
+            refusal_epoch
+                .get_or_create(&l(&[("unit", name), ("reason", last.reason.as_str())]))
+                .set(i64::from(last.epoch.0));
+        }
         for s in Slot::ALL {
             let sl = l(&[
                 ("unit", name),
@@ -162,6 +182,21 @@ pub fn render(shared: &Shared) -> String {
         "racklet_bmc_clock_set",
         "The BMC's clock was ever set",
         clock_set,
+    );
+    reg.register(
+        "racklet_bmc_update_refusals",
+        "Updates stage1 reported refused since the flash was formatted",
+        refusals,
+    );
+    reg.register(
+        "racklet_bmc_update_refusal_last_epoch",
+        "Epoch (boot count) of the last refused update, labelled with its reason",
+        refusal_epoch,
+    );
+    reg.register(
+        "racklet_bmc_update_refusal_boots_ago",
+        "Boots since the last refused update (0: this boot), -1 none",
+        refusal_ago,
     );
     let mut out = String::new();
     encode(&mut out, &reg).expect("encoding to a String cannot fail");
