@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use racklet_bmc_proto::{
-    pec::pec, ErrorCode, ImageKind, PowerState, Request, ResetType, Response, SecurityVersion,
-    Slot, SmbusAddr,
+    pec::pec, ErrorCode, ImageKind, PowerState, RefusalReason, Refusals, Request, ResetType,
+    Response, SecurityVersion, Slot, SmbusAddr,
 };
 use racklet_bmc_sim::client::{Client, ClientError};
 
@@ -123,6 +123,13 @@ impl Emulator {
         match self.call(req) {
             Err(ClientError::Protocol(racklet_bmc_proto::Error::Refused(c))) => c,
             other => panic!("{req:?} should be refused: {other:?}"),
+        }
+    }
+
+    fn refusals(&mut self) -> Refusals {
+        match self.ok(Request::GetRefusal) {
+            Response::Refusals(r) => r,
+            other => panic!("{other:?}"),
         }
     }
 
@@ -239,6 +246,25 @@ fn firmware_under_qemu_full_scenario() {
         other => panic!("{other:?}"),
     }
 
+    // stage1 refused an update in this boot and says so, MAC'd; the same
+    // report without a MAC (root in the OS) is refused and changes nothing.
+    let refuse = Request::ReportRefusal {
+        reason: RefusalReason::NoTrustedTime,
+    };
+    assert!(matches!(
+        emu.link.call_plain(refuse),
+        Err(ClientError::Protocol(racklet_bmc_proto::Error::Refused(
+            ErrorCode::Unauthenticated
+        )))
+    ));
+    assert_eq!(emu.refusals(), Refusals::default());
+    emu.ok(refuse);
+    let refusals = emu.refusals();
+    assert_eq!(
+        (refusals.count, refusals.last.map(|l| (l.reason, l.epoch.0))),
+        (1, Some((RefusalReason::NoTrustedTime, 1)))
+    );
+
     // stage1 installs a new image in B and reboots into it.
     emu.ok(Request::ReportInstalled {
         slot: Slot::B,
@@ -340,6 +366,9 @@ fn firmware_under_qemu_full_scenario() {
             bank: 1
         })
     );
+    // The refusal of the first boot is still there, many boots later.
+    assert_eq!(emu.refusals(), refusals, "refusal lost across a restart");
+    assert!(refusals.boots_ago(p.boot_count) > Some(5));
     emu.kill();
 }
 
