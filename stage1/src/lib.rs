@@ -31,6 +31,7 @@
 #![deny(unsafe_code)]
 
 pub mod bmc;
+mod bmc_refusal;
 pub mod boot;
 pub mod devicetree;
 pub mod efi;

@@ -244,6 +244,28 @@ impl std::fmt::Display for RefusalReason {
     }
 }
 
+/// The byte the node sends its BMC for a refusal (`ReportRefusal`): the
+/// BMC's own enum, in this one's order. Here because this crate owns
+/// [`RefusalReason`] and already speaks the BMC's types (the orphan rule
+/// lets neither stage1 nor the BMC's no_std crate hold it); the match is
+/// exhaustive, so a new reason here fails to build until the BMC has one.
+impl From<RefusalReason> for racklet_bmc_proto::RefusalReason {
+    fn from(r: RefusalReason) -> Self {
+        use racklet_bmc_proto::RefusalReason as Bmc;
+        match r {
+            RefusalReason::Rollback => Bmc::Rollback,
+            RefusalReason::Expired => Bmc::Expired,
+            RefusalReason::Signature => Bmc::Signature,
+            RefusalReason::TamperedTarget => Bmc::TamperedTarget,
+            RefusalReason::OlderThanInstalled => Bmc::OlderThanInstalled,
+            RefusalReason::NoTrustedTime => Bmc::NoTrustedTime,
+            RefusalReason::Unreachable => Bmc::Unreachable,
+            RefusalReason::InstallDeadline => Bmc::InstallDeadline,
+            RefusalReason::Other => Bmc::Other,
+        }
+    }
+}
+
 /// Longest [`RefusalReport::detail`] bootd keeps (bytes).
 pub const MAX_REFUSAL_DETAIL: usize = 1024;
 
@@ -294,6 +316,19 @@ pub struct AssignedTarget {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_refusal_reason_maps_to_the_bmc_byte_of_its_position_and_name() {
+        assert_eq!(
+            RefusalReason::ALL.len(),
+            racklet_bmc_proto::RefusalReason::COUNT
+        );
+        for (i, r) in RefusalReason::ALL.into_iter().enumerate() {
+            let b = racklet_bmc_proto::RefusalReason::from(r);
+            assert_eq!(usize::from(b.to_byte()), i, "{r}");
+            assert_eq!(b.as_str(), r.as_str());
+        }
+    }
+
     use super::*;
 
     #[test]
