@@ -31,7 +31,6 @@
 #![deny(unsafe_code)]
 
 pub mod bmc;
-mod bmc_refusal;
 pub mod boot;
 pub mod devicetree;
 pub mod efi;

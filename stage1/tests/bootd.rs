@@ -203,6 +203,12 @@ async fn enrolled_node_installs_over_mtls_boots_and_reports_its_confirmation() {
     // The OS's confirm starts with an empty state directory: the identity
     // comes back from the disk.
     std::fs::remove_dir_all(&bc.state_dir).unwrap();
+    let bc = BootConfig {
+        confirm_token: stage1::bmc::ConfirmToken::from_cmdline(&rec.cmdline)
+            .transpose()
+            .unwrap(),
+        ..bc
+    };
     let c = boot::confirm(&bc).await.unwrap();
     assert_eq!(c.slot, Slot::B);
     // bootd recorded the node's report (from its certificate, over mTLS).
@@ -382,6 +388,16 @@ async fn a_refused_update_is_reported_to_bootd_not_only_logged() {
             || last.report.detail.contains("never set"),
         "{}",
         last.report.detail
+    );
+    // ... and to its BMC, which keeps it whoever bootd is.
+    let r = Bmc::connect(&bc.bmc_addr, bc.smbus)
+        .unwrap()
+        .refusals()
+        .unwrap();
+    assert!(r.count >= 1, "{r:?}");
+    assert_eq!(
+        r.last.map(|l| l.reason),
+        Some(racklet_bmc_proto::RefusalReason::NoTrustedTime)
     );
     rig.stop().await;
     drop(sim);

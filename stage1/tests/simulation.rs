@@ -115,6 +115,20 @@ impl World {
         rec
     }
 
+    /// What the booted OS runs: `confirm` with the token stage1 put on the
+    /// hand-off's command line before it sealed the BMC.
+    async fn confirm(&self) -> stage1::Result<boot::Confirmed> {
+        let rec: Record =
+            serde_json::from_slice(&std::fs::read(self.record_path()).unwrap()).unwrap();
+        let cfg = BootConfig {
+            confirm_token: stage1::bmc::ConfirmToken::from_cmdline(&rec.cmdline)
+                .transpose()
+                .unwrap(),
+            ..self.cfg.clone()
+        };
+        boot::confirm(&cfg).await
+    }
+
     fn record_path(&self) -> PathBuf {
         match &self.cfg.mode {
             Mode::Simulate { record } => record.clone(),
@@ -139,11 +153,15 @@ async fn install_boot_confirm_update_refuse_rollback_boot_offline_and_fall_back(
     let rec = w.boot().await;
     assert_eq!((rec.slot, rec.image.as_str()), ('B', "os-1.uki"));
     assert_eq!(rec.format, "uki");
-    assert_eq!(rec.cmdline, "console=ttyS0 v1");
+    // The UKI's command line, and the OS's one-shot confirm token (stage1
+    // sealed the BMC right after making it).
+    let (cmdline, token) = rec.cmdline.split_once(" racklet.confirm=").unwrap();
+    assert_eq!(cmdline, "console=ttyS0 v1");
+    assert!(!token.is_empty() && token.bytes().all(|b| b.is_ascii_hexdigit() || b == b'.'));
     assert_eq!(w.slots().active, Some(Slot::B));
 
     // 2. The booted OS confirms: the BMC raises the rollback minimum to 1.
-    let c = boot::confirm(&w.cfg).await.unwrap();
+    let c = w.confirm().await.unwrap();
     assert_eq!((c.slot, c.rollback_min.0), (Slot::B, 1));
 
     // 3. An update (security version 2) goes into A; B is never written.
@@ -179,15 +197,28 @@ async fn install_boot_confirm_update_refuse_rollback_boot_offline_and_fall_back(
 
     // 6. os-2 never confirms: power cycles use up its tries, the BMC falls
     //    back to B; stage1 boots B, records A as failed, and does not
-    //    install os-2 again.
+    //    install os-2 again. (Steps 4 and 5 each started from a BMC sealed
+    //    by the hand-off before: stage1 asked it for a new boot, an attempt
+    //    of os-2's too.)
     let addr = w.cfg.bmc_addr.clone();
+    let fell_back = |p: &racklet_bmc_proto::BootPlan| p.slot == Slot::B && p.fallback;
     for _ in 0..3 {
+        let now = match Bmc::connect(&addr, 0x21)
+            .unwrap()
+            .call(Request::GetBootPlan)
+        {
+            Ok(Response::BootPlan(p)) => p,
+            other => panic!("GetBootPlan: {other:?}"),
+        };
+        if fell_back(&now) {
+            break;
+        }
         w.sim.control("reset unit-2 power-cycle").unwrap();
         std::thread::sleep(Duration::from_millis(100));
         wait_plan(&addr, |p| p.boot_count > 0);
         std::thread::sleep(Duration::from_millis(900));
     }
-    wait_plan(&addr, |p| p.slot == Slot::B && p.fallback);
+    wait_plan(&addr, fell_back);
     let server = Server::start(w.fx.repo(), &w.pki, None).await;
     w.cfg.bootd = Some(server.base());
     let rec = w.boot().await;
@@ -201,7 +232,7 @@ async fn the_button_forces_slot_b_but_never_below_the_rollback_minimum() {
     let w = World::new().await;
     let rec = w.boot().await;
     assert_eq!((rec.slot, rec.image.as_str()), ('B', "os-1.uki"));
-    boot::confirm(&w.cfg).await.unwrap();
+    w.confirm().await.unwrap();
     w.fx.release(
         "os-2.uki",
         &uki(Arch::X86_64, "v2", 2),
@@ -227,7 +258,7 @@ async fn the_button_forces_slot_b_but_never_below_the_rollback_minimum() {
     wait_plan(&addr, |p| p.slot == Slot::A && !p.forced_by_button);
     let rec = w.boot().await;
     assert_eq!((rec.slot, rec.image.as_str()), ('A', "os-2.uki"));
-    let c = boot::confirm(&w.cfg).await.unwrap();
+    let c = w.confirm().await.unwrap();
     assert_eq!(c.rollback_min.0, 2);
     w.sim.control("press unit-2 long").unwrap();
     wait_plan(&addr, |p| p.slot == Slot::B && p.forced_by_button);
@@ -240,7 +271,7 @@ async fn a_tampered_update_is_never_installed_and_the_node_boots_what_it_has() {
     let w = World::new().await;
     let rec = w.boot().await;
     assert_eq!((rec.slot, rec.image.as_str()), ('B', "os-1.uki"));
-    boot::confirm(&w.cfg).await.unwrap();
+    w.confirm().await.unwrap();
     let v2 = uki(Arch::X86_64, "console=ttyS0 v2", 2);
     w.fx.release("os-2.uki", &v2, "2.0.0", 2, Arch::X86_64, workers());
     // The server (compromised) serves the signed metadata, but other bytes
@@ -274,17 +305,17 @@ async fn a_tampered_update_is_never_installed_and_the_node_boots_what_it_has() {
 /// button: os-1 boots from B and confirms. Returns the BMC's address.
 async fn forced_b_confirmed(w: &World) -> String {
     assert_eq!(w.boot().await.slot, 'B');
-    boot::confirm(&w.cfg).await.unwrap();
+    w.confirm().await.unwrap();
     let v2 = uki(Arch::X86_64, "v2", 2);
     w.fx.release("os-2.uki", &v2, "2.0.0", 1, Arch::X86_64, workers());
     assert_eq!(w.boot().await.slot, 'A');
-    boot::confirm(&w.cfg).await.unwrap();
+    w.confirm().await.unwrap();
     let addr = w.cfg.bmc_addr.clone();
     w.sim.control("press unit-2 long").unwrap();
     wait_plan(&addr, |p| p.slot == Slot::B && p.forced_by_button);
     let rec = w.boot().await;
     assert_eq!((rec.slot, rec.image.as_str()), ('B', "os-1.uki"));
-    boot::confirm(&w.cfg).await.unwrap();
+    w.confirm().await.unwrap();
     addr
 }
 
@@ -315,7 +346,7 @@ async fn trusted_state_kept_on_the_disk_survives_a_ram_state_dir_and_stops_a_rep
     let mut w = World::new().await;
     w.cfg.state_on_disk = true;
     assert_eq!(w.boot().await.slot, 'B');
-    boot::confirm(&w.cfg).await.unwrap();
+    w.confirm().await.unwrap();
     let old = tempfile::tempdir().unwrap();
     common::repo::copy_dir(&w.fx.repo(), old.path());
     w.fx.release(
@@ -332,7 +363,7 @@ async fn trusted_state_kept_on_the_disk_survives_a_ram_state_dir_and_stops_a_rep
     wipe(&w.cfg.state_dir);
     let rec = w.boot().await;
     assert_eq!((rec.slot, rec.image.as_str()), ('A', "os-2.uki"));
-    boot::confirm(&w.cfg).await.unwrap();
+    w.confirm().await.unwrap();
     // Reboot (RAM state gone), and a compromised server replays the old,
     // unexpired repository: the restored state refuses it, and the node
     // boots os-2 against the stored metadata.
@@ -364,7 +395,7 @@ async fn replayed_metadata_never_installs_an_older_release_even_with_the_trusted
     let mut w = World::new().await;
     w.cfg.state_on_disk = false;
     assert_eq!(w.boot().await.slot, 'B');
-    boot::confirm(&w.cfg).await.unwrap();
+    w.confirm().await.unwrap();
     let old = tempfile::tempdir().unwrap();
     common::repo::copy_dir(&w.fx.repo(), old.path());
     w.fx.release(
@@ -378,7 +409,7 @@ async fn replayed_metadata_never_installs_an_older_release_even_with_the_trusted
     let _ = std::fs::remove_dir_all(&w.cfg.state_dir);
     let rec = w.boot().await;
     assert_eq!((rec.slot, rec.image.as_str()), ('A', "os-2.uki"));
-    boot::confirm(&w.cfg).await.unwrap();
+    w.confirm().await.unwrap();
     let _ = std::fs::remove_dir_all(&w.cfg.state_dir);
     let evil = Server::start(old.path().to_owned(), &w.pki, None).await;
     w.cfg.bootd = Some(evil.base());
@@ -412,7 +443,7 @@ async fn a_root_planted_in_the_disk_state_area_is_never_an_anchor() {
     let mut w = World::new().await;
     w.cfg.state_on_disk = true;
     assert_eq!(w.boot().await.slot, 'B');
-    boot::confirm(&w.cfg).await.unwrap();
+    w.confirm().await.unwrap();
     let evil = Fixture::new();
     let bad = uki(Arch::X86_64, "console=ttyS0 evil", 9);
     evil.release("evil.uki", &bad, "9.0.0", 9, Arch::X86_64, workers());
@@ -464,7 +495,10 @@ async fn a_root_planted_in_the_disk_state_area_is_never_an_anchor() {
     // verify, so nothing is booted.
     let _ = std::fs::remove_dir_all(&w.cfg.state_dir);
     w.server.take();
-    let e = boot::boot_once(&w.cfg).await.unwrap_err().to_string();
+    let e = boot::run(&w.cfg, 0, Duration::from_millis(100))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("cannot boot") && e.contains("evil.uki"),
         "refused for the wrong reason: {e}"
@@ -507,7 +541,7 @@ async fn an_install_slower_than_its_deadline_is_abandoned_and_the_installed_imag
     // power-cycle the node mid-download until its tries ran out.
     let mut w = World::new().await;
     assert_eq!(w.boot().await.slot, 'B');
-    boot::confirm(&w.cfg).await.unwrap();
+    w.confirm().await.unwrap();
     let v2 = uki(Arch::X86_64, "console=ttyS0 v2", 2);
     w.fx.release("os-2.uki", &v2, "2.0.0", 2, Arch::X86_64, workers());
     let name = format!(
@@ -586,33 +620,36 @@ async fn the_bmc_unit_key_and_session_key_never_reach_the_node_s_disk_or_state()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sealed_bmc_takes_boot_confirm_only_with_the_token_stage1_handed_the_os() {
-    use racklet_bmc_proto::SecurityVersion;
-    use stage1::bmc::{cmdline_with_confirm_token, provide_confirm_token, ConfirmToken};
+    use stage1::bmc::ConfirmToken;
     let w = World::new().await;
     let rec = w.boot().await;
     assert_eq!(rec.slot, 'B');
-    // What the hand-off does right before it starts the OS: the token on
-    // the command line, then Seal.
+    // The hand-off put the token on the command line, then sealed.
+    let cmdline = rec.cmdline.clone();
     let mut b = Bmc::connect(&w.cfg.bmc_addr, 0x21).unwrap();
-    let min = b.facts().unwrap().plan.rollback_min;
-    let sv = SecurityVersion(rec.security_version);
-    let token = b.confirm_token(Slot::B, (sv > min).then_some(sv)).unwrap();
-    let cmdline = cmdline_with_confirm_token(&rec.cmdline, &token);
-    b.seal().unwrap();
+    assert!(b.facts().unwrap().auth.sealed);
+    assert!(
+        b.confirm_token(Slot::B, None).is_err(),
+        "no session after the seal"
+    );
     // The OS without the token: refused, and the error names the request.
     let e = boot::confirm(&w.cfg).await.unwrap_err().to_string();
     assert!(e.contains("ConfirmBoot") && e.contains("sealed"), "{e}");
     // `stage1 confirm` with the token from /proc/cmdline: confirmed, and
     // the minimum raised to the booted image's security version.
-    provide_confirm_token(ConfirmToken::from_cmdline(&cmdline).transpose().unwrap());
-    let c = boot::confirm(&w.cfg).await;
-    provide_confirm_token(None);
-    let c = c.unwrap();
+    let with_token = BootConfig {
+        confirm_token: ConfirmToken::from_cmdline(&cmdline).transpose().unwrap(),
+        ..w.cfg.clone()
+    };
+    let c = boot::confirm(&with_token).await.unwrap();
     assert_eq!((c.slot, c.rollback_min.0), (Slot::B, 1));
-    // Once only.
-    provide_confirm_token(ConfirmToken::from_cmdline(&cmdline).transpose().unwrap());
-    let again = boot::confirm(&w.cfg).await;
-    provide_confirm_token(None);
-    let e = again.unwrap_err().to_string();
+    // Once only: the BMC refuses the token's frame sent again.
+    let mut os = Bmc::connect(&w.cfg.bmc_addr, 0x21)
+        .unwrap()
+        .with_confirm_token(with_token.confirm_token.clone().unwrap());
+    let e = os.confirm(Slot::B).unwrap_err().to_string();
     assert!(e.contains("Replayed") || e.contains("replayed"), "{e}");
+    // A second `stage1 confirm` (its unit ran twice) sees the boot
+    // confirmed and sends nothing.
+    assert_eq!(boot::confirm(&with_token).await.unwrap().slot, Slot::B);
 }

@@ -27,12 +27,12 @@ use crate::error::{Error, Result};
 use crate::plan::BmcFacts;
 
 mod link;
+mod refusal;
 mod token;
 
 pub use link::Link;
 pub use token::{
-    cmdline_with_confirm_token, provide_confirm_token, ConfirmToken, CONFIRM_CMDLINE_KEY,
-    CONFIRM_EFI_VARIABLE,
+    cmdline_with_confirm_token, ConfirmToken, CONFIRM_CMDLINE_KEY, CONFIRM_EFI_VARIABLE,
 };
 
 /// Why talking to the BMC failed.
@@ -191,12 +191,12 @@ impl<S: Read + Write> Bmc<S> {
             })?,
             timeout: Duration::from_secs(5),
             session: None,
-            token: token::provided(),
+            token: None,
         })
     }
 
-    /// Uses `token` for the confirmation it covers (instead of one
-    /// [`provide_confirm_token`] gave the process).
+    /// Uses `token` for the confirmation it covers when there is no session
+    /// (the booted OS: [`crate::boot::BootConfig::confirm_token`]).
     pub fn with_confirm_token(mut self, token: ConfirmToken) -> Self {
         self.token = Some(token);
         self

@@ -3,7 +3,6 @@
 //! variable after a hand-off through the firmware.
 
 use std::io::Write;
-use std::sync::Mutex;
 
 use racklet_bmc_proto::{Request, SmbusAddr};
 
@@ -141,21 +140,4 @@ pub fn cmdline_with_confirm_token(cmdline: &str, token: &ConfirmToken) -> String
         .collect();
     words.push(token.cmdline_word());
     words.join(" ")
-}
-
-static PROVIDED_TOKEN: Mutex<Option<ConfirmToken>> = Mutex::new(None);
-
-/// Hands the process a confirm token (`stage1 confirm` does, from the
-/// kernel command line): every [`Bmc`] opened afterwards uses it for the
-/// ConfirmBoot and RaiseRollbackMin it covers when it has no session.
-pub fn provide_confirm_token(token: Option<ConfirmToken>) {
-    *PROVIDED_TOKEN.lock().unwrap_or_else(|e| e.into_inner()) = token;
-}
-
-/// The token [`provide_confirm_token`] gave this process.
-pub(super) fn provided() -> Option<ConfirmToken> {
-    PROVIDED_TOKEN
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()
 }

@@ -75,7 +75,10 @@ fn confirm(args: &ConfirmArgs) -> anyhow::Result<()> {
             args.kernel_cmdline.display()
         ));
     }
-    stage1::bmc::provide_confirm_token(token);
+    let cfg = stage1::boot::BootConfig {
+        confirm_token: token,
+        ..cfg
+    };
     args.node.network()?;
     let c = super::runtime()?.block_on(stage1::boot::confirm(&cfg))?;
     println!(

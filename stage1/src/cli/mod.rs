@@ -261,6 +261,7 @@ impl NodeArgs {
             default_cmdline: self.cmdline.clone(),
             set_clock,
             state_on_disk: !self.no_state_on_disk,
+            confirm_token: None,
             devicetree: self.devicetree.clone(),
         })
     }

@@ -82,6 +82,7 @@ pub fn unit2_config(
         // stage1's default: the trusted state is kept on the slot disk too.
         state_on_disk: true,
         install_deadline: Duration::from_secs(60),
+        confirm_token: None,
         // No device tree unless a test writes one (never the host's).
         devicetree: dir.join("devicetree"),
     }

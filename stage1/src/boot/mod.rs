@@ -1,6 +1,26 @@
 //! The shell around [`crate::plan::plan`]: gather the facts (BMC, disk,
 //! trusted time, signed metadata), carry out the plan, hand off. Also
 //! `confirm` (for the booted OS) and the PID-1 loop.
+//!
+//! | module | what |
+//! |---|---|
+//! | this one | [`BootConfig`], one attempt ([`boot_once`]), the loop ([`run`]) |
+//! | `time` | signed time from bootd, when the BMC's clock was never set |
+//! | `refusals` | what a boot refused, told to bootd and the BMC |
+//! | `start` | the hand-off: the slot verified again, the OS's confirm token, the BMC sealed, the payload started |
+//! | `confirm` | [`confirm`], for the booted OS |
+
+mod confirm;
+mod refusals;
+mod start;
+mod time;
+
+pub use confirm::{confirm, Confirmed};
+pub use time::signed_time;
+
+use refusals::{refusal, tell_refusals};
+use start::hand_off;
+use time::fetch_signed_time;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,7 +32,7 @@ use url::Url;
 use crate::bmc::Bmc;
 use crate::error::{Error, Result};
 use crate::fetch::{self, Backoff};
-use crate::handoff::{self, Record};
+use crate::handoff::Record;
 use crate::plan::{self, NodeFacts, Plan, Release};
 use crate::slots::{SlotStore, COPY_OFFSETS, HEADER_LEN};
 use crate::tuf::{self, TrustedTime, TufConfig};
@@ -79,6 +99,10 @@ pub struct BootConfig {
     /// replayed old metadata. Off (`--no-state-on-disk`) only for a state
     /// directory that survives reboots itself.
     pub state_on_disk: bool,
+    /// The booted OS's one-shot confirmation (`confirm`): what stage1 put
+    /// on its kernel command line or in an EFI variable before it sealed
+    /// the BMC ([`crate::bmc::ConfirmToken`]).
+    pub confirm_token: Option<crate::bmc::ConfirmToken>,
     /// The running device tree as files ([`crate::devicetree::BASE`]): read
     /// for spin-table CPUs before an arm64 kexec, and by `confirm` for the
     /// `boot_img_sha256` a Pi 5's EEPROM verified.
@@ -185,96 +209,6 @@ fn disk_file(path: &std::path::Path) -> Result<std::fs::File> {
         })
 }
 
-/// Asks `cfg.bootd` for the time signed by the online timestamp key
-/// ([`bootd_api::time`]), verified against the node's trusted root: what a
-/// boot does when the BMC's clock was never set.
-pub async fn signed_time(cfg: &BootConfig) -> Result<jiff::Timestamp> {
-    let base = cfg.bootd.as_ref().ok_or_else(|| Error::SignedTime {
-        why: "no bootd to ask (offline)".to_owned(),
-    })?;
-    fetch_signed_time(&cfg.tuf()?, &cfg.transport()?, base, &cfg.root).await
-}
-
-/// [`signed_time`] with the pieces a boot already has.
-async fn fetch_signed_time(
-    tcfg: &TufConfig,
-    transport: &TufTransport,
-    base: &Url,
-    pinned: &std::path::Path,
-) -> Result<jiff::Timestamp> {
-    let mut nonce = [0u8; bootd_api::time::NONCE_LEN];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
-    let mut url = base
-        .join(bootd_api::paths::TIME)
-        .map_err(|e| Error::SignedTime {
-            why: format!("{base}: {e}"),
-        })?;
-    url.set_query(Some(&bootd_api::time::query(&nonce)));
-    let (status, body) = transport
-        .client()
-        .call(hyper::Method::GET, &url, None, 16 << 10)
-        .await?;
-    if status != hyper::StatusCode::OK {
-        return Err(Error::SignedTime {
-            why: format!(
-                "{url} answered {status}: {}",
-                String::from_utf8_lossy(&body).trim()
-            ),
-        });
-    }
-    let root = tuf::trusted_root(tcfg, Some(pinned))?;
-    tuf::verify_time(&root, &body, &nonce)
-}
-
-/// The report of a refusal: its label and the error's whole chain.
-fn refusal(e: &Error) -> bootd_api::RefusalReport {
-    bootd_api::RefusalReport {
-        reason: e.refusal_reason(),
-        detail: bootd_client::display_chain(e),
-    }
-}
-
-/// How long telling bootd about refusals may hold up a boot.
-const REFUSAL_REPORT_DEADLINE: Duration = Duration::from_secs(5);
-
-/// Tells bootd (if the node is enrolled) and the BMC what this boot
-/// refused. Never fails the boot: a bootd that replays old metadata may
-/// well not listen, which is why the BMC is told too.
-async fn tell_refusals(
-    cfg: &BootConfig,
-    bmc: &mut Bmc<crate::bmc::Link>,
-    refused: &[bootd_api::RefusalReport],
-) {
-    if refused.is_empty() {
-        return;
-    }
-    let _ = bmc;
-    let (Some(base), Some(ca), Some((cert, key))) = (&cfg.bootd, &cfg.ca, cfg.identity()) else {
-        return;
-    };
-    let (Ok(ca), Ok(cert), Ok(key)) = (read_file(ca), read_file(&cert), read_file(&key)) else {
-        return;
-    };
-    let id = bootd_client::Identity {
-        node: cfg.node.name.to_string(),
-        cert_pem: String::from_utf8_lossy(&cert).into_owned(),
-        key_pem: String::from_utf8_lossy(&key).into_owned(),
-    };
-    let all = async {
-        for r in refused {
-            bootd_client::refusal(base, &ca, &id, &cfg.net, r).await?;
-        }
-        Ok::<_, bootd_client::Error>(())
-    };
-    match tokio::time::timeout(REFUSAL_REPORT_DEADLINE, all).await {
-        Ok(Ok(())) => tracing::info!(count = refused.len(), "refusals reported to bootd"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "refusals NOT reported to bootd"),
-        Err(_) => {
-            tracing::warn!(after = ?REFUSAL_REPORT_DEADLINE, "refusals NOT reported to bootd (no answer)")
-        }
-    }
-}
-
 /// One boot attempt, start to hand-off.
 pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
     // 1. The BMC's facts.
@@ -283,6 +217,13 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
     tracing::info!(slot = ?facts.plan.slot, tries_left = facts.plan.tries_left,
         forced_b = facts.plan.forced_b, fallback = facts.plan.fallback,
         rollback_min = %facts.plan.rollback_min, "BMC facts");
+    // A sealed BMC: the host restarted without it (a soft reboot, or a
+    // kexec by root in the OS). Nothing can be MAC'd in this epoch: ask the
+    // BMC to start the host itself (a new, unsealed epoch), and wait for it.
+    if facts.auth.sealed {
+        tracing::warn!(epoch = ?facts.auth.epoch, "the BMC is sealed (the host restarted without it): asking it for a new boot");
+        return restart_sealed(&mut bmc, facts.plan.slot, facts.auth.epoch).await;
+    }
     // 2. The slot header.
     let mut store = open_disk(&cfg.disk)?;
     if let Some(why) = store.health().refused.iter().flatten().next() {
@@ -469,7 +410,14 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
                         tell_refusals(cfg, &mut bmc, &[refusal(&e)]).await;
                         tracing::warn!(target = %target.name, error = %e, slot = ?facts.plan.slot, image = ?image,
                             "update not installed; booting the installed image");
-                        hand_off(cfg, &mut store, facts.plan.slot).map(Outcome::HandedOff)
+                        hand_off(
+                            cfg,
+                            &mut store,
+                            facts.plan.slot,
+                            &mut bmc,
+                            facts.plan.rollback_min,
+                        )
+                        .map(Outcome::HandedOff)
                     }
                     None => Err(e),
                 },
@@ -480,7 +428,10 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
             bmc.restart()?;
             Ok(Outcome::Restarting { slot })
         }
-        Plan::BootActive { slot, .. } => hand_off(cfg, &mut store, slot).map(Outcome::HandedOff),
+        Plan::BootActive { slot, .. } => {
+            hand_off(cfg, &mut store, slot, &mut bmc, facts.plan.rollback_min)
+                .map(Outcome::HandedOff)
+        }
         Plan::Fallback {
             slot, mark_failed, ..
         } => {
@@ -489,9 +440,36 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
                 next.mark_failed(f)?;
                 store.commit(&next)?;
             }
-            hand_off(cfg, &mut store, slot).map(Outcome::HandedOff)
+            hand_off(cfg, &mut store, slot, &mut bmc, facts.plan.rollback_min)
+                .map(Outcome::HandedOff)
         }
         Plan::Refuse { reason } => Err(Error::Refused(reason)),
+    }
+}
+
+/// Asks a sealed BMC for a new boot and waits (up to 60 s) until it has
+/// started the host again: a new epoch, unsealed.
+async fn restart_sealed(
+    bmc: &mut Bmc<crate::bmc::Link>,
+    slot: Slot,
+    sealed: racklet_bmc_proto::Epoch,
+) -> Result<Outcome> {
+    bmc.restart()?;
+    let start = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(st) = bmc.auth_status() {
+            if !st.sealed && st.epoch != sealed {
+                return Ok(Outcome::Restarting { slot });
+            }
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err(crate::bmc::BmcError::Timeout {
+                request: "a new boot from the sealed BMC".into(),
+                after: start.elapsed(),
+            }
+            .into());
+        }
     }
 }
 
@@ -501,112 +479,6 @@ async fn stored(tcfg: &TufConfig) -> Option<Release> {
         Err(e) => {
             tracing::warn!(error = %e, "no usable stored metadata");
             None
-        }
-    }
-}
-
-/// Reads `slot` once, hashing it against the signed digest; returns the
-/// image record and the verified bytes.
-fn read_slot(
-    store: &mut SlotStore<std::fs::File>,
-    slot: Slot,
-) -> Result<(crate::slots::SlotImage, Vec<u8>)> {
-    let mut bytes = Vec::new();
-    let image = store.read_verified(slot, |c| {
-        bytes.extend_from_slice(c);
-        Ok(())
-    })?;
-    Ok((image, bytes))
-}
-
-/// Reads and verifies `slot`, checks the payload, hands off.
-fn hand_off(cfg: &BootConfig, store: &mut SlotStore<std::fs::File>, slot: Slot) -> Result<Record> {
-    let (image, bytes) = read_slot(store, slot)?;
-    let payload = handoff::validate(&bytes, cfg.node.arch, &cfg.default_cmdline)?;
-    // The payload holds its own copies of the parts: free the image now. A
-    // node has little RAM, and kexec needs the parts twice more (memfds,
-    // then the kernel's copy).
-    drop(bytes);
-    let record = Record::new(slot, &image, cfg.node.arch, &payload);
-    match &cfg.mode {
-        Mode::Simulate { record: path } => {
-            record.write(path)?;
-            tracing::info!(path = %path.display(), ?slot, image = %image.name, "hand-off recorded (simulation)");
-            Ok(record)
-        }
-        Mode::Kexec => {
-            tracing::info!(?slot, image = %image.name, version = %image.version,
-                kernel_bytes = payload.kernel.len(), initrd_bytes = payload.initrd.len(),
-                cmdline = %payload.cmdline, "kexec: handing off");
-            Err(start(cfg, store, slot, payload))
-        }
-    }
-}
-
-/// Starts the verified payload on real hardware, trying the routes
-/// [`handoff::Platform`] names in turn. Returns only on failure: the
-/// error of the last route tried.
-fn start(
-    cfg: &BootConfig,
-    store: &mut SlotStore<std::fs::File>,
-    slot: Slot,
-    payload: handoff::Payload,
-) -> Error {
-    let security = crate::sys::platform_security();
-    let uefi = std::path::Path::new("/sys/firmware/efi").exists();
-    let platform = handoff::Platform::new(cfg.node.arch, &security, uefi);
-    let mut route = platform.first_route();
-    // A kernel that started CPUs by spin-table refuses every kexec with
-    // EBUSY: say why instead (a boot failure like any hand-off refusal).
-    if route != handoff::Route::Firmware {
-        if let Err(spin) = crate::devicetree::kexec_possible(cfg.node.arch, &cfg.devicetree) {
-            return spin.into();
-        }
-    }
-    let mut payload = Some(payload);
-    loop {
-        tracing::info!(?route, %security, "hand-off route");
-        let result = match route {
-            handoff::Route::KexecFile | handoff::Route::KexecLoad => {
-                // A route after the first reads the slot again (verified
-                // again): `kexec_file_load` consumed the first copy.
-                let p = match payload.take() {
-                    Some(p) => Ok(p),
-                    None => read_slot(store, slot).and_then(|(_, b)| {
-                        Ok(handoff::validate(&b, cfg.node.arch, &cfg.default_cmdline)?)
-                    }),
-                };
-                p.and_then(|p| match route {
-                    handoff::Route::KexecFile => {
-                        crate::sys::kexec_file_load(p.kernel, p.initrd, &p.cmdline)
-                    }
-                    _ => crate::kexec_load::load(&p),
-                })
-                .map(|()| crate::sys::reboot_kexec())
-            }
-            handoff::Route::Firmware => {
-                drop(payload.take());
-                read_slot(store, slot)
-                    .and_then(|(_, uki)| crate::efi::hand_off(slot, &uki))
-                    .map(|_| crate::sys::restart())
-            }
-        };
-        // The load (or install) worked, but the reboot returned: nothing
-        // else to try.
-        let e = match result {
-            Ok(reboot_failed) => return reboot_failed,
-            Err(e) => e,
-        };
-        let errno = match &e {
-            Error::Sys { source, .. } => source.raw_os_error(),
-            _ => None,
-        };
-        match platform.next_route(route, errno) {
-            Some(next) => {
-                tracing::warn!(?route, error = %e, ?next, "hand-off refused; trying the next route");
-                route = next;
-            }
-            None => return e,
         }
     }
 }
@@ -647,91 +519,4 @@ pub async fn run(cfg: &BootConfig, retries: u32, pause: Duration) -> Result<Reco
             }
         }
     }
-}
-
-/// What `confirm` did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Confirmed {
-    /// The slot confirmed.
-    pub slot: Slot,
-    /// The rollback minimum now.
-    pub rollback_min: racklet_release::SecurityVersion,
-    /// The SHA-256 of the `boot.img` the boot firmware verified (a Pi 5
-    /// EEPROM in signed-boot mode), as reported to bootd.
-    pub boot_img_sha256: Option<[u8; 32]>,
-}
-
-/// The booted OS came up: confirm the boot to the BMC, raise the rollback
-/// minimum to the running image's security version, report to bootd.
-pub async fn confirm(cfg: &BootConfig) -> Result<Confirmed> {
-    let span = tracing::info_span!("confirm", node = %cfg.node.name, arch = %cfg.node.arch);
-    confirm_in_span(cfg).instrument(span).await
-}
-
-async fn confirm_in_span(cfg: &BootConfig) -> Result<Confirmed> {
-    let mut bmc = Bmc::open(&cfg.bmc_addr, cfg.smbus)?;
-    let facts = bmc.facts()?;
-    let slot = facts.plan.slot;
-    // The disk must say what runs before the BMC is told it is good: the
-    // rollback minimum is raised to that record's security version.
-    let mut store = open_disk(&cfg.disk)?;
-    let image = store
-        .state()
-        .slot(slot)
-        .valid_image()
-        .cloned()
-        .ok_or_else(|| Error::NotBootable {
-            slot,
-            status: store.state().slot(slot).status,
-        })?;
-    bmc.confirm(slot)?;
-    let min = if image.security_version > facts.plan.rollback_min {
-        bmc.raise_min(image.security_version)?
-    } else {
-        facts.plan.rollback_min
-    };
-    // The BMC makes a confirmed slot its choice (a forced B that confirms
-    // stays B); the disk's active slot follows, so the next update goes
-    // into the other one. Only the header changes (two copies, atomic).
-    // Last, and not fatal: the BMC already holds the confirmation, and a
-    // header left behind heals itself (the next install into this slot is
-    // refused, the installed image boots, the next confirm flips).
-    if store.state().active != Some(slot) {
-        let mut next = store.state().clone();
-        match next.flip(slot).and_then(|()| store.commit(&next)) {
-            Ok(()) => tracing::info!(?slot, "the confirmed slot is now the disk's active slot"),
-            Err(e) => {
-                tracing::warn!(?slot, error = %e, "confirmed, but the disk header still names the other slot active")
-            }
-        }
-    }
-    let boot_img_sha256 = crate::devicetree::reported_boot_img_sha256(&cfg.devicetree);
-    if cfg.state_on_disk {
-        // The OS's own `confirm` starts from an empty state directory: the
-        // node's identity is on the disk.
-        crate::statearea::restore(&disk_file(&cfg.disk)?, &cfg.state_dir)?;
-    }
-    if let (Some(base), Some(ca), Some((cert, key))) = (&cfg.bootd, &cfg.ca, cfg.identity()) {
-        let id = bootd_client::Identity {
-            node: cfg.node.name.to_string(),
-            cert_pem: String::from_utf8_lossy(&read_file(&cert)?).into_owned(),
-            key_pem: String::from_utf8_lossy(&read_file(&key)?).into_owned(),
-        };
-        let report = bootd_api::NodeReport {
-            slot,
-            version: image.version.to_string(),
-            security_version: Some(image.security_version),
-            confirmed: true,
-            boot_img_sha256: boot_img_sha256.map(bootd_api::Sha256Digest),
-        };
-        if let Err(e) = bootd_client::report(base, &read_file(ca)?, &id, &cfg.net, &report).await {
-            // The BMC confirmation is what matters for the boot; say so.
-            tracing::warn!(error = %e, "confirmed to the BMC, but the report to bootd failed");
-        }
-    }
-    Ok(Confirmed {
-        slot,
-        rollback_min: min,
-        boot_img_sha256,
-    })
 }

@@ -1,8 +1,7 @@
 //! Telling the BMC that this boot refused an update (issue 14, item 6):
 //! the BMC counts it and keeps the last reason with its epoch in flash, for
 //! its status and metrics, so a refusal is seen even when bootd is not
-//! reachable. Beside `bmc/` only while `boot/` is being split; it belongs
-//! in `bmc/mod.rs`.
+//! reachable (or is the attacker).
 
 use std::io::{Read, Write};
 
