@@ -15,11 +15,12 @@
 //!    preserve, and the rules below apply.
 //! 3. Every target is filtered: kind `os`, the node's architecture, the
 //!    node's channel, assigned to the node (by name, group or `all`),
-//!    `security_version` ≥ the BMC's rollback minimum, fits a slot, and
-//!    not older than the image in the BMC's slot unless signed as a
-//!    downgrade (`downgrade: true`): old metadata replayed by a compromised
-//!    server cannot take a node back to an older release of the same
-//!    security version. Each refused target is listed with its reason.
+//!    `security_version` ≥ the BMC's rollback minimum, fits a slot.
+//!    Each refused target is listed with its reason. The newest admitted
+//!    one must not be older than the image in the BMC's slot unless signed
+//!    as a downgrade (`downgrade: true`): old metadata replayed by a
+//!    compromised server cannot take a node back to an older release of
+//!    the same security version.
 //! 4. With trusted time and a verified release, the highest admitted
 //!    version is the wanted image: boot it if the BMC's slot holds it
 //!    ([`Plan::BootActive`]), else install it into the other slot
@@ -337,16 +338,9 @@ pub fn plan(
     let capacity = slots.geometry.capacity;
     let mut refused = Vec::new();
     let mut admitted: Vec<&ReleaseTarget> = Vec::new();
-    // The version floor: what the BMC's slot holds, if the BMC would still
-    // let it boot. Only an update must clear it; booting what is installed
-    // (or falling back) never does.
-    let installed = slots
-        .slot(bmc.slot)
-        .valid_image()
-        .filter(|i| i.security_version >= bmc.rollback_min);
     if let Some(r) = release {
         for t in &r.targets {
-            match admit(t, node, bmc, capacity).and_then(|()| not_older(t, installed)) {
+            match admit(t, node, bmc, capacity) {
                 Ok(()) => admitted.push(t),
                 Err(why) => refused.push((t.name.clone(), why)),
             }
@@ -452,19 +446,39 @@ pub fn plan(
         }
     }
 
-    let best = admitted
+    let mut best = admitted
         .iter()
         .max_by(|a, b| {
             (&a.info.version, a.info.security_version)
                 .cmp(&(&b.info.version, b.info.security_version))
         })
         .copied();
+    // The version floor: what the BMC's slot holds, if the BMC would still
+    // let it boot. A repository keeps its old releases, and they never win
+    // against a newer one; but a release whose *newest* image for this node
+    // is older than what runs is what replayed metadata looks like. Only an
+    // update must clear the floor; booting what is installed (or falling
+    // back) never does.
+    let installed = slots
+        .slot(req)
+        .valid_image()
+        .filter(|i| i.security_version >= bmc.rollback_min);
+    let mut below_floor = None;
+    if let Some(b) = best {
+        if let Err(why) = not_older(b, installed) {
+            below_floor = Some(format!("{}: {why} (replayed metadata?)", b.name));
+            refused.push((b.name.clone(), why));
+            best = None;
+        }
+    }
     let no_update = match (release, best, now) {
         (None, _, _) => Some("no verified release (offline?)".to_owned()),
         (Some(r), _, _) if !r.fresh => {
             Some("only locally stored metadata (bootd unreachable)".to_owned())
         }
-        (Some(_), None, _) => Some("no target of the release is for this node".to_owned()),
+        (Some(_), None, _) => Some(
+            below_floor.unwrap_or_else(|| "no target of the release is for this node".to_owned()),
+        ),
         (Some(_), Some(_), None) => Some("no trusted time: updates refused".to_owned()),
         (Some(_), Some(_), Some(_)) => None,
     };

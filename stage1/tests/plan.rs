@@ -496,6 +496,9 @@ fn replayed_metadata_with_an_older_release_of_the_same_security_version_is_not_i
         "{:?}",
         d.plan
     );
+    // A repository keeps its old releases: beside a newer one they are no
+    // refusal at all (nothing is reported to bootd or the BMC).
+    assert_eq!(d.refused, vec![], "{:?}", d.refused);
 }
 
 #[test]
