@@ -198,6 +198,18 @@ impl<S: NorFlash, B: NorFlash> Bmc<S, B> {
             .map(drop)
     }
 
+    /// The clock is lost: its RTC battery ran out, or this BMC module
+    /// replaced a failed one (the simulator's `clock-lost`). It counts from
+    /// 1970 again and says it was never set, so stage1 refuses it and asks
+    /// bootd for signed time. Committed like a request.
+    pub fn lose_clock(&mut self, now: Instant) -> Result<(), ErrorCode> {
+        self.apply(|unit| {
+            unit.lose_clock(now);
+            Ok(Response::Done)
+        })
+        .map(drop)
+    }
+
     /// Runs `f` on the unit; keeps its change only if it succeeds and
     /// reaches flash.
     fn apply(

@@ -411,3 +411,32 @@ fn the_operator_sets_the_clock_without_the_host_link_and_never_backwards() {
     let r = r.restart();
     assert!(r.bmc.unit().persistent().clock_set, "persisted");
 }
+
+#[test]
+fn a_lost_clock_says_so_until_it_is_set_again_and_the_loss_survives_a_restart() {
+    let mut r = Rig::new();
+    r.bmc
+        .set_time_by_operator(UnixTime(1_800_000_000), r.now)
+        .unwrap();
+    // The RTC battery dies (or the module is replaced): 1970 again, and
+    // the BMC says its clock was never set — stage1 then refuses it.
+    r.bmc.lose_clock(r.now).unwrap();
+    match r.ok(Request::GetTime) {
+        Response::Time(c) => assert!(!c.set && c.time < UnixTime(1_000_000), "{c:?}"),
+        other => panic!("{other:?}"),
+    }
+    let mut r = r.restart();
+    assert!(
+        !r.bmc.unit().persistent().clock_set,
+        "the loss is persisted"
+    );
+    // Set again (by the operator here; by stage1's MAC'd SetTime from
+    // bootd's signed time on a node): forward from 1970 is allowed.
+    r.bmc
+        .set_time_by_operator(UnixTime(1_800_000_100), r.now)
+        .unwrap();
+    match r.ok(Request::GetTime) {
+        Response::Time(c) => assert!(c.set && c.time >= UnixTime(1_800_000_100)),
+        other => panic!("{other:?}"),
+    }
+}

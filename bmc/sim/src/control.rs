@@ -7,6 +7,8 @@
 //! | `press <unit> short\|long` | holds the button 200 ms / 3.5 s |
 //! | `power <unit> pull\|restore` | power-good forced low / back to normal |
 //! | `reset <unit> on\|force-off\|graceful-shutdown\|force-restart\|power-cycle` | a Redfish reset from the operator |
+//! | `time <unit> <unix>` | the operator sets the clock (never backwards) |
+//! | `clock-lost <unit>` | the clock's battery ran out, or the BMC was replaced: 1970, never set |
 //!
 //! Every reply ends with a line `ok` or `error: <why>`.
 
@@ -107,6 +109,15 @@ fn execute(shared: &Shared, line: &str) -> Result<String, String> {
                 .set_time(racklet_bmc_proto::UnixTime(t), now)
                 .map_err(|code| format!("{name} refused the time: {code}"))?;
             tracing::info!(unit = %name, unix = t, "clock set by the operator");
+            Ok(String::new())
+        }
+        ["clock-lost", name] => {
+            let i = unit(name)?;
+            shared
+                .unit(i)
+                .lose_clock(now)
+                .map_err(|code| format!("{name}: {code}"))?;
+            tracing::warn!(unit = %name, "clock lost: it counts from 1970 and says it was never set");
             Ok(String::new())
         }
         ["reset", name, kind] => {

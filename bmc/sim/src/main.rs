@@ -68,6 +68,14 @@ enum Cmd {
         #[command(flatten)]
         control: ControlArgs,
     },
+    /// A unit's BMC loses its clock (a dead RTC battery, a replacement
+    /// module): it counts from 1970 again and says it was never set.
+    ClockLost {
+        /// Unit name.
+        unit: String,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
     /// Speak the BMC protocol to a unit, as its compute unit (stage1) would.
     Call {
         /// Unit name (found through the control socket), or `-` with `--link`.
@@ -296,6 +304,7 @@ fn dispatch(p: Program) -> anyhow::Result<()> {
             unix,
             control: c,
         } => control(&c, &format!("time {unit} {unix}")),
+        Cmd::ClockLost { unit, control: c } => control(&c, &format!("clock-lost {unit}")),
         Cmd::Call {
             unit,
             request,

@@ -195,6 +195,13 @@ impl SimUnit {
         self.bmc.set_time_by_operator(time, now)
     }
 
+    /// The clock is lost (a dead RTC battery, a replacement BMC).
+    pub fn lose_clock(&mut self, now: Instant) -> Result<(), racklet_bmc_proto::ErrorCode> {
+        self.step(now);
+        let now = self.last_now;
+        self.bmc.lose_clock(now)
+    }
+
     /// Handles one protocol frame.
     pub fn frame(&mut self, frame: &[u8], now: Instant) -> Option<Vec<u8>> {
         // Sample the board at `now` first, as the firmware's 1 ms loop

@@ -260,7 +260,10 @@ fn boot(
                 continue;
             }
             r.ui.node(&spec.name, &msg);
-            if msg.starts_with("refused bootd") || msg.contains("not installed") {
+            if msg.starts_with("refused bootd")
+                || msg.contains("not installed")
+                || msg.starts_with("refused its BMC's clock")
+            {
                 state.lock().expect("node state").notes.push(msg.clone());
             }
         }
@@ -475,6 +478,18 @@ fn narrate(line: &str) -> Option<String> {
             f("error")
         ),
         "boot failed" => format!("boot attempt failed: {}", f("error")),
+        "the BMC's clock was never set and there is no signed time" => format!(
+            "refused its BMC's clock (never set: it counts from 1970) and got no signed time \
+             ({}); installs nothing without trusted time",
+            f("error")
+        ),
+        "the BMC's clock was never set; using bootd's signed time" => format!(
+            "its BMC's clock was never set: takes bootd's signed time {} instead",
+            f("time")
+        ),
+        "refusals reported to bootd" => {
+            "told bootd and its BMC what it refused (bootd nodes show; bmc-sim status)".into()
+        }
         "one slot header copy refused; using the other" => {
             format!(
                 "one slot header copy is damaged ({}); uses the other",

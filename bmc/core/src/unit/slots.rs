@@ -242,6 +242,16 @@ impl Unit {
         Ok(())
     }
 
+    /// The clock is lost (a dead RTC battery, or a replacement BMC module):
+    /// it counts from 1970 again and says it was never set. Only the
+    /// operator or stage1's MAC'd SetTime sets it again.
+    pub(crate) fn lose_clock(&mut self, now: Instant) {
+        self.clock_base = UnixTime(0);
+        self.clock_at = now;
+        self.state.time_floor = UnixTime(0);
+        self.state.clock_set = false;
+    }
+
     /// Raises a rollback minimum: only forward, and only to a version the
     /// slot running now carries *and* has confirmed in this boot.
     fn raise_rollback_min(

@@ -65,7 +65,68 @@ impl Demo {
         let before = self.reboot_all("reboots every node")?;
         self.expect("every node installs v4 and confirms it", |i, s| {
             s.handoffs.len() > before[i] && confirmed_on(s, "4.0.0") && s.rollback_min == Some(2)
-        })
+        })?;
+        self.lost_clock()
+    }
+
+    /// Scene 4: a BMC loses its clock (a dead RTC battery; a replacement
+    /// BMC is the same). stage1 refuses the 1970 clock; this bootd holds no
+    /// online timestamp key, so there is no signed time either: the node
+    /// installs nothing, boots what it has, and says so to bootd and its
+    /// BMC. The operator reads it there and sets the clock.
+    fn lost_clock(&mut self) -> Result<()> {
+        let i = self.nodes.len() - 1;
+        let node = self.nodes[i].spec.name.clone();
+        let mut c = self.tools.cmd("bmc-sim");
+        c.args(["clock-lost", node.as_str()]);
+        self.tools.run(c)?;
+        self.ui.op(&format!(
+            "scene 4, {node}'s BMC loses its clock (its RTC battery ran out; a replacement \
+             BMC is the same): it counts from 1970 again and says it was never set. A node \
+             that believed it could accept metadata that expired long ago"
+        ));
+        let notes = self.nodes[i].state().notes.len();
+        let before = self.nodes[i].state().handoffs.len();
+        self.reboot(&[node.as_str()], &format!("reboots {node}"))?;
+        self.expect(
+            &format!("{node} refuses its clock, installs nothing and boots v4 as it was"),
+            |j, s| j != i || (s.handoffs.len() > before && confirmed_on(s, "4.0.0")),
+        )?;
+        let said = &self.nodes[i].state().notes[notes..];
+        if !said
+            .iter()
+            .any(|n| n.starts_with("refused its BMC's clock"))
+        {
+            bail!("{node} never said it refused its clock; it said {said:?}");
+        }
+        let mut c = self.tools.cmd("bootd");
+        c.args([
+            "--config",
+            "bootd/bootd.yaml",
+            "nodes",
+            "show",
+            node.as_str(),
+        ]);
+        let show = String::from_utf8_lossy(&self.tools.run(c)?.stdout).into_owned();
+        if !show.contains("no_trusted_time") {
+            bail!("bootd does not show {node}'s refusal:\n{show}");
+        }
+        let bmc = self.bmc.unit(&node)?;
+        if !bmc.get("refused").starts_with("no_trusted_time") {
+            bail!("{node}'s BMC does not show the refusal: {:?}", bmc.0);
+        }
+        self.ui.op(&format!(
+            "bootd shows it (`bootd nodes show {node}`: refused … no_trusted_time) and so does \
+             the BMC (`bmc-sim status`: refused={}); the operator sets {node}'s clock",
+            bmc.get("refused")
+        ));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let mut c = self.tools.cmd("bmc-sim");
+        c.args(["set-time", node.as_str(), &now.to_string()]);
+        self.tools.run(c)?;
+        Ok(())
     }
 
     /// Attack 3: root on a node opens the BMC device and sends frames that
