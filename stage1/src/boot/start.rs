@@ -2,7 +2,8 @@
 //! one-shot confirm token made, the BMC sealed, the payload started (or
 //! recorded, in simulation).
 //!
-//! The seal is the last thing stage1 says to the BMC: from then until the
+//! The seal is the last thing stage1 says to the BMC, once a route has
+//! loaded the payload and right before the reboot: from then until the
 //! BMC next starts the host, no process on the node can read the key that
 //! state changes are MAC'd with (`bmc/README.md`). The OS confirms its
 //! boot with the token alone: a ConfirmBoot (and RaiseRollbackMin) stage1
@@ -60,13 +61,21 @@ pub(super) fn hand_off(
             Ok(record)
         }
         Mode::Kexec => {
-            bmc.seal()?;
             tracing::info!(?slot, image = %image.name, version = %image.version,
                 kernel_bytes = payload.kernel.len(), initrd_bytes = payload.initrd.len(),
-                "BMC sealed; kexec: handing off");
-            Err(start(cfg, store, slot, payload, &token))
+                "kexec: handing off");
+            Err(start(cfg, store, slot, payload, &token, bmc))
         }
     }
+}
+
+/// Seals the BMC: the last thing before the reboot into the OS, once the
+/// payload is loaded (a route that fails before it leaves the epoch
+/// usable for the next route or attempt). Never reboot unsealed.
+fn seal(bmc: &mut Bmc<Link>) -> Result<()> {
+    bmc.seal()?;
+    tracing::info!("BMC sealed: from here until the BMC next starts the host, nothing on the node can MAC a state change");
+    Ok(())
 }
 
 /// Starts the verified payload on real hardware, trying the routes
@@ -78,6 +87,7 @@ fn start(
     slot: Slot,
     payload: handoff::Payload,
     token: &ConfirmToken,
+    bmc: &mut Bmc<Link>,
 ) -> Error {
     let security = crate::sys::platform_security();
     let uefi = std::path::Path::new("/sys/firmware/efi").exists();
@@ -111,17 +121,21 @@ fn start(
                     }
                     _ => crate::kexec_load::load(&p),
                 })
+                .and_then(|()| seal(bmc))
                 .map(|()| crate::sys::reboot_kexec())
             }
             handoff::Route::Firmware => {
                 drop(payload.take());
                 // The UKI's command line is signed: the token goes in an
                 // EFI variable the OS's `stage1 confirm` reads.
-                token
-                    .write_efi_variable(std::path::Path::new(crate::efi::EFIVARS))
+                crate::sys::efivarfs_writable(crate::efi::EFIVARS)
+                    .and_then(|()| {
+                        token.write_efi_variable(std::path::Path::new(crate::efi::EFIVARS))
+                    })
                     .and_then(|()| read_slot(store, slot))
                     .and_then(|(_, uki)| crate::efi::hand_off(slot, &uki))
-                    .map(|_| crate::sys::restart())
+                    .and_then(|_| seal(bmc))
+                    .map(|()| crate::sys::restart())
             }
         };
         // The load (or install) worked, but the reboot returned: nothing
