@@ -164,6 +164,36 @@ pub fn efivarfs_writable(target: &str) -> Result<()> {
         .or_else(|_| mount_with("efivarfs", target, "efivarfs", flags))
 }
 
+/// Clears the immutable attribute of `path` (`chattr -i`). efivarfs marks
+/// every variable it does not know immutable, so stage1's confirm-token
+/// variable, written again at every firmware hand-off, needs this first.
+pub fn clear_immutable(path: &std::path::Path) -> Result<()> {
+    const FS_IMMUTABLE_FL: libc::c_int = 0x10;
+    let f = std::fs::File::open(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut flags: libc::c_int = 0;
+    // SAFETY: the descriptor is open for the whole call, and
+    // FS_IOC_GETFLAGS writes one int through the pointer, which points at
+    // `flags`.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) };
+    if let Err(e) = check("ioctl(FS_IOC_GETFLAGS)", rc.into()) {
+        // A file system without attributes has nothing immutable.
+        return match io::Error::last_os_error().raw_os_error() {
+            Some(libc::ENOTTY | libc::EOPNOTSUPP | libc::EINVAL) => Ok(()),
+            _ => Err(e),
+        };
+    }
+    if flags & FS_IMMUTABLE_FL == 0 {
+        return Ok(());
+    }
+    flags &= !FS_IMMUTABLE_FL;
+    // SAFETY: as above; FS_IOC_SETFLAGS reads one int from `flags`.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags) };
+    check("ioctl(FS_IOC_SETFLAGS)", rc.into()).map(drop)
+}
+
 /// Reboots into the loaded kernel. Returns only on failure.
 pub fn reboot_kexec() -> Error {
     // SAFETY: reboot(2) takes an integer command and no pointers.

@@ -242,3 +242,39 @@ fn a_confirm_token_round_trips_through_an_efivarfs_variable() {
         t
     );
 }
+
+#[test]
+fn a_confirm_token_is_written_again_over_an_immutable_variable() {
+    // efivarfs makes a variable it does not know immutable: the second
+    // firmware hand-off's token write failed with EPERM until stage1
+    // cleared the attribute (`chattr -i`) first. Here on a file system
+    // with attributes, as root.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let t = ConfirmToken::from_cmdline(
+        "racklet.confirm=40021500010000006d271db8182ffd8c114f6759d1ecc92b46",
+    )
+    .unwrap()
+    .unwrap();
+    t.write_efi_variable(dir.path()).unwrap();
+    let var = dir.path().join(stage1::bmc::CONFIRM_EFI_VARIABLE);
+    let locked = std::process::Command::new("chattr")
+        .arg("+i")
+        .arg(&var)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !common::have(locked, "root and a file system with attributes (chattr +i)") {
+        return;
+    }
+    let again = t.write_efi_variable(dir.path());
+    let _ = std::process::Command::new("chattr")
+        .arg("-i")
+        .arg(&var)
+        .status();
+    again.unwrap();
+    assert_eq!(
+        ConfirmToken::from_efi_variable(dir.path())
+            .unwrap()
+            .unwrap(),
+        t
+    );
+}

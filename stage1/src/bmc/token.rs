@@ -90,6 +90,11 @@ impl ConfirmToken {
     /// (efivarfs: 4 attribute bytes, then the command-line word).
     pub fn write_efi_variable(&self, efivars: &std::path::Path) -> Result<()> {
         let path = efivars.join(CONFIRM_EFI_VARIABLE);
+        // The previous boot's token is immutable to efivarfs (a variable it
+        // does not know): writable again only after `chattr -i`.
+        if path.exists() {
+            crate::sys::clear_immutable(&path)?;
+        }
         let bytes = crate::efi::efivarfs_file(
             crate::efi::ATTRIBUTES_NV_BS_RT,
             self.cmdline_word().as_bytes(),
