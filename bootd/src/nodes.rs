@@ -267,7 +267,10 @@ impl NodeStore {
     }
 
     /// Records a node's CSR. The node must be in the rack and the CSR's
-    /// signature valid; the same key for the same node returns the existing request.
+    /// signature valid; the same key for the same node returns the existing
+    /// request. A node has at most one pending request: a new key replaces
+    /// its older one (a node without a disk forgets its key at every boot,
+    /// and must not fill the queue for the rest of the rack).
     pub fn submit(
         &self,
         rack: &Rack,
@@ -297,6 +300,16 @@ impl NodeStore {
         {
             return Ok(p.clone());
         }
+        let mut pending = pending;
+        for old in pending.iter().filter(|p| p.node == node) {
+            let path = self.pending_dir().join(format!("{}.json", old.id));
+            if let Err(e) = fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(Error::WriteFile { path, source: e });
+                }
+            }
+        }
+        pending.retain(|p| p.node != node);
         if pending.len() >= max_pending {
             return Err(Error::TooManyPending {
                 node: node.to_owned(),
@@ -578,6 +591,17 @@ mod tests {
             .submit(&rack(), "unit-3", &csr3, "x", Utc::now(), 2)
             .unwrap_err();
         assert!(e.to_string().contains("already waiting"), "{e}");
+        // unit-1 again with a new key (it forgot the old one: no disk):
+        // its older request is replaced, the queue does not grow.
+        let (_k, csr4) = bootd_client::new_key_and_csr("unit-1").unwrap();
+        let c = s
+            .submit(&rack(), "unit-1", &csr4, "x", Utc::now(), 2)
+            .unwrap();
+        assert_ne!(c.id, a.id);
+        let ids: Vec<String> = s.pending().into_iter().map(|p| p.id).collect();
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        assert!(ids.contains(&c.id) && !ids.contains(&a.id), "{ids:?}");
+        assert!(matches!(s.status(&a.id), RequestStatus::Unknown));
     }
 
     #[test]

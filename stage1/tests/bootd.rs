@@ -338,15 +338,23 @@ async fn time_signed_by_a_key_the_root_does_not_name_or_no_signed_time_refuses_u
 }
 
 /// Approves the first request for `node` that reaches bootd's store in
-/// `rig` (what the operator does), from a thread.
-fn approve_when_asked(rig: &Rig, node: &'static str) -> std::thread::JoinHandle<()> {
+/// `rig` (what the operator does), from a thread; not one of `stale`.
+fn approve_when_asked(
+    rig: &Rig,
+    node: &'static str,
+    stale: Vec<String>,
+) -> std::thread::JoinHandle<()> {
     let (d, pki) = (rig.dir.path().to_owned(), rig.pki.clone());
     std::thread::spawn(move || {
         let store = bootd::nodes::NodeStore::new(&d.join("state"));
         let rack = racklet_hardware::Rack::load(&d.join("rack.yaml")).unwrap();
         let start = std::time::Instant::now();
         loop {
-            if let Some(p) = store.pending().into_iter().find(|p| p.node == node) {
+            if let Some(p) = store
+                .pending()
+                .into_iter()
+                .find(|p| p.node == node && !stale.contains(&p.id))
+            {
                 store
                     .approve(&rack, &pki, &p.id, 30, chrono::Utc::now())
                     .unwrap();
@@ -369,7 +377,7 @@ async fn a_refused_update_is_reported_to_bootd_not_only_logged() {
     let rig = Rig::start("").await;
     let (sim, mut bc) = factory_node(&rig, "loud");
     bc.enroll_wait = Some(Duration::from_secs(20));
-    let approver = approve_when_asked(&rig, "unit-2");
+    let approver = approve_when_asked(&rig, "unit-2", Vec::new());
     let e = boot::run(&bc, 1, Duration::from_millis(100))
         .await
         .unwrap_err();
@@ -399,6 +407,43 @@ async fn a_refused_update_is_reported_to_bootd_not_only_logged() {
         r.last.map(|l| l.reason),
         Some(racklet_bmc_proto::RefusalReason::NoTrustedTime)
     );
+    rig.stop().await;
+    drop(sim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_disk_for_its_identity_asks_again_at_every_boot() {
+    // No state area (`--no-state-on-disk`) and a RAM state directory: the
+    // node cannot keep its key, so every boot is a new request with a new
+    // key — replacing its older one in bootd's queue, never adding to it —
+    // and it boots only in a boot whose request the operator approves.
+    let rig = Rig::start("").await;
+    let (sim, mut bc) = factory_node(&rig, "diskless");
+    bc.state_on_disk = false;
+    bc.enroll_wait = Some(Duration::from_secs(1));
+    Bmc::connect(&bc.bmc_addr, bc.smbus)
+        .unwrap()
+        .set_time(jiff::Timestamp::now())
+        .unwrap();
+    let store = bootd::nodes::NodeStore::new(&rig.dir.path().join("state"));
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        assert!(boot::run(&bc, 0, Duration::from_millis(100)).await.is_err());
+        let pending = store.pending();
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        ids.push(pending[0].id.clone());
+        std::fs::remove_dir_all(&bc.state_dir).unwrap();
+    }
+    assert_ne!(ids[0], ids[1], "a new key, a new request");
+    // Approved while it waits: that boot installs. (The request of the
+    // boot before is void: the node forgot that key.)
+    bc.enroll_wait = Some(Duration::from_secs(20));
+    let approver = approve_when_asked(&rig, "unit-2", ids.clone());
+    let rec = boot::run(&bc, 10, Duration::from_millis(300))
+        .await
+        .unwrap();
+    approver.join().unwrap();
+    assert_eq!((rec.slot, rec.image.as_str()), ('B', "os-1.uki"));
     rig.stop().await;
     drop(sim);
 }

@@ -304,10 +304,12 @@ impl FaultCode {
 }
 
 /// Why stage1 refused an update in this boot, as the BMC keeps it
-/// ([`crate::Request::ReportRefusal`]). The values mirror bootd's
-/// `RefusalReason`, in its order (bootd-api converts); this crate does not
-/// depend on bootd's.
+/// ([`crate::Request::ReportRefusal`]) and as bootd's API names it
+/// (`bootd_api::RefusalReason` is this type: one list of reasons for the
+/// wire byte, the JSON name and the metric label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum RefusalReason {
     /// Metadata older than what the node trusted: a replay (wire 0).
     Rollback,

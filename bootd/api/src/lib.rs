@@ -183,88 +183,9 @@ impl<'de> Deserialize<'de> for Sha256Digest {
     }
 }
 
-/// Why a node refused an update (a small fixed set: it labels a metric).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RefusalReason {
-    /// Metadata older than what the node trusted (a replay).
-    Rollback,
-    /// Metadata expired by the node's trusted time (a freeze).
-    Expired,
-    /// Metadata whose signatures, threshold, hashes or lengths failed.
-    Signature,
-    /// A download whose bytes are not the signed ones.
-    TamperedTarget,
-    /// A release older than the image the node runs, not signed as a
-    /// downgrade.
-    OlderThanInstalled,
-    /// No trusted time (the BMC's clock never set, no signed time).
-    NoTrustedTime,
-    /// bootd unreachable, TLS refused, or an answer cut short.
-    Unreachable,
-    /// The install took longer than the node's deadline.
-    InstallDeadline,
-    /// Any other refusal of metadata.
-    Other,
-}
-
-impl RefusalReason {
-    /// Every reason, in order.
-    pub const ALL: [RefusalReason; 9] = [
-        RefusalReason::Rollback,
-        RefusalReason::Expired,
-        RefusalReason::Signature,
-        RefusalReason::TamperedTarget,
-        RefusalReason::OlderThanInstalled,
-        RefusalReason::NoTrustedTime,
-        RefusalReason::Unreachable,
-        RefusalReason::InstallDeadline,
-        RefusalReason::Other,
-    ];
-
-    /// Its name on the wire and as a metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefusalReason::Rollback => "rollback",
-            RefusalReason::Expired => "expired",
-            RefusalReason::Signature => "signature",
-            RefusalReason::TamperedTarget => "tampered_target",
-            RefusalReason::OlderThanInstalled => "older_than_installed",
-            RefusalReason::NoTrustedTime => "no_trusted_time",
-            RefusalReason::Unreachable => "unreachable",
-            RefusalReason::InstallDeadline => "install_deadline",
-            RefusalReason::Other => "other",
-        }
-    }
-}
-
-impl std::fmt::Display for RefusalReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The byte the node sends its BMC for a refusal (`ReportRefusal`): the
-/// BMC's own enum, in this one's order. Here because this crate owns
-/// [`RefusalReason`] and already speaks the BMC's types (the orphan rule
-/// lets neither stage1 nor the BMC's no_std crate hold it); the match is
-/// exhaustive, so a new reason here fails to build until the BMC has one.
-impl From<RefusalReason> for racklet_bmc_proto::RefusalReason {
-    fn from(r: RefusalReason) -> Self {
-        use racklet_bmc_proto::RefusalReason as Bmc;
-        match r {
-            RefusalReason::Rollback => Bmc::Rollback,
-            RefusalReason::Expired => Bmc::Expired,
-            RefusalReason::Signature => Bmc::Signature,
-            RefusalReason::TamperedTarget => Bmc::TamperedTarget,
-            RefusalReason::OlderThanInstalled => Bmc::OlderThanInstalled,
-            RefusalReason::NoTrustedTime => Bmc::NoTrustedTime,
-            RefusalReason::Unreachable => Bmc::Unreachable,
-            RefusalReason::InstallDeadline => Bmc::InstallDeadline,
-            RefusalReason::Other => Bmc::Other,
-        }
-    }
-}
+/// Why a node refused an update (a small fixed set: it labels a metric,
+/// and the BMC keeps it as one byte): the BMC protocol's own list.
+pub use racklet_bmc_proto::RefusalReason;
 
 /// Longest [`RefusalReport::detail`] bootd keeps (bytes).
 pub const MAX_REFUSAL_DETAIL: usize = 1024;
@@ -316,20 +237,20 @@ pub struct AssignedTarget {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn every_refusal_reason_maps_to_the_bmc_byte_of_its_position_and_name() {
-        assert_eq!(
-            RefusalReason::ALL.len(),
-            racklet_bmc_proto::RefusalReason::COUNT
-        );
-        for (i, r) in RefusalReason::ALL.into_iter().enumerate() {
-            let b = racklet_bmc_proto::RefusalReason::from(r);
-            assert_eq!(usize::from(b.to_byte()), i, "{r}");
-            assert_eq!(b.as_str(), r.as_str());
-        }
-    }
-
     use super::*;
+
+    #[test]
+    fn a_refusal_reason_is_named_the_same_in_json_and_in_metrics() {
+        for r in RefusalReason::ALL {
+            assert_eq!(
+                serde_json::to_value(r).unwrap(),
+                serde_json::Value::from(r.as_str())
+            );
+        }
+        let back: RefusalReason = serde_json::from_str("\"tampered_target\"").unwrap();
+        assert_eq!(back, RefusalReason::TamperedTarget);
+        assert!(serde_json::from_str::<RefusalReason>("\"TamperedTarget\"").is_err());
+    }
 
     #[test]
     fn enroll_answers_are_tagged_by_status() {
