@@ -159,8 +159,10 @@ pub struct RepositoryConfig {
     /// The online timestamp role, if bootd holds its key.
     pub timestamp: Option<TimestampRole>,
     /// Serve `/metadata/` and `/targets/` only to enrolled nodes (mTLS).
-    /// Default on: a rack's bootd answers its own nodes, and an unknown
-    /// client learns nothing (which releases exist, who they are for).
+    /// Default on: a rack's bootd serves the repository to its own nodes,
+    /// and an unknown client cannot read it (which releases exist, who
+    /// they are for). `/metrics` stays open and does name each node's
+    /// booted version and refusals: keep it off untrusted networks.
     /// First-stage files (what platform firmware without a client
     /// certificate fetches), enrollment, `v1/time`, `/metrics` and
     /// `/healthz` are not affected.
