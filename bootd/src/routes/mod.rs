@@ -1,5 +1,10 @@
 //! Request routing and the handlers: repository files, first-stage files,
-//! metrics, health, enrollment and the per-node (mTLS) API.
+//! metrics, health, enrollment, signed time; the per-node (mTLS) API is
+//! [`node`].
+
+mod node;
+
+pub(crate) use node::note_report_metrics;
 
 use std::sync::Arc;
 
@@ -8,21 +13,17 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use serde::Deserialize;
 use tracing::{error, info, warn};
 
 use crate::config::{FirstStage, FirstStageTransport};
 use crate::files::{self, full, text, Body};
 use crate::firststage;
-use crate::metrics::{BootedLabels, Metrics, NodeLabels};
-use bootd_api::{
-    paths, AssignedTarget, EnrollAnswer, EnrollRequest, IssuedCert, NodeReport, NodeSelf, ReportAck,
-};
-use racklet_release::ReleaseInfo;
+use bootd_api::{paths, EnrollAnswer, EnrollRequest, IssuedCert};
 
 use crate::nodes::RequestStatus;
 use crate::repo::is_flat_name;
 use crate::state::{ConnInfo, Live, Shared};
+use node::node_of;
 
 pub(crate) async fn route(
     shared: &Arc<Shared>,
@@ -364,283 +365,8 @@ async fn api(
             }
         }
         (method, r @ ("node/report" | "node/self" | "node/refusal")) => {
-            let route = match r {
-                "node/report" => "report",
-                "node/refusal" => "refusal",
-                _ => "node",
-            };
-            // Per-node endpoints: a verified client certificate that bootd
-            // issued, not revoked, for a node still in the rack.
-            let node = match node_of(shared, info, live) {
-                Ok(n) => n,
-                Err((status, why)) => return (route, text(status, why)),
-            };
-            match (method, route) {
-                (Method::POST, "report") => {
-                    let body = match read_body(req, max_body).await {
-                        Ok(b) => b,
-                        Err(r) => return (route, r),
-                    };
-                    let report: NodeReport = match serde_json::from_slice(&body) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            return (
-                                route,
-                                text(StatusCode::BAD_REQUEST, format!("bad report: {e}")),
-                            )
-                        }
-                    };
-                    let store = shared.store.clone();
-                    let n = node.clone();
-                    match tokio::task::spawn_blocking(move || store.record_report(&n, report, now))
-                        .await
-                    {
-                        Ok(Ok(r)) => {
-                            note_report_metrics(&shared.metrics, &r);
-                            info!(node = %node, slot = ?r.report.slot, version = %r.report.version, confirmed = r.report.confirmed, "node report");
-                            (
-                                route,
-                                json(
-                                    StatusCode::OK,
-                                    &ReportAck {
-                                        node: node.clone(),
-                                        recorded: true,
-                                    },
-                                ),
-                            )
-                        }
-                        Ok(Err(e)) => {
-                            error!(node = %node, error = %e, "cannot store node report");
-                            (
-                                route,
-                                text(StatusCode::INTERNAL_SERVER_ERROR, "cannot store report"),
-                            )
-                        }
-                        Err(_) => (
-                            route,
-                            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
-                        ),
-                    }
-                }
-                (Method::POST, "refusal") => {
-                    let body = match read_body(req, max_body).await {
-                        Ok(b) => b,
-                        Err(r) => return (route, r),
-                    };
-                    let refusal: bootd_api::RefusalReport = match serde_json::from_slice(&body) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            return (
-                                route,
-                                text(StatusCode::BAD_REQUEST, format!("bad refusal: {e}")),
-                            )
-                        }
-                    };
-                    let store = shared.store.clone();
-                    let n = node.clone();
-                    match tokio::task::spawn_blocking(move || {
-                        store.record_refusal(&n, refusal, now)
-                    })
-                    .await
-                    {
-                        Ok(Ok(r)) => {
-                            shared
-                                .metrics
-                                .node_refusals
-                                .get_or_create(&crate::metrics::RefusalLabels {
-                                    node: node.clone(),
-                                    reason: r.report.reason.as_str(),
-                                })
-                                .inc();
-                            warn!(node = %node, reason = %r.report.reason, detail = %r.report.detail, "node refused an update");
-                            (
-                                route,
-                                json(
-                                    StatusCode::OK,
-                                    &ReportAck {
-                                        node: node.clone(),
-                                        recorded: true,
-                                    },
-                                ),
-                            )
-                        }
-                        Ok(Err(e)) => {
-                            error!(node = %node, error = %e, "cannot store a node's refusal");
-                            (
-                                route,
-                                text(StatusCode::INTERNAL_SERVER_ERROR, "cannot store refusal"),
-                            )
-                        }
-                        Err(_) => (
-                            route,
-                            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
-                        ),
-                    }
-                }
-                (Method::GET, "node") => {
-                    let n = live.rack.node_by_name(&node);
-                    let groups: Vec<String> = n
-                        .map(|n| n.groups.iter().cloned().collect())
-                        .unwrap_or_default();
-                    let assigned: Vec<AssignedTarget> = shared
-                        .snapshot()
-                        .map(|s| {
-                            s.targets
-                                .iter()
-                                .filter_map(|(name, t)| assigned_to(name, t, &node, &groups))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    (
-                        route,
-                        json(
-                            StatusCode::OK,
-                            &NodeSelf {
-                                node,
-                                groups,
-                                assigned,
-                            },
-                        ),
-                    )
-                }
-                _ => (
-                    route,
-                    text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
-                ),
-            }
+            node::per_node(shared, info, live, r, method, req, now, max_body).await
         }
         _ => ("other", text(StatusCode::NOT_FOUND, "not found")),
-    }
-}
-
-/// The node a request's client certificate identifies: one bootd issued,
-/// not revoked (the TLS layer checked chain, validity and revocation), for
-/// a node still in the rack description. Otherwise the refusal to send.
-fn node_of(
-    shared: &Arc<Shared>,
-    info: &ConnInfo,
-    live: &Live,
-) -> Result<String, (StatusCode, &'static str)> {
-    let Some(fp) = &info.client_cert else {
-        return Err((StatusCode::UNAUTHORIZED, "a client certificate is required"));
-    };
-    let node = shared
-        .identities
-        .read()
-        .ok()
-        .and_then(|ids| ids.by_fingerprint.get(fp).cloned());
-    match node.filter(|n| live.rack.node_by_name(n).is_some()) {
-        Some(n) => {
-            // The request's span (server.rs) now says whose it is.
-            tracing::Span::current().record("node", n.as_str());
-            Ok(n)
-        }
-        None => {
-            info!(peer = %info.peer, cert = %fp, "client certificate not issued to a current node");
-            Err((StatusCode::FORBIDDEN, "certificate not recognised"))
-        }
-    }
-}
-
-/// The target, if its signed release facts assign it to this node (by
-/// name, group or `all`). Informational: the node checks the same signed
-/// metadata itself.
-fn assigned_to(
-    name: &str,
-    t: &crate::repo::TargetInfo,
-    node: &str,
-    groups: &[String],
-) -> Option<AssignedTarget> {
-    let info = ReleaseInfo::deserialize(t.racklet.as_ref()?).ok()?;
-    let node = racklet_hardware::NodeName::new(node).ok()?;
-    info.assign
-        .admits(&node, groups.iter().map(String::as_str))
-        .then(|| AssignedTarget {
-            name: name.to_owned(),
-            length: t.length,
-            sha256: t.sha256.clone(),
-            racklet: Some(info),
-        })
-}
-
-pub(crate) fn note_report_metrics(m: &Metrics, r: &crate::nodes::Report) {
-    m.node_last_seen
-        .get_or_create(&NodeLabels {
-            node: r.node.clone(),
-        })
-        .set(r.reported_at.timestamp() as f64);
-    // One series per node: drop the node's previous booted labels.
-    let labels = BootedLabels {
-        node: r.node.clone(),
-        version: r.report.version.clone(),
-        slot: format!("{:?}", r.report.slot),
-        confirmed: r.report.confirmed.to_string(),
-    };
-    if let Ok(mut current) = m.booted_labels.lock() {
-        if let Some(old) = current.insert(r.node.clone(), labels.clone()) {
-            m.node_booted.remove(&old);
-        }
-    }
-    m.node_booted.get_or_create(&labels).set(1);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn target(assign: serde_json::Value) -> crate::repo::TargetInfo {
-        crate::repo::TargetInfo {
-            length: 1,
-            sha256: String::new(),
-            file: String::new(),
-            racklet: Some(serde_json::json!({
-                "kind": "os", "version": "1.0.0", "security_version": 1,
-                "arch": "x86_64", "channel": "stable", "assign": assign,
-            })),
-        }
-    }
-
-    #[test]
-    fn assignment_by_node_group_or_all() {
-        let groups = vec!["workers".to_string()];
-        let none: &[String] = &[];
-        for (assign, node, groups, want) in [
-            (
-                serde_json::json!({"nodes": ["unit-3"]}),
-                "unit-3",
-                none,
-                true,
-            ),
-            (
-                serde_json::json!({"nodes": ["unit-3"]}),
-                "unit-4",
-                &groups[..],
-                false,
-            ),
-            (
-                serde_json::json!({"groups": ["workers"]}),
-                "unit-4",
-                &groups[..],
-                true,
-            ),
-            (
-                serde_json::json!({"groups": ["canary"]}),
-                "unit-4",
-                &groups[..],
-                false,
-            ),
-            (serde_json::json!({"all": true}), "unit-9", none, true),
-            (serde_json::json!({"all": false}), "unit-9", none, false),
-        ] {
-            let got = assigned_to("t", &target(assign.clone()), node, groups);
-            assert_eq!(got.is_some(), want, "{assign} for {node}");
-        }
-        let mut no_meta = target(serde_json::json!({}));
-        no_meta.racklet = None;
-        assert!(assigned_to("t", &no_meta, "unit-1", &groups).is_none());
-        // Release facts that do not parse assign nothing.
-        let mut bad = target(serde_json::json!({"all": true}));
-        bad.racklet = Some(serde_json::json!({"kind": "os", "assign": {"all": true}}));
-        assert!(assigned_to("t", &bad, "unit-1", &groups).is_none());
     }
 }
