@@ -6,32 +6,17 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::sim::Sim;
+use common::sim::{wait_on, Sim};
 use racklet_bmc_proto::{
-    ErrorCode, ImageKind, PowerState, Request, ResetType, Response, SecurityVersion, Slot,
+    ErrorCode, ImageKind, Request, ResetType, Response, SecurityVersion, Slot,
 };
 use stage1::bmc::{cmdline_with_confirm_token, Bmc, BmcError, ConfirmToken};
 use stage1::error::Error;
 
 const UNIT: usize = 1; // unit-2, SMBus 0x21
 const SMBUS: u8 = 0x21;
-
-fn wait_on(addr: &str, epoch_above: u32) {
-    let start = Instant::now();
-    loop {
-        if let Ok(mut b) = Bmc::connect(addr, SMBUS) {
-            let on = matches!(b.call(Request::GetPowerStatus),
-                Ok(Response::PowerStatus(s)) if s.state == PowerState::On);
-            if on && b.auth_status().is_ok_and(|a| a.epoch.0 > epoch_above) {
-                return;
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "unit never on");
-        std::thread::sleep(Duration::from_millis(30));
-    }
-}
 
 fn no_session(e: Error) -> (String, ErrorCode) {
     match e {
@@ -45,7 +30,7 @@ fn after_seal_the_os_cannot_change_bmc_state_and_confirms_once_with_its_token() 
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(dir.path(), 1.0, Some(Duration::from_secs(600)));
     let addr = sim.units[UNIT].to_string();
-    wait_on(&addr, 0);
+    wait_on(&addr, SMBUS, 0);
 
     // stage1: a factory BMC; the first state change provisions a key.
     let mut stage1 = Bmc::connect(&addr, SMBUS).unwrap();
@@ -64,7 +49,7 @@ fn after_seal_the_os_cannot_change_bmc_state_and_confirms_once_with_its_token() 
         })
         .unwrap();
     let e1 = facts.auth.epoch.0;
-    wait_on(&addr, e1);
+    wait_on(&addr, SMBUS, e1);
 
     // The next boot: B with version 2. stage1 makes the token and seals.
     let mut stage1 = Bmc::connect(&addr, SMBUS).unwrap();
@@ -162,7 +147,7 @@ fn after_seal_the_os_cannot_change_bmc_state_and_confirms_once_with_its_token() 
     // Next epoch (the BMC power-cycles the host): the old token is dead.
     let epoch = os.auth_status().unwrap().epoch.0;
     sim.control("reset unit-2 power-cycle").unwrap();
-    wait_on(&addr, epoch);
+    wait_on(&addr, SMBUS, epoch);
     let mut os = Bmc::connect(&addr, SMBUS)
         .unwrap()
         .with_confirm_token(parsed);
@@ -212,7 +197,7 @@ fn two_clients_of_one_boot_keep_their_counters_apart() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(dir.path(), 1.0, Some(Duration::from_secs(600)));
     let addr = sim.units[UNIT].to_string();
-    wait_on(&addr, 0);
+    wait_on(&addr, SMBUS, 0);
     let mut a = Bmc::connect(&addr, SMBUS).unwrap();
     let mut b = Bmc::connect(&addr, SMBUS).unwrap();
     let t = jiff::Timestamp::now();

@@ -6,32 +6,17 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::sim::Sim;
+use common::sim::{wait_on, Sim};
 use racklet_bmc_proto::{
-    encode_request, ErrorCode, PowerState, Request, ResetType, Response, Slot, SmbusAddr, MAX_FRAME,
+    encode_request, ErrorCode, Request, ResetType, Slot, SmbusAddr, MAX_FRAME,
 };
 use stage1::bmc::{Bmc, BmcError};
 use stage1::error::Error;
 
 const UNIT: usize = 2; // unit-3, SMBus 0x22
 const SMBUS: u8 = 0x22;
-
-fn wait_on(addr: &str, epoch_above: u32) {
-    let start = Instant::now();
-    loop {
-        if let Ok(mut b) = Bmc::connect(addr, SMBUS) {
-            let on = matches!(b.call(Request::GetPowerStatus),
-                Ok(Response::PowerStatus(s)) if s.state == PowerState::On);
-            if on && b.auth_status().is_ok_and(|a| a.epoch.0 > epoch_above) {
-                return;
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "unit never on");
-        std::thread::sleep(Duration::from_millis(30));
-    }
-}
 
 /// The ReportRefusal frame without counter and MAC: what root in the OS can send.
 fn unmacd(reason: racklet_bmc_proto::RefusalReason) -> Vec<u8> {
@@ -50,7 +35,7 @@ fn stage1_reports_a_refusal_macd_before_seal_and_the_os_cannot_add_or_clear_one(
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(dir.path(), 1.0, Some(Duration::from_secs(600)));
     let addr = sim.units[UNIT].to_string();
-    wait_on(&addr, 0);
+    wait_on(&addr, SMBUS, 0);
 
     // stage1 on a factory BMC: bootd's reason converts; the first state
     // change opens the session (provisioning a key) and the report goes MAC'd.
@@ -96,7 +81,7 @@ fn stage1_reports_a_refusal_macd_before_seal_and_the_os_cannot_add_or_clear_one(
         kind: ResetType::PowerCycle,
     })
     .unwrap();
-    wait_on(&addr, epoch.0);
+    wait_on(&addr, SMBUS, epoch.0);
     let mut stage1 = Bmc::connect(&addr, SMBUS).unwrap();
     let facts = stage1.facts().unwrap();
     assert_eq!(facts.plan.slot, Slot::A);

@@ -43,3 +43,21 @@ impl Sim {
         self.0.status().expect("status")
     }
 }
+
+/// Waits (up to 30 s) until the unit at `addr` powers its host and its BMC
+/// is in an epoch above `epoch_above`: a new boot has started.
+pub fn wait_on(addr: &str, smbus: u8, epoch_above: u32) {
+    use racklet_bmc_proto::{PowerState, Request, Response};
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(mut b) = stage1::bmc::Bmc::connect(addr, smbus) {
+            let on = matches!(b.call(Request::GetPowerStatus),
+                Ok(Response::PowerStatus(s)) if s.state == PowerState::On);
+            if on && b.auth_status().is_ok_and(|a| a.epoch.0 > epoch_above) {
+                return;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "unit never on");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
