@@ -76,12 +76,11 @@ async fn confirm_in_span(cfg: &BootConfig) -> Result<Confirmed> {
         // node's identity is on the disk.
         crate::statearea::restore(&disk_file(&cfg.disk)?, &cfg.state_dir)?;
     }
-    if let (Some(base), Some(ca), Some((cert, key))) = (&cfg.bootd, &cfg.ca, cfg.identity()) {
-        let id = bootd_client::Identity {
-            node: cfg.node.name.to_string(),
-            cert_pem: String::from_utf8_lossy(&read_file(&cert)?).into_owned(),
-            key_pem: String::from_utf8_lossy(&read_file(&key)?).into_owned(),
-        };
+    let id = match (&cfg.bootd, &cfg.ca) {
+        (Some(_), Some(_)) => cfg.client_identity()?,
+        _ => None,
+    };
+    if let (Some(base), Some(ca), Some(id)) = (&cfg.bootd, &cfg.ca, id) {
         let report = bootd_api::NodeReport {
             slot,
             version: image.version.to_string(),

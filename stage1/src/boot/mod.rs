@@ -138,6 +138,19 @@ impl BootConfig {
             .or_else(|| crate::identity::stored(&self.state_dir))
     }
 
+    /// The node's identity as bootd-client takes it (both files read), for
+    /// its per-node calls: reports and refusals.
+    fn client_identity(&self) -> Result<Option<bootd_client::Identity>> {
+        let Some((cert, key)) = self.identity() else {
+            return Ok(None);
+        };
+        Ok(Some(bootd_client::Identity {
+            node: self.node.name.to_string(),
+            cert_pem: String::from_utf8_lossy(&read_file(&cert)?).into_owned(),
+            key_pem: String::from_utf8_lossy(&read_file(&key)?).into_owned(),
+        }))
+    }
+
     /// The transport for bootd (pinned CA, client cert when enrolled).
     pub fn transport(&self) -> Result<TufTransport> {
         let tls = match &self.ca {

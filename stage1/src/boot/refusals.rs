@@ -35,16 +35,11 @@ pub(super) async fn tell_refusals(
             tracing::warn!(error = %e, reason = %r.reason, "refusal NOT reported to the BMC");
         }
     }
-    let (Some(base), Some(ca), Some((cert, key))) = (&cfg.bootd, &cfg.ca, cfg.identity()) else {
+    let (Some(base), Some(ca), Ok(Some(id))) = (&cfg.bootd, &cfg.ca, cfg.client_identity()) else {
         return;
     };
-    let (Ok(ca), Ok(cert), Ok(key)) = (read_file(ca), read_file(&cert), read_file(&key)) else {
+    let Ok(ca) = read_file(ca) else {
         return;
-    };
-    let id = bootd_client::Identity {
-        node: cfg.node.name.to_string(),
-        cert_pem: String::from_utf8_lossy(&cert).into_owned(),
-        key_pem: String::from_utf8_lossy(&key).into_owned(),
     };
     let all = async {
         for r in refused {
