@@ -26,7 +26,7 @@ use std::time::Duration;
 use bootd_client::{Enrollment, NetConfig, PendingEnrollment};
 use url::Url;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The identity's directory inside the state directory.
 pub const DIR: &str = "identity";
@@ -46,13 +46,8 @@ pub fn stored(state_dir: &Path) -> Option<(PathBuf, PathBuf)> {
     (cert.is_file() && key.is_file()).then_some((cert, key))
 }
 
+/// Atomically, creating `identity/` if missing (racklet-fsio does both).
 fn write(path: &Path, bytes: &[u8], mode: racklet_fsio::Mode) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Write {
-            path: dir.to_owned(),
-            source,
-        })?;
-    }
     Ok(racklet_fsio::write_atomic(path, bytes, mode)?)
 }
 
