@@ -286,18 +286,22 @@ impl Drop for Operator {
     }
 }
 
+/// `bootd --config CONFIG nodes ARGS…` (the operator's view of the node
+/// store: no server needed), its stdout.
+pub(super) fn nodes(config: &Path, args: &[&str]) -> Result<String> {
+    output(
+        Command::new(bin("bootd"))
+            .arg("--config")
+            .arg(config)
+            .arg("nodes")
+            .args(args),
+    )
+}
+
 /// One look at the pending requests (`bootd nodes pending`): approves each
 /// whose key fingerprint its node's console shows.
 fn approve_seen(config: &Path, work: &Path) -> Result<()> {
-    let bootd = |args: &[&str]| {
-        output(
-            Command::new(bin("bootd"))
-                .arg("--config")
-                .arg(config)
-                .arg("nodes")
-                .args(args),
-        )
-    };
+    let bootd = |args: &[&str]| nodes(config, args);
     for line in bootd(&["pending"])?.lines() {
         let mut id = None;
         let (mut node, mut fp) = (None, None);

@@ -27,12 +27,7 @@ impl Rack {
     /// enrolled itself, the operator approved it, and its OS's
     /// confirmation reached bootd over mTLS.
     fn check_enrolled_and_reported(&self, version: &str) -> Result<()> {
-        let rows = super::super::output(
-            std::process::Command::new(bin("bootd"))
-                .arg("--config")
-                .arg(&self.bootd.proxy)
-                .args(["nodes", "list", "--json"]),
-        )?;
+        let rows = super::super::bootd::nodes(&self.bootd.proxy, &["list", "--json"])?;
         let rows: Vec<serde_json::Value> = serde_json::from_str(&rows)?;
         for n in &self.nodes {
             let Some(row) = rows.iter().find(|r| r["node"] == n.name.as_str()) else {

@@ -103,12 +103,7 @@ impl Rack {
             }
             // ... and reached bootd over mTLS (the Pi enrolled itself):
             // `bootd nodes show` holds what its firmware verified.
-            let show = super::super::output(
-                std::process::Command::new(bin("bootd"))
-                    .arg("--config")
-                    .arg(&self.bootd.proxy)
-                    .args(["nodes", "show", &node.name]),
-            )?;
+            let show = super::super::bootd::nodes(&self.bootd.proxy, &["show", &node.name])?;
             let held = show.contains(&format!("boot-img-sha256: {sha}\n"));
             match (*model, held, show.contains("boot-img-sha256:")) {
                 ("pi5", true, _) | ("pi4", _, false) => node.say(&format!(
