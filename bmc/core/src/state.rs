@@ -3,7 +3,7 @@
 //!
 //! | offset | size | field |
 //! |---|---|---|
-//! | 0 | 1 | layout version, `3` |
+//! | 0 | 1 | layout version, `4` |
 //! | 1 | 1 | flags: bit 0 = slot B forced for the next boot (one-shot), bit 1 = the clock was set, bit 2 = a unit key is stored |
 //! | 2 | 2 | reserved, `0` |
 //! | 4 | 4 | boot count (u32 LE): power-ons that chose a slot |
@@ -20,20 +20,26 @@
 //! | 92 | 1 | last refusal's reason (`RefusalReason` byte; `0` when none) |
 //! | 93 | 4 | last refusal's epoch (u32 LE; `0` when none) |
 //! | 97 | 3 | reserved, `0` |
+//! | 100 | 16 | TUF version floors: root, timestamp, snapshot, targets (u32 LE each) |
 //!
-//! Bytes 88…96 are exactly GetRefusal's payload.
+//! Bytes 88…96 are exactly GetRefusal's payload, bytes 100…115
+//! GetTufFloors'.
 //!
 //! Older layouts are read once to migrate a BMC whose flash holds none of
-//! the current records; the next commit writes layout 3. Layout 2 (88
-//! bytes, [`Persistent::decode_v2`]) is this one up to offset 88: no
-//! refusal recorded. Layout 1 (56 bytes, [`Persistent::decode_v1`]): the
-//! same fields up to offset 56, flags bit 0 only, no key.
+//! the current records; the next commit writes layout 4. Layout 3 (100
+//! bytes, [`Persistent::decode_v3`]) is this one up to offset 100: no
+//! floors kept. Layout 2 (88 bytes, [`Persistent::decode_v2`]): up to
+//! offset 88, no refusal recorded either. Layout 1 (56 bytes,
+//! [`Persistent::decode_v1`]): the same fields up to offset 56, flags bit
+//! 0 only, no key.
 
-use racklet_bmc_proto::{ImageKind, Refusals, SecurityVersion, Slot, SlotInfo, UnitKey, UnixTime};
+use racklet_bmc_proto::{
+    ImageKind, Refusals, SecurityVersion, Slot, SlotInfo, TufFloors, UnitKey, UnixTime,
+};
 
 /// Size of the encoded state.
-pub const STATE_LEN: usize = 100;
-const LAYOUT_VERSION: u8 = 3;
+pub const STATE_LEN: usize = 116;
+const LAYOUT_VERSION: u8 = 4;
 
 /// Highest slot priority.
 pub const PRIORITY_ACTIVE: u8 = 15;
@@ -67,6 +73,10 @@ pub struct Persistent {
     /// Update refusals stage1 reported, and the last one. Only a factory
     /// reset (erasing the flash) clears them: history matters.
     pub refusals: Refusals,
+    /// The newest TUF metadata versions stage1 trusted (its floors for a
+    /// node whose trusted state does not survive a reboot). Only raised;
+    /// a factory reset clears them.
+    pub tuf_floors: TufFloors,
 }
 
 impl Persistent {
@@ -97,6 +107,7 @@ impl Persistent {
             fw_version: 1,
             fw_bank: 0,
             refusals: Refusals::default(),
+            tuf_floors: TufFloors::default(),
         }
     }
 
@@ -135,6 +146,7 @@ impl Persistent {
             b[56..88].copy_from_slice(k.as_bytes());
         }
         b[88..97].copy_from_slice(&self.refusals.to_bytes());
+        b[100..116].copy_from_slice(&self.tuf_floors.to_bytes());
         b
     }
 
@@ -148,6 +160,8 @@ impl Persistent {
         let mut r = [0u8; 9];
         r.copy_from_slice(&b[88..97]);
         let refusals = Refusals::from_bytes(&r).ok()?;
+        let mut f = [0u8; TufFloors::LEN];
+        f.copy_from_slice(&b[100..116]);
         let key = if b[1] & 4 != 0 {
             let mut k = [0u8; 32];
             k.copy_from_slice(&b[56..88]);
@@ -183,9 +197,13 @@ impl Persistent {
             fw_version: u32_at(48),
             fw_bank: b[52],
             refusals,
+            tuf_floors: TufFloors::from_bytes(&f),
         })
     }
 }
+
+/// Size of the layout-3 state (in 116-byte records).
+pub const STATE_LEN_V3: usize = 100;
 
 /// Size of the layout-2 state (in 104-byte records).
 pub const STATE_LEN_V2: usize = 88;
@@ -194,15 +212,25 @@ pub const STATE_LEN_V2: usize = 88;
 pub const STATE_LEN_V1: usize = 56;
 
 impl Persistent {
+    /// Decodes a layout-3 state (before the TUF floors): none kept.
+    pub fn decode_v3(b: &[u8; STATE_LEN_V3]) -> Option<Persistent> {
+        Persistent::decode_older(3, b)
+    }
+
     /// Decodes a layout-2 state (before the refusal record): no refusal.
     pub fn decode_v2(b: &[u8; STATE_LEN_V2]) -> Option<Persistent> {
-        if b[0] != 2 {
+        Persistent::decode_older(2, b)
+    }
+
+    /// A state of an older `layout` that is this one's prefix.
+    fn decode_older(layout: u8, b: &[u8]) -> Option<Persistent> {
+        if b[0] != layout {
             return None;
         }
-        let mut v3 = [0u8; STATE_LEN];
-        v3[..STATE_LEN_V2].copy_from_slice(b);
-        v3[0] = LAYOUT_VERSION;
-        Persistent::decode(&v3)
+        let mut now = [0u8; STATE_LEN];
+        now[..b.len()].copy_from_slice(b);
+        now[0] = LAYOUT_VERSION;
+        Persistent::decode(&now)
     }
 
     /// Decodes a layout-1 state (before the unit key and the clock flag):
@@ -212,10 +240,7 @@ impl Persistent {
         if b[0] != 1 || b[1] > 1 {
             return None;
         }
-        let mut v3 = [0u8; STATE_LEN];
-        v3[..STATE_LEN_V1].copy_from_slice(b);
-        v3[0] = LAYOUT_VERSION;
-        let mut p = Persistent::decode(&v3)?;
+        let mut p = Persistent::decode_older(1, b)?;
         p.clock_set = p.time_floor.0 != 0;
         Some(p)
     }
@@ -244,11 +269,16 @@ mod tests {
                 epoch: racklet_bmc_proto::Epoch(0x0A0B_0C0D),
             }),
         };
+        p.tuf_floors = TufFloors([1, 0x0102_0304, 7, 0xFFFF_FFFF]);
         let b = p.encode();
-        assert_eq!(b[0], 3);
+        assert_eq!(b[0], 4);
         assert_eq!(
             &b[88..100],
             &[4, 3, 2, 1, 8, 0x0D, 0x0C, 0x0B, 0x0A, 0, 0, 0]
+        );
+        assert_eq!(
+            &b[100..116],
+            &[1, 0, 0, 0, 4, 3, 2, 1, 7, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]
         );
         assert_eq!(b[1], 0b111);
         assert_eq!(&b[56..88], &[0xA5; 32]);
@@ -263,9 +293,10 @@ mod tests {
         // No key: its bytes are zero and the flag is clear.
         p.key = None;
         p.refusals = Refusals::default();
+        p.tuf_floors = TufFloors::default();
         let b = p.encode();
         assert_eq!((b[1], &b[56..88]), (0b011, &[0u8; 32][..]));
-        assert_eq!(&b[88..100], &[0u8; 12]);
+        assert_eq!(&b[88..116], &[0u8; 28]);
         assert_eq!(Persistent::decode(&b), Some(p));
     }
 
@@ -275,7 +306,8 @@ mod tests {
         for (at, val) in [
             (0, 1u8),
             (0, 2),
-            (0, 4),
+            (0, 3),
+            (0, 5),
             (92, 1),
             (93, 1),
             (98, 1),
@@ -307,5 +339,21 @@ mod tests {
         assert_eq!(Persistent::decode_v2(&v2), Some(p));
         v2[0] = 3;
         assert_eq!(Persistent::decode_v2(&v2), None);
+    }
+
+    #[test]
+    fn a_layout_3_state_decodes_with_no_floors() {
+        let mut p = Persistent::factory(3);
+        p.boot_count = 9;
+        p.refusals.record(
+            racklet_bmc_proto::RefusalReason::Rollback,
+            racklet_bmc_proto::Epoch(8),
+        );
+        let mut v3 = [0u8; STATE_LEN_V3];
+        v3.copy_from_slice(&p.encode()[..STATE_LEN_V3]);
+        v3[0] = 3;
+        assert_eq!(Persistent::decode_v3(&v3), Some(p));
+        v3[0] = 4;
+        assert_eq!(Persistent::decode_v3(&v3), None);
     }
 }

@@ -4,26 +4,26 @@
 //! fixed-size record to the active sector; when it is full (or holds a torn
 //! record) the *other* sector is erased and the record goes to its start, so
 //! erases alternate between the two sectors (wear spread: one erase per
-//! `sector / 116` commits). On mount the valid record with the highest
+//! `sector / 132` commits). On mount the valid record with the highest
 //! sequence number wins.
 //!
-//! Record (116 bytes, 4-byte aligned):
+//! Record (132 bytes, 4-byte aligned):
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 4 | magic `"RKST"` (`52 4B 53 54`) |
 //! | 4 | 4 | sequence number (u32 LE), +1 per commit |
-//! | 8 | 100 | state, see [`crate::state`] |
-//! | 108 | 4 | CRC-32/ISO-HDLC (zlib) of bytes 0..108, u32 LE |
-//! | 112 | 4 | commit mark `00 00 00 00`, written last, in its own write |
+//! | 8 | 116 | state, see [`crate::state`] |
+//! | 124 | 4 | CRC-32/ISO-HDLC (zlib) of bytes 0..124, u32 LE |
+//! | 128 | 4 | commit mark `00 00 00 00`, written last, in its own write |
 //!
-//! Older layouts had the same frame around a shorter state: 104-byte
-//! records (layout 2) and 72-byte ones (layout 1). A flash holding no
+//! Older layouts had the same frame around a shorter state: 116-byte
+//! records (layout 3), 104-byte ones (layout 2) and 72-byte ones (layout 1). A flash holding no
 //! current record is migrated from the newest older one (see
 //! [`Store::mount`]).
 //!
 //! A record counts only when magic, CRC and commit mark are all right. A
-//! power cut while writing bytes 0..112 leaves the mark erased (`FF FF FF FF`);
+//! power cut while writing bytes 0..128 leaves the mark erased (`FF FF FF FF`);
 //! a cut while writing the mark leaves it partly programmed (not all zero);
 //! a cut while erasing the other sector leaves that sector holding no record
 //! newer than the active one. In each case the previous record still wins:
@@ -158,14 +158,17 @@ impl<F: NorFlash> Store<F> {
             ends[i] = clean.then_some(off);
         }
         if best.is_none() {
-            // A BMC updated from layout 2 (104-byte records) or layout 1
-            // (72-byte ones): carry its counters over; the first commit
-            // writes the current layout into the other sector, and until it
-            // lands the older records stay.
-            let older = match newest_older::<_, RECORD_LEN_V2>(&mut flash, sector, decode_v2)? {
-                Some(found) => Some(found),
-                None => newest_older::<_, RECORD_LEN_V1>(&mut flash, sector, decode_v1)?,
-            };
+            // A BMC updated from an older layout (shorter records): carry
+            // its counters over; the first commit writes the current
+            // layout into the other sector, and until it lands the older
+            // records stay. The newest older layout found wins.
+            let mut older = newest_older::<_, RECORD_LEN_V3>(&mut flash, sector, decode_v3)?;
+            if older.is_none() {
+                older = newest_older::<_, RECORD_LEN_V2>(&mut flash, sector, decode_v2)?;
+            }
+            if older.is_none() {
+                older = newest_older::<_, RECORD_LEN_V1>(&mut flash, sector, decode_v1)?;
+            }
             if let Some((seq, base, state)) = older {
                 return Ok(Store {
                     flash,
@@ -272,10 +275,16 @@ impl<F: NorFlash> Store<F> {
     }
 }
 
+/// Length of a layout-3 record (100-byte state).
+const RECORD_LEN_V3: usize = 8 + crate::state::STATE_LEN_V3 + 8;
 /// Length of a layout-2 record (88-byte state).
 const RECORD_LEN_V2: usize = 8 + crate::state::STATE_LEN_V2 + 8;
 /// Length of a layout-1 record (56-byte state).
 const RECORD_LEN_V1: usize = 8 + crate::state::STATE_LEN_V1 + 8;
+
+fn decode_v3(s: &[u8]) -> Option<Persistent> {
+    Persistent::decode_v3(s.try_into().ok()?)
+}
 
 fn decode_v2(s: &[u8]) -> Option<Persistent> {
     Persistent::decode_v2(s.try_into().ok()?)
@@ -373,10 +382,10 @@ mod tests {
         let rec = build_record(0x0102_0304, &p);
         assert_eq!(&rec[0..4], &[0x52, 0x4B, 0x53, 0x54]);
         assert_eq!(&rec[4..8], &[4, 3, 2, 1]);
-        assert_eq!(RECORD_LEN, 116);
-        assert_eq!(&rec[8..108], &p.encode());
-        assert_eq!(&rec[108..112], &crc32(&rec[..108]).to_le_bytes());
-        assert_eq!(&rec[112..116], &[0, 0, 0, 0]);
+        assert_eq!(RECORD_LEN, 132);
+        assert_eq!(&rec[8..124], &p.encode());
+        assert_eq!(&rec[124..128], &crc32(&rec[..124]).to_le_bytes());
+        assert_eq!(&rec[128..132], &[0, 0, 0, 0]);
     }
 
     #[test]
@@ -428,23 +437,14 @@ mod tests {
         old.rollback_min[0] = SecurityVersion(4);
         old.boot_count = 77;
         old.time_floor = UnixTime(1_800_000_000);
-        let mut state = [0u8; crate::state::STATE_LEN_V1];
-        state.copy_from_slice(&old.encode()[..crate::state::STATE_LEN_V1]);
-        state[0] = 1;
-        let mut rec = [0xFFu8; RECORD_LEN_V1];
-        rec[0..4].copy_from_slice(&MAGIC);
-        rec[4..8].copy_from_slice(&9u32.to_le_bytes());
-        rec[8..64].copy_from_slice(&state);
-        let crc = crc32(&rec[..64]);
-        rec[64..68].copy_from_slice(&crc.to_le_bytes());
-        rec[68..72].copy_from_slice(&COMMIT);
         let mut f = MemFlash::<{ 2 * SECTOR }>::new();
-        f.write(SECTOR as u32, &rec).unwrap();
+        f.write(SECTOR as u32, &older_record::<RECORD_LEN_V1>(1, 9, &old))
+            .unwrap();
         let mut s = Store::mount(f, Persistent::factory(3)).unwrap();
         let got = *s.current();
         assert_eq!(got.rollback_min[0], SecurityVersion(4));
         assert_eq!((got.boot_count, got.key, got.clock_set), (77, None, true));
-        // The first commit writes layout 3, into the other sector.
+        // The first commit writes the current layout, into the other sector.
         let mut next = got;
         next.boot_count = 78;
         s.commit(&next).unwrap();
@@ -453,80 +453,103 @@ mod tests {
         assert_eq!(s.sequence(), 10);
     }
 
-    /// A layout-2 record as the firmware before the refusal record wrote it.
-    fn v2_record(seq: u32, p: &Persistent) -> [u8; RECORD_LEN_V2] {
-        let mut rec = [0u8; RECORD_LEN_V2];
+    /// A record of an older `layout` (`LEN` bytes) as that firmware wrote
+    /// it: its state is the current one's prefix.
+    fn older_record<const LEN: usize>(layout: u8, seq: u32, p: &Persistent) -> [u8; LEN] {
+        let mut rec = [0u8; LEN];
+        let crc_at = LEN - 8;
         rec[0..4].copy_from_slice(&MAGIC);
         rec[4..8].copy_from_slice(&seq.to_le_bytes());
-        rec[8..96].copy_from_slice(&p.encode()[..crate::state::STATE_LEN_V2]);
-        rec[8] = 2;
-        let crc = crc32(&rec[..96]);
-        rec[96..100].copy_from_slice(&crc.to_le_bytes());
-        rec[100..104].copy_from_slice(&COMMIT);
+        rec[8..crc_at].copy_from_slice(&p.encode()[..crc_at - 8]);
+        rec[8] = layout;
+        let crc = crc32(&rec[..crc_at]);
+        rec[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+        rec[crc_at + 4..].copy_from_slice(&COMMIT);
         rec
     }
 
-    /// A layout-2 flash: two records in sector 1, the newer one last.
-    fn v2_flash() -> (MemFlash<{ 2 * SECTOR }>, Persistent) {
+    /// A flash of an older `layout`: two records in sector 1, the newer one
+    /// last. Its state has what that layout holds (a key, a refusal for 3).
+    fn older_flash<const LEN: usize>(layout: u8) -> (MemFlash<{ 2 * SECTOR }>, Persistent) {
         use racklet_bmc_proto::{SecurityVersion, UnitKey};
         let mut p = Persistent::factory(3);
         p.rollback_min[1] = SecurityVersion(6);
         p.boot_count = 300;
         p.key = Some(UnitKey::from_bytes([0x3C; 32]));
         p.clock_set = true;
+        if layout >= 3 {
+            p.refusals.record(
+                racklet_bmc_proto::RefusalReason::Signature,
+                racklet_bmc_proto::Epoch(299),
+            );
+        }
         let mut older = p;
         older.boot_count = 299;
         let mut f = MemFlash::<{ 2 * SECTOR }>::new();
-        f.write(SECTOR as u32, &v2_record(20, &older)).unwrap();
-        f.write((SECTOR + RECORD_LEN_V2) as u32, &v2_record(21, &p))
+        f.write(SECTOR as u32, &older_record::<LEN>(layout, 20, &older))
+            .unwrap();
+        f.write((SECTOR + LEN) as u32, &older_record::<LEN>(layout, 21, &p))
             .unwrap();
         (f, p)
     }
 
-    #[test]
-    fn a_layout_2_flash_is_migrated_with_its_key_and_no_refusal() {
-        let (f, p) = v2_flash();
-        let mut s = Store::mount(f, Persistent::factory(3)).unwrap();
-        assert_eq!(*s.current(), p);
-        assert_eq!(s.current().refusals.count, 0);
-        assert_eq!(s.sequence(), 21);
-        let mut next = p;
-        next.refusals.record(
-            racklet_bmc_proto::RefusalReason::Expired,
-            racklet_bmc_proto::Epoch(300),
-        );
-        s.commit(&next).unwrap();
-        let s = Store::mount(s.into_flash(), Persistent::factory(3)).unwrap();
-        assert_eq!((*s.current(), s.sequence()), (next, 22));
-    }
-
-    #[test]
-    fn a_cut_at_every_op_of_the_migrating_commit_leaves_layout_2_or_3() {
-        let (f, p) = v2_flash();
-        let mut next = p;
+    /// The change the first commit after a migration makes: a refusal and
+    /// a floor, which no older layout could hold.
+    fn after_migration(p: &Persistent) -> Persistent {
+        let mut next = *p;
         next.refusals.record(
             racklet_bmc_proto::RefusalReason::Rollback,
             racklet_bmc_proto::Epoch(300),
         );
-        let mut probe = Store::mount(f.clone(), Persistent::factory(3)).unwrap();
-        let before = probe.flash().ops;
-        probe.commit(&next).unwrap();
-        let ops = probe.flash().ops - before;
-        assert!(ops >= 3, "erase, record, mark: {ops}");
-        for k in 0..ops {
-            let mut cut = f.clone();
-            cut.cut_power_at(k);
-            let mut s = Store::mount(cut, Persistent::factory(3)).unwrap();
-            assert!(s.commit(&next).is_err(), "cut at op {k}");
-            let mut cut = s.into_flash();
-            cut.restore_power();
-            let mut s = Store::mount(cut, Persistent::factory(3)).unwrap();
-            let got = *s.current();
-            assert!(got == p || got == next, "cut at op {k}: {got:?}");
-            // And the store goes on: the migration is retried and lands.
+        next.tuf_floors
+            .raise(racklet_bmc_proto::TufRole::Timestamp, 41);
+        next
+    }
+
+    #[test]
+    fn a_layout_2_or_3_flash_is_migrated_with_its_key_and_no_floors() {
+        for (layout, (f, p)) in [
+            (2, older_flash::<RECORD_LEN_V2>(2)),
+            (3, older_flash::<RECORD_LEN_V3>(3)),
+        ] {
+            let mut s = Store::mount(f, Persistent::factory(3)).unwrap();
+            assert_eq!(*s.current(), p, "layout {layout}");
+            assert_eq!(s.current().tuf_floors, Default::default());
+            assert_eq!(s.sequence(), 21);
+            let next = after_migration(&p);
             s.commit(&next).unwrap();
             let s = Store::mount(s.into_flash(), Persistent::factory(3)).unwrap();
-            assert_eq!(*s.current(), next, "after cut {k}");
+            assert_eq!((*s.current(), s.sequence()), (next, 22), "layout {layout}");
+        }
+    }
+
+    #[test]
+    fn a_cut_at_every_op_of_the_migrating_commit_leaves_the_old_layout_or_the_new() {
+        for (f, p) in [
+            older_flash::<RECORD_LEN_V2>(2),
+            older_flash::<RECORD_LEN_V3>(3),
+        ] {
+            let next = after_migration(&p);
+            let mut probe = Store::mount(f.clone(), Persistent::factory(3)).unwrap();
+            let before = probe.flash().ops;
+            probe.commit(&next).unwrap();
+            let ops = probe.flash().ops - before;
+            assert!(ops >= 3, "erase, record, mark: {ops}");
+            for k in 0..ops {
+                let mut cut = f.clone();
+                cut.cut_power_at(k);
+                let mut s = Store::mount(cut, Persistent::factory(3)).unwrap();
+                assert!(s.commit(&next).is_err(), "cut at op {k}");
+                let mut cut = s.into_flash();
+                cut.restore_power();
+                let mut s = Store::mount(cut, Persistent::factory(3)).unwrap();
+                let got = *s.current();
+                assert!(got == p || got == next, "cut at op {k}: {got:?}");
+                // And the store goes on: the migration is retried and lands.
+                s.commit(&next).unwrap();
+                let s = Store::mount(s.into_flash(), Persistent::factory(3)).unwrap();
+                assert_eq!(*s.current(), next, "after cut {k}");
+            }
         }
     }
 

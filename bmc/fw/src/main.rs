@@ -11,7 +11,7 @@
 //!   rail to wire up, the console stands in for them: `S` short press, `L`
 //!   long press (3.5 s), `K` very long press (10.5 s: clears the unit key),
 //!   `P` pull the unit's power (power-good drops), `R` restore it, `?`
-//!   status (with the link's key, seal, epoch, clock-set flag and the last refused update). The firmware prints state changes there.
+//!   status (with the link's key, seal, epoch, clock-set flag, the last refused update and the TUF version floors). The firmware prints state changes there.
 //! * The rail is modelled: power-good rises 5 ms after the rail is enabled
 //!   unless pulled. The FPGAIO LEDs (0x4002_8000) show rail (LED0) and
 //!   reset released (LED1).
@@ -181,13 +181,14 @@ fn main() -> ! {
             let u = bmc.unit();
             let _ = writeln!(
                 console,
-                "status: {:?} plan {:?} button {:?} auth {:?} clock_set {} refusals {:?}",
+                "status: {:?} plan {:?} button {:?} auth {:?} clock_set {} refusals {:?} floors {:?}",
                 u.power_status(),
                 u.boot_plan(),
                 u.button_state(),
                 u.auth_status(),
                 u.persistent().clock_set,
-                u.persistent().refusals
+                u.persistent().refusals,
+                u.persistent().tuf_floors.0
             );
         }
         if now == last_ms {

@@ -7,7 +7,7 @@ use crate::session::Session;
 use crate::{
     decode_request, decode_response, encode_authenticated, encode_request,
     encode_request_with_trailer, encode_response, Error, ImageKind, RefusalReason, Request,
-    SecurityVersion, Slot, SmbusAddr, StreamReader, UnixTime, MAX_FRAME,
+    SecurityVersion, Slot, SmbusAddr, StreamReader, TufRole, UnixTime, MAX_FRAME,
 };
 
 /// BMC side: decoding never panics; an accepted request re-encodes to the
@@ -109,7 +109,7 @@ pub fn authenticated_frame(data: &[u8]) {
     } else {
         ImageKind::Stage1
     };
-    let req = match byte(0) % 5 {
+    let req = match byte(0) % 6 {
         0 => Request::ConfirmBoot { slot },
         1 => Request::RaiseRollbackMin {
             kind,
@@ -123,8 +123,12 @@ pub fn authenticated_frame(data: &[u8]) {
             kind,
             version: SecurityVersion(word(2)),
         },
-        _ => Request::ReportRefusal {
+        4 => Request::ReportRefusal {
             reason: RefusalReason::ALL[usize::from(byte(1)) % RefusalReason::COUNT],
+        },
+        _ => Request::RaiseTufFloor {
+            role: TufRole::ALL[usize::from(byte(1)) % TufRole::COUNT],
+            version: word(2),
         },
     };
     let mut k = [0u8; 32];

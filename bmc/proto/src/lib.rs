@@ -35,6 +35,7 @@ extern crate std;
 
 pub mod auth;
 mod codec;
+pub mod floors;
 pub mod frame;
 pub mod fuzz;
 pub mod message;
@@ -44,6 +45,7 @@ pub mod session;
 pub mod types;
 
 pub use auth::{Epoch, KeyHalf, SessionKey, Trailer, UnitKey};
+pub use floors::{TufFloors, TufRole};
 pub use frame::{
     decode_request, decode_response, encode_authenticated, encode_request,
     encode_request_with_trailer, encode_response,

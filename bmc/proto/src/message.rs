@@ -6,6 +6,7 @@
 
 use crate::auth::{UnitKey, KEY_LEN};
 use crate::codec::{need, u32_at, u64_at, Put};
+use crate::floors::TufRole;
 use crate::types::*;
 use crate::{Error, MAX_BLOCK};
 
@@ -51,6 +52,10 @@ pub mod cmd {
     pub const REPORT_REFUSAL: u8 = 0x11;
     /// [`super::Request::GetRefusal`]
     pub const GET_REFUSAL: u8 = 0x12;
+    /// [`super::Request::RaiseTufFloor`]
+    pub const RAISE_TUF_FLOOR: u8 = 0x13;
+    /// [`super::Request::GetTufFloors`]
+    pub const GET_TUF_FLOORS: u8 = 0x14;
     /// [`super::Request::FwBegin`]
     pub const FW_BEGIN: u8 = 0x20;
     /// [`super::Request::FwChunk`]
@@ -63,7 +68,7 @@ pub mod cmd {
 
 /// True for the commands that change trust state and so must carry a
 /// counter and a MAC ([`crate::auth`]): ConfirmBoot, RaiseRollbackMin,
-/// SetTime, ReportInstalled, ReportRefusal.
+/// SetTime, ReportInstalled, ReportRefusal, RaiseTufFloor.
 pub const fn is_authenticated(command: u8) -> bool {
     matches!(
         command,
@@ -72,6 +77,7 @@ pub const fn is_authenticated(command: u8) -> bool {
             | cmd::SET_TIME
             | cmd::REPORT_INSTALLED
             | cmd::REPORT_REFUSAL
+            | cmd::RAISE_TUF_FLOOR
     )
 }
 
@@ -176,6 +182,18 @@ pub enum Request<'a> {
     },
     /// How many refusals the BMC recorded and the last one (read-only).
     GetRefusal,
+    /// stage1 trusted `version` of `role` in this boot: the BMC keeps it
+    /// as that role's floor ([`crate::floors`]). Never lowers; MAC'd, and
+    /// refused once sealed, so the booted OS cannot push a floor up and
+    /// make every later update fail.
+    RaiseTufFloor {
+        /// Which role.
+        role: TufRole,
+        /// The version trusted.
+        version: u32,
+    },
+    /// The TUF version floors (read-only).
+    GetTufFloors,
 }
 
 impl<'a> Request<'a> {
@@ -204,6 +222,8 @@ impl<'a> Request<'a> {
             Request::Seal => cmd::SEAL,
             Request::ReportRefusal { .. } => cmd::REPORT_REFUSAL,
             Request::GetRefusal => cmd::GET_REFUSAL,
+            Request::RaiseTufFloor { .. } => cmd::RAISE_TUF_FLOOR,
+            Request::GetTufFloors => cmd::GET_TUF_FLOORS,
         }
     }
 
@@ -225,7 +245,12 @@ impl<'a> Request<'a> {
             | Request::GetFwInfo
             | Request::GetAuthStatus
             | Request::GetRefusal
+            | Request::GetTufFloors
             | Request::Seal => {}
+            Request::RaiseTufFloor { role, version } => {
+                p.u8(role.to_byte());
+                p.bytes(&version.to_le_bytes());
+            }
             Request::ReportRefusal { reason } => p.u8(reason.to_byte()),
             Request::ProvisionKey { key } => p.bytes(key.as_bytes()),
             Request::GetSessionKey { half } => {
@@ -373,6 +398,14 @@ impl<'a> Request<'a> {
                 }
             }
             cmd::GET_REFUSAL => need(d, 0).map(|_| Request::GetRefusal)?,
+            cmd::RAISE_TUF_FLOOR => {
+                need(d, 5)?;
+                Request::RaiseTufFloor {
+                    role: TufRole::from_byte(d[0])?,
+                    version: u32_at(d, 1),
+                }
+            }
+            cmd::GET_TUF_FLOORS => need(d, 0).map(|_| Request::GetTufFloors)?,
             other => return Err(Error::UnknownCommand(other)),
         })
     }

@@ -200,6 +200,8 @@ pub enum Response {
     SessionKeyHalf(KeyHalf),
     /// To [`crate::Request::GetRefusal`].
     Refusals(Refusals),
+    /// To [`crate::Request::GetTufFloors`] and [`crate::Request::RaiseTufFloor`]: the floors now.
+    TufFloors(crate::floors::TufFloors),
 }
 
 impl Response {
@@ -253,6 +255,7 @@ impl Response {
             }
             Response::SessionKeyHalf(h) => p.bytes(&h.0),
             Response::Refusals(r) => p.bytes(&r.to_bytes()),
+            Response::TufFloors(f) => p.bytes(&f.to_bytes()),
         }
         p.len
     }
@@ -371,6 +374,13 @@ impl Response {
                 let mut b = [0u8; 9];
                 b.copy_from_slice(d);
                 Response::Refusals(Refusals::from_bytes(&b)?)
+            }
+            cmd::GET_TUF_FLOORS | cmd::RAISE_TUF_FLOOR => {
+                use crate::floors::TufFloors;
+                need(d, TufFloors::LEN)?;
+                let mut b = [0u8; TufFloors::LEN];
+                b.copy_from_slice(d);
+                Response::TufFloors(TufFloors::from_bytes(&b))
             }
             other => return Err(Error::UnknownCommand(other)),
         })

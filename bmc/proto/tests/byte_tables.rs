@@ -227,6 +227,21 @@ fn table() -> Vec<(Request<'static>, Vec<u8>, Response, Vec<u8>)> {
             }),
             vec![0x03, 0x00, 0x00, 0x00, 0x03, 0x0C, 0x00, 0x00, 0x00],
         ),
+        (
+            Request::RaiseTufFloor {
+                role: TufRole::Snapshot,
+                version: 0x0102_0304,
+            },
+            vec![0x02, 0x04, 0x03, 0x02, 0x01],
+            Response::TufFloors(TufFloors([1, 2, 0x0102_0304, 4])),
+            vec![1, 0, 0, 0, 2, 0, 0, 0, 4, 3, 2, 1, 4, 0, 0, 0],
+        ),
+        (
+            Request::GetTufFloors,
+            vec![],
+            Response::TufFloors(TufFloors::default()),
+            vec![0; 16],
+        ),
     ]
 }
 
@@ -247,14 +262,14 @@ fn command_codes_match_the_table() {
         codes,
         vec![
             0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x20, 0x21,
-            0x22, 0x23, 0x0D, 0x0E, 0x0F, 0x10, 0x11, 0x12
+            0x22, 0x23, 0x0D, 0x0E, 0x0F, 0x10, 0x11, 0x12, 0x13, 0x14,
         ]
     );
 }
 
 #[test]
 fn every_request_and_response_matches_its_byte_table_row() {
-    let authenticated = [0x02, 0x04, 0x06, 0x0A, 0x11];
+    let authenticated = [0x02, 0x04, 0x06, 0x0A, 0x11, 0x13];
     for (req, data, resp, payload) in table() {
         let cmd = req.command();
         assert_eq!(
@@ -422,6 +437,56 @@ fn refusal_reasons_and_the_worked_refusal_frames_from_the_readme() {
             Err(Error::OutOfRange { .. })
         ));
     }
+}
+
+#[test]
+fn tuf_roles_and_the_worked_floor_frames_from_the_readme() {
+    let names: Vec<(u8, &str)> = TufRole::ALL
+        .iter()
+        .map(|r| (r.to_byte(), r.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            (0, "root"),
+            (1, "timestamp"),
+            (2, "snapshot"),
+            (3, "targets")
+        ]
+    );
+    // A role byte out of range is refused before the trailer is looked at.
+    let mut frame = vec![0x40, 0x13, 25, 4, 1, 0, 0, 0];
+    frame.extend_from_slice(&[0; 20]);
+    assert_eq!(
+        decode_request(addr(), &with_pec(frame)).request,
+        Err(Error::OutOfRange {
+            field: "TUF role",
+            value: 4
+        })
+    );
+    // RaiseTufFloor { timestamp, 41 }, key 00…1F, epoch 5, counter 3 (Python's hmac).
+    let mut out = [0u8; MAX_FRAME];
+    let req = Request::RaiseTufFloor {
+        role: TufRole::Timestamp,
+        version: 41,
+    };
+    let n = encode_authenticated(addr(), &req, &session_key(), Epoch(5), 3, &mut out).unwrap();
+    assert_eq!(
+        out[..n].to_vec(),
+        hex("40131901290000000300000018f9d33d1e0ead031b65c56c0656bd451d")
+    );
+    // Without the trailer it is refused like every state change.
+    assert_eq!(
+        decode_request(addr(), &with_pec(hex("4013050129000000"))).request,
+        Err(Error::Unauthenticated(0x13))
+    );
+    // GetTufFloors and its answer: root 1, timestamp 41, snapshot 7, targets 7.
+    assert_eq!(req_bytes(Request::GetTufFloors), hex("40140085"));
+    let answer = hex("4111000100000029000000070000000700000083");
+    assert_eq!(
+        Request::GetTufFloors.decode_response(addr(), &answer),
+        Ok(Response::TufFloors(TufFloors([1, 41, 7, 7])))
+    );
 }
 
 fn hex(s: &str) -> Vec<u8> {

@@ -202,6 +202,12 @@ pub fn status_line(shared: &Shared, i: usize) -> String {
         None => write!(s, " refused=none refusals=0"),
     }
     .expect("write to String");
+    let [root, timestamp, snapshot, targets] = p.tuf_floors.0;
+    write!(
+        s,
+        " floors=root:{root},timestamp:{timestamp},snapshot:{snapshot},targets:{targets}"
+    )
+    .expect("write to String");
     for slot in Slot::ALL {
         let info = p.slot(slot);
         let n = slot_name(slot);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use racklet_bmc_proto::{
-    ImageKind, RefusalReason, Request, SecurityVersion, Slot, SmbusAddr, UnixTime,
+    ImageKind, RefusalReason, Request, SecurityVersion, Slot, SmbusAddr, TufRole, UnixTime,
 };
 use racklet_bmc_sim::client::Client;
 use racklet_bmc_sim::control::parse_status_line;
@@ -212,6 +212,24 @@ enum CallCmd {
         #[arg(value_parser = parse_reason)]
         reason: RefusalReason,
     },
+    /// GetTufFloors: the newest TUF metadata versions the node trusted.
+    Floors,
+    /// RaiseTufFloor without a MAC, as root in the OS would try it
+    /// (refused: Unauthenticated).
+    ForgeRaiseFloor {
+        /// root, timestamp, snapshot or targets.
+        #[arg(value_parser = parse_role)]
+        role: TufRole,
+        /// The version.
+        version: u32,
+    },
+}
+
+fn parse_role(s: &str) -> Result<TufRole, String> {
+    TufRole::ALL
+        .into_iter()
+        .find(|r| r.as_str() == s)
+        .ok_or_else(|| format!("not a TUF role: `{s}` (root, timestamp, snapshot, targets)"))
 }
 
 fn parse_reason(s: &str) -> Result<RefusalReason, String> {
@@ -426,15 +444,20 @@ fn call(
         CallCmd::Seal => Request::Seal,
         CallCmd::Refuse { reason } => Request::ReportRefusal { reason },
         CallCmd::Refusal => Request::GetRefusal,
+        CallCmd::Floors => Request::GetTufFloors,
         CallCmd::ForgeConfirm { .. }
         | CallCmd::ForgeSetTime { .. }
-        | CallCmd::ForgeRefuse { .. } => {
+        | CallCmd::ForgeRefuse { .. }
+        | CallCmd::ForgeRaiseFloor { .. } => {
             let req = match cmd {
                 CallCmd::ForgeConfirm { slot } => Request::ConfirmBoot { slot: slot.into() },
                 CallCmd::ForgeSetTime { unix } => Request::SetTime {
                     time: UnixTime(unix),
                 },
                 CallCmd::ForgeRefuse { reason } => Request::ReportRefusal { reason },
+                CallCmd::ForgeRaiseFloor { role, version } => {
+                    Request::RaiseTufFloor { role, version }
+                }
                 _ => unreachable!("matched above"),
             };
             let resp = client

@@ -17,6 +17,7 @@
 //! | `racklet_bmc_update_refusals_total` | unit | updates stage1 reported refused (ReportRefusal) since the flash was formatted |
 //! | `racklet_bmc_update_refusal_last_epoch` | unit, reason | the epoch (boot count) of the last refusal; only the last reason has a series |
 //! | `racklet_bmc_update_refusal_boots_ago` | unit | boots since the last refusal (0: this boot), -1 none |
+//! | `racklet_bmc_tuf_floor` | unit, role | the newest version of a TUF role the node trusted (its floor), 0 none |
 //!
 //! The BMC keeps the total and the last refusal, not a count per reason
 //! (bootd's `bootd_node_refusals_total` has those for the refusals it hears of).
@@ -65,6 +66,7 @@ pub fn render(shared: &Shared) -> String {
     let refusals = Family::<Labels, Counter>::default();
     let refusal_epoch = Family::<Labels, Gauge>::default();
     let refusal_ago = Family::<Labels, Gauge>::default();
+    let tuf_floor = Family::<Labels, Gauge>::default();
     for i in 0..shared.units.len() {
         let u = shared.unit(i);
         let unit = u.bmc.unit();
@@ -119,6 +121,11 @@ pub fn render(shared: &Shared) -> String {
             prio.get_or_create(&sl).set(i64::from(info.priority));
             ok.get_or_create(&sl).set(i64::from(info.successful));
         }
+        for role in racklet_bmc_proto::TufRole::ALL {
+            tuf_floor
+                .get_or_create(&l(&[("unit", name), ("role", role.as_str())]))
+                .set(i64::from(p.tuf_floors.get(role)));
+        }
         for k in ImageKind::ALL {
             let kind = match k {
                 ImageKind::BootImage => "boot_image",
@@ -167,6 +174,11 @@ pub fn render(shared: &Shared) -> String {
         "racklet_bmc_rollback_min",
         "Anti-rollback minimum security version",
         min,
+    );
+    reg.register(
+        "racklet_bmc_tuf_floor",
+        "Newest trusted version of a TUF role (the node's floor), 0 none",
+        tuf_floor,
     );
     reg.register(
         "racklet_bmc_key_provisioned",

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use racklet_bmc_proto::{
     pec::pec, ErrorCode, ImageKind, PowerState, RefusalReason, Refusals, Request, ResetType,
-    Response, SecurityVersion, Slot, SmbusAddr,
+    Response, SecurityVersion, Slot, SmbusAddr, TufFloors, TufRole,
 };
 use racklet_bmc_sim::client::{Client, ClientError};
 
@@ -264,6 +264,19 @@ fn firmware_under_qemu_full_scenario() {
         (refusals.count, refusals.last.map(|l| (l.reason, l.epoch.0))),
         (1, Some((RefusalReason::NoTrustedTime, 1)))
     );
+    // And raises the TUF floors it trusted; root in the OS cannot.
+    let floor = Request::RaiseTufFloor {
+        role: TufRole::Timestamp,
+        version: 41,
+    };
+    assert!(matches!(
+        emu.link.call_plain(floor),
+        Err(ClientError::Protocol(racklet_bmc_proto::Error::Refused(
+            ErrorCode::Unauthenticated
+        )))
+    ));
+    let floors = TufFloors([0, 41, 0, 0]);
+    assert_eq!(emu.ok(floor), Response::TufFloors(floors));
 
     // stage1 installs a new image in B and reboots into it.
     emu.ok(Request::ReportInstalled {
@@ -369,6 +382,7 @@ fn firmware_under_qemu_full_scenario() {
     // The refusal of the first boot is still there, many boots later.
     assert_eq!(emu.refusals(), refusals, "refusal lost across a restart");
     assert!(refusals.boots_ago(p.boot_count) > Some(5));
+    assert_eq!(emu.ok(Request::GetTufFloors), Response::TufFloors(floors));
     emu.kill();
 }
 

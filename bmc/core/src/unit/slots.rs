@@ -215,6 +215,18 @@ impl Unit {
                 Response::Done
             }
             Request::GetRefusal => Response::Refusals(self.state.refusals),
+            Request::RaiseTufFloor { role, version } => {
+                // As ReportRefusal: MAC'd, and refused once sealed, so the
+                // OS cannot push a floor up and make every update fail.
+                match self.auth {
+                    Some(a) if !a.sealed => {
+                        self.state.tuf_floors.raise(role, version);
+                    }
+                    _ => return Err(ErrorCode::Sealed),
+                }
+                Response::TufFloors(self.state.tuf_floors)
+            }
+            Request::GetTufFloors => Response::TufFloors(self.state.tuf_floors),
             Request::Reset { kind } => {
                 self.reset(kind, now);
                 self.step(now);
