@@ -113,6 +113,17 @@ pub enum Error {
         /// The version both copies claim.
         version: u64,
     },
+    /// A role older than the newest version this node trusted, as its BMC
+    /// keeps it (a replay to a node whose trusted state did not survive).
+    #[error("TUF metadata refused: {role} version {version} is older than version {floor}, which this node trusted before (its BMC keeps the floor): a replay?")]
+    BelowTufFloor {
+        /// The role.
+        role: racklet_bmc_proto::TufRole,
+        /// The version the server sent.
+        version: u64,
+        /// The BMC's floor.
+        floor: u32,
+    },
     /// A role was verified but its bytes were not kept by the transport.
     #[error("TUF metadata {name} was verified but its bytes were not recorded")]
     NotRecorded {
@@ -302,7 +313,7 @@ impl Error {
                 _ => R::Other,
             },
             Error::Expired { .. } => R::Expired,
-            Error::TimestampChanged { .. } => R::Rollback,
+            Error::TimestampChanged { .. } | Error::BelowTufFloor { .. } => R::Rollback,
             Error::NoTrustedTime | Error::SignedTime { .. } => R::NoTrustedTime,
             Error::Http(_) | Error::ShortBody { .. } => R::Unreachable,
             Error::DigestMismatch { .. } | Error::TooLong { .. } => R::TamperedTarget,

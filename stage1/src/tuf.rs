@@ -11,6 +11,10 @@
 //! - 5.3.10, 5.4.4, 5.5.6, 5.6.5 (freeze attacks): tough checks expiry
 //!   against the system clock; stage1 checks again against the **trusted**
 //!   time ([`TrustedTime`]), so the later of the two decides;
+//! - 5.3.5, 5.4.3.2, 5.5.5, 5.6.4 (rollback) for a node whose state did
+//!   not survive the reboot: the newest versions it trusted are also kept
+//!   by its BMC ([`TufConfig::floors`]), and metadata below them is
+//!   refused ([`Error::BelowTufFloor`]);
 //! - 5.4.3: Off-spec in tough: it accepts a timestamp with the trusted
 //!   version but different content; stage1 refuses it;
 //! - 5.7: images are downloaded by stage1's installer, which checks the
@@ -27,6 +31,7 @@
 
 use std::path::{Path, PathBuf};
 
+use racklet_bmc_proto::{TufFloors, TufRole};
 use racklet_release::{ImageName, ReleaseInfo};
 use tough::{ExpirationEnforcement, Repository, RepositoryLoader};
 use url::Url;
@@ -50,6 +55,10 @@ pub struct TufConfig {
     /// `trusted/99.root.json` must not become the anchor. The stored
     /// intermediate roots are still walked, each checked by its predecessor.
     pub pinned_anchor: Option<PathBuf>,
+    /// The newest version of each role this node trusted, as its BMC keeps
+    /// them (all 0 without a BMC): metadata below any is refused, however
+    /// little the state directory remembers.
+    pub floors: TufFloors,
 }
 
 impl TufConfig {
@@ -66,6 +75,7 @@ impl TufConfig {
             targets_url: j("targets/")?,
             state_dir: state_dir.to_owned(),
             pinned_anchor: None,
+            floors: TufFloors::default(),
         })
     }
 
@@ -261,6 +271,8 @@ pub struct Refreshed {
     pub release: Release,
     /// Targets whose racklet facts are unusable, with the reason.
     pub skipped: Vec<(String, String)>,
+    /// The versions trusted now: the BMC's floors to raise.
+    pub versions: TufFloors,
 }
 
 fn tuf_err(url: &Url) -> impl FnOnce(tough::error::Error) -> Error + '_ {
@@ -319,6 +331,25 @@ pub async fn refresh(
                 now: time.now.to_string(),
             });
         }
+    }
+    // Rollback below what this node trusted before, as its BMC keeps it.
+    let versions = [
+        (TufRole::Root, repo.root().signed.version.get()),
+        (TufRole::Timestamp, repo.timestamp().signed.version.get()),
+        (TufRole::Snapshot, repo.snapshot().signed.version.get()),
+        (TufRole::Targets, repo.targets().signed.version.get()),
+    ];
+    let mut trusted_now = TufFloors::default();
+    for (role, version) in versions {
+        let floor = cfg.floors.get(role);
+        if version < u64::from(floor) {
+            return Err(Error::BelowTufFloor {
+                role,
+                version,
+                floor,
+            });
+        }
+        trusted_now.raise(role, u32::try_from(version).unwrap_or(u32::MAX));
     }
     // 5.4.3 (Off-spec in tough): same timestamp version, different bytes.
     let ts_version = repo.timestamp().signed.version.get();
@@ -383,6 +414,7 @@ pub async fn refresh(
         repo,
         release,
         skipped,
+        versions: trusted_now,
     })
 }
 

@@ -13,7 +13,7 @@ use bootd_client::NetConfig;
 use common::repo::{uki, workers, Fixture};
 use common::server::{Pki, Server};
 use common::sim::Sim;
-use racklet_bmc_proto::{Request, Response, Slot};
+use racklet_bmc_proto::{RefusalReason, Request, Response, Slot, TufRole};
 use racklet_hardware::Arch;
 use stage1::bmc::Bmc;
 use stage1::boot::{self, BootConfig, Mode};
@@ -389,9 +389,10 @@ async fn replayed_metadata_never_installs_an_older_release_even_with_the_trusted
     // The worst case for TUF's rollback checks: the node has forgotten
     // every version it trusted (RAM state, and the disk's state area
     // wiped). A compromised server replays the old repository, still
-    // unexpired, whose release has the same security version: TUF accepts
-    // it, and only the plan's version floor (the image the slot header
-    // records) stops the downgrade.
+    // unexpired, whose release has the same security version. The BMC
+    // kept the versions the node trusted (its TUF floors): the replay is
+    // refused as a rollback before any plan is made — and the plan's own
+    // floor (the image the slot header records) would refuse it too.
     let mut w = World::new().await;
     w.cfg.state_on_disk = false;
     assert_eq!(w.boot().await.slot, 'B');
@@ -415,11 +416,36 @@ async fn replayed_metadata_never_installs_an_older_release_even_with_the_trusted
     w.cfg.bootd = Some(evil.base());
     // The replayed release lists only os-1: os-2 is not in it, so nothing
     // on the disk checks out against it, and os-1 may not be installed.
+    let version = |dir: &std::path::Path, role: &str| -> u32 {
+        let j: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.join(format!("metadata/{role}.json"))).unwrap(),
+        )
+        .unwrap();
+        j["signed"]["version"].as_u64().unwrap() as u32
+    };
+    let mut bmc = Bmc::connect(&w.cfg.bmc_addr, 0x21).unwrap();
+    let floors = bmc.tuf_floors().unwrap();
+    let replayed = version(old.path(), "timestamp");
+    assert!(
+        floors.get(TufRole::Timestamp) > replayed,
+        "{floors:?}: the BMC keeps the newer timestamp version"
+    );
+    assert_eq!(
+        floors.get(TufRole::Timestamp),
+        version(&w.fx.repo(), "timestamp")
+    );
+    let refusals_before = bmc.refusals().unwrap().count;
     let err = boot::run(&w.cfg, 1, Duration::from_millis(100))
         .await
         .unwrap_err()
         .to_string();
     assert!(err.contains("cannot boot"), "{err}");
+    // Refused as what it is, and told to the BMC; the floors stay.
+    let mut bmc = Bmc::connect(&w.cfg.bmc_addr, 0x21).unwrap();
+    let r = bmc.refusals().unwrap();
+    assert!(r.count > refusals_before, "{r:?}");
+    assert_eq!(r.last.unwrap().reason, RefusalReason::Rollback, "{r:?}");
+    assert_eq!(bmc.tuf_floors().unwrap(), floors);
     let slots = w.slots();
     assert_eq!(slots.active, Some(Slot::A));
     let b = slots.slots[Slot::B.index()].image.as_ref().unwrap();

@@ -4,7 +4,7 @@
 //! # The authenticated link (`bmc/README.md`, "The authenticated link")
 //!
 //! Reads are open. A state change (report an install, raise the rollback
-//! minimum, set the clock, confirm a boot) carries a counter and a MAC
+//! minimum or a TUF floor, set the clock, confirm a boot, report a refusal) carries a counter and a MAC
 //! under this epoch's session key. stage1 runs while the BMC is *unsealed*
 //! (from a start of the host by the BMC until [`Bmc::seal`]): the first
 //! state change opens a session — provisioning a fresh unit key from the
@@ -20,12 +20,13 @@ use std::time::{Duration, Instant};
 
 use racklet_bmc_proto::{
     AuthStatus, ErrorCode, ImageKind, KeyHalf, Request, ResetType, Response, SecurityVersion,
-    Session, SessionKey, Slot, SmbusAddr, StreamReader, UnitKey, UnixTime, MAX_FRAME,
+    Session, SessionKey, Slot, SmbusAddr, StreamReader, TufFloors, UnitKey, UnixTime, MAX_FRAME,
 };
 
 use crate::error::{Error, Result};
 use crate::plan::BmcFacts;
 
+mod floors;
 mod link;
 mod refusal;
 mod token;
@@ -168,6 +169,9 @@ pub struct Facts {
     pub confirmed: bool,
     /// The link: key provisioned, sealed, epoch, last counter.
     pub auth: AuthStatus,
+    /// The newest TUF metadata versions the node trusted, as the BMC keeps
+    /// them (see [`Bmc::raise_tuf_floors`]).
+    pub tuf_floors: TufFloors,
 }
 
 /// The BMC's clock reading and whether it was ever set.
@@ -430,7 +434,7 @@ impl<S: Read + Write> Bmc<S> {
         .into()
     }
 
-    /// Boot plan, rollback minimum and time.
+    /// Boot plan, rollback minimum, time, the link's status and the TUF floors.
     pub fn facts(&mut self) -> Result<Facts> {
         let plan = match self.call(Request::GetBootPlan)? {
             Response::BootPlan(p) => p,
@@ -457,6 +461,7 @@ impl<S: Read + Write> Bmc<S> {
             None
         };
         let auth = self.auth_status()?;
+        let tuf_floors = self.tuf_floors()?;
         Ok(Facts {
             plan: BmcFacts {
                 slot: plan.slot,
@@ -469,6 +474,7 @@ impl<S: Read + Write> Bmc<S> {
             clock,
             confirmed: plan.confirmed,
             auth,
+            tuf_floors,
         })
     }
 

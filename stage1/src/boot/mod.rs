@@ -266,7 +266,9 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
     // is carried out (a refused update is never silent).
     let mut refused: Vec<bootd_api::RefusalReport> = Vec::new();
     let floor = tuf::time_floor(&cfg.state_dir)?;
-    let tcfg = cfg.tuf()?;
+    let mut tcfg = cfg.tuf()?;
+    // What this node trusted before, even if its state directory forgot.
+    tcfg.floors = facts.tuf_floors;
     let transport = cfg.transport()?;
     // A clock never set (a factory BMC counts from 1970) is no time at
     // all: ask bootd for time signed by the online timestamp key.
@@ -325,6 +327,16 @@ pub async fn boot_once(cfg: &BootConfig) -> Result<Outcome> {
                     tracing::warn!(target = %name, %why, "target skipped");
                 }
                 consistent = r.repo.root().signed.consistent_snapshot;
+                // Before the seal: the OS can never raise a floor.
+                match bmc.raise_tuf_floors(facts.tuf_floors, r.versions) {
+                    Ok(kept) if kept != facts.tuf_floors => {
+                        tracing::info!(floors = ?kept.0, "TUF version floors raised in the BMC (root, timestamp, snapshot, targets)");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot raise the TUF version floors in the BMC")
+                    }
+                }
                 Some(r.release)
             }
             Err(e) => {

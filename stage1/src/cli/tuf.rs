@@ -106,6 +106,8 @@ async fn refresh(r: &Remote) -> anyhow::Result<tuf::Refreshed> {
         targets_url: dir_url(&r.targets_url),
         state_dir: r.state.clone(),
         pinned_anchor: None,
+        // No BMC: the state directory alone keeps the versions.
+        floors: Default::default(),
     };
     let time = TrustedTime::resolve(
         Some(jiff::Timestamp::now()),
