@@ -28,15 +28,6 @@ fn state_changes() -> [Request<'static>; 4] {
     ]
 }
 
-/// A unit on, its key provisioned by "stage1", in epoch 1.
-fn provisioned() -> Rig {
-    let mut r = Rig::new();
-    r.until_on();
-    r.session().unwrap();
-    assert!(r.auth_status().key_provisioned);
-    r
-}
-
 /// Sends `frame` (raw bytes) and returns the status byte of the answer.
 fn status_of(r: &mut Rig, frame: &[u8]) -> u8 {
     r.raw(frame).expect("answered")[2]
@@ -91,10 +82,6 @@ fn unauthenticated_or_forged_state_changes_are_refused_and_change_nothing() {
     // stage1's own frames still work.
     r.ok(Request::ConfirmBoot { slot: Slot::A });
     assert!(r.plan().confirmed);
-}
-
-fn refused(code: ErrorCode) -> racklet_bmc_proto::Error {
-    racklet_bmc_proto::Error::Refused(code)
 }
 
 #[test]

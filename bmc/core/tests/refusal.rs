@@ -21,14 +21,6 @@ fn refusals(r: &mut Rig) -> Refusals {
     }
 }
 
-/// A unit on, its key provisioned by "stage1", in epoch 1.
-fn provisioned() -> Rig {
-    let mut r = Rig::new();
-    r.until_on();
-    r.session().unwrap();
-    r
-}
-
 #[test]
 fn a_factory_bmc_has_no_refusal_and_the_read_needs_no_mac() {
     let mut r = Rig::new();
@@ -84,10 +76,6 @@ fn forged(req: &Request<'_>, key: UnitKey, epoch: Epoch, counter: u32) -> Vec<u8
     let mut f = [0u8; MAX_FRAME];
     let n = encode_authenticated(addr(), req, &key.session(epoch), epoch, counter, &mut f).unwrap();
     f[..n].to_vec()
-}
-
-fn refused(code: ErrorCode) -> racklet_bmc_proto::Error {
-    racklet_bmc_proto::Error::Refused(code)
 }
 
 #[test]
@@ -168,39 +156,5 @@ fn after_seal_no_report_is_taken_even_with_the_session_key() {
 
 #[test]
 fn a_power_cut_at_every_op_of_a_report_leaves_the_old_record_or_the_new() {
-    let cfg = test_config();
-    // The ops a power-on and provisioning take on a factory flash (repeated
-    // exactly by a rig on the same flash), then those of the report.
-    let mut counting = provisioned();
-    let setup_ops = counting.flash_ops();
-    counting.ok(report(RefusalReason::TamperedTarget));
-    let new = counting.bmc.unit().persistent().refusals;
-    let ops = counting.flash_ops() - setup_ops;
-    assert!(ops >= 2, "record and mark: {ops}");
-    for k in 0..ops {
-        let mut f = StateFlash::new();
-        f.cut_power_at(setup_ops + k);
-        let mut r = Rig::with(cfg, f, Banks::new());
-        r.until_on();
-        r.session().unwrap();
-        assert_eq!(
-            r.call(report(RefusalReason::TamperedTarget)),
-            Err(refused(ErrorCode::Storage)),
-            "cut at op {k}"
-        );
-        // Refused means not recorded, in RAM too.
-        assert_eq!(refusals(&mut r), Refusals::default(), "cut at op {k}");
-        let (mut f, banks) = r.into_flashes();
-        f.restore_power();
-        let mut r = Rig::with(cfg, f, banks);
-        let got = r.bmc.unit().persistent().refusals;
-        assert!(
-            got == Refusals::default() || got == new,
-            "cut at op {k}: a third record {got:?}"
-        );
-        // The unit goes on: the next stage1 reports again and it lands.
-        r.until_on();
-        r.ok(report(RefusalReason::Rollback));
-        assert_eq!(refusals(&mut r).count, got.count + 1);
-    }
+    cut_at_every_op_of(report(RefusalReason::TamperedTarget), |p| p.refusals);
 }

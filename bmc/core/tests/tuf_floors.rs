@@ -20,18 +20,6 @@ fn floors(r: &mut Rig) -> TufFloors {
     }
 }
 
-fn refused(code: ErrorCode) -> racklet_bmc_proto::Error {
-    racklet_bmc_proto::Error::Refused(code)
-}
-
-/// A unit on, its key provisioned by "stage1", in epoch 1.
-fn provisioned() -> Rig {
-    let mut r = Rig::new();
-    r.until_on();
-    r.session().unwrap();
-    r
-}
-
 #[test]
 fn floors_only_rise_answer_their_new_value_and_survive_a_restart() {
     let mut r = provisioned();
@@ -96,37 +84,5 @@ fn an_unmacd_forged_or_sealed_raise_is_refused_and_changes_nothing() {
 
 #[test]
 fn a_power_cut_at_every_op_of_a_raise_leaves_the_old_floors_or_the_new() {
-    let cfg = test_config();
-    let mut counting = provisioned();
-    let setup_ops = counting.flash_ops();
-    counting.ok(raise(TufRole::Targets, 12));
-    let new = counting.bmc.unit().persistent().tuf_floors;
-    let ops = counting.flash_ops() - setup_ops;
-    assert!(ops >= 2, "record and mark: {ops}");
-    for k in 0..ops {
-        let mut f = StateFlash::new();
-        f.cut_power_at(setup_ops + k);
-        let mut r = Rig::with(cfg, f, Banks::new());
-        r.until_on();
-        r.session().unwrap();
-        assert_eq!(
-            r.call(raise(TufRole::Targets, 12)),
-            Err(refused(ErrorCode::Storage)),
-            "cut at op {k}"
-        );
-        // Refused means not raised, in RAM too.
-        assert_eq!(floors(&mut r), TufFloors::default(), "cut at op {k}");
-        let (mut f, banks) = r.into_flashes();
-        f.restore_power();
-        let mut r = Rig::with(cfg, f, banks);
-        let got = r.bmc.unit().persistent().tuf_floors;
-        assert!(
-            got == TufFloors::default() || got == new,
-            "cut at op {k}: a third state {got:?}"
-        );
-        r.until_on();
-        r.session().unwrap();
-        r.ok(raise(TufRole::Targets, 12));
-        assert_eq!(floors(&mut r), new, "after cut {k}");
-    }
+    cut_at_every_op_of(raise(TufRole::Targets, 12), |p| p.tuf_floors);
 }

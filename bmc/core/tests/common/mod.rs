@@ -265,3 +265,65 @@ impl Rig {
 pub fn addr() -> SmbusAddr {
     SmbusAddr::new(ADDR).unwrap()
 }
+
+/// A unit on, its key provisioned by "stage1", in epoch 1.
+pub fn provisioned() -> Rig {
+    let mut r = Rig::new();
+    r.until_on();
+    r.session().unwrap();
+    assert!(r.auth_status().key_provisioned);
+    r
+}
+
+/// The client's error for a request the BMC refused with `code`.
+pub fn refused(code: ErrorCode) -> Error {
+    Error::Refused(code)
+}
+
+/// Cuts power at every flash operation that `req` (MAC'd by "stage1" on a
+/// provisioned unit) takes. Each time the request is refused `Storage`
+/// and changes nothing in RAM; the state remounted after the cut is the
+/// old or the new one as `part` sees it, never a third; and the unit goes
+/// on: the next stage1 sends `req` again and it lands.
+pub fn cut_at_every_op_of<T: PartialEq + core::fmt::Debug>(
+    req: Request<'_>,
+    part: impl Fn(&racklet_bmc_core::state::Persistent) -> T,
+) {
+    let cfg = test_config();
+    // The ops a power-on and provisioning take on a factory flash (repeated
+    // exactly by a rig on the same flash), then those of the request.
+    let mut counting = provisioned();
+    let old = part(counting.bmc.unit().persistent());
+    let setup_ops = counting.flash_ops();
+    counting.ok(req);
+    let new = part(counting.bmc.unit().persistent());
+    let ops = counting.flash_ops() - setup_ops;
+    assert!(ops >= 2, "record and mark: {ops}");
+    for k in 0..ops {
+        let mut f = StateFlash::new();
+        f.cut_power_at(setup_ops + k);
+        let mut r = Rig::with(cfg, f, Banks::new());
+        r.until_on();
+        r.session().unwrap();
+        assert_eq!(
+            r.call(req),
+            Err(refused(ErrorCode::Storage)),
+            "cut at op {k}"
+        );
+        assert_eq!(
+            part(r.bmc.unit().persistent()),
+            old,
+            "cut at op {k}: RAM changed"
+        );
+        let (mut f, banks) = r.into_flashes();
+        f.restore_power();
+        let mut r = Rig::with(cfg, f, banks);
+        let got = part(r.bmc.unit().persistent());
+        assert!(
+            got == old || got == new,
+            "cut at op {k}: a third state {got:?}"
+        );
+        r.until_on();
+        r.ok(req);
+    }
+}
