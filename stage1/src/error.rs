@@ -124,6 +124,12 @@ pub enum Error {
         /// The BMC's floor.
         floor: u32,
     },
+    /// A root offered to pin that is not one.
+    #[error("cannot trust this root: {why}")]
+    BadRoot {
+        /// What is wrong with it.
+        why: String,
+    },
     /// A role was verified but its bytes were not kept by the transport.
     #[error("TUF metadata {name} was verified but its bytes were not recorded")]
     NotRecorded {

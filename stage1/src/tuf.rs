@@ -226,6 +226,37 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     )?)
 }
 
+/// `u` as a URL that names a directory (ending with `/`), so that joins
+/// stay below it.
+pub fn dir_url(u: &Url) -> Url {
+    let mut u = u.clone();
+    if !u.path().ends_with('/') {
+        let p = format!("{}/", u.path());
+        u.set_path(&p);
+    }
+    u
+}
+
+/// Trusts `root` (the JSON of a root to pin) in `state_dir`: checks that
+/// it is a root signed by its own keys to threshold (TUF 5.2 trusts a
+/// pinned root as given; this catches a wrong file now), then keeps it as
+/// `trusted/N.root.json`. Returns its version.
+pub fn trust_root(state_dir: &Path, root: &[u8]) -> Result<u64> {
+    let bad = |why: String| Error::BadRoot { why };
+    let parsed: tough::schema::Signed<tough::schema::Root> =
+        serde_json::from_slice(root).map_err(|e| bad(format!("not a TUF root: {e}")))?;
+    parsed
+        .signed
+        .verify_role(&parsed)
+        .map_err(|e| bad(format!("not signed by its own root keys to threshold: {e}")))?;
+    let v = parsed.signed.version.get();
+    write_atomic(
+        &state_dir.join("trusted").join(format!("{v}.root.json")),
+        root,
+    )?;
+    Ok(v)
+}
+
 /// The root to start from: the latest persisted verified root, else the
 /// pinned one.
 pub fn trusted_root(cfg: &TufConfig, pinned: Option<&Path>) -> Result<Vec<u8>> {

@@ -8,10 +8,13 @@
 //! - `cargo xtask build-image RECIPE`: a reproducible boot image.
 //! - `cargo xtask demo`: the demo rack, end to end (the main job).
 //! - `cargo xtask e2e`: the whole boot chain under QEMU (root).
+//! - `cargo xtask tuf-conformance`: the upstream TUF conformance suite
+//!   against stage1's TUF client.
 #![forbid(unsafe_code)]
 
 mod bench;
 mod build_image;
+mod conformance;
 mod demo;
 mod e2e;
 mod kernel;
@@ -55,6 +58,9 @@ enum Command {
     /// install, kexec, confirm, update, tampering, button (root); x86_64
     /// nodes, arm64 ones (`--arch aarch64`) or both (`--arch all`).
     E2e(e2e::E2eArgs),
+    /// The upstream TUF client conformance suite (vendored in
+    /// ../shared/vendor) against stage1's TUF client.
+    TufConformance(conformance::ConformanceArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -68,6 +74,7 @@ fn main() -> std::process::ExitCode {
         Command::FetchKernel => kernel::ensure().map(|k| println!("{}", k.display())),
         Command::FetchPiFiles => pifiles::ensure().map(|f| println!("{f:#?}")),
         Command::E2e(a) => e2e::run(&a),
+        Command::TufConformance(a) => conformance::run(&a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -77,6 +77,14 @@ pub const APT: &[(&str, &str)] = &[
         "unshare and setpriv: bootd.service's sandbox, and stage1 as PID 1 in a PID namespace",
     ),
     ("python3-pip", "installs the python-tuf reference client"),
+    (
+        "python3-venv",
+        "the TUF conformance suite's own venv (its pinned python-tuf)",
+    ),
+    (
+        "faketime",
+        "the TUF conformance suite's expiry tests set the client's clock",
+    ),
     ("g++", "libfuzzer-sys compiles libFuzzer (C++)"),
     (
         "binutils",

@@ -64,6 +64,10 @@ pub fn run_all(args: &TestArgs, steps: &mut Steps) -> Result<()> {
             .env("RACKLET_KERNEL", &kernel))
     })?;
     steps.step(
+        "TUF conformance suite against stage1's client (cargo xtask tuf-conformance)",
+        || crate::conformance::run(&Default::default()),
+    )?;
+    steps.step(
         "demo: the simulated rack end to end (cargo xtask demo)",
         || {
             crate::demo::run(&crate::demo::DemoArgs {

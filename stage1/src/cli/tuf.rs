@@ -63,15 +63,6 @@ pub struct Remote {
     pub allow_plain_http: bool,
 }
 
-fn dir_url(u: &Url) -> Url {
-    let mut u = u.clone();
-    if !u.path().ends_with('/') {
-        let p = format!("{}/", u.path());
-        u.set_path(&p);
-    }
-    u
-}
-
 async fn refresh(r: &Remote) -> anyhow::Result<tuf::Refreshed> {
     for u in [&r.metadata_url, &r.targets_url] {
         if u.scheme() == "http" && !r.allow_plain_http {
@@ -102,8 +93,8 @@ async fn refresh(r: &Remote) -> anyhow::Result<tuf::Refreshed> {
         },
     ));
     let cfg = TufConfig {
-        metadata_url: dir_url(&r.metadata_url),
-        targets_url: dir_url(&r.targets_url),
+        metadata_url: tuf::dir_url(&r.metadata_url),
+        targets_url: tuf::dir_url(&r.targets_url),
         state_dir: r.state.clone(),
         pinned_anchor: None,
         // No BMC: the state directory alone keeps the versions.
@@ -122,17 +113,8 @@ pub fn run(cmd: TufCommand) -> anyhow::Result<()> {
     match cmd {
         TufCommand::Init { root, state } => {
             let bytes = std::fs::read(&root).with_context(|| root.display().to_string())?;
-            let parsed: tough::schema::Signed<tough::schema::Root> =
-                serde_json::from_slice(&bytes).context("not a TUF root")?;
-            // 5.2: a root is trusted as pinned; verify it is self-signed to
-            // threshold so a typo'd file is caught now.
-            parsed
-                .signed
-                .verify_role(&parsed)
-                .context("the root is not signed by its own root keys to threshold")?;
-            let v = parsed.signed.version.get();
+            let v = tuf::trust_root(&state, &bytes)?;
             let dst = state.join("trusted").join(format!("{v}.root.json"));
-            tuf::write_atomic(&dst, &bytes)?;
             println!("trusting root version {v} ({})", dst.display());
         }
         TufCommand::Refresh(r) => {
