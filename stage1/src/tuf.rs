@@ -7,7 +7,8 @@
 //!
 //! - 5.2 / 5.3: the *latest* verified root is persisted and is where the
 //!   next root walk starts (a server that withholds `N+1.root.json` cannot
-//!   send the node back to an older root);
+//!   send the node back to an older root), also when a later step of the
+//!   refresh fails (5.3.8);
 //! - 5.3.10, 5.4.4, 5.5.6, 5.6.5 (freeze attacks): tough checks expiry
 //!   against the system clock; stage1 checks again against the **trusted**
 //!   time ([`TrustedTime`]), so the later of the two decides;
@@ -339,13 +340,20 @@ pub async fn refresh(
     })?;
     // 5.3–5.6 in tough: root walk, signatures and thresholds, versions
     // against the datastore (rollback), hashes and lengths, expiry (Safe).
-    let repo = RepositoryLoader::new(&root, cfg.metadata_url.clone(), cfg.targets_url.clone())
+    let loaded = RepositoryLoader::new(&root, cfg.metadata_url.clone(), cfg.targets_url.clone())
         .transport(transport.clone())
         .datastore(&tough_dir)
         .expiration_enforcement(ExpirationEnforcement::Safe)
         .load()
         .await
-        .map_err(tuf_err(&cfg.metadata_url))?;
+        .map_err(tuf_err(&cfg.metadata_url));
+    // 5.3.8: every root verified on the way is kept, even when a later
+    // step fails, so the next walk starts from it. (Pinned-anchor state
+    // walks from the pin anyway.)
+    if cfg.pinned_anchor.is_none() {
+        keep_walked_roots(&cfg.trusted(), &root, &transport)?;
+    }
+    let repo = loaded?;
 
     // 5.3.10, 5.4.4, 5.5.6, 5.6.5: freeze attacks, against trusted time.
     let expiries = [
@@ -447,6 +455,35 @@ pub async fn refresh(
         skipped,
         versions: trusted_now,
     })
+}
+
+/// Replays the root walk (TUF 5.3.3–5.3.8) over the roots `transport`
+/// recorded, starting from `root`, and keeps each one that `N` and itself
+/// sign to threshold as `trusted/N+1.root.json`, the bytes as received.
+/// Stops at the first root missing or not verified: tough refused it too.
+fn keep_walked_roots(trusted: &Path, root: &[u8], transport: &TufTransport) -> Result<()> {
+    type SignedRoot = tough::schema::Signed<tough::schema::Root>;
+    let Ok(mut current) = serde_json::from_slice::<SignedRoot>(root) else {
+        return Ok(());
+    };
+    loop {
+        let next_v = current.signed.version.get().saturating_add(1);
+        let name = format!("{next_v}.root.json");
+        let Some(bytes) = transport.recorded(&name) else {
+            return Ok(());
+        };
+        let Ok(next) = serde_json::from_slice::<SignedRoot>(&bytes) else {
+            return Ok(());
+        };
+        let verified = next.signed.version.get() == next_v
+            && current.signed.verify_role(&next).is_ok()
+            && next.signed.verify_role(&next).is_ok();
+        if !verified {
+            return Ok(());
+        }
+        write_atomic(&trusted.join(&name), &bytes)?;
+        current = next;
+    }
 }
 
 /// Re-verifies the locally stored metadata (offline boot): signatures,

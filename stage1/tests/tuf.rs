@@ -184,6 +184,70 @@ async fn rolled_back_timestamp_snapshot_and_targets_are_refused() {
     assert!(stored.targets.iter().any(|t| t.name.as_str() == "os-2.uki"));
 }
 
+/// Root 2 (the same keys as root 1), signed by `signers` of the root keys.
+fn root_2(fx: &Fixture, signers: &[usize]) -> tough::schema::Signed<tough::schema::Root> {
+    let root = imgsign::repo::Published::open(&fx.repo()).unwrap().root;
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 365);
+    let mut staged = imgsign::rootkeys::stage(Some(&root.signed), &[], expires).unwrap();
+    let keys: Vec<_> = signers.iter().map(|&i| &fx.root_keys[i]).collect();
+    imgsign::rootkeys::sign_staged(&mut staged, Some(&root.signed), &keys).unwrap();
+    staged
+}
+
+/// The version of the root the next walk starts from.
+fn anchor_version(rig: &Rig) -> u64 {
+    let root: tough::schema::Signed<tough::schema::Root> =
+        serde_json::from_slice(&tuf::trusted_root(&rig.cfg(), None).unwrap()).unwrap();
+    root.signed.version.get()
+}
+
+#[tokio::test]
+async fn a_root_verified_before_a_later_step_fails_is_kept() {
+    // TUF 5.3.8: root 2 is verified, then the timestamp fails its
+    // signature check. The refresh fails, but root 2 is what the next walk
+    // starts from: a server that now withholds 2.root.json cannot keep the
+    // node on root 1 (whose keys the rotation may have retired).
+    let rig = Rig::new().await;
+    rig.refresh().await.unwrap();
+    let keys = [&rig.fx.snapshot, &rig.fx.timestamp];
+    let now = jiff::Timestamp::now();
+    let expiries = imgsign::repo::Expiries::default();
+    imgsign::rootkeys::publish(
+        &rig.fx.repo(),
+        root_2(&rig.fx, &[0, 1]),
+        &keys,
+        now,
+        &expiries,
+    )
+    .unwrap();
+    edit_timestamp(&rig, |ts| {
+        ts["signatures"][0]["sig"] = "00".repeat(64).into()
+    });
+    let e = rig.refresh().await.unwrap_err();
+    assert!(chain(&e).contains("timestamp"), "{}", chain(&e));
+    let kept = std::fs::read(rig.state.path().join("trusted/2.root.json")).unwrap();
+    let served = std::fs::read(rig.fx.repo().join("metadata/2.root.json")).unwrap();
+    assert_eq!(kept, served, "the root is kept as received");
+    assert_eq!(anchor_version(&rig), 2);
+    // The offline boot still has the last complete set to verify against.
+    tuf::load_stored(&rig.cfg()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_root_below_its_threshold_is_not_kept() {
+    // 2.root.json signed by one of the two root signatures it needs.
+    let rig = Rig::new().await;
+    rig.refresh().await.unwrap();
+    rig.server.attack(
+        "/metadata/2.root.json",
+        Attack::Replace(serde_json::to_vec(&root_2(&rig.fx, &[0])).unwrap()),
+    );
+    let e = rig.refresh().await.unwrap_err();
+    assert!(chain(&e).contains("root"), "{}", chain(&e));
+    assert!(!rig.state.path().join("trusted/2.root.json").exists());
+    assert_eq!(anchor_version(&rig), 1);
+}
+
 #[tokio::test]
 async fn expired_metadata_is_refused_as_a_freeze_attack() {
     let exp = imgsign::repo::Expiries {

@@ -141,43 +141,62 @@ async fn refresh(cli: &Cli) -> anyhow::Result<tuf::Refreshed> {
     // The suite sets the clock with faketime: the system clock is trusted
     // time here, never below the newest one this state persisted.
     let time = TrustedTime::resolve(Some(jiff::Timestamp::now()), None, tuf::time_floor(&state)?)?;
-    let got = tuf::refresh(&cfg, &transport, None, &time).await?;
+    let got = tuf::refresh(&cfg, &transport, None, &time).await;
+    // After a failed refresh too: what was verified before the failure
+    // stays trusted.
     mirror(&state, &cli.metadata_dir)?;
-    Ok(got)
+    Ok(got?)
 }
 
-/// Copies stage1's trusted top-level metadata into `dir` under the
-/// suite's non-versioned names.
+/// Copies the newest verified copy of each top-level role into `dir`
+/// under the suite's non-versioned names. The root is the one the next
+/// walk starts from (`trusted/N.root.json`, kept as soon as it is
+/// verified, TUF 5.3.8). The others come from stage1's `trusted/` (the
+/// bytes as received, kept after a refresh that passed every check) or
+/// tough's datastore `tough/` (written as soon as each role is verified,
+/// 5.4.5, 5.5.7, 5.6.7, and what the next refresh's rollback checks
+/// compare against), whichever holds the higher version; on a tie the
+/// received bytes.
 fn mirror(state: &Path, dir: &Path) -> anyhow::Result<()> {
     let trusted = state.join("trusted");
-    let mut newest: [Option<(u64, PathBuf)>; 3] = Default::default();
-    for e in std::fs::read_dir(&trusted).with_context(|| trusted.display().to_string())? {
-        let e = e?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        for (i, suffix) in [".root.json", ".snapshot.json", ".targets.json"]
-            .iter()
-            .enumerate()
-        {
-            if let Some(v) = name.strip_suffix(suffix).and_then(|v| v.parse().ok()) {
-                if newest[i].as_ref().is_none_or(|(b, _)| v > *b) {
-                    newest[i] = Some((v, e.path()));
+    let mut kept: [Option<(u64, PathBuf)>; 4] = Default::default();
+    let roles = ["root", "timestamp", "snapshot", "targets"];
+    if let Ok(rd) = std::fs::read_dir(&trusted) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            for (i, role) in roles.iter().enumerate() {
+                let v = match name.strip_suffix(&format!(".{role}.json")) {
+                    Some(v) => v.parse().ok(),
+                    None if name == format!("{role}.json") => version(&e.path()),
+                    None => None,
+                };
+                if let Some(v) = v {
+                    if kept[i].as_ref().is_none_or(|(b, _)| v > *b) {
+                        kept[i] = Some((v, e.path()));
+                    }
                 }
             }
         }
     }
-    let [root, snapshot, targets] = newest;
-    for (to, from) in [
-        ("root.json", root.map(|(_, p)| p)),
-        ("timestamp.json", Some(trusted.join("timestamp.json"))),
-        ("snapshot.json", snapshot.map(|(_, p)| p)),
-        ("targets.json", targets.map(|(_, p)| p)),
-    ] {
-        if let Some(from) = from {
-            let bytes = std::fs::read(&from).with_context(|| from.display().to_string())?;
-            tuf::write_atomic(&dir.join(to), &bytes)?;
+    for (i, role) in roles.iter().enumerate() {
+        let datastore = state.join("tough").join(format!("{role}.json"));
+        if let Some(v) = version(&datastore).filter(|_| *role != "root") {
+            if kept[i].as_ref().is_none_or(|(b, _)| v > *b) {
+                kept[i] = Some((v, datastore));
+            }
+        }
+        if let Some((_, from)) = &kept[i] {
+            let bytes = std::fs::read(from).with_context(|| from.display().to_string())?;
+            tuf::write_atomic(&dir.join(format!("{role}.json")), &bytes)?;
         }
     }
     Ok(())
+}
+
+/// The `signed.version` of a metadata file, if it is one.
+fn version(path: &Path) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    v["signed"]["version"].as_u64()
 }
 
 /// A target path as one file name: every byte outside `[A-Za-z0-9._-]`
